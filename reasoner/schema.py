@@ -126,7 +126,9 @@ class _DegradationBase(_Strict):
     def _level_matches_severity(self):
         expected = level_for(self.severity)
         if self.level != expected:
-            raise ValueError(f"level {self.level!r} does not match severity {self.severity:.3f} (expected {expected!r})")
+            raise ValueError(
+                f"level {self.level!r} does not match severity {self.severity:.3f} (expected {expected!r})"
+            )
         return self
 
 
@@ -244,7 +246,9 @@ class DiagnosisRecord(_Strict):
     schema_name: Literal["rnr.diagnosis_record"] = SCHEMA_NAME
     version: str = Field(SCHEMA_VERSION, pattern=r"^\d+\.\d+\.\d+$", description="Semver of the record schema.")
     image: ImageInfo
-    reasoning: list[ReasoningStep] = Field(default_factory=list, max_length=32, description="Ordered chain of thought.")
+    reasoning: list[ReasoningStep] = Field(
+        default_factory=list, max_length=32, description="Ordered chain of thought."
+    )
     degradations: list[Degradation] = Field(
         default_factory=list, max_length=8, description="One entry per assessed kind, in physical order."
     )

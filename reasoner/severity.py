@@ -3,16 +3,16 @@
 Every producer of severities (synthesis ground truth, the ``measure`` diagnoser, model backends' post-checks,
 rewards) goes through these functions, so "severity 0.4 noise" means the same thing everywhere.
 
-| kind           | parameter (units)                                      | severity                                   |
-|----------------|--------------------------------------------------------|--------------------------------------------|
-| noise          | sigma, std at mid-grey on the 0-255 scale              | log(sigma/3) / log(50/3)                   |
-| blur           | sigma, equivalent Gaussian std in pixels               | log(sigma/0.5) / log(5/0.5)                |
-| motion_blur    | length of the linear kernel in pixels                  | log(length/3) / log(36/3)                  |
-| haze           | mean transmission t in (0, 1]                          | (0.9 - t) / 0.7                            |
-| low_light      | mid-tone gain g = exposure * 0.5 ** (gamma - 1)        | log(1/g) / log(50)                         |
-| jpeg           | IJG quality factor 1-100                               | (100 - quality) / 90                       |
-| rain           | streak coverage, mean streak opacity over the image    | coverage / 0.08                            |
-| low_resolution | linear down-sampling factor (2 = half width)           | log2(scale) / 2                            |
+| kind           | parameter (units)                                 | severity                    |
+|----------------|---------------------------------------------------|-----------------------------|
+| noise          | sigma, std at mid-grey on the 0-255 scale         | log(sigma/3) / log(50/3)    |
+| blur           | sigma, equivalent Gaussian std in pixels          | log(sigma/0.5) / log(5/0.5) |
+| motion_blur    | length of the linear kernel in pixels             | log(length/3) / log(36/3)   |
+| haze           | mean transmission t in (0, 1]                     | (0.9 - t) / 0.7             |
+| low_light      | mid-tone gain g = exposure * 0.5 ** (gamma - 1)   | log(1/g) / log(50)          |
+| jpeg           | IJG quality factor 1-100                          | (100 - quality) / 90        |
+| rain           | streak coverage, mean streak opacity over image   | coverage / 0.08             |
+| low_resolution | linear down-sampling factor (2 = half width)      | log2(scale) / 2             |
 
 All maps are clipped to [0, 1] and are monotone in their parameter (increasing, except transmission, JPEG quality
 and low-light gain where larger means cleaner). Each has an inverse used to turn a calibrated severity back into

@@ -1,0 +1,141 @@
+"""The ``rnr`` command line. Heavy imports live inside command bodies so ``rnr --help`` stays instant."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="rnr",
+    help="reason-restore: diagnose image degradations, then restore (reason -> retrieve -> restore -> re-score).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def diagnose(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or directories of images."),
+    as_json: bool = typer.Option(False, "--json", help="Print validated records as JSON (JSONL for several)."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the records to this JSONL file."),
+    reasoner: str = typer.Option("measure", "--reasoner", help="Reasoner backend name or 'pkg.module:Class'."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-directories."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
+) -> None:
+    """Diagnose degradations in images and explain the reasoning."""
+    from rich.console import Console
+
+    from agent.render import render_record
+    from reasoner import load_reasoner
+    from reasoner.imageio import ImageLoadError, iter_image_files, load_image
+
+    try:
+        files = iter_image_files(inputs, recursive=recursive)
+    except ImageLoadError as e:
+        _fail(str(e))
+    if not files:
+        _fail(f"no images found in {', '.join(map(str, inputs))}")
+    try:
+        model = load_reasoner(reasoner)
+    except (ValueError, ImportError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e), param_hint="--reasoner") from None
+
+    stdout, stderr = Console(), Console(stderr=True)
+    records, failures = [], []
+    show_progress = not as_json and len(files) > 1 and stderr.is_terminal
+
+    def run_one(path: Path) -> None:
+        try:
+            rec = model.diagnose(load_image(path, max_pixels=max_pixels))
+        except ImageLoadError as e:
+            failures.append((path, str(e)))
+            stderr.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+            return
+        records.append(rec)
+        if as_json:
+            sys.stdout.write(rec.model_dump_json() + "\n")
+            sys.stdout.flush()
+        else:
+            render_record(stdout, rec)
+
+    if show_progress:
+        from rich.progress import Progress
+
+        with Progress(console=stderr, transient=True) as bar:
+            task = bar.add_task("diagnosing", total=len(files))
+            for path in files:
+                run_one(path)
+                bar.advance(task)
+    else:
+        for path in files:
+            run_one(path)
+
+    if out is not None:
+        from agent.io import write_jsonl_atomic
+
+        write_jsonl_atomic(out, (r.model_dump(mode="json") for r in records))
+    if failures:
+        stderr.print(f"{len(failures)} of {len(files)} image(s) failed:", highlight=False)
+        for path, msg in failures:
+            stderr.print(f"  {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema(out: Path | None = typer.Option(None, "--out", help="Write to this file instead of stdout.")) -> None:
+    """Print the JSON Schema of the diagnosis record."""
+    from reasoner.schema import json_schema_text
+
+    text = json_schema_text()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+
+
+@app.command()
+def calibrate(
+    n: int = typer.Option(6000, "--n", help="Synthetic samples to fit on."),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per core)."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write (default: the committed calibration)."),
+) -> None:
+    """Refit the measure backend's calibration from self-synthesised data (reproduces the committed file)."""
+    from reasoner.calibration import DEFAULT_PATH
+    from rl.calibrate import fit, write
+
+    cal = fit(n=n, seed=seed, workers=workers or None)
+    path = write(cal, out or DEFAULT_PATH)
+    typer.echo(json.dumps({"written": str(path), **cal.meta}), err=False)
+
+
+@app.command()
+def examples(
+    out: Path = typer.Argument(Path("examples"), help="Directory to write the example photos to."),
+    seed: int = typer.Option(7, "--seed"),
+) -> None:
+    """Write a few degraded bundled photos (and a clean one) to try the pipeline on."""
+    from rl.photos import write_examples
+
+    for path in write_examples(out, seed=seed):
+        typer.echo(str(path))
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m agent.cli`
+    """Run the app."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,64 @@
+"""Human-readable rendering of records for the terminal (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from reasoner.schema import DiagnosisRecord
+
+_LEVEL_STYLE = {"none": "dim", "mild": "yellow", "moderate": "dark_orange", "severe": "bold red"}
+
+
+def _bar(severity: float, width: int = 20) -> Text:
+    full = round(severity * width)
+    return Text("█" * full + "·" * (width - full), style="cyan")
+
+
+def _factors(entry) -> str:
+    parts = []
+    for k, v in entry.factors.model_dump().items():
+        if isinstance(v, float):
+            parts.append(f"{k}={v:.3g}")
+        elif isinstance(v, list):
+            parts.append(f"{k}=({', '.join(f'{x:.2f}' for x in v)})")
+        else:
+            parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+def record_panel(rec: DiagnosisRecord) -> Panel:
+    """A panel with the degradations table, the chain of thought and the scene summary."""
+    table = Table(expand=False, box=None, pad_edge=False)
+    for col in ("kind", "level", "severity", "", "conf.", "factors"):
+        table.add_column(col)
+    for d in rec.detected():
+        table.add_row(
+            d.kind,
+            Text(d.level, style=_LEVEL_STYLE[d.level]),
+            f"{d.severity:.2f}",
+            _bar(d.severity),
+            f"{d.confidence:.2f}",
+            _factors(d),
+        )
+    if not rec.detected():
+        table.add_row("—", Text("none", style="green"), "0.00", _bar(0.0), "", "no significant degradation")
+    steps = Text()
+    for i, s in enumerate(rec.reasoning, 1):
+        steps.append(f"{i:>2}. ", style="bold")
+        steps.append(s.observation + "\n")
+        steps.append("    → " + s.inference + "\n", style="italic")
+    sem = rec.semantics
+    flags = [name for name in ("faces", "text", "sky", "fine_texture") if getattr(sem, name)]
+    scene = Text(f"{sem.description} Flags: {', '.join(flags) or 'none'}.", style="dim")
+    title = f"{rec.image.path or rec.image.sha256[:12]}  {rec.image.width}×{rec.image.height}"
+    ms = rec.provenance.elapsed_s * 1000
+    subtitle = f"overall severity {rec.overall_severity:.2f} · {rec.provenance.backend} · {ms:.0f} ms"
+    return Panel(Group(table, Text(""), steps, scene), title=title, subtitle=subtitle, title_align="left")
+
+
+def render_record(console: Console, rec: DiagnosisRecord) -> None:
+    """Print ``rec`` as a readable trace."""
+    console.print(record_panel(rec))
