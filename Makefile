@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 
 demo: venv
-	$(BIN)/python -m bench.examples examples
+	$(BIN)/rnr examples examples
 	$(BIN)/rnr diagnose examples/
 
 test: venv

@@ -105,7 +105,7 @@ def schema(out: Path | None = typer.Option(None, "--out", help="Write to this fi
 
 @app.command()
 def calibrate(
-    n: int = typer.Option(6000, "--n", help="Synthetic samples to fit on."),
+    n: int = typer.Option(8000, "--n", help="Synthetic samples to fit on."),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per core)."),
     out: Path | None = typer.Option(None, "--out", help="Where to write (default: the committed calibration)."),

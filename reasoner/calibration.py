@@ -68,8 +68,8 @@ class Mlp:
         )
 
     def to_json(self) -> dict:
-        """Weights rounded to 6 significant digits (keeps the file small and diffs readable)."""
-        rnd = lambda a: np.vectorize(lambda v: float(f"{v:.6g}"))(a).tolist()  # noqa: E731
+        """Weights rounded to 5 significant digits (keeps the file small and diffs readable)."""
+        rnd = lambda a: np.vectorize(lambda v: float(f"{v:.5g}"))(a).tolist()  # noqa: E731
         return {
             "weights": [rnd(w) for w in self.weights],
             "biases": [rnd(b) for b in self.biases],
@@ -79,7 +79,7 @@ class Mlp:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Standardisation, a severity regressor and a presence classifier over the measured statistics."""
+    """Standardisation, then ensembles of severity regressors and presence classifiers (outputs averaged)."""
 
     version: str
     feature_names: list[str]
@@ -87,8 +87,8 @@ class Calibration:
     scale: np.ndarray
     kinds: list[str]
     presence_labels: list[str]
-    severity: Mlp
-    presence: Mlp
+    severity: tuple[Mlp, ...]
+    presence: tuple[Mlp, ...]
     meta: dict
 
     def predict(self, feats: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
@@ -97,8 +97,8 @@ class Calibration:
         if missing:
             raise ValueError(f"calibration {self.version} needs statistics this build does not measure: {missing}")
         x = ((feature_vector(feats, self.feature_names) - self.mean) / self.scale)[None, :]
-        sev = np.clip(self.severity(x)[0], 0.0, 1.0)
-        prob = self.presence(x)[0]
+        sev = np.clip(np.mean([m(x)[0] for m in self.severity], axis=0), 0.0, 1.0)
+        prob = np.mean([m(x)[0] for m in self.presence], axis=0)
         return (
             {k: float(v) for k, v in zip(self.kinds, sev, strict=True)},
             {k: float(v) for k, v in zip(self.presence_labels, prob, strict=True)},
@@ -114,8 +114,8 @@ class Calibration:
             "scale": [float(f"{v:.8g}") for v in self.scale],
             "kinds": self.kinds,
             "presence_labels": self.presence_labels,
-            "severity": self.severity.to_json(),
-            "presence": self.presence.to_json(),
+            "severity": [m.to_json() for m in self.severity],
+            "presence": [m.to_json() for m in self.presence],
             "meta": self.meta,
         }
 
@@ -131,8 +131,8 @@ class Calibration:
             scale=np.asarray(d["scale"], dtype=np.float64),
             kinds=list(d["kinds"]),
             presence_labels=list(d["presence_labels"]),
-            severity=Mlp.from_json(d["severity"]),
-            presence=Mlp.from_json(d["presence"]),
+            severity=tuple(Mlp.from_json(m) for m in d["severity"]),
+            presence=tuple(Mlp.from_json(m) for m in d["presence"]),
             meta=dict(d.get("meta", {})),
         )
 

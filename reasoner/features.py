@@ -9,6 +9,7 @@ measured at native resolution on a central crop whose origin is a multiple of 8 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -170,7 +171,16 @@ def spectrum_stats(y: np.ndarray, noise_sigma: float) -> dict[str, float]:
     i_min = int(np.argmin(lp))
     out["orient_aniso"] = float(lp.max() - lp.min())
     out["orient_min_vs_opposite"] = float(lp[(i_min + ORIENT_BINS // 2) % ORIENT_BINS] - lp[i_min])
-    out["orient_min_angle"] = float((i_min + 0.5) * 180.0 / ORIENT_BINS)
+    # Direction of least energy at 5-degree resolution: circular mean of the doubled angles weighted by how far
+    # each direction falls below the strongest (not a model input, so finer than the profile above).
+    fine = 36
+    fbin = (ang / (180.0 / fine)).astype(int) % fine
+    fprof = np.log10(np.bincount(fbin, weights=pb, minlength=fine) / np.maximum(np.bincount(fbin, minlength=fine), 1))
+    deficit = fprof.max() - fprof
+    theta = np.radians((np.arange(fine) + 0.5) * 2 * 180.0 / fine)
+    out["orient_min_angle"] = float(
+        np.degrees(np.arctan2((deficit * np.sin(theta)).sum(), (deficit * np.cos(theta)).sum())) / 2 % 180.0
+    )
     return out
 
 
@@ -277,6 +287,19 @@ def jpeg_stats(y: np.ndarray) -> dict[str, float]:
 # --- rain ----------------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
+def _line_bank(n: int = 12, half: int = 4) -> tuple[np.ndarray, ...]:
+    """Normalised anti-aliased line kernels at ``n`` directions over 180 degrees (y axis down, CCW from +x)."""
+    bank = []
+    for i in range(n):
+        a = math.radians(i * 180.0 / n)
+        k = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+        dx, dy = half * math.cos(a), -half * math.sin(a)
+        cv2.line(k, (round(half - dx), round(half - dy)), (round(half + dx), round(half + dy)), 1.0, 1, cv2.LINE_AA)
+        bank.append(k / k.sum())
+    return tuple(bank)
+
+
 def rain_stats(y: np.ndarray) -> dict[str, float]:
     """Thin bright streaks: top-hat energy, its orientation coherence, and oriented line-filter contrast."""
     tophat = cv2.morphologyEx(y, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
@@ -288,19 +311,36 @@ def rain_stats(y: np.ndarray) -> dict[str, float]:
     # Gradient orientation is perpendicular to the streaks; report streak direction, y axis down, CCW from +x.
     grad_angle = 0.5 * math.degrees(math.atan2(2 * jxy, jxx - jyy))
     streak_angle = (-(grad_angle + 90.0)) % 180.0
-    # Line filters at half resolution: streaks are long, and this keeps the filter bank cheap.
+    # Line filters at half resolution (streaks are long; this keeps the bank cheap), every 15 degrees.
     half = cv2.resize(
         tophat, (max(1, tophat.shape[1] // 2), max(1, tophat.shape[0] // 2)), interpolation=cv2.INTER_AREA
     )
-    responses = []
-    for a in range(45, 136, 15):
-        k = np.zeros((9, 9), np.float32)
-        dx, dy = 4 * math.cos(math.radians(a)), -4 * math.sin(math.radians(a))
-        cv2.line(k, (round(4 - dx), round(4 - dy)), (round(4 + dx), round(4 + dy)), 1.0, 1, cv2.LINE_AA)
-        responses.append(cv2.filter2D(half, -1, k / k.sum()))
-    resp = np.stack(responses)
+    resp = np.stack([cv2.filter2D(half, -1, k) for k in _line_bank()])
+    n_dir = resp.shape[0]
+    med = np.median(resp, axis=0)
     best = resp.max(axis=0)
-    line_contrast = float(np.log((best.mean() + 1e-2) / (np.median(resp, axis=0).mean() + 1e-2)))
+    line_contrast = float(np.log((best.mean() + 1e-2) / (med.mean() + 1e-2)))
+    # Rain covers the frame evenly along one direction; thin scene structures are local and point every way.
+    # (Each kernel sums to one, so plain mean responses are equal; compare what each direction adds over the median.)
+    excess = np.maximum(resp - med[None], 0.0)
+    means = excess.mean(axis=(1, 2))
+    a_star = int(np.argmax(means))
+    orth = (a_star + n_dir // 2) % n_dir
+    dir_contrast = float(np.log((means[a_star] + 0.05) / (means[orth] + 0.05)))
+    g = 4
+    hh, ww = half.shape[0] // g * g, half.shape[1] // g * g
+    cells = excess[:, :hh, :ww].reshape(n_dir, g, hh // g, g, ww // g).mean(axis=(2, 4)).reshape(n_dir, -1)
+    off = np.abs((cells.argmax(axis=0) - a_star + n_dir // 2) % n_dir - n_dir // 2)
+    cell_aniso = np.log((cells[a_star] + 0.05) / (cells[orth] + 0.05))
+    # Over smooth background (sky, walls) a clean scene has no thin bright lines at all, while rain crosses it.
+    background = cv2.resize(y - tophat, (half.shape[1], half.shape[0]), interpolation=cv2.INTER_AREA)
+    bg_sd = np.sqrt(np.maximum(cv2.blur(background**2, (7, 7)) - cv2.blur(background, (7, 7)) ** 2, 0))
+    flat = bg_sd < 4.0
+    if flat.mean() > 0.05:
+        ea, eo = excess[a_star][flat].mean(), excess[orth][flat].mean()
+        flat_aniso, flat_energy = float(np.log((ea + 0.05) / (eo + 0.05))), float(np.log(ea + 0.05))
+    else:
+        flat_aniso, flat_energy = 0.0, float(np.log(0.05))
     return {
         "rain_tophat": float(np.log(tophat.mean() + 1e-2)),
         "rain_tophat_frac": float((tophat > 20.0).mean()),
@@ -308,6 +348,12 @@ def rain_stats(y: np.ndarray) -> dict[str, float]:
         "rain_line_contrast": line_contrast,
         "rain_angle": float(streak_angle),
         "rain_vertical": float(math.cos(math.radians(2 * (streak_angle - 90.0)))),
+        "rain_dir_contrast": dir_contrast,
+        "rain_cell_agree": float((off <= 1).mean()),
+        "rain_cell_aniso_floor": float(np.quantile(cell_aniso, 0.25)),
+        "rain_flat_aniso": flat_aniso,
+        "rain_flat_energy": flat_energy,
+        "rain_flat_frac": float(flat.mean()),
     }
 
 
@@ -326,7 +372,14 @@ def tone_stats(small: np.ndarray) -> dict[str, float]:
     mx, mn = small.max(axis=2), small.min(axis=2)
     sat = (mx - mn) / np.maximum(mx, 1e-3)
     p = np.quantile(lum, [0.01, 0.05, 0.5, 0.95, 0.995])
+    # The dark-channel prior fails on sky and other bright flat areas; measure it on textured pixels as well.
+    sd = np.sqrt(np.maximum(cv2.blur(lum**2, (5, 5)) - cv2.blur(lum, (5, 5)) ** 2, 0))
+    textured = sd > 0.02
+    third = max(1, small.shape[0] // 3)
     return {
+        "dark_textured": float(dark[textured].mean()) if textured.mean() > 0.05 else float(dark.mean()),
+        "dark_top_minus_bottom": float(dark[:third].mean() - dark[-third:].mean()),
+        "texture_frac_global": float(textured.mean()),
         "dark_mean": float(dark.mean()),
         "dark_p10": float(np.quantile(dark, 0.1)),
         "airlight_r": float(airlight[0]),

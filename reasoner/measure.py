@@ -27,6 +27,7 @@ from reasoner.schema import (
 )
 from reasoner.semantics import describe, scene_stats
 from reasoner.severity import (
+    LEVEL_THRESHOLDS,
     blur_sigma,
     haze_transmission,
     jpeg_quality,
@@ -83,7 +84,7 @@ class MeasureReasoner:
         semantics = describe(small, scene, feats["lum_mean"])
         severity, prob = self.calibration.predict(feats)
         degradations = [
-            self._entry(kind, severity[kind], prob, feats) for kind in KINDS if prob[kind] >= self.threshold
+            self._entry(kind, severity[kind], prob, feats) for kind in KINDS if self._present(kind, severity, prob)
         ]
         reasoning = _reasoning(feats, scene, severity, prob, degradations, self.threshold)
         return DiagnosisRecord(
@@ -107,9 +108,12 @@ class MeasureReasoner:
         """Diagnose several images in order."""
         return [self.diagnose(im) for im in images]
 
+    def _present(self, kind: str, severity: dict[str, float], prob: dict[str, float]) -> bool:
+        # Both heads must agree: the classifier believes the kind is there and the regressor puts it at least mild.
+        return prob[kind] >= self.threshold and severity[kind] >= LEVEL_THRESHOLDS[0]
+
     def _entry(self, kind: str, sev: float, prob: dict[str, float], f: dict[str, float]):
-        # A kind the classifier is sure of is at least mild; keep severity and level consistent with that.
-        s = _r(max(sev, 0.1))
+        s = _r(sev)
         conf = _r(prob[kind])
         if kind == "noise":
             model = "poisson_gaussian" if prob.get("noise_poisson", 0.0) >= 0.5 else "gaussian"
@@ -142,16 +146,18 @@ class MeasureReasoner:
         raise ValueError(f"unknown degradation kind {kind!r}")
 
 
-def _verdict(kind: str, sev: dict[str, float], prob: dict[str, float], threshold: float) -> str:
-    p = prob[kind]
+def _verdict(kind: str, sev: dict[str, float], prob: dict[str, float], detected: set[str], threshold: float) -> str:
+    name, p, s = kind.replace("_", " "), prob[kind], sev[kind]
+    if kind in detected:
+        return f"{name} present, {level_for(s)} (severity {s:.2f}, p={p:.2f})"
     if p >= threshold:
-        s = max(sev[kind], 0.1)
-        return f"{kind.replace('_', ' ')} present, {level_for(s)} (severity {s:.2f}, p={p:.2f})"
-    return f"no significant {kind.replace('_', ' ')} (p={p:.2f})"
+        return f"traces of {name} below the mild threshold (severity {s:.2f}, p={p:.2f}); not reported"
+    return f"no significant {name} (p={p:.2f})"
 
 
 def _reasoning(f, scene, sev, prob, degradations, thr) -> list[ReasoningStep]:
-    v = lambda k: _verdict(k, sev, prob, thr)  # noqa: E731
+    found_kinds = {d.kind for d in degradations}
+    v = lambda k: _verdict(k, sev, prob, found_kinds, thr)  # noqa: E731
     steps = [
         ReasoningStep(
             observation=(

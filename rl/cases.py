@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reasoner.schema import KINDS, DiagnosisRecord
-from rl.degradations import Synthesis, synthesize
+from rl.ground_truth import Synthesis, synthesize
 from rl.photos import EVALUATION_PHOTOS, load_photo, random_crop
 
 

@@ -45,7 +45,10 @@ def load_photo(name: str) -> np.ndarray:
     else:
         import skimage.data
 
-        fn = getattr(skimage.data, name, None)
+        fn = {
+            "motorcycle_left": lambda: skimage.data.stereo_motorcycle()[0],
+            "motorcycle_right": lambda: skimage.data.stereo_motorcycle()[1],
+        }.get(name) or getattr(skimage.data, name, None)
         if fn is None:
             raise ValueError(f"unknown bundled photo {name!r}")
         img = fn()
@@ -70,7 +73,7 @@ def random_crop(img: np.ndarray, rng: np.random.Generator, size: int) -> np.ndar
 EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("astronaut", ("noise",)),
     ("coffee", ("jpeg",)),
-    ("sklearn_china", ("haze",)),
+    ("chelsea", ("haze",)),
     ("motorcycle_right", ("low_light", "noise")),
     ("camera", ()),
 )

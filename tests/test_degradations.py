@@ -12,6 +12,7 @@ import skimage.data
 from reasoner import severity as sev
 from reasoner.schema import DiagnosisRecord
 from rl import degradations as D
+from rl import ground_truth as G
 from rl.degradations import (
     BlurParams,
     HazeParams,
@@ -71,7 +72,7 @@ def test_seed_field_drives_the_randomness_of_the_application(kind, photo):
 
 
 def test_synthesize_is_deterministic_per_seed(photo):
-    a, b, c = (D.synthesize(photo, seed, n_kinds=3) for seed in (11, 11, 12))
+    a, b, c = (G.synthesize(photo, seed, n_kinds=3) for seed in (11, 11, 12))
     np.testing.assert_array_equal(a.image, b.image)
     assert a.ops == b.ops and a.ops != c.ops
     dump = [s.record.model_dump(exclude={"provenance": {"created_at"}}) for s in (a, b)]
@@ -81,7 +82,7 @@ def test_synthesize_is_deterministic_per_seed(photo):
 
 @pytest.mark.parametrize("seed", range(12))
 def test_sampled_records_validate_and_round_trip(seed, photo):
-    syn = D.synthesize(photo, np.random.default_rng(seed), n_kinds=(1, 3))
+    syn = G.synthesize(photo, np.random.default_rng(seed), n_kinds=(1, 3))
     record = syn.record
     assert DiagnosisRecord.model_validate_json(record.model_dump_json()) == record
     assert DiagnosisRecord.model_validate(record.model_dump(mode="json")) == record
@@ -92,7 +93,7 @@ def test_sampled_records_validate_and_round_trip(seed, photo):
     assert record.semantics.coarse and "ynthetic" in record.semantics.description
     assert not (record.semantics.faces or record.semantics.text or record.semantics.sky)
     assert (record.image.width, record.image.height) == (256, 256) and record.image.path is None
-    assert record.image.sha256 == D.image_info(syn.image).sha256
+    assert record.image.sha256 == G.image_info(syn.image).sha256
     assert "seed" not in record.provenance.settings  # a generator was passed, not a seed
     for op, step, entry in zip(syn.ops, record.reasoning, record.degradations, strict=True):
         severity, factors = D.factors(op, syn.image.shape)
@@ -100,36 +101,36 @@ def test_sampled_records_validate_and_round_trip(seed, photo):
         assert entry.factors.model_dump() == factors
         assert step.kinds == [op.kind] and step.observation.startswith("synthesised")
         assert step.evidence  # the applied parameters, as numbers
-        assert all(record.provenance.settings[f"{op.kind}.{k}"] == v for k, v in D._flat_params(op).items())
+        assert all(record.provenance.settings[f"{op.kind}.{k}"] == v for k, v in G._flat_params(op).items())
 
 
 def test_record_observation_states_the_parameters():
-    record = D.ground_truth([NoiseParams(12.34, seed=1)], D.image_info(PHOTOS["coffee"]))
+    record = G.ground_truth([NoiseParams(12.34, seed=1)], G.image_info(PHOTOS["coffee"]))
     assert record.reasoning[0].observation == "synthesised Gaussian noise with sigma=12.3 (0-255)"
     assert record.reasoning[0].evidence["sigma"] == pytest.approx(12.34)
 
 
 def test_level_none_is_still_listed():
-    record = D.ground_truth([NoiseParams(2.0, seed=1), JpegParams(95)], D.image_info(PHOTOS["coffee"]))
+    record = G.ground_truth([NoiseParams(2.0, seed=1), JpegParams(95)], G.image_info(PHOTOS["coffee"]))
     assert [(d.kind, d.level) for d in record.degradations] == [("noise", "none"), ("jpeg", "none")]
     assert record.detected() == []
 
 
 def test_content_flags_pass_through(photo):
-    record = D.synthesize(photo, 1, faces=True, sky=True).record
+    record = G.synthesize(photo, 1, faces=True, sky=True).record
     assert record.semantics.faces and record.semantics.sky and not record.semantics.text
 
 
 def test_clean_sample_has_no_degradations(photo):
-    syn = D.synthesize(photo, 5, n_kinds=0)
+    syn = G.synthesize(photo, 5, n_kinds=0)
     assert syn.ops == () and syn.record.degradations == [] and syn.record.overall_severity == 0
     np.testing.assert_array_equal(syn.image, photo)
-    assert D.ground_truth([], photo).degradations == []
+    assert G.ground_truth([], photo).degradations == []
 
 
 def test_ground_truth_needs_image_identity():
     with pytest.raises(TypeError):
-        D.ground_truth([JpegParams(50)], (256, 256))
+        G.ground_truth([JpegParams(50)], (256, 256))
 
 
 MONOTONE_CASES = [
@@ -247,7 +248,7 @@ def test_jpeg_changes_pixels_and_records_quality(photo):
     out = D.apply_jpeg(photo, JpegParams(30))
     assert out.dtype == np.float32 and not np.array_equal(out, photo)
     np.testing.assert_array_equal(out * 255, np.rint(out * 255))  # decoded 8-bit values
-    record = D.ground_truth([JpegParams(30)], out)
+    record = G.ground_truth([JpegParams(30)], out)
     assert record.degradations[0].factors.quality == 30
     assert record.degradations[0].severity == pytest.approx(sev.jpeg_severity(30))
 
@@ -323,7 +324,7 @@ def test_inputs_are_not_modified(photo):
     before = photo.copy()
     for kind in KINDS:
         D.APPLIERS[kind](photo, D.SAMPLERS[kind](np.random.default_rng(1)))
-    D.synthesize(photo, 3, n_kinds=3)
+    G.synthesize(photo, 3, n_kinds=3)
     D.apply(photo, [])
     np.testing.assert_array_equal(photo, before)
 

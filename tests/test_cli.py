@@ -1,0 +1,87 @@
+"""`rnr` end to end on real photos, including bad files in a directory run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from reasoner.imageio import save_image
+from reasoner.schema import SCHEMA_PATH, DiagnosisRecord
+from rl import degradations as D
+from rl.photos import load_photo
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("photos")
+    img = load_photo("coffee")[:320, :320]
+    save_image(d / "noisy.png", D.apply(img, [D.NoiseParams(sigma=25, seed=1)]))
+    save_image(d / "clean.png", img)
+    return d
+
+
+def test_diagnose_json_directory(photo_dir):
+    res = runner.invoke(app, ["diagnose", str(photo_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    recs = {Path(r.image.path).name: r for r in map(DiagnosisRecord.model_validate_json, lines)}
+    assert set(recs) == {"noisy.png", "clean.png"}
+    assert "noise" in [d.kind for d in recs["noisy.png"].detected()]
+
+
+def test_diagnose_single_json_is_one_document(photo_dir):
+    res = runner.invoke(app, ["diagnose", str(photo_dir / "noisy.png"), "--json"])
+    assert res.exit_code == 0
+    DiagnosisRecord.model_validate(json.loads(res.stdout))
+
+
+def test_human_trace_and_out_file(photo_dir, tmp_path):
+    out = tmp_path / "recs.jsonl"
+    res = runner.invoke(app, ["diagnose", str(photo_dir / "noisy.png"), "--out", str(out)])
+    assert res.exit_code == 0
+    assert "noise" in res.stdout and "Restore in reverse physical order" in res.stdout
+    DiagnosisRecord.model_validate_json(out.read_text().splitlines()[0])
+
+
+def test_bad_files_do_not_stop_the_run(photo_dir, tmp_path):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    (d / "empty.png").write_bytes(b"")
+    (d / "broken.jpg").write_bytes((photo_dir / "noisy.png").read_bytes()[:300])
+    (d / "notes.txt").write_text("not an image and not picked up from a directory")
+    save_image(d / "good.png", load_photo("camera")[:256, :256])
+    res = runner.invoke(app, ["diagnose", str(d), "--json"])
+    assert res.exit_code == 1
+    assert len(res.stdout.strip().splitlines()) == 1  # the good image
+    assert "empty.png" in res.stderr and "broken.jpg" in res.stderr
+    assert "2 of 3 image(s) failed" in res.stderr
+
+
+def test_missing_input_and_bad_reasoner(tmp_path):
+    res = runner.invoke(app, ["diagnose", str(tmp_path / "nope.png")])
+    assert res.exit_code != 0 and "nope.png" in res.stderr
+    res = runner.invoke(app, ["diagnose", str(tmp_path), "--reasoner", "nope"])
+    assert res.exit_code != 0
+
+
+def test_schema_command_prints_committed_schema():
+    res = runner.invoke(app, ["schema"])
+    assert res.exit_code == 0 and res.stdout == SCHEMA_PATH.read_text()
+
+
+def test_console_script_end_to_end(tmp_path):
+    # The installed entry point, as a user runs it: examples, then a diagnosis of them.
+    rnr = Path(sys.executable).with_name("rnr")
+    subprocess.run([rnr, "examples", str(tmp_path)], check=True, capture_output=True)
+    out = subprocess.run([rnr, "diagnose", str(tmp_path), "--json"], check=True, capture_output=True, text=True)
+    recs = [DiagnosisRecord.model_validate_json(line) for line in out.stdout.splitlines()]
+    assert len(recs) == 5
+    by_name = {Path(r.image.path).name: {d.kind for d in r.detected()} for r in recs}
+    assert "noise" in by_name["astronaut_noise.png"]
+    assert "jpeg" in by_name["coffee_jpeg.png"]
