@@ -138,6 +138,10 @@ def main(argv=None) -> int:
             "yes" if ok else "NO",
         )
     con.print(s)
+    flagged = [
+        f"{r['case']}: {sorted(r['predicted'])}" for r in res["cases"] if r["group"] == "clean" and r["predicted"]
+    ]
+    con.print(f"clean cases flagged: {len(flagged)} " + ("; ".join(flagged) if flagged else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
     con.print(f"written {args.out}")

@@ -22,6 +22,7 @@ LOG_FEATURES = (
     "noise_sigma_haar",
     "noise_sigma_flat",
     "noise_sigma_median",
+    "noise_sigma_mid",
     "edge_width",
     "blur_sigma_fit",
     "grad_p98",

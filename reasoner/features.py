@@ -94,25 +94,42 @@ def noise_stats(rgb255: np.ndarray) -> dict[str, float]:
     hb, wb = resp.shape[0] // b, resp.shape[1] // b
     if hb * wb < 4:
         s = float(math.sqrt(math.pi / 2) / 6 * resp.mean())
-        return {"noise_sigma_haar": sigma_haar, "noise_sigma_flat": s, "noise_sigma_median": s, "noise_slope": 0.0}
+        return {
+            "noise_sigma_haar": sigma_haar,
+            "noise_sigma_flat": s,
+            "noise_sigma_median": s,
+            "noise_slope": 0.0,
+            "noise_sigma_mid": s,
+        }
     blocks = resp[: hb * b, : wb * b].reshape(hb, b, wb, b).mean(axis=(1, 3)).ravel()
     bright = rgb255[1 : 1 + hb * b, 1 : 1 + wb * b].mean(axis=2).reshape(hb, b, wb, b).mean(axis=(1, 3)).ravel()
     k = math.sqrt(math.pi / 2) / 6
     sig = k * blocks
     order = np.argsort(sig)
     quiet = order[: max(2, len(order) // 5)]
-    # Brightness dependence among non-textured blocks (lower half), excluding clipped extremes.
-    low = order[: max(4, len(order) // 2)]
-    keep = low[(bright[low] > 8) & (bright[low] < 247)]
-    slope = 0.0
-    if len(keep) >= 4 and np.ptp(bright[keep]) > 20:
-        var = sig[keep] ** 2
-        slope = float(np.polyfit(bright[keep] / 255.0, var, 1)[0] / max(np.median(var), 1e-3))
+    # Noise level as a function of brightness: in each brightness band the quietest quarter of blocks is free of
+    # texture; a line through (brightness, variance) gives the std at mid-grey (how the schema defines sigma for
+    # signal-dependent noise) and the relative slope that tells Poisson-Gaussian from Gaussian noise.
+    edges = np.linspace(10, 245, 9)
+    xs, vs, ws = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        m = (bright >= lo) & (bright < hi)
+        if m.sum() >= 3:
+            xs.append((lo + hi) / 510.0)
+            vs.append(np.quantile(sig[m], 0.25) ** 2)
+            ws.append(math.sqrt(m.sum()))
+    slope, sigma_mid = 0.0, float(np.median(sig[quiet]))
+    if len(xs) >= 2 and max(xs) - min(xs) > 0.1:
+        b1, b0 = np.polyfit(xs, vs, 1, w=ws)
+        mid = b0 + 0.5 * b1
+        sigma_mid = float(math.sqrt(max(mid, 0.0)))
+        slope = float(b1 / max(mid, 1e-3))
     return {
         "noise_sigma_haar": sigma_haar,
         "noise_sigma_flat": float(np.median(sig[quiet])),
         "noise_sigma_median": float(np.median(sig)),
         "noise_slope": float(np.clip(slope, -10, 10)),
+        "noise_sigma_mid": sigma_mid,
     }
 
 

@@ -161,10 +161,11 @@ def _reasoning(f, scene, sev, prob, degradations, thr) -> list[ReasoningStep]:
     steps = [
         ReasoningStep(
             observation=(
-                f"Finest-scale wavelet MAD gives noise sigma {f['noise_sigma_haar']:.1f} and the quietest flat blocks "
-                f"{f['noise_sigma_flat']:.1f} (0-255 scale); variance-brightness slope {f['noise_slope']:.2f}."
+                f"Noise std at mid-grey from flat blocks across brightness is {f['noise_sigma_mid']:.1f} "
+                f"(0-255 scale; finest-scale wavelet MAD {f['noise_sigma_haar']:.1f}); its variance grows with "
+                f"brightness at relative slope {f['noise_slope']:.2f}."
             ),
-            evidence={k: _r(f[k]) for k in ("noise_sigma_haar", "noise_sigma_flat", "noise_slope")},
+            evidence={k: _r(f[k]) for k in ("noise_sigma_mid", "noise_sigma_haar", "noise_sigma_flat", "noise_slope")},
             inference=v("noise") + ".",
             kinds=["noise"],
         ),

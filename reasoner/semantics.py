@@ -47,8 +47,10 @@ def scene_stats(small: np.ndarray) -> dict[str, float]:
     hue, sat, val = hsv[top, :, 0].astype(np.float32), hsv[top, :, 1] / 255.0, hsv[top, :, 2] / 255.0
     sky_like = (local_sd[top] < 0.03) & (val > 0.45) & (((hue > 85) & (hue < 135)) | (sat < 0.2))
     # Text: dense, high-contrast strokes in small bimodal patches.
-    blackhat = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3)))
-    tophat = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3)))
+    # (median first, so that sensor noise does not read as strokes)
+    gray_dn = cv2.medianBlur(ycc[..., 0], 3).astype(np.float32) / 255.0
+    blackhat = cv2.morphologyEx(gray_dn, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3)))
+    tophat = cv2.morphologyEx(gray_dn, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3)))
     strokes = np.maximum(blackhat, tophat) > 0.25
     stroke_density = cv2.blur(strokes.astype(np.float32), (15, 15))
     return {

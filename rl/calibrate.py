@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -109,6 +110,7 @@ def fit(
     returned models are then refitted on everything.
     """
     try:
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPClassifier, MLPRegressor
     except ImportError as e:
         raise ImportError(
@@ -121,6 +123,9 @@ def fit(
 
     def ensemble(rows):
         regs, clfs = [], []
+        # max_iter is a deliberate budget: validation numbers are recorded below, so a fit that stops early is
+        # judged by them rather than by sklearn's convergence warning.
+        warnings.simplefilter("ignore", ConvergenceWarning)
         for m in range(members):
             kw = dict(hidden_layer_sizes=hidden, alpha=alpha, max_iter=800, random_state=seed + m,
                       learning_rate_init=2e-3)  # fmt: skip

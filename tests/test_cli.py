@@ -85,3 +85,32 @@ def test_console_script_end_to_end(tmp_path):
     by_name = {Path(r.image.path).name: {d.kind for d in r.detected()} for r in recs}
     assert "noise" in by_name["astronaut_noise.png"]
     assert "jpeg" in by_name["coffee_jpeg.png"]
+
+
+def test_unusual_formats_get_correct_records(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rgb = (load_photo("coffee")[:200, :300] * 255).astype(np.uint8)
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    rgba = Image.fromarray(rgb).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(tmp_path / "rgba.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", quality=95, exif=exif)
+    res = runner.invoke(app, ["diagnose", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.stderr
+    recs = {Path(r.image.path).name: r for r in map(DiagnosisRecord.model_validate_json, res.stdout.splitlines())}
+    assert set(recs) == {"gray16.png", "palette.png", "cmyk.jpg", "rgba.png", "rotated.jpg"}
+    assert (recs["rotated.jpg"].image.width, recs["rotated.jpg"].image.height) == (200, 300)
+    assert (recs["gray16.png"].image.width, recs["gray16.png"].image.height) == (300, 200)
+    assert recs["gray16.png"].image.source_mode.startswith("I")
+
+
+def test_pixel_cap_refuses_large_image(photo_dir):
+    res = runner.invoke(app, ["diagnose", str(photo_dir / "noisy.png"), "--max-pixels", "10000"])
+    assert res.exit_code == 1
+    assert "noisy.png" in res.stderr and "max-pixels" in res.stderr

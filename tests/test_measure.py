@@ -40,6 +40,8 @@ LADDERS = [
 def test_severity_rises_with_parameter(measure, photo, kind, ladder):
     sev = [measure.diagnose(D.apply(photo, [p])).severity(kind) for p in ladder]
     truth = [D.factors(p, photo.shape[:2])[0] for p in ladder]
+    # Monotone along the ladder, up to estimator noise of 0.05 between neighbouring rungs.
+    assert all(b >= a - 0.05 for a, b in zip(sev, sev[1:])), (sev, truth)
     assert sev[-1] > sev[0], (sev, truth)
     assert sev[-1] >= 0.35  # the strongest rung is detected as at least moderate
     assert abs(sev[-1] - truth[-1]) < 0.3
@@ -50,8 +52,10 @@ def test_clean_photos_mostly_clean(measure):
     for name in EVALUATION_PHOTOS:
         img = load_photo(name)[:384, :384]
         found[name] = [d.kind for d in measure.diagnose(img).detected()]
-    flagged = [n for n, kinds in found.items() if kinds]
-    assert len(flagged) <= 1, found
+    # Known misses (closing note of the foundation issue): the greyscale cameraman's bright overcast sky and the
+    # Summer Palace photo's real distant haze read as mild haze. No other kind may fire on a clean photo.
+    assert all(set(kinds) <= {"haze"} for kinds in found.values()), found
+    assert sum(bool(kinds) for kinds in found.values()) <= 2, found
 
 
 @pytest.mark.parametrize("sigma", [10.0, 30.0])
