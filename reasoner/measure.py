@@ -146,117 +146,102 @@ class MeasureReasoner:
         raise ValueError(f"unknown degradation kind {kind!r}")
 
 
+#: One chain-of-thought step per kind: (kind, cited statistics, observation template over the statistics; keys
+#: prefixed ``pct_`` are the same statistic in percent).
+_STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (
+        "noise",
+        ("noise_sigma_mid", "noise_sigma_haar", "noise_sigma_flat", "noise_slope"),
+        "Noise std at mid-grey from flat blocks across brightness is {noise_sigma_mid:.1f} (0-255 scale; finest-scale "
+        "wavelet MAD {noise_sigma_haar:.1f}); its variance grows with brightness at relative slope {noise_slope:.2f}.",
+    ),
+    (
+        "blur",
+        ("edge_width", "blur_sigma_fit", "spec_11", "grad_scale_ratio"),
+        "Strong edges are {edge_width:.1f} px wide; the spectrum's Gaussian fit gives sigma {blur_sigma_fit:.2f} px "
+        "and the top band sits {spec_11:.1f} decades below the lowest.",
+    ),
+    (
+        "motion_blur",
+        ("orient_aniso", "orient_min_vs_opposite", "orient_min_angle"),
+        "High-frequency energy varies by {orient_aniso:.2f} decades with orientation, least at {orient_min_angle:.0f} "
+        "deg ({orient_min_vs_opposite:.2f} below the perpendicular).",
+    ),
+    (
+        "low_resolution",
+        ("resample_peak", "resample_period", "spec_cutoff", "spec_08"),
+        "Second-derivative periodicity peak {resample_peak:.2f} (period {resample_period:.1f} px); spectral content "
+        "above the noise floor ends near {spec_cutoff:.2f} cycles/px.",
+    ),
+    (
+        "jpeg",
+        ("jpeg_blockiness", "jpeg_quality_est", "jpeg_q_score", "jpeg_hf_zero"),
+        "8-px grid blockiness {jpeg_blockiness:.2f}; DCT quantisation steps imply IJG quality {jpeg_quality_est:.0f} "
+        "(periodicity score {jpeg_q_score:.2f}); {pct_jpeg_hf_zero:.0f}% of high-frequency DCT terms are zero.",
+    ),
+    (
+        "haze",
+        ("dark_mean", "dark_textured", "transmission_dcp", "contrast_rms", "saturation", "airlight_lum"),
+        "Dark channel mean {dark_mean:.2f} ({dark_textured:.2f} on textured pixels), dark-channel transmission "
+        "{transmission_dcp:.2f}, RMS contrast {contrast_rms:.2f}, saturation {saturation:.2f}, airlight luminance "
+        "{airlight_lum:.2f}.",
+    ),
+    (
+        "low_light",
+        ("lum_mean", "lum_p50", "lum_p995", "frac_dark"),
+        "Luminance median {lum_p50:.2f}, 99.5th percentile {lum_p995:.2f}; {pct_frac_dark:.0f}% of pixels below 0.06.",
+    ),
+    (
+        "rain",
+        ("rain_tophat_frac", "rain_cell_agree", "rain_dir_contrast", "rain_flat_aniso", "rain_angle"),
+        "Thin bright structures cover {pct_rain_tophat_frac:.1f}% of the frame; {pct_rain_cell_agree:.0f}% of "
+        "regions share the dominant line direction ({rain_angle:.0f} deg), directional contrast "
+        "{rain_dir_contrast:.2f}, {rain_flat_aniso:.2f} over smooth background.",
+    ),
+)
+
+
 def _verdict(kind: str, sev: dict[str, float], prob: dict[str, float], detected: set[str], threshold: float) -> str:
     name, p, s = kind.replace("_", " "), prob[kind], sev[kind]
     if kind in detected:
-        return f"{name} present, {level_for(s)} (severity {s:.2f}, p={p:.2f})"
+        return f"{name} present, {level_for(s)} (severity {s:.2f}, p={p:.2f})."
     if p >= threshold:
-        return f"traces of {name} below the mild threshold (severity {s:.2f}, p={p:.2f}); not reported"
-    return f"no significant {name} (p={p:.2f})"
+        return f"traces of {name} below the mild threshold (severity {s:.2f}, p={p:.2f}); not reported."
+    return f"no significant {name} (p={p:.2f})."
 
 
 def _reasoning(f, scene, sev, prob, degradations, thr) -> list[ReasoningStep]:
     found_kinds = {d.kind for d in degradations}
-    v = lambda k: _verdict(k, sev, prob, found_kinds, thr)  # noqa: E731
+    values = f | {f"pct_{k}": 100 * v for k, v in f.items()}
     steps = [
         ReasoningStep(
-            observation=(
-                f"Noise std at mid-grey from flat blocks across brightness is {f['noise_sigma_mid']:.1f} "
-                f"(0-255 scale; finest-scale wavelet MAD {f['noise_sigma_haar']:.1f}); its variance grows with "
-                f"brightness at relative slope {f['noise_slope']:.2f}."
-            ),
-            evidence={k: _r(f[k]) for k in ("noise_sigma_mid", "noise_sigma_haar", "noise_sigma_flat", "noise_slope")},
-            inference=v("noise") + ".",
-            kinds=["noise"],
-        ),
+            observation=template.format(**values),
+            evidence={k: _r(f[k]) for k in keys},
+            inference=_verdict(kind, sev, prob, found_kinds, thr),
+            kinds=[kind],
+        )
+        for kind, keys, template in _STEPS
+    ]
+    pct = {k: 100 * v for k, v in scene.items()}
+    steps.append(
         ReasoningStep(
             observation=(
-                f"Strong edges are {f['edge_width']:.1f} px wide; the spectrum's Gaussian fit gives sigma "
-                f"{f['blur_sigma_fit']:.2f} px and the top band sits {f['spec_11']:.1f} decades below the lowest."
+                f"Scene cues: {int(scene['n_faces'])} face detection(s), skin {pct['skin_frac']:.0f}%, sky-like top "
+                f"{pct['sky_frac']:.0f}%, text-like strokes {pct['text_frac']:.0f}%, fine texture "
+                f"{pct['texture_frac']:.0f}%."
             ),
-            evidence={k: _r(f[k]) for k in ("edge_width", "blur_sigma_fit", "spec_11", "grad_scale_ratio")},
-            inference=v("blur") + ".",
-            kinds=["blur"],
-        ),
-        ReasoningStep(
-            observation=(
-                f"High-frequency energy varies by {f['orient_aniso']:.2f} decades with orientation, least at "
-                f"{f['orient_min_angle']:.0f} deg ({f['orient_min_vs_opposite']:.2f} below the perpendicular)."
-            ),
-            evidence={k: _r(f[k]) for k in ("orient_aniso", "orient_min_vs_opposite", "orient_min_angle")},
-            inference=v("motion_blur") + ".",
-            kinds=["motion_blur"],
-        ),
-        ReasoningStep(
-            observation=(
-                f"Second-derivative periodicity peak {f['resample_peak']:.2f} (period {f['resample_period']:.1f} px); "
-                f"spectral content above the noise floor ends near {f['spec_cutoff']:.2f} cycles/px."
-            ),
-            evidence={k: _r(f[k]) for k in ("resample_peak", "resample_period", "spec_cutoff", "spec_08")},
-            inference=v("low_resolution") + ".",
-            kinds=["low_resolution"],
-        ),
-        ReasoningStep(
-            observation=(
-                f"8-px grid blockiness {f['jpeg_blockiness']:.2f}; DCT quantisation steps imply IJG quality "
-                f"{f['jpeg_quality_est']:.0f} (periodicity score {f['jpeg_q_score']:.2f}); "
-                f"{100 * f['jpeg_hf_zero']:.0f}% of high-frequency DCT terms are zero."
-            ),
-            evidence={k: _r(f[k]) for k in ("jpeg_blockiness", "jpeg_quality_est", "jpeg_q_score", "jpeg_hf_zero")},
-            inference=v("jpeg") + ".",
-            kinds=["jpeg"],
-        ),
-        ReasoningStep(
-            observation=(
-                f"Dark channel mean {f['dark_mean']:.2f}, dark-channel transmission {f['transmission_dcp']:.2f}, "
-                f"RMS contrast {f['contrast_rms']:.2f}, saturation {f['saturation']:.2f}, airlight luminance "
-                f"{f['airlight_lum']:.2f}."
-            ),
-            evidence={
-                k: _r(f[k]) for k in ("dark_mean", "transmission_dcp", "contrast_rms", "saturation", "airlight_lum")
-            },
-            inference=v("haze") + ".",
-            kinds=["haze"],
-        ),
-        ReasoningStep(
-            observation=(
-                f"Luminance median {f['lum_p50']:.2f}, 99.5th percentile {f['lum_p995']:.2f}; "
-                f"{100 * f['frac_dark']:.0f}% of pixels below 0.06."
-            ),
-            evidence={k: _r(f[k]) for k in ("lum_mean", "lum_p50", "lum_p995", "frac_dark")},
-            inference=v("low_light") + ".",
-            kinds=["low_light"],
-        ),
-        ReasoningStep(
-            observation=(
-                f"Thin bright structures (top-hat) cover {100 * f['rain_tophat_frac']:.1f}% of the frame with "
-                f"orientation coherence {f['rain_coherence']:.2f} along {f['rain_angle']:.0f} deg; oriented line "
-                f"contrast {f['rain_line_contrast']:.2f}."
-            ),
-            evidence={k: _r(f[k]) for k in ("rain_tophat_frac", "rain_coherence", "rain_angle", "rain_line_contrast")},
-            inference=v("rain") + ".",
-            kinds=["rain"],
-        ),
-        ReasoningStep(
-            observation=(
-                f"Scene cues: {int(scene['n_faces'])} face detection(s), skin {100 * scene['skin_frac']:.0f}%, "
-                f"sky-like top {100 * scene['sky_frac']:.0f}%, text-like strokes {100 * scene['text_frac']:.0f}%, "
-                f"fine texture {100 * scene['texture_frac']:.0f}%."
-            ),
-            evidence={k: _r(v_) for k, v_ in scene.items()},
+            evidence={k: _r(v) for k, v in scene.items()},
             inference="Coarse content flags set from these cues; they guide how gently to restore, not what to draw.",
             kinds=[],
-        ),
-    ]
+        )
+    )
     found = ", ".join(f"{d.kind} ({d.level})" for d in degradations) or "nothing significant"
     order = " -> ".join(d.kind for d in reversed(degradations))
     steps.append(
         ReasoningStep(
             observation=f"Detected: {found}.",
             evidence={"overall_severity": _r(combined_severity(degradations))},
-            inference=(
-                f"Restore in reverse physical order: {order}." if degradations else "Leave the image as it is."
-            ),
+            inference=f"Restore in reverse physical order: {order}." if degradations else "Leave the image as it is.",
             kinds=[d.kind for d in degradations],
         )
     )

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from reasoner import severity as sev
+from reasoner.imageio import to_uint8
 
 #: Low-pass kinds: their spectra are near-indistinguishable attenuations of high frequencies and real captures
 #: rarely stack them, so a sampled mixture holds at most one (else the ground truth asks for an unresolvable split).
@@ -425,11 +426,6 @@ def apply_low_light(img: np.ndarray, params: LowLightParams) -> np.ndarray:
         noise = np.random.default_rng(p.seed).standard_normal(x.shape, dtype=np.float32)
         out += noise * np.float32(p.read_sigma / 255.0)
     return _clip(out)
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Round a float image in [0, 1] to uint8, clipping: the pixels JPEG encodes and :func:`image_info` hashes."""
-    return np.clip(np.rint(np.asarray(img, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def apply_jpeg(img: np.ndarray, params: JpegParams) -> np.ndarray:

@@ -10,12 +10,13 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from importlib import metadata
 
 import numpy as np
 
 from reasoner import schema
-from rl.degradations import Params, _as_image, _ordered, apply, factors, sample_ops, to_uint8
+from reasoner.imageio import to_uint8
+from reasoner.version import rnr_version
+from rl.degradations import Params, _as_image, _ordered, apply, factors, sample_ops
 
 _OBSERVATIONS: dict[str, Callable[[Params, dict], str]] = {
     "noise": lambda p, f: (
@@ -63,13 +64,6 @@ def image_info(img: np.ndarray) -> schema.ImageInfo:
     x = _as_image(img)
     digest = hashlib.sha256(to_uint8(x).tobytes()).hexdigest()
     return schema.ImageInfo(path=None, sha256=digest, width=x.shape[1], height=x.shape[0], source_mode="RGB")
-
-
-def _rnr_version() -> str:
-    try:
-        return metadata.version("reason-restore")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def ground_truth(
@@ -128,7 +122,7 @@ def ground_truth(
         overall_severity=schema.combined_severity(degradations),
         provenance=schema.Provenance(
             backend="synthetic",
-            rnr_version=_rnr_version(),
+            rnr_version=rnr_version(),
             elapsed_s=0.0,
             created_at=datetime.now(timezone.utc),
             settings=settings,
