@@ -31,6 +31,7 @@ from reasoner.severity import (
     blur_sigma,
     haze_transmission,
     jpeg_quality,
+    jpeg_severity,
     level_for,
     low_light_gain_for,
     low_resolution_scale,
@@ -42,6 +43,8 @@ from reasoner.version import rnr_version
 
 #: Mean of the synthesis depth map (normalised 0-1); beta is reported as -ln(t) / this, an assumption.
 ASSUMED_MEAN_DEPTH = 0.5
+#: Periodicity score above which the quality read from DCT quantisation steps is used as is.
+JPEG_DIRECT_SCORE = 0.5
 
 
 def _r(x: float, nd: int = 3) -> float:
@@ -138,6 +141,10 @@ class MeasureReasoner:
             gamma = min(max(1.0 + math.log2(exposure / gain), 1.0), 5.0)
             return make_degradation(kind, s, conf, exposure=_r(exposure), gamma=_r(gamma))
         if kind == "jpeg":
+            if f["jpeg_q_score"] >= JPEG_DIRECT_SCORE and f["jpeg_quality_est"] < 100:
+                # Quantisation steps read off the DCT grid give the encoder's quality itself; trust it over the map.
+                q = int(f["jpeg_quality_est"])
+                return make_degradation(kind, _r(jpeg_severity(q)), conf, quality=q)
             return make_degradation(kind, s, conf, quality=jpeg_quality(s))
         if kind == "rain":
             return make_degradation(kind, s, conf, density=_r(rain_coverage(s), 4), angle=_r(f["rain_angle"] % 180, 1))

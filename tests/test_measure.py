@@ -66,11 +66,11 @@ def test_noise_sigma_factor(measure, photo, sigma):
     assert entry.factors.sigma == pytest.approx(sigma, rel=0.35)
 
 
-@pytest.mark.parametrize("quality", [20, 50])
+@pytest.mark.parametrize("quality", [20, 50, 85])
 def test_jpeg_quality_factor(measure, photo, quality):
     rec = measure.diagnose(D.apply(photo, [D.JpegParams(quality=quality)]))
     entry = next(d for d in rec.degradations if d.kind == "jpeg")
-    assert abs(entry.factors.quality - quality) <= 15
+    assert abs(entry.factors.quality - quality) <= 3  # read off the quantisation tables, not the severity map
 
 
 @pytest.mark.parametrize("angle", [0.0, 45.0, 90.0, 135.0])
