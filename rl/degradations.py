@@ -32,7 +32,6 @@ LOW_PASS_KINDS: frozenset[str] = frozenset({"blur", "motion_blur", "low_resoluti
 
 _SEED_HIGH = 2**31 - 1  # seeds stay exact as JSON numbers
 _HAZE_NEAR = 0.15  # normalised depth at the bottom edge of the frame
-_HAZE_TYPICAL_DEPTH = 0.65  # about the mean depth of the depth model, to spread sampled haze severities evenly
 _RAIN_FOOTPRINT = 60.0  # mean area in px of one anti-aliased streak (10-40 px long, 1-2 px wide), calibrated
 _RAIN_MEAN_OPACITY = 0.55
 _POISSON_EXACT_BELOW = 25.0  # larger Poisson means are drawn as N(lam, lam): same two moments, much faster
@@ -114,6 +113,7 @@ class HazeParams:
     airlight: tuple[float, float, float]  # atmospheric light A, RGB in [0, 1]
     horizon: float = 0.4  # horizon height as a fraction of the frame from the top; depth 1 above it
     seed: int = 0  # seed of the smooth depth perturbation
+    near: float = 0.15  # depth at the bottom edge: 0.15 is open ground receding to the horizon, 1 uniform fog
 
     def __post_init__(self):
         _in("haze beta", self.beta, 0, 20, "(]")
@@ -122,6 +122,7 @@ class HazeParams:
         for a in self.airlight:
             _in("airlight", a, 0, 1)
         _in("horizon", self.horizon, 0, 1, "[)")
+        _in("near depth", self.near, 0.05, 1)
 
 
 @dataclass(frozen=True)
@@ -220,11 +221,18 @@ def sample_motion_blur(rng: np.random.Generator) -> MotionBlurParams:
 
 
 def sample_haze(rng: np.random.Generator) -> HazeParams:
-    """Beta 0.4-2.5 (uniform in exp(-beta * typical depth)), grey airlight 0.75-1 tinted +-0.05, horizon 0.2-0.6."""
-    t = rng.uniform(math.exp(-2.5 * _HAZE_TYPICAL_DEPTH), math.exp(-0.4 * _HAZE_TYPICAL_DEPTH))
+    """Haze over open ground (60%) or fog that also veils the foreground (40%, bottom depth 0.4-1).
+
+    Mean transmission is uniform in [exp(-2.5 d), exp(-0.4 d)] for the scene's mean depth d (so severities spread
+    evenly); grey airlight 0.75-1 tinted +-0.05; horizon 0.2-0.6. Fog keeps "bright top" from being the cue.
+    """
+    horizon = float(rng.uniform(0.2, 0.6))
+    near = _HAZE_NEAR if rng.random() < 0.6 else float(rng.uniform(0.4, 1.0))
+    typical = float(_depth_profile(horizon, near, 64).mean())
+    t = rng.uniform(math.exp(-2.5 * typical), math.exp(-0.4 * typical))
     grey = rng.uniform(0.75, 1.0)
     airlight = tuple(float(np.clip(grey + rng.uniform(-0.05, 0.05), 0.0, 1.0)) for _ in range(3))
-    return HazeParams(-math.log(t) / _HAZE_TYPICAL_DEPTH, airlight, float(rng.uniform(0.2, 0.6)), _seed(rng))
+    return HazeParams(-math.log(t) / typical, airlight, horizon, _seed(rng), near)
 
 
 def sample_low_light(rng: np.random.Generator) -> LowLightParams:
@@ -318,11 +326,16 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=2)
-def _transmission(p: HazeParams, h: int, w: int) -> np.ndarray:
-    # Ground-plane depth: 1 above the horizon, then proportional to 1 / (distance below it), _HAZE_NEAR at the
-    # bottom edge; plus a seeded smooth wobble. Independent of the pixels, so the ground truth needs only the shape.
+def _depth_profile(horizon: float, near: float, h: int) -> np.ndarray:
+    # Ground-plane depth per row: 1 above the horizon, then proportional to 1 / (distance below it), ``near`` at
+    # the bottom edge (near=1 is uniform fog).
     y = (np.arange(h, dtype=np.float32) + 0.5) / h
-    depth = np.minimum(1.0, _HAZE_NEAR * (1.0 - p.horizon) / np.maximum(y - p.horizon, 1e-6))
+    return np.minimum(1.0, near * (1.0 - horizon) / np.maximum(y - horizon, 1e-6))
+
+
+def _transmission(p: HazeParams, h: int, w: int) -> np.ndarray:
+    # Depth profile plus a seeded smooth wobble. Independent of the pixels, so the ground truth needs only the shape.
+    depth = _depth_profile(p.horizon, p.near, h)
     coarse = np.random.default_rng(p.seed).normal(0.0, 0.08, (4, 4)).astype(np.float32)
     wobble = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     depth = np.clip(depth[:, None] + wobble, _HAZE_NEAR / 3, 1.0)  # nothing touches the lens: t < 1
