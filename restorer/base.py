@@ -1,0 +1,51 @@
+"""What every restorer implements, and the short-name registry of restorers."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from reasoner.schema import DiagnosisRecord
+from restorer.plan import Plan
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceImage:
+    """A retrieved high-quality reference: ``float32 HxWx3 RGB in [0, 1]`` pixels and its relevance in [0, 1]."""
+
+    pixels: np.ndarray
+    score: float
+    id: str = ""
+
+
+@runtime_checkable
+class Restorer(Protocol):
+    """Restores an image given its diagnosis, references and the plan; returns a new image of the same size."""
+
+    name: str
+
+    def restore(
+        self, image: np.ndarray, record: DiagnosisRecord, references: Sequence[ReferenceImage], plan: Plan
+    ) -> np.ndarray:
+        """``image`` is ``float32 HxWx3 RGB in [0, 1]`` and is not modified; the result has the same shape."""
+        ...
+
+
+#: name -> "module:Class"; heavy backends are added by their own issues.
+RESTORERS: dict[str, str] = {
+    "classical": "restorer.classical:ClassicalRestorer",
+}
+DEFAULT_RESTORER = "classical"
+
+
+def load_restorer(name_or_path: str = DEFAULT_RESTORER, **kwargs) -> Restorer:
+    """Instantiate a restorer by registry name or ``"pkg.module:Class"``."""
+    target = RESTORERS.get(name_or_path, name_or_path)
+    if ":" not in target:
+        raise ValueError(f"unknown restorer {name_or_path!r}; choose one of {sorted(RESTORERS)} or 'pkg.module:Class'")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)(**kwargs)

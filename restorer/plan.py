@@ -1,0 +1,59 @@
+"""The restoration plan: ordered operations with parameters from the diagnosis record, plus an edit instruction.
+
+Operations run in reverse physical order (compression and noise first, scene-level haze last), each with the
+physical factors the record gave for its kind and a ``strength`` multiplier the agent adjusts between attempts.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reasoner.schema import DegradationKind, DiagnosisRecord
+from reasoner.severity import PHYSICAL_ORDER, level_for
+
+RESTORE_ORDER: tuple[str, ...] = tuple(reversed(PHYSICAL_ORDER))
+
+
+class Operation(BaseModel):
+    """One restoration step for one degradation kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: DegradationKind
+    severity: float = Field(ge=0, le=1, description="Diagnosed severity of this kind.")
+    strength: float = Field(1.0, ge=0, le=3, description="Multiplier on the operator's strength (1 = as diagnosed).")
+    params: dict[str, float | int | str | list[float]] = Field(
+        default_factory=dict, description="The record's physical factors for this kind, by the schema's names."
+    )
+
+
+class Plan(BaseModel):
+    """Ordered operations and a natural-language instruction for editing models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operations: list[Operation] = Field(default_factory=list)
+    instruction: str = Field("", max_length=2000)
+    use_references: bool = Field(True, description="Whether reference-guided colour/tone transfer may run.")
+
+    @property
+    def kinds(self) -> list[str]:
+        """Kinds in the order they run."""
+        return [op.kind for op in self.operations]
+
+
+def plan_from_record(record: DiagnosisRecord, strength: float = 1.0, skip: set[str] | None = None) -> Plan:
+    """Operations for every detected kind of ``record`` in :data:`RESTORE_ORDER`, params from its factors.
+
+    ``strength`` scales every operation; kinds in ``skip`` are left out (used when a retry drops an operator that
+    made things worse).
+    """
+    skip = skip or set()
+    ops = [
+        Operation(kind=d.kind, severity=d.severity, strength=strength, params=d.factors.model_dump())
+        for d in sorted(record.detected(), key=lambda d: RESTORE_ORDER.index(d.kind))
+        if d.kind not in skip
+    ]
+    names = ", ".join(f"{op.kind.replace('_', ' ')} ({level_for(op.severity)})" for op in ops)
+    instruction = f"Remove {names}; keep content, geometry and colours unchanged." if ops else "Leave the image as is."
+    return Plan(operations=ops, instruction=instruction)
