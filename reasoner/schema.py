@@ -288,15 +288,18 @@ class UnsupportedVersionError(ValueError):
     """A record written by an incompatible schema version."""
 
 
-def check_version(version: str) -> None:
-    """Accept ``version`` if its major equals ours and its minor is not newer; raise a clear error otherwise."""
-    m, cur = _SEMVER.match(version), _SEMVER.match(SCHEMA_VERSION)
+def check_version(version: str, current: str = SCHEMA_VERSION, name: str = SCHEMA_NAME) -> None:
+    """Accept ``version`` if its major equals ``current``'s and its minor is not newer; raise a clear error otherwise.
+
+    Shared by every exported document (records, traces) with its own ``current`` version and ``name``.
+    """
+    m, cur = _SEMVER.match(version), _SEMVER.match(current)
     if m is None:
         raise UnsupportedVersionError(f"record version {version!r} is not semver (MAJOR.MINOR.PATCH)")
     major, minor = int(m.group(1)), int(m.group(2))
     if major != int(cur.group(1)) or minor > int(cur.group(2)):
         raise UnsupportedVersionError(
-            f"{SCHEMA_NAME} version {version} cannot be read by this reason-restore, which reads "
+            f"{name} version {version} cannot be read by this reason-restore, which reads "
             f"{cur.group(1)}.0 to {cur.group(1)}.{cur.group(2)}; convert the record or upgrade reason-restore"
         )
 
