@@ -92,9 +92,79 @@ def diagnose(
 
 
 @app.command()
-def schema(out: Path | None = typer.Option(None, "--out", help="Write to this file instead of stdout.")) -> None:
-    """Print the JSON Schema of the diagnosis record."""
-    from reasoner.schema import json_schema_text
+def restore(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or directories of images."),
+    out: Path = typer.Option(..., "--out", help="Output folder: <name>.png, <name>.json traces, manifest.jsonl."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Worker processes."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a run in --out, skipping finished images."),
+    trace: bool = typer.Option(False, "--trace", help="Stream each graph node's update live (forces 1 worker)."),
+    reasoner: str = typer.Option("measure", "--reasoner", help="Diagnosis backend."),
+    scorer: str = typer.Option("measure", "--scorer", help="Re-scoring backend."),
+    restorer: str = typer.Option("classical", "--restorer", help="Restoration backend."),
+    index: Path | None = typer.Option(None, "--index", help="Reference library folder (rnr index build)."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="Restore attempts per image, retries included."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-directories."),
+    as_json: bool = typer.Option(False, "--json", help="Print one manifest row per image as JSON lines."),
+) -> None:
+    """Diagnose, retrieve, restore and re-score images; write restored images and traces."""
+    from rich.console import Console
+
+    from agent.batch import run_batch
+    from agent.render import render_update, summary_table
+    from agent.state import Settings
+    from reasoner.imageio import ImageLoadError
+
+    stderr, stdout = Console(stderr=True), Console()
+    backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "index": index}
+    progress = None
+
+    def on_row(row: dict) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(row) + "\n")
+            sys.stdout.flush()
+        elif row["status"] == "failed":
+            stderr.print(f"[red]error:[/] {row['error']}", highlight=False, soft_wrap=True)
+        if progress is not None:
+            progress.advance(task)
+
+    on_update = (lambda node, update: render_update(stdout, node, update)) if trace else None
+    try:
+        if not as_json and not trace and stderr.is_terminal:
+            from rich.progress import Progress
+
+            progress = Progress(console=stderr, transient=True)
+            task = progress.add_task("restoring", total=None)
+            progress.start()
+        summary = run_batch(
+            inputs, out, backends=backends, settings=Settings(max_attempts=max_attempts),
+            workers=1 if trace else workers, resume=resume, recursive=recursive, on_row=on_row, on_update=on_update,
+        )  # fmt: skip
+    except (FileExistsError, ImageLoadError) as e:
+        _fail(str(e))
+    except (ValueError, ImportError) as e:
+        _fail(str(e))
+    finally:
+        if progress is not None:
+            progress.stop()
+    if not as_json:
+        stdout.print(summary_table(summary, out))
+    if summary.failed:
+        stderr.print(f"{len(summary.failed)} image(s) failed:", highlight=False)
+        for row in summary.failed:
+            stderr.print(f"  {row['error']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema(
+    out: Path | None = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+    trace: bool = typer.Option(False, "--trace", help="The restoration trace's schema instead of the record's."),
+) -> None:
+    """Print the JSON Schema of the diagnosis record (or, with --trace, of the restoration trace)."""
+    if trace:
+        from agent.trace import trace_schema_text as json_schema_text
+    else:
+        from reasoner.schema import json_schema_text
 
     text = json_schema_text()
     if out is None:

@@ -62,3 +62,39 @@ def record_panel(rec: DiagnosisRecord) -> Panel:
 def render_record(console: Console, rec: DiagnosisRecord) -> None:
     """Print ``rec`` as a readable trace."""
     console.print(record_panel(rec))
+
+
+def render_update(console: Console, node: str, update: dict) -> None:
+    """One line (or panel) per graph node update, for ``rnr restore --trace``."""
+    if node == "diagnose" and update.get("record") is not None:
+        console.print(record_panel(update["record"]))
+    elif node == "retrieve":
+        refs = update.get("references", [])
+        names = ", ".join(f"{r.id} ({r.score:.2f})" for r in refs) or "none above threshold"
+        console.print(f"[bold]retrieve[/] references: {names}")
+    elif node == "plan" and update.get("plan") is not None:
+        p = update["plan"]
+        ops = " -> ".join(f"{op.kind}×{op.strength:.2f}" for op in p.operations) or "nothing to do"
+        console.print(f"[bold]plan[/] {ops}")
+    elif node == "rescore" and update.get("attempts"):
+        a = update["attempts"][-1]
+        console.print(
+            f"[bold]rescore[/] attempt {a.index}: [cyan]{a.verdict}[/] — {a.reason}; structure {a.structure:.2f}"
+        )
+    elif node == "decide" and update.get("decision"):
+        console.print(f"[bold]decide[/] {update['decision']}: {update.get('decision_reason', '')}")
+
+
+def summary_table(summary, out) -> Table:
+    """Per-image results of a batch run."""
+    t = Table(title=f"restored into {out}")
+    for col in ("image", "status", "decision", "severity before", "after", "seconds"):
+        t.add_column(col)
+    for row in summary.done:
+        t.add_row(row["name"], row["status"], row.get("decision", ""), f"{row.get('overall_before', 0):.2f}",
+                  f"{row.get('overall_after', 0):.2f}", f"{row['seconds']:.2f}")  # fmt: skip
+    for row in summary.failed:
+        t.add_row(row["name"], Text("failed", style="red"), "", "", "", f"{row['seconds']:.2f}")
+    if summary.skipped:
+        t.caption = f"{len(summary.skipped)} already finished (skipped)"
+    return t

@@ -1,0 +1,302 @@
+"""The reason-then-restore state machine (LangGraph).
+
+diagnose -> retrieve -> plan -> restore -> rescore -> decide -> (plan again | export). Backends arrive through the
+runtime context (:class:`agent.state.Context`), never built inside nodes; images travel as ``.npy`` files in the
+run's work directory, so a checkpointed run resumes with all intermediate results.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from agent.state import Context, RestoreState
+from agent.trace import AttemptTrace, Trace
+from reasoner.imageio import from_array, load_image
+from reasoner.schema import DiagnosisRecord
+from restorer.base import ReferenceImage
+from restorer.plan import plan_from_record
+
+NODES = ("diagnose", "retrieve", "plan", "restore", "rescore", "decide", "export")
+
+
+def _timed(name: str):
+    def deco(fn):
+        def node(state: RestoreState, runtime: Runtime[Context]) -> dict:
+            t0 = time.perf_counter()
+            update = fn(state, runtime.context)
+            timings = dict(state.timings)
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+            return {**update, "timings": timings}
+
+        # Not functools.wraps: LangGraph reads the signature to inject ``runtime``, and must see this one.
+        node.__name__, node.__doc__ = fn.__name__, fn.__doc__
+        return node
+
+    return deco
+
+
+def _npy(state: RestoreState, name: str, pixels: np.ndarray) -> str:
+    path = Path(state.work_dir) / f"{name}.npy"
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, np.ascontiguousarray(pixels, dtype=np.float32))
+    tmp.replace(path)  # a checkpoint never points at a half-written array
+    return str(path)
+
+
+def structure_score(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of the low-passed, normalised luma of two images: 1 = same structure, whatever the tone.
+
+    Computed at <= 128 px after area down-scaling, so noise, compression and exposure changes barely move it while
+    warps, hallucinated content and heavy smearing do.
+    """
+
+    def low(x: np.ndarray) -> np.ndarray:
+        y = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        s = 128 / max(y.shape)
+        if s < 1:
+            y = cv2.resize(
+                y, (max(8, round(y.shape[1] * s)), max(8, round(y.shape[0] * s))), interpolation=cv2.INTER_AREA
+            )
+        y = cv2.GaussianBlur(y, (0, 0), 1.0)
+        return (y - y.mean()) / (y.std() + 1e-6)
+
+    la, lb = low(a), low(b)
+    return float(np.clip((la * lb).mean(), -1.0, 1.0))
+
+
+@_timed("diagnose")
+def diagnose(state: RestoreState, ctx: Context) -> dict:
+    """Load the input once and diagnose it."""
+    img = load_image(state.input_path)
+    Path(state.work_dir).mkdir(parents=True, exist_ok=True)
+    return {
+        "input_info": img.info(),
+        "input_npy": _npy(state, "input", img.pixels),
+        "record": ctx.reasoner.diagnose(img),
+    }
+
+
+@_timed("retrieve")
+def retrieve(state: RestoreState, ctx: Context) -> dict:
+    """Top-k references above the library's relevance threshold (none without a library)."""
+    if ctx.library is None or ctx.settings.top_k == 0:
+        return {"references": []}
+    return {"references": ctx.library.search(np.load(state.input_npy), k=ctx.settings.top_k)}
+
+
+def _record_of(state: RestoreState, source: int | None) -> DiagnosisRecord:
+    return state.record if source is None else state.attempts[source].record_after
+
+
+@_timed("plan")
+def plan(state: RestoreState, ctx: Context) -> dict:
+    """First plan from the diagnosis; on a retry, adjust it from how the last attempt went."""
+    if not state.attempts:
+        first = plan_from_record(state.record)
+        if not first.operations:
+            return {"plan": first, "plan_source": None, "decision": "unchanged", "chosen": None,
+                    "decision_reason": "no degradation detected; input returned unchanged"}  # fmt: skip
+        return {"plan": first, "plan_source": None}
+    last = state.attempts[-1]
+    original = {d.kind for d in state.record.detected()}
+    strength = last.plan.operations[0].strength if last.plan.operations else 1.0
+    if last.verdict == "better":
+        # Refine the improved output, only for kinds the input really had (not artefacts of the restorer).
+        rec = last.record_after
+        skip = {d.kind for d in rec.detected()} - original
+        return {"plan": plan_from_record(rec, skip=skip), "plan_source": last.index}
+    source = last.source
+    if last.verdict == "no_change":
+        new = plan_from_record(_record_of(state, source), strength=min(strength * 1.5, 3.0))
+        return {"plan": new, "plan_source": source}
+    # Worse, drifted or failed: start again from the same source at half strength; after a second failure in a
+    # row also leave out the kinds that got worse. With nothing left to try, the decision is final.
+    skip: set[str] = set()
+    failures = ("worse", "drift", "failed")
+    if len(state.attempts) >= 2 and state.attempts[-2].verdict in failures:
+        before = _record_of(state, source).severities()
+        skip = {k for k, v in last.severity_after.items() if v > before.get(k, 0.0) + 0.05}
+    new = plan_from_record(_record_of(state, source), strength=strength * 0.5, skip=skip)
+    if not new.operations:
+        return {"plan": new, "plan_source": source, **_final(state, ctx.settings.min_gain)}
+    return {"plan": new, "plan_source": source}
+
+
+@_timed("restore")
+def restore(state: RestoreState, ctx: Context) -> dict:
+    """Run the restorer on the plan's source image."""
+    n = len(state.attempts)
+    src = (
+        np.load(state.input_npy)
+        if state.plan_source is None
+        else np.load(Path(state.work_dir) / f"attempt{state.plan_source}.npy")
+    )
+    refs = []
+    if state.plan.use_references and ctx.library is not None:
+        refs = [ReferenceImage(ctx.library.load_pixels(r), r.score, r.id) for r in state.references]
+    t0 = time.perf_counter()
+    try:
+        out = ctx.restorer.restore(src, _record_of(state, state.plan_source), refs, state.plan)
+    except Exception as e:  # a backend failure is an attempt that failed, not a crashed run
+        return {"pending": None, "pending_s": time.perf_counter() - t0, "pending_error": f"{type(e).__name__}: {e}"}
+    return {"pending": _npy(state, f"attempt{n}", out), "pending_s": time.perf_counter() - t0, "pending_error": None}
+
+
+@_timed("rescore")
+def rescore(state: RestoreState, ctx: Context) -> dict:
+    """Diagnose the attempt with the scorer and judge it against its source."""
+    t0 = time.perf_counter()
+    source_rec = _record_of(state, state.plan_source)
+    if state.pending is None:
+        failed = AttemptTrace(
+            index=len(state.attempts), source=state.plan_source, plan=state.plan, record_after=None,
+            severity_after=source_rec.severities(), overall_after=source_rec.overall_severity, structure=0.0,
+            verdict="failed", reason=f"restorer failed: {state.pending_error}"[:1000], elapsed_s=state.pending_s,
+        )  # fmt: skip
+        return {"attempts": [*state.attempts, failed]}
+    out = np.load(state.pending)
+    rec = ctx.scorer.diagnose(from_array(out))
+    source_overall = source_rec.overall_severity
+    structure = structure_score(np.load(state.input_npy), out)
+    s = ctx.settings
+    if structure < s.min_structure:
+        verdict, reason = "drift", f"structure {structure:.2f} below {s.min_structure:.2f}: the content moved"
+    elif rec.overall_severity < source_overall - s.min_gain:
+        verdict, reason = "better", f"overall severity {source_overall:.2f} -> {rec.overall_severity:.2f}"
+    elif rec.overall_severity > source_overall + s.min_gain:
+        verdict, reason = "worse", f"overall severity rose {source_overall:.2f} -> {rec.overall_severity:.2f}"
+    else:
+        verdict, reason = "no_change", f"overall severity {source_overall:.2f} -> {rec.overall_severity:.2f}"
+    attempt = AttemptTrace(
+        index=len(state.attempts),
+        source=state.plan_source,
+        plan=state.plan,
+        record_after=rec,
+        severity_after=rec.severities(),
+        overall_after=rec.overall_severity,
+        structure=structure,
+        verdict=verdict,
+        reason=reason,
+        elapsed_s=state.pending_s + time.perf_counter() - t0,
+    )
+    return {"attempts": [*state.attempts, attempt], "pending": None}
+
+
+def _best(state: RestoreState, min_gain: float) -> int | None:
+    ok = [
+        a
+        for a in state.attempts
+        if a.verdict == "better" and a.overall_after < state.record.overall_severity - min_gain
+    ]
+    return min(ok, key=lambda a: a.overall_after).index if ok else None
+
+
+@_timed("decide")
+def decide(state: RestoreState, ctx: Context) -> dict:
+    """Accept, retry (bounded), or roll back to the best attempt; never return something the scorer rates worse."""
+    s = ctx.settings
+    last = state.attempts[-1]
+    original = {d.kind for d in state.record.detected()}
+    residual = {d.kind for d in last.record_after.detected()} & original if last.record_after else original
+    can_retry = len(state.attempts) < s.max_attempts
+    if can_retry and last.verdict == "better" and last.overall_after >= s.done_below and residual:
+        return {"decision": None}
+    if can_retry and last.verdict in ("worse", "drift", "no_change", "failed"):
+        return {"decision": None}
+    return _final(state, s.min_gain)
+
+
+def _final(state: RestoreState, min_gain: float) -> dict:
+    """The decision once no retry is left: the best attempt, or the input unchanged."""
+    best = _best(state, min_gain)
+    if best is None:
+        why = f"no attempt improved on the input ({len(state.attempts)} tried); input returned"
+        return {"decision": "unchanged", "chosen": None, "decision_reason": why}
+    kind = "accepted" if best == state.attempts[-1].index else "rolled_back"
+    a = state.attempts[best]
+    why = f"attempt {best}: overall severity {state.record.overall_severity:.2f} -> {a.overall_after:.2f}"
+    return {"decision": kind, "chosen": best, "decision_reason": why}
+
+
+def route_plan(state: RestoreState) -> str:
+    """After plan: restore, or export at once when there is nothing to do."""
+    return "export" if state.decision is not None else "restore"
+
+
+def route(state: RestoreState) -> str:
+    """After decide: retry through plan, or export."""
+    return "plan" if state.decision is None else "export"
+
+
+@_timed("export")
+def export(state: RestoreState, ctx: Context) -> dict:
+    """Nothing to compute: the decision is final; the caller writes files from :func:`build_trace`."""
+    return {}
+
+
+def build_graph(checkpointer=None):
+    """The compiled graph. Pass a LangGraph checkpointer to make runs resumable."""
+    g = StateGraph(RestoreState, context_schema=Context)
+    for name, fn in (("diagnose", diagnose), ("retrieve", retrieve), ("plan", plan), ("restore", restore),
+                     ("rescore", rescore), ("decide", decide), ("export", export)):  # fmt: skip
+        g.add_node(name, fn)
+    g.add_edge(START, "diagnose")
+    g.add_edge("diagnose", "retrieve")
+    g.add_edge("retrieve", "plan")
+    g.add_conditional_edges("plan", route_plan, {"restore": "restore", "export": "export"})
+    g.add_edge("restore", "rescore")
+    g.add_edge("rescore", "decide")
+    g.add_conditional_edges("decide", route, {"plan": "plan", "export": "export"})
+    g.add_edge("export", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+def final_pixels(state: RestoreState) -> np.ndarray:
+    """What the run returns: the chosen attempt, or the input unchanged."""
+    path = state.input_npy if state.chosen is None else Path(state.work_dir) / f"attempt{state.chosen}.npy"
+    return np.load(path)
+
+
+def build_trace(state: RestoreState, ctx: Context, output_path: str | None = None, io_s: float = 0.0) -> Trace:
+    """The exported :class:`Trace` of a finished state."""
+    from reasoner.version import rnr_version
+
+    chosen = state.attempts[state.chosen] if state.chosen is not None else None
+    after = chosen.severity_after if chosen else state.record.severities()
+    timings = {k: round(v, 6) for k, v in state.timings.items() if not k.startswith("_")}
+    timings["io"] = round(io_s, 6)
+    timings["total"] = round(sum(timings.values()), 6)
+    return Trace(
+        input=state.input_info,
+        output_path=output_path,
+        record_before=state.record,
+        references=state.references,
+        attempts=state.attempts,
+        decision=state.decision,
+        chosen_attempt=state.chosen,
+        decision_reason=state.decision_reason,
+        severity_before=state.record.severities(),
+        severity_after=after,
+        overall_before=state.record.overall_severity,
+        overall_after=chosen.overall_after if chosen else state.record.overall_severity,
+        timings=timings,
+        backends=ctx.backends,
+        settings=ctx.settings.model_dump(),
+        versions=_versions(rnr_version()),
+        created_at=datetime.now(timezone.utc),
+    )
+
+
+def _versions(rnr: str) -> dict[str, str]:
+    import langgraph.version
+    import pydantic
+
+    return {"reason-restore": rnr, "numpy": np.__version__, "opencv": cv2.__version__,
+            "pydantic": pydantic.VERSION, "langgraph": langgraph.version.__version__}  # fmt: skip

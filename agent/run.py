@@ -1,0 +1,103 @@
+"""Running the graph: backends into a context, one image through the graph, and the Python API."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from agent.graph import build_graph, build_trace, final_pixels
+from agent.state import Context, RestoreState, Settings
+from agent.trace import Trace
+
+
+def make_context(
+    reasoner: str = "measure",
+    scorer: str = "measure",
+    restorer: str = "classical",
+    index: str | Path | None = None,
+    settings: Settings | None = None,
+) -> Context:
+    """Load the named backends once (a batch worker keeps them for all its images)."""
+    from reasoner import load_reasoner
+    from restorer import load_restorer
+
+    rsn = load_reasoner(reasoner)
+    scr = rsn if scorer == reasoner else load_reasoner(scorer)
+    rst = load_restorer(restorer)
+    library, embedder = None, "none"
+    if index is not None:
+        from retrieval.library import ReferenceLibrary
+
+        library = ReferenceLibrary.open(index)
+        embedder = f"{library.embedder.name} {library.embedder.version}"
+    backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "embedder": embedder}
+    return Context(rsn, scr, rst, library, settings or Settings(), backends)
+
+
+def thread_id(path: str | Path, ctx: Context) -> str:
+    """Checkpoint thread of an image: its bytes and the backends/settings that process it."""
+    h = hashlib.sha256(Path(path).read_bytes())
+    h.update(repr(sorted(ctx.backends.items())).encode())
+    h.update(ctx.settings.model_dump_json().encode())
+    return h.hexdigest()[:32]
+
+
+def run_graph(
+    input_path: str | Path,
+    ctx: Context,
+    work_dir: str | Path,
+    *,
+    checkpointer=None,
+    thread: str | None = None,
+    on_update: Callable[[str, dict], None] | None = None,
+) -> RestoreState:
+    """Drive one image through the graph, streaming node updates to ``on_update``; resumes a checkpointed thread.
+
+    Without a ``checkpointer`` an in-memory one is used (the final state is read back from it).
+    """
+    if checkpointer is None:
+        from agent.checkpoint import memory_checkpointer
+
+        checkpointer = memory_checkpointer()
+    graph = build_graph(checkpointer)
+    config = {"configurable": {"thread_id": thread or "default"}, "recursion_limit": 64}
+    start = RestoreState(input_path=str(input_path), work_dir=str(work_dir))
+    snap = graph.get_state(config)
+    if snap.next:  # interrupted earlier: continue where it stopped
+        start = None
+    elif snap.values:
+        return RestoreState.model_validate(snap.values)  # finished earlier
+    for chunk in graph.stream(start, config, context=ctx, stream_mode="updates"):
+        if on_update is not None:
+            for node, update in chunk.items():
+                on_update(node, update or {})
+    return RestoreState.model_validate(graph.get_state(config).values)
+
+
+def restore_image(
+    image: str | Path | np.ndarray,
+    *,
+    reasoner: str = "measure",
+    scorer: str = "measure",
+    restorer: str = "classical",
+    index: str | Path | None = None,
+    settings: Settings | None = None,
+    context: Context | None = None,
+) -> tuple[np.ndarray, Trace]:
+    """Restore one image (a path or a ``float32 HxWx3 RGB in [0, 1]`` array); returns the pixels and the trace."""
+    from agent.checkpoint import memory_checkpointer
+    from reasoner.imageio import save_image
+
+    ctx = context or make_context(reasoner, scorer, restorer, index, settings)
+    with tempfile.TemporaryDirectory(prefix="rnr-") as tmp:
+        if isinstance(image, np.ndarray):
+            image = save_image(Path(tmp) / "input.png", image)
+        state = run_graph(image, ctx, Path(tmp) / "work", checkpointer=memory_checkpointer(), thread="api")
+        t0 = time.perf_counter()
+        pixels = final_pixels(state)
+        return pixels, build_trace(state, ctx, io_s=time.perf_counter() - t0)

@@ -1,0 +1,85 @@
+"""The restoration trace: everything needed to see why an image was changed, and to reproduce it.
+
+Exported next to every restored image; its JSON Schema is committed under ``agent/schemas`` and printed by
+``rnr schema --trace``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reasoner.schema import DiagnosisRecord, ImageInfo, check_version
+from restorer.plan import Plan
+from retrieval.base import Reference
+
+TRACE_NAME = "rnr.restore_trace"
+TRACE_VERSION = "1.0.0"
+TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
+
+Verdict = Literal["better", "worse", "drift", "no_change", "failed"]
+Decision = Literal["accepted", "rolled_back", "unchanged"]
+
+
+class AttemptTrace(BaseModel):
+    """One restoration attempt and how the scorer judged it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(ge=0, description="0 for the first attempt.")
+    source: int | None = Field(
+        description="Attempt whose output this one refined; None when it started from the input."
+    )
+    plan: Plan
+    record_after: DiagnosisRecord | None = Field(description="The scorer's diagnosis of the attempt's output.")
+    severity_after: dict[str, float] = Field(description="Per-kind severity of the output (0 when absent).")
+    overall_after: float = Field(ge=0, le=1)
+    structure: float = Field(description="Correlation of low-passed luma with the input's (1 = same structure).")
+    verdict: Verdict
+    reason: str = Field(max_length=1000)
+    elapsed_s: float = Field(ge=0, description="Restore plus re-score time of this attempt.")
+
+
+class Trace(BaseModel):
+    """The full account of one image's pass through diagnose -> retrieve -> plan -> restore -> rescore -> decide."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_name: Literal["rnr.restore_trace"] = TRACE_NAME
+    version: str = Field(TRACE_VERSION, pattern=r"^\d+\.\d+\.\d+$")
+    input: ImageInfo
+    output_path: str | None = Field(None, description="Where the restored image was written, if it was.")
+    record_before: DiagnosisRecord
+    references: list[Reference] = Field(default_factory=list, description="Retrieved references above threshold.")
+    attempts: list[AttemptTrace] = Field(default_factory=list)
+    decision: Decision
+    chosen_attempt: int | None = Field(description="Index of the attempt returned; None when the input is returned.")
+    decision_reason: str = Field(max_length=1000)
+    severity_before: dict[str, float]
+    severity_after: dict[str, float] = Field(description="Per-kind severity of what is returned.")
+    overall_before: float = Field(ge=0, le=1)
+    overall_after: float = Field(ge=0, le=1)
+    timings: dict[str, float] = Field(description="Seconds per graph node, plus 'io' and 'total'.")
+    backends: dict[str, str] = Field(description="reasoner, scorer, restorer and embedder used.")
+    settings: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(description="Package versions that produced the trace.")
+    created_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_version(cls, data):
+        if isinstance(data, dict) and "version" in data:
+            check_version(str(data["version"]), TRACE_VERSION, TRACE_NAME)
+        return data
+
+
+def trace_schema_text() -> str:
+    """The committed JSON Schema of :class:`Trace`."""
+    schema = Trace.model_json_schema()
+    schema["$id"] = f"https://reason-restore.dev/schemas/{TRACE_NAME}/{TRACE_VERSION}.json"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,195 @@
+"""The LangGraph agent: accept, retry and roll-back paths with real light backends, traces and batch jobs."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.batch import MANIFEST, output_items, read_manifest, run_batch
+from agent.checkpoint import memory_checkpointer
+from agent.graph import build_graph, structure_score
+from agent.run import make_context, restore_image, run_graph
+from agent.state import Settings
+from agent.trace import TRACE_SCHEMA_PATH, Trace, trace_schema_text
+from reasoner.imageio import load_image, save_image
+from rl import degradations as D
+from rl.photos import load_photo
+
+
+class NoisingRestorer:
+    """A harmful but real restorer: adds Gaussian noise through the synthesis code."""
+
+    name = "noising"
+
+    def restore(self, image, record, references, plan):
+        return D.apply(image, [D.NoiseParams(sigma=30, seed=3)])
+
+
+class DenoiseThenWorsen:
+    """Helps a little on its first call (gentle non-local means leaves noise behind), then adds noise."""
+
+    name = "flaky"
+
+    def __init__(self):
+        self.calls = 0
+
+    def restore(self, image, record, references, plan):
+        import cv2
+
+        self.calls += 1
+        u8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if self.calls == 1:
+            return cv2.fastNlMeansDenoisingColored(u8, None, 7, 7, 7, 21).astype(np.float32) / 255
+        return D.apply(image, [D.NoiseParams(sigma=40, seed=self.calls)])
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("in")
+    img = load_photo("astronaut")[96:352, 128:384]
+    return save_image(d / "noisy.png", D.apply(img, [D.NoiseParams(sigma=25, seed=1)]))
+
+
+def ctx_with(restorer, **settings):
+    ctx = make_context(
+        restorer="classical" if isinstance(restorer, str) else "classical", settings=Settings(**settings)
+    )
+    if not isinstance(restorer, str):
+        ctx.restorer = restorer
+    return ctx
+
+
+def test_accept_path_with_classical(noisy, tmp_path):
+    ctx = make_context()
+    state = run_graph(noisy, ctx, tmp_path / "w", checkpointer=memory_checkpointer(), thread="t")
+    assert state.decision == "accepted"
+    assert state.attempts[state.chosen].overall_after < state.record.overall_severity
+
+
+def test_harmful_restorer_is_rolled_back_to_input(noisy, tmp_path):
+    ctx = ctx_with(NoisingRestorer(), max_attempts=3)
+    state = run_graph(noisy, ctx, tmp_path / "w")
+    assert state.decision == "unchanged" and state.chosen is None
+    # Retried at half strength, then the kind it kept worsening was dropped: nothing left, input returned.
+    assert len(state.attempts) == 2
+    assert [a.plan.operations[0].strength for a in state.attempts] == [1.0, 0.5]
+    assert all(a.verdict != "better" for a in state.attempts)
+
+
+def test_roll_back_to_best_attempt(noisy, tmp_path):
+    ctx = ctx_with(DenoiseThenWorsen(), max_attempts=3, done_below=0.0)
+    state = run_graph(noisy, ctx, tmp_path / "w")
+    assert state.attempts[0].verdict == "better"
+    assert any(a.verdict in ("worse", "drift") for a in state.attempts[1:])
+    assert state.chosen == 0 and state.decision == "rolled_back"
+
+
+def test_clean_image_is_returned_unchanged(tmp_path):
+    clean = save_image(tmp_path / "clean.png", load_photo("coffee")[:256, :256])
+    pixels, trace = restore_image(clean)
+    assert trace.decision == "unchanged" and trace.attempts == []
+    assert np.array_equal(pixels, load_image(clean).pixels)
+
+
+def test_structure_score():
+    img = load_photo("camera")[:256, :256]
+    assert structure_score(img, np.clip(img * 0.5, 0, 1)) > 0.99  # tone change keeps structure
+    assert structure_score(img, img[:, ::-1]) < 0.5  # a mirrored image does not
+
+
+def test_nodes_run_alone(noisy, tmp_path):
+    from langgraph.runtime import Runtime
+
+    from agent.graph import diagnose, plan, rescore, restore
+    from agent.state import RestoreState
+
+    rt = Runtime(context=make_context())
+    st = RestoreState(input_path=str(noisy), work_dir=str(tmp_path))
+    for node in (diagnose, plan, restore, rescore):
+        st = st.model_copy(update=node(st, rt))
+    assert "noise" in st.plan.kinds
+    assert st.attempts[0].verdict == "better" and set(st.timings) == {"diagnose", "plan", "restore", "rescore"}
+
+
+def test_graph_streams_nodes_in_order(noisy, tmp_path):
+    graph = build_graph(memory_checkpointer())
+    st = {"input_path": str(noisy), "work_dir": str(tmp_path)}
+    cfg = {"configurable": {"thread_id": "x"}}
+    events = [n for chunk in graph.stream(st, cfg, context=make_context(), stream_mode="updates") for n in chunk]
+    assert events[:5] == ["diagnose", "retrieve", "plan", "restore", "rescore"] and events[-1] == "export"
+
+
+def test_trace_validates_and_schema_is_committed(noisy):
+    _, trace = restore_image(noisy)
+    assert TRACE_SCHEMA_PATH.read_text() == trace_schema_text()
+    back = Trace.model_validate_json(trace.model_dump_json())
+    assert back == trace
+    assert set(trace.timings) >= {"diagnose", "restore", "rescore", "total"}
+    assert trace.severity_after["noise"] < trace.severity_before["noise"]
+
+
+def test_output_names_are_safe_and_unique(tmp_path):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    img = load_photo("camera")[:64, :64]
+    for rel in ("a.png", "a.jpg", "sub/a.png", "weird name!..png"):
+        save_image(d / rel, img)
+    names = [it.name for it in output_items([d], recursive=True)]
+    assert len(set(names)) == 4
+    assert all("/" not in n and not n.startswith(".") and ".." not in n for n in names)
+
+
+def test_batch_with_bad_file_and_resume(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    base = load_photo("coffee")[:256, :256]
+    save_image(src / "noisy.png", D.apply(base, [D.NoiseParams(sigma=20, seed=2)]))
+    save_image(src / "jpeg.png", D.apply(base, [D.JpegParams(quality=20)]))
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    out = tmp_path / "out"
+    summary = run_batch([src], out)
+    assert len(summary.done) == 2 and len(summary.failed) == 1
+    assert "broken.png" in summary.failed[0]["error"]
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # inputs untouched
+    for row in summary.done:
+        Trace.model_validate_json((out / row["trace"]).read_text())
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_batch([src], out)
+    again = run_batch([src], out, resume=True)
+    assert sorted(again.skipped) == ["jpeg", "noisy"] and len(again.failed) == 1
+    assert not list(out.glob("**/*.tmp"))
+
+
+def test_killed_run_resumes_to_the_same_outputs(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, name in enumerate(["astronaut", "coffee", "camera", "motorcycle_right"]):
+        img = load_photo(name)[:256, :256]
+        save_image(src / f"{i}.png", D.apply(img, [D.NoiseParams(sigma=15 + 5 * i, seed=i)]))
+    ref = tmp_path / "ref"
+    run_batch([src], ref)
+    out = tmp_path / "out"
+    rnr = Path(sys.executable).with_name("rnr")
+    proc = subprocess.Popen([rnr, "restore", str(src), "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and len(read_manifest(out)) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(read_manifest(out)) < 4, "the run finished before it could be killed"
+    res = subprocess.run([rnr, "restore", str(src), "--out", str(out), "--resume", "--json"], capture_output=True,
+                         text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    final = {p.name for p in out.iterdir() if p.is_file()}
+    assert final == {p.name for p in ref.iterdir() if p.is_file()}
+    for i in range(4):
+        assert np.array_equal(load_image(out / f"{i}.png").pixels, load_image(ref / f"{i}.png").pixels)
+    rows = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines() if line.strip()]
+    assert {r["name"] for r in rows} == {"0", "1", "2", "3"}
