@@ -20,6 +20,8 @@ venv: $(VENV)/.installed
 demo: venv
 	$(BIN)/rnr examples examples
 	$(BIN)/rnr diagnose examples/
+	rm -rf examples-restored
+	$(BIN)/rnr restore examples/ --out examples-restored
 
 test: venv
 	$(BIN)/python -m pytest -q
@@ -34,4 +36,4 @@ calibrate: venv
 	$(BIN)/rnr calibrate
 
 clean:
-	rm -rf $(VENV) examples .pytest_cache
+	rm -rf $(VENV) examples examples-restored .pytest_cache

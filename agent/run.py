@@ -55,10 +55,12 @@ def run_graph(
     checkpointer=None,
     thread: str | None = None,
     on_update: Callable[[str, dict], None] | None = None,
+    durability: str = "async",
 ) -> RestoreState:
     """Drive one image through the graph, streaming node updates to ``on_update``; resumes a checkpointed thread.
 
-    Without a ``checkpointer`` an in-memory one is used (the final state is read back from it).
+    Without a ``checkpointer`` an in-memory one is used (the final state is read back from it). Checkpoints are
+    written in the background by default (``durability="async"``): a killed run loses at most the step in flight.
     """
     if checkpointer is None:
         from agent.checkpoint import memory_checkpointer
@@ -72,7 +74,7 @@ def run_graph(
         start = None
     elif snap.values:
         return RestoreState.model_validate(snap.values)  # finished earlier
-    for chunk in graph.stream(start, config, context=ctx, stream_mode="updates"):
+    for chunk in graph.stream(start, config, context=ctx, stream_mode="updates", durability=durability):
         if on_update is not None:
             for node, update in chunk.items():
                 on_update(node, update or {})
