@@ -23,7 +23,12 @@ demo: venv
 	rm -rf examples-restored
 	$(BIN)/rnr restore examples/ --out examples-restored
 
-test: venv
+# The tests also build tiny transformers models locally (no hub); torch 2.13.0 is the CPU build on these machines.
+$(VENV)/.installed-hf: $(VENV)/.installed
+	$(BIN)/python -m pip install -q "torch==2.13.0" "transformers>=5.0,<6"
+	touch $@
+
+test: venv $(VENV)/.installed-hf
 	$(BIN)/python -m pytest -q
 
 lint: venv

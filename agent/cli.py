@@ -18,6 +18,15 @@ app = typer.Typer(
 )
 
 
+def _mount_subcommands() -> None:
+    from agent.cli_index import index_app
+
+    app.add_typer(index_app)
+
+
+_mount_subcommands()
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)

@@ -193,3 +193,20 @@ def test_killed_run_resumes_to_the_same_outputs(tmp_path):
         assert np.array_equal(load_image(out / f"{i}.png").pixels, load_image(ref / f"{i}.png").pixels)
     rows = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines() if line.strip()]
     assert {r["name"] for r in rows} == {"0", "1", "2", "3"}
+
+
+def test_references_reach_the_trace(tmp_path):
+    from retrieval.library import ReferenceLibrary
+
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for name in ("coffee", "astronaut", "camera", "chelsea"):
+        save_image(refs / f"{name}.png", load_photo(name)[:256, :256])
+    lib = ReferenceLibrary.create(tmp_path / "lib", "global")
+    lib.add(sorted(refs.iterdir()))
+    query = save_image(
+        tmp_path / "q.png", D.apply(load_photo("coffee")[:256, :256], [D.NoiseParams(sigma=20, seed=4)])
+    )
+    _, trace = restore_image(query, index=tmp_path / "lib")
+    assert trace.references and Path(trace.references[0].path).name == "coffee.png"
+    assert trace.backends["embedder"].startswith("global")

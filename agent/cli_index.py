@@ -1,0 +1,266 @@
+"""``rnr index``: build, grow and query reference libraries. Heavy imports live inside the command bodies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+index_app = typer.Typer(
+    name="index",
+    help="Reference libraries: build one from a folder of high-quality images, add to it, query it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_INDEX_HELP = "Library folder (created by `rnr index build`)."
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _parse_params(items: list[str]) -> dict[str, int | None]:
+    params: dict[str, int | None] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not (value.isdigit() or value == "none"):
+            raise typer.BadParameter(f"{item!r} is not KEY=INTEGER (e.g. nlist=1024)", param_hint="--index-param")
+        params[key.strip()] = None if value == "none" else int(value)
+    return params
+
+
+def _embedder_kwargs(name: str, device: str | None) -> dict[str, Any]:
+    return {"device": device} if device and name.startswith("hf:") else {}
+
+
+def _files(inputs: list[Path], recursive: bool) -> list[Path]:
+    from reasoner.imageio import ImageLoadError, iter_image_files
+
+    try:
+        files = iter_image_files(inputs, recursive=recursive)
+    except ImageLoadError as e:
+        _fail(str(e))
+    if not files:
+        hint = "" if recursive else " (use --recursive for sub-folders)"
+        _fail(f"no images found in {', '.join(map(str, inputs))}{hint}")
+    return files
+
+
+def _add_with_progress(lib, files: list[Path], category: str, show: bool, max_pixels: int | None):
+    from rich.console import Console
+
+    stderr = Console(stderr=True)
+    if not show or not stderr.is_terminal:
+        return lib.add(files, category=category, max_pixels=max_pixels)
+    from rich.progress import Progress
+
+    with Progress(console=stderr, transient=True) as bar:
+        task = bar.add_task("indexing", total=len(files))
+        return lib.add(
+            files, category=category, max_pixels=max_pixels, progress=lambda done, _: bar.update(task, completed=done)
+        )
+
+
+def _report(lib, result, n_inputs: int, as_json: bool, action: str) -> None:
+    """Print what an add did (stdout), bad inputs (stderr), and exit 1 if any input failed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    summary = {
+        "index": str(lib.root),
+        "action": action,
+        "inputs": n_inputs,
+        "added": len(result),
+        "ids": list(result),
+        "duplicates": [{"input": str(i), "existing_id": e} for i, e in result.duplicates],
+        "errors": list(result.errors),
+        "entries": len(lib),
+        "categories": lib.counts(),
+        "embedder": lib.embedder_tag,
+        "index_type": lib.index_type,
+        "threshold": lib.threshold,
+    }
+    stderr = Console(stderr=True)
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        table = Table(title=f"{action} {lib.root}", show_header=False)
+        table.add_column("", style="bold")
+        table.add_column("")
+        table.add_row("added", f"{len(result)} of {n_inputs} input(s)")
+        if result.duplicates:
+            table.add_row("skipped (duplicates)", str(len(result.duplicates)))
+        table.add_row("entries", ", ".join(f"{c}: {n}" for c, n in summary["categories"].items()) or "0")
+        table.add_row("embedder", lib.embedder_tag)
+        table.add_row("index", lib.index_type)
+        table.add_row("threshold", f"{lib.threshold:.2f}")
+        Console().print(table)
+    if result.errors:
+        stderr.print(f"{len(result.errors)} of {n_inputs} input(s) failed and were skipped:", highlight=False)
+        for msg in result.errors:
+            stderr.print(f"  {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _open(index: Path, device: str | None):
+    from retrieval.library import LibraryError, ReferenceLibrary
+
+    meta = index / "library.json"
+    try:
+        name = json.loads(meta.read_text())["embedder"]["name"] if meta.is_file() else ""
+    except (OSError, ValueError, KeyError, TypeError):
+        name = ""
+    try:
+        return ReferenceLibrary.open(index, **_embedder_kwargs(name, device))
+    except (LibraryError, ImportError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e), param_hint="--index") from None
+
+
+@index_app.command()
+def build(
+    refs_dir: Path = typer.Argument(..., help="Folder of high-quality reference images."),
+    index: Path = typer.Option(..., "--index", help="Library folder to create."),
+    embedder: str = typer.Option("global", "--embedder", help="'global', 'hf:<model id or path>' or 'pkg.mod:Class'."),
+    category: str = typer.Option("default", "--category", help="Sub-library to put the images in."),
+    index_type: str = typer.Option("flat", "--index-type", help="flat (exact), ivf or hnsw (large libraries)."),
+    index_param: list[str] = typer.Option([], "--index-param", help="KEY=INT, e.g. nlist=1024, nprobe=32, M=32."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Default relevance threshold (cosine)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing library at --index."),
+    device: str | None = typer.Option(None, "--device", help="Device of an hf: embedder (cpu, cuda, auto)."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of a table."),
+) -> None:
+    """Build a reference library from a folder of images (bad files are reported and skipped)."""
+    import secrets
+
+    from retrieval.library import LibraryError, ReferenceLibrary, check_category
+    from retrieval.registry import load_embedder
+
+    try:
+        check_category(category)
+    except LibraryError as e:
+        raise typer.BadParameter(str(e), param_hint="--category") from None
+    if not refs_dir.is_dir():
+        raise typer.BadParameter(f"{refs_dir}: not a folder of images", param_hint="REFS_DIR")
+    existing = index.exists() and (not index.is_dir() or any(index.iterdir()))
+    if existing and not (overwrite and (index / "library.json").is_file()):
+        what = (
+            "holds a library; add to it with `rnr index add` or pass --overwrite"
+            if (index / "library.json").is_file()
+            else "exists and is not an empty folder; pick a new --index"
+        )
+        raise typer.BadParameter(f"{index} {what}", param_hint="--index")
+    params = _parse_params(index_param)
+    files = _files([refs_dir], recursive)
+    try:
+        model = load_embedder(embedder, **_embedder_kwargs(embedder, device))
+    except (ValueError, ImportError, OSError) as e:
+        raise typer.BadParameter(str(e), param_hint="--embedder") from None
+
+    # Build beside the target and move it into place at the end, so an interrupted build leaves nothing behind.
+    index.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index.with_name(f".{index.name}.building-{secrets.token_hex(4)}")
+    try:
+        try:
+            lib = ReferenceLibrary.create(tmp, model, index_type, threshold=threshold, **params)
+        except LibraryError as e:
+            raise typer.BadParameter(str(e), param_hint="--index-type/--index-param") from None
+        with lib:
+            result = _add_with_progress(lib, files, category, not as_json, max_pixels)
+        if existing:
+            trash = index.with_name(f".{index.name}.old-{secrets.token_hex(4)}")
+            index.rename(trash)
+            tmp.rename(index)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            if index.is_dir():
+                index.rmdir()
+            tmp.rename(index)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    with ReferenceLibrary.open(index, model) as lib:
+        _report(lib, result, len(files), as_json, "built")
+
+
+@index_app.command()
+def add(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
+    index: Path = typer.Option(..., "--index", help=_INDEX_HELP),
+    category: str = typer.Option("default", "--category", help="Sub-library to add to (created if new)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    device: str | None = typer.Option(None, "--device", help="Device of an hf: embedder (cpu, cuda, auto)."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of a table."),
+) -> None:
+    """Add images to an existing library (duplicates are skipped, bad files reported)."""
+    from retrieval.library import LibraryError, check_category
+
+    try:
+        check_category(category)
+    except LibraryError as e:
+        raise typer.BadParameter(str(e), param_hint="--category") from None
+    files = _files(inputs, recursive)
+    with _open(index, device) as lib:
+        result = _add_with_progress(lib, files, category, not as_json, max_pixels)
+        _report(lib, result, len(files), as_json, "added to")
+
+
+@index_app.command()
+def query(
+    image: Path = typer.Argument(..., help="The (degraded) image to find references for."),
+    index: Path = typer.Option(..., "--index", help=_INDEX_HELP),
+    k: int = typer.Option(5, "-k", "--top-k", min=1, help="How many references at most."),
+    category: list[str] = typer.Option([], "--category", help="Search only this sub-library (repeatable)."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Minimum score (default: the library's)."),
+    device: str | None = typer.Option(None, "--device", help="Device of an hf: embedder (cpu, cuda, auto)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Find the references most similar to an image."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from reasoner.imageio import ImageLoadError, load_image
+    from retrieval.library import LibraryError
+
+    try:
+        loaded = load_image(image)
+    except ImageLoadError as e:
+        _fail(str(e))
+    with _open(index, device) as lib:
+        try:
+            refs = lib.search(loaded, k=k, category=category or None, threshold=threshold)
+        except LibraryError as e:
+            raise typer.BadParameter(str(e), param_hint="--category") from None
+        used = lib.threshold if threshold is None else threshold
+        tag = lib.embedder_tag
+    if as_json:
+        doc = {
+            "query": str(image),
+            "index": str(index),
+            "embedder": tag,
+            "k": k,
+            "threshold": used,
+            "categories": category or None,
+            "references": [r.model_dump(mode="json") for r in refs],
+        }
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return
+    con = Console()
+    if not refs:
+        con.print(f"no reference scores ≥ {used:.2f} for {image}; lower --threshold to see weaker matches")
+        return
+    table = Table(title=f"references for {image} (threshold {used:.2f}, {tag})")
+    for col in ("rank", "score", "category", "id", "path"):
+        table.add_column(col, justify="right" if col in ("rank", "score") else "left", overflow="fold")
+    for r in refs:
+        table.add_row(str(r.rank), f"{r.score:.3f}", r.category or "", r.id, r.path)
+    con.print(table)

@@ -1,0 +1,56 @@
+"""Short embedder names mapped to lazy dotted paths; nothing heavy is imported until an embedder is chosen."""
+
+from __future__ import annotations
+
+import importlib
+
+from retrieval.base import Embedder
+
+#: name -> "module:Class". ``hf:<model id or local path>`` is handled apart (see :func:`load_embedder`).
+EMBEDDERS: dict[str, str] = {
+    "global": "retrieval.embedders:GlobalDescriptorEmbedder",
+}
+DEFAULT_EMBEDDER = "global"
+HF_PREFIX = "hf:"
+
+
+def _choices() -> str:
+    return f"{sorted(EMBEDDERS)}, 'hf:<model id or local path>' or 'pkg.module:Class'"
+
+
+def resolve(name_or_path: str) -> type:
+    """The class for a registry name or a ``"package.module:Class"`` path, with a clear error otherwise."""
+    target = EMBEDDERS.get(name_or_path, name_or_path)
+    module, sep, attr = target.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"unknown embedder {name_or_path!r}; choose one of {_choices()}")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        if isinstance(e, ImportError) and e.name and not e.name.startswith(module.split(".")[0]):
+            raise ImportError(f"embedder {name_or_path!r} needs {e.name}: {e}") from e
+        raise ValueError(f"cannot load embedder {name_or_path!r} from {target!r}: {e}") from e
+
+
+def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, **kwargs) -> Embedder:
+    """Instantiate an embedder, passing ``kwargs`` through.
+
+    Args:
+        name_or_path: A registry name (``"global"``), ``"hf:<model id or local path>"`` for a DINOv2 / CLIP /
+            SigLIP model through transformers, or ``"pkg.module:Class"``.
+        **kwargs: Constructor arguments (for ``hf:``, those of :class:`retrieval.hf.HFEmbedder`).
+
+    Raises:
+        ValueError: For an unknown name, listing the valid ones.
+        ImportError: When the embedder needs an extra that is not installed, naming the install command.
+
+    """
+    name = name_or_path.strip()
+    if name.startswith(HF_PREFIX):
+        model = name[len(HF_PREFIX) :]
+        if not model:
+            raise ValueError("embedder 'hf:' needs a model id or local path, e.g. 'hf:facebook/dinov2-small'")
+        from retrieval.hf import HFEmbedder
+
+        return HFEmbedder(model, **kwargs)
+    return resolve(name)(**kwargs)
