@@ -25,18 +25,28 @@ class Reasoner(Protocol):
         ...
 
 
-def resolve(name_or_path: str) -> type:
-    """The class for a registry name or a ``"package.module:Class"`` path, with a clear error otherwise."""
-    target = REASONERS.get(name_or_path, name_or_path)
-    if ":" not in target:
-        raise ValueError(f"unknown reasoner {name_or_path!r}; choose one of {sorted(REASONERS)} or 'pkg.module:Class'")
-    module, _, attr = target.partition(":")
+def resolve_backend(name_or_path: str, registry: dict[str, str], what: str, choices: str | None = None) -> type:
+    """The class for a name in ``registry`` or a ``"package.module:Class"`` path, with a clear one-line error.
+
+    Shared by the reasoner, restorer and embedder registries. ``what`` names the kind of backend in messages;
+    ``choices`` overrides the list of valid names shown.
+    """
+    target = registry.get(name_or_path, name_or_path)
+    module, sep, attr = target.partition(":")
+    if not sep or not module or not attr:
+        shown = choices or f"{sorted(registry)} or 'pkg.module:Class'"
+        raise ValueError(f"unknown {what} {name_or_path!r}; choose one of {shown}")
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
         if isinstance(e, ImportError) and e.name and not e.name.startswith(module.split(".")[0]):
-            raise ImportError(f"reasoner {name_or_path!r} needs {e.name}: {e}") from e
-        raise ValueError(f"cannot load reasoner {name_or_path!r} from {target!r}: {e}") from e
+            raise ImportError(f"{what} {name_or_path!r} needs {e.name}: {e}") from e
+        raise ValueError(f"cannot load {what} {name_or_path!r} from {target!r}: {e}") from e
+
+
+def resolve(name_or_path: str) -> type:
+    """The reasoner class for a registry name or a ``"package.module:Class"`` path."""
+    return resolve_backend(name_or_path, REASONERS, "reasoner")
 
 
 def load_reasoner(name_or_path: str = DEFAULT_REASONER, **kwargs) -> Reasoner:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from reasoner.registry import resolve_backend
 from reasoner.schema import DiagnosisRecord
 from restorer.plan import Plan
 
@@ -44,8 +44,4 @@ DEFAULT_RESTORER = "classical"
 
 def load_restorer(name_or_path: str = DEFAULT_RESTORER, **kwargs) -> Restorer:
     """Instantiate a restorer by registry name or ``"pkg.module:Class"``."""
-    target = RESTORERS.get(name_or_path, name_or_path)
-    if ":" not in target:
-        raise ValueError(f"unknown restorer {name_or_path!r}; choose one of {sorted(RESTORERS)} or 'pkg.module:Class'")
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)(**kwargs)
+    return resolve_backend(name_or_path, RESTORERS, "restorer")(**kwargs)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from reasoner.registry import resolve_backend
 from retrieval.base import Embedder
 
 #: name -> "module:Class". ``hf:<model id or local path>`` is handled apart (see :func:`load_embedder`).
@@ -19,17 +18,8 @@ def _choices() -> str:
 
 
 def resolve(name_or_path: str) -> type:
-    """The class for a registry name or a ``"package.module:Class"`` path, with a clear error otherwise."""
-    target = EMBEDDERS.get(name_or_path, name_or_path)
-    module, sep, attr = target.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError(f"unknown embedder {name_or_path!r}; choose one of {_choices()}")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        if isinstance(e, ImportError) and e.name and not e.name.startswith(module.split(".")[0]):
-            raise ImportError(f"embedder {name_or_path!r} needs {e.name}: {e}") from e
-        raise ValueError(f"cannot load embedder {name_or_path!r} from {target!r}: {e}") from e
+    """The embedder class for a registry name or a ``"package.module:Class"`` path."""
+    return resolve_backend(name_or_path, EMBEDDERS, "embedder", _choices())
 
 
 def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, **kwargs) -> Embedder:
