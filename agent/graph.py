@@ -108,10 +108,15 @@ def plan(state: RestoreState, ctx: Context) -> dict:
     original = {d.kind for d in state.record.detected()}
     strength = last.plan.operations[0].strength if last.plan.operations else 1.0
     if last.verdict == "better":
-        # Refine the improved output, only for kinds the input really had (not artefacts of the restorer).
-        rec = last.record_after
-        skip = {d.kind for d in rec.detected()} - original
-        return {"plan": plan_from_record(rec, skip=skip), "plan_source": last.index}
+        # Residual degradation after an improvement means the diagnosis under-estimated it. Restore the same source
+        # again, stronger on the residual kinds only, rather than restoring the restored image: deconvolving twice
+        # compounds ringing. Kinds the input did not have (restorer artefacts) are not chased.
+        residual = {d.kind for d in last.record_after.detected()} & original
+        new = plan_from_record(_record_of(state, last.source))
+        prev = {op.kind: op.strength for op in last.plan.operations}
+        for op in new.operations:
+            op.strength = min(prev.get(op.kind, 1.0) * (1.3 if op.kind in residual else 1.0), 3.0)
+        return {"plan": new, "plan_source": last.source}
     source = last.source
     if last.verdict == "no_change":
         new = plan_from_record(_record_of(state, source), strength=min(strength * 1.5, 3.0))

@@ -43,6 +43,8 @@ from reasoner.version import rnr_version
 
 #: Mean of the synthesis depth map (normalised 0-1); beta is reported as -ln(t) / this, an assumption.
 ASSUMED_MEAN_DEPTH = 0.5
+#: Probability above which blur is reported as a defocus disk rather than a Gaussian.
+DEFOCUS_SURE = 0.98
 #: Periodicity score above which the quality read from DCT quantisation steps is used as is.
 JPEG_DIRECT_SCORE = 0.5
 
@@ -122,7 +124,9 @@ class MeasureReasoner:
             model = "poisson_gaussian" if prob.get("noise_poisson", 0.0) >= 0.5 else "gaussian"
             return make_degradation(kind, s, conf, sigma=_r(noise_sigma(s), 2), model=model)
         if kind == "blur":
-            shape = "defocus" if prob.get("blur_defocus", 0.0) >= 0.5 else "gaussian"
+            # A disk PSF of the wrong radius puts spectral zeros in the wrong place and wrecks deconvolution, while a
+            # Gaussian of the same spread is a safe approximation: say "defocus" only when sure.
+            shape = "defocus" if prob.get("blur_defocus", 0.0) >= DEFOCUS_SURE else "gaussian"
             return make_degradation(kind, s, conf, sigma=_r(blur_sigma(s), 2), kernel=shape)
         if kind == "motion_blur":
             # Motion removes spectral energy along its direction; frequency angle == motion angle.
