@@ -240,18 +240,7 @@ def save_image(path: str | Path, pixels: np.ndarray, *, bit_depth: int = 8) -> P
         raise ValueError(f"{out}: cannot write {ext} files; use .png, .tif, .jpg, .webp or .bmp") from e
     if not ok:
         raise ValueError(f"{out}: encoding {ext} failed; use .png")
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
-    # os.open with 0o666 lets the umask decide the final permissions, as a plain open() would (mkstemp's are 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(out, buf.tobytes())
     return out
 
 
@@ -414,3 +403,21 @@ def _to_rgb(x: np.ndarray) -> np.ndarray:
     if x.shape[2] == 1:
         x = np.repeat(x, 3, axis=2)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary sibling and ``os.replace``: the file is complete or absent."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # os.open with 0o666 lets the umask decide the final permissions, as a plain open() would (mkstemp's are 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

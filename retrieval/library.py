@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -35,7 +34,7 @@ import cv2
 import faiss
 import numpy as np
 
-from reasoner.imageio import ImageLoadError, LoadedImage, from_array, load_image, to_uint8
+from reasoner.imageio import ImageLoadError, LoadedImage, from_array, load_image, to_uint8, write_bytes_atomic
 from retrieval.base import Embedder, Reference
 
 FORMAT = "reason-restore.reference-library"
@@ -112,17 +111,7 @@ def _now() -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def check_category(category: str) -> str:
