@@ -210,3 +210,14 @@ def test_references_reach_the_trace(tmp_path):
     _, trace = restore_image(query, index=tmp_path / "lib")
     assert trace.references and Path(trace.references[0].path).name == "coffee.png"
     assert trace.backends["embedder"].startswith("global")
+
+
+def test_two_workers_match_one(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, name in enumerate(["coffee", "camera", "astronaut"]):
+        save_image(src / f"{name}.png", D.apply(load_photo(name)[:192, :192], [D.JpegParams(quality=15 + 10 * i)]))
+    one, two = run_batch([src], tmp_path / "one"), run_batch([src], tmp_path / "two", workers=2)
+    assert len(one.done) == len(two.done) == 3
+    for p in sorted((tmp_path / "one").glob("*.png")):
+        assert np.array_equal(load_image(p).pixels, load_image(tmp_path / "two" / p.name).pixels)
