@@ -115,7 +115,7 @@ def process_item(
 ) -> dict:
     """Restore one input into ``out``; returns its manifest row (status "failed" with the error on failure)."""
     from agent.checkpoint import sqlite_checkpointer
-    from agent.graph import build_trace, final_pixels
+    from agent.graph import final_pixels, finish_trace
     from agent.run import run_graph, thread_id
     from reasoner.imageio import ImageLoadError, save_image
 
@@ -133,7 +133,7 @@ def process_item(
             saver.conn.close()
         t_io = time.perf_counter()
         save_image(out / row["output"], final_pixels(state))
-        trace = build_trace(state, ctx, output_path=row["output"], io_s=time.perf_counter() - t_io)
+        trace = finish_trace(state.trace, row["output"], time.perf_counter() - t_io)
         write_text_atomic(out / row["trace"], trace.model_dump_json(indent=1))
         shutil.rmtree(work, ignore_errors=True)
         status = "ok" if state.decision in ("accepted", "rolled_back") else "unchanged"

@@ -148,9 +148,7 @@ def restore(
             inputs, out, backends=backends, settings=Settings(max_attempts=max_attempts),
             workers=1 if trace else workers, resume=resume, recursive=recursive, on_row=on_row, on_update=on_update,
         )  # fmt: skip
-    except (FileExistsError, ImageLoadError) as e:
-        _fail(str(e))
-    except (ValueError, ImportError) as e:
+    except (FileExistsError, ImageLoadError, ValueError, ImportError) as e:
         _fail(str(e))
     finally:
         if progress is not None:

@@ -123,6 +123,15 @@ def _open(index: Path, device: str | None):
         raise typer.BadParameter(str(e), param_hint="--index") from None
 
 
+def _check_category(category: str) -> None:
+    from retrieval.library import LibraryError, check_category
+
+    try:
+        check_category(category)
+    except LibraryError as e:
+        raise typer.BadParameter(str(e), param_hint="--category") from None
+
+
 @index_app.command()
 def build(
     refs_dir: Path = typer.Argument(..., help="Folder of high-quality reference images."),
@@ -141,13 +150,10 @@ def build(
     """Build a reference library from a folder of images (bad files are reported and skipped)."""
     import secrets
 
-    from retrieval.library import LibraryError, ReferenceLibrary, check_category
+    from retrieval.library import LibraryError, ReferenceLibrary
     from retrieval.registry import load_embedder
 
-    try:
-        check_category(category)
-    except LibraryError as e:
-        raise typer.BadParameter(str(e), param_hint="--category") from None
+    _check_category(category)
     if not refs_dir.is_dir():
         raise typer.BadParameter(f"{refs_dir}: not a folder of images", param_hint="REFS_DIR")
     existing = index.exists() and (not index.is_dir() or any(index.iterdir()))
@@ -202,12 +208,7 @@ def add(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of a table."),
 ) -> None:
     """Add images to an existing library (duplicates are skipped, bad files reported)."""
-    from retrieval.library import LibraryError, check_category
-
-    try:
-        check_category(category)
-    except LibraryError as e:
-        raise typer.BadParameter(str(e), param_hint="--category") from None
+    _check_category(category)
     files = _files(inputs, recursive)
     with _open(index, device) as lib:
         result = _add_with_progress(lib, files, category, not as_json, max_pixels)

@@ -23,8 +23,6 @@ from reasoner.schema import DiagnosisRecord
 from restorer.base import ReferenceImage
 from restorer.plan import plan_from_record
 
-NODES = ("diagnose", "retrieve", "plan", "restore", "rescore", "decide", "export")
-
 
 def _timed(name: str):
     def deco(fn):
@@ -242,8 +240,8 @@ def route(state: RestoreState) -> str:
 
 @_timed("export")
 def export(state: RestoreState, ctx: Context) -> dict:
-    """Nothing to compute: the decision is final; the caller writes files from :func:`build_trace`."""
-    return {}
+    """Assemble the trace of the final decision; the caller adds where it wrote the image (:func:`finish_trace`)."""
+    return {"trace": build_trace(state, ctx)}
 
 
 def build_graph(checkpointer=None):
@@ -269,18 +267,14 @@ def final_pixels(state: RestoreState) -> np.ndarray:
     return np.load(path)
 
 
-def build_trace(state: RestoreState, ctx: Context, output_path: str | None = None, io_s: float = 0.0) -> Trace:
-    """The exported :class:`Trace` of a finished state."""
+def build_trace(state: RestoreState, ctx: Context) -> Trace:
+    """The :class:`Trace` of a decided state (timings so far; no output path yet)."""
     from reasoner.version import rnr_version
 
     chosen = state.attempts[state.chosen] if state.chosen is not None else None
     after = chosen.severity_after if chosen else state.record.severities()
-    timings = {k: round(v, 6) for k, v in state.timings.items() if not k.startswith("_")}
-    timings["io"] = round(io_s, 6)
-    timings["total"] = round(sum(timings.values()), 6)
     return Trace(
         input=state.input_info,
-        output_path=output_path,
         record_before=state.record,
         references=state.references,
         attempts=state.attempts,
@@ -291,12 +285,19 @@ def build_trace(state: RestoreState, ctx: Context, output_path: str | None = Non
         severity_after=after,
         overall_before=state.record.overall_severity,
         overall_after=chosen.overall_after if chosen else state.record.overall_severity,
-        timings=timings,
+        timings={k: round(v, 6) for k, v in state.timings.items()},
         backends=ctx.backends,
         settings=ctx.settings.model_dump(),
         versions=_versions(rnr_version()),
         created_at=datetime.now(timezone.utc),
     )
+
+
+def finish_trace(trace: Trace, output_path: str | None, io_s: float) -> Trace:
+    """The trace as exported: where the image went, output-writing time as ``io``, and the ``total``."""
+    timings = {**trace.timings, "io": round(io_s, 6)}
+    timings["total"] = round(sum(timings.values()), 6)
+    return trace.model_copy(update={"output_path": output_path, "timings": timings})
 
 
 def _versions(rnr: str) -> dict[str, str]:

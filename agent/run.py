@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.graph import build_graph, build_trace, final_pixels
+from agent.graph import build_graph, final_pixels, finish_trace
 from agent.state import Context, RestoreState, Settings
 from agent.trace import Trace
 
@@ -102,4 +102,4 @@ def restore_image(
         state = run_graph(image, ctx, Path(tmp) / "work", checkpointer=memory_checkpointer(), thread="api")
         t0 = time.perf_counter()
         pixels = final_pixels(state)
-        return pixels, build_trace(state, ctx, io_s=time.perf_counter() - t0)
+        return pixels, finish_trace(state.trace, None, time.perf_counter() - t0)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.trace import AttemptTrace, Decision
+from agent.trace import AttemptTrace, Decision, Trace
 from reasoner.schema import DiagnosisRecord, ImageInfo
 from restorer.plan import Plan
 from retrieval.base import Reference
@@ -46,6 +46,7 @@ class RestoreState(BaseModel):
     chosen: int | None = None
     decision_reason: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
+    trace: Trace | None = None  # set by the export node
 
 
 @dataclass

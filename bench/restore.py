@@ -112,7 +112,7 @@ def speed_and_overhead(cases, n: int = 12) -> dict:
     }
 
 
-def contact_sheet(cases, results, path: Path, n: int = 6) -> None:
+def contact_sheet(cases, path: Path, n: int = 6) -> None:
     """Rows of degraded / agent / oracle / clean for the first mixed cases."""
     from agent.run import restore_image
     from restorer import load_restorer as lr
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet = args.out.with_name("restore_contact_sheet.png")
     args.out.write_text(json.dumps({"table": table, "summary": summary, "cases": results}, indent=1))
-    contact_sheet(cases, results, sheet)
+    contact_sheet(cases, sheet)
     con.print(f"written {args.out} and {sheet}")
     return 0
 
