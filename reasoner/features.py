@@ -278,7 +278,9 @@ def jpeg_stats(y: np.ndarray) -> dict[str, float]:
         m = a[None, :] > 0.75 * cands[:, None]
         n = m.sum(axis=1)
         score = np.where(m, np.cos(2 * np.pi * c[None, :] / cands[:, None]), 0.0).sum(axis=1) / np.maximum(n, 1)
-        ok = np.nonzero((score > 0.6) & (n >= 30))[0]
+        # A multiple of the true step also scores high on the few large coefficients it sees, so a step must be
+        # supported by a good share of all the coefficients, as the true one is (quantised values are multiples).
+        ok = np.nonzero((score > 0.6) & (n >= max(30, 0.3 * c.size)))[0]
         if ok.size:
             steps.append(float(cands[ok[-1]]))
             weights.append(float(score[ok[-1]]))

@@ -113,3 +113,12 @@ def test_no_torch_on_light_paths(code):
         check=True,
     )
     assert out.stdout.strip() == "False False"
+
+
+def test_jpeg_quality_on_dark_noisy_photo(measure, photo):
+    # Few large DCT coefficients survive in a dark frame; a multiple of the true step must not win on them.
+    ops = [D.LowLightParams(exposure=0.2, gamma=1.4, read_sigma=1.0, seed=1), D.NoiseParams(sigma=8, seed=2),
+           D.JpegParams(quality=70)]  # fmt: skip
+    rec = measure.diagnose(D.apply(photo, ops))
+    entry = next(d for d in rec.degradations if d.kind == "jpeg")
+    assert abs(entry.factors.quality - 70) <= 3
