@@ -28,7 +28,16 @@ LOG_FEATURES = (
     "grad_p98",
 )
 #: Statistics that are angles or positions, kept for evidence but not fed to the model.
-EXCLUDED = ("orient_min_angle", "rain_angle", "resample_period", "airlight_r", "airlight_g", "airlight_b")
+EXCLUDED = (
+    "orient_min_angle",
+    "rain_angle",
+    "resample_period",
+    "airlight_r",
+    "airlight_g",
+    "airlight_b",
+    "jpeg_quality_read",
+    "jpeg_read_score",
+)
 
 
 def feature_vector(feats: dict[str, float], names: list[str]) -> np.ndarray:

@@ -264,39 +264,36 @@ def jpeg_stats(y: np.ndarray) -> dict[str, float]:
     h, w = y.shape
     hb, wb = h // 8, w // 8
     if hb * wb < 16:
-        out.update(jpeg_quality_est=100.0, jpeg_q_score=0.0, jpeg_hf_zero=0.0)
+        out.update(jpeg_quality_est=100.0, jpeg_q_score=0.0, jpeg_quality_read=100.0, jpeg_read_score=0.0,
+                   jpeg_hf_zero=0.0)  # fmt: skip
         return out
     b = (y[: hb * 8, : wb * 8] - 128.0).reshape(hb, 8, wb, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
     coef = _DCT8 @ b @ _DCT8.T
-    steps, weights = [], []
+    # Two readings of the same votes. "est" takes the largest step that scores high on at least 30 coefficients (a
+    # calibration input, kept as fitted); "read" also requires the step to be supported by 30% of all coefficients,
+    # because a multiple of the true step scores high on the few large ones a dark or flat frame has. The factor
+    # reported for JPEG uses the second.
     cands = np.arange(2, 61, dtype=np.float64)
+    found = {"est": ([], []), "read": ([], [])}
     for u, v in _QPOS:
         c = coef[:, u, v]
         c = c[np.abs(c) > 1.0][:2000]
-        a = np.abs(c)
         # Only coefficients beyond half a step can vote on that step: small ones sit near zero phase for any step.
-        m = a[None, :] > 0.75 * cands[:, None]
+        m = np.abs(c)[None, :] > 0.75 * cands[:, None]
         n = m.sum(axis=1)
         score = np.where(m, np.cos(2 * np.pi * c[None, :] / cands[:, None]), 0.0).sum(axis=1) / np.maximum(n, 1)
-        # A multiple of the true step also scores high on the few large coefficients it sees, so a step must be
-        # supported by a good share of all the coefficients, as the true one is (quantised values are multiples).
-        ok = np.nonzero((score > 0.6) & (n >= max(30, 0.3 * c.size)))[0]
-        if ok.size:
-            steps.append(float(cands[ok[-1]]))
-            weights.append(float(score[ok[-1]]))
-        else:
-            steps.append(1.0)
-            weights.append(0.0)
-    wts = np.asarray(weights)
-    if (wts > 0).sum() >= 2:
-        est = np.asarray(steps)
-        tables = _IJG_BY_QUALITY[:, [p[0] for p in _QPOS], [p[1] for p in _QPOS]]
-        err = (np.abs(np.log(tables) - np.log(est)[None, :]) * wts[None, :]).sum(axis=1)
-        quality = float(np.argmin(err) + 1)
-    else:
-        quality = 100.0
-    out["jpeg_quality_est"] = quality
-    out["jpeg_q_score"] = float(wts.mean())
+        for key, support in (("est", 30), ("read", max(30, 0.3 * c.size))):
+            ok = np.nonzero((score > 0.6) & (n >= support))[0]
+            found[key][0].append(float(cands[ok[-1]]) if ok.size else 1.0)
+            found[key][1].append(float(score[ok[-1]]) if ok.size else 0.0)
+    for key, (steps, weights) in found.items():
+        quality, wts = 100.0, np.asarray(weights)
+        if (wts > 0).sum() >= 2:
+            tables = _IJG_BY_QUALITY[:, [p[0] for p in _QPOS], [p[1] for p in _QPOS]]
+            err = (np.abs(np.log(tables) - np.log(np.asarray(steps))[None, :]) * wts[None, :]).sum(axis=1)
+            quality = float(np.argmin(err) + 1)
+        out[f"jpeg_quality_{key}"] = quality
+        out["jpeg_q_score" if key == "est" else "jpeg_read_score"] = float(wts.mean())
     hf = np.abs(coef[:, 4:, 4:]).reshape(-1, 16)
     active = np.abs(coef[:, 0, 1]) + np.abs(coef[:, 1, 0]) > 8.0
     out["jpeg_hf_zero"] = float((hf[active] < 0.5).mean()) if active.any() else 0.0

@@ -145,9 +145,9 @@ class MeasureReasoner:
             gamma = min(max(1.0 + math.log2(exposure / gain), 1.0), 5.0)
             return make_degradation(kind, s, conf, exposure=_r(exposure), gamma=_r(gamma))
         if kind == "jpeg":
-            if f["jpeg_q_score"] >= JPEG_DIRECT_SCORE and f["jpeg_quality_est"] < 100:
+            if f["jpeg_read_score"] >= JPEG_DIRECT_SCORE and f["jpeg_quality_read"] < 100:
                 # Quantisation steps read off the DCT grid give the encoder's quality itself; trust it over the map.
-                q = int(f["jpeg_quality_est"])
+                q = int(f["jpeg_quality_read"])
                 return make_degradation(kind, _r(jpeg_severity(q)), conf, quality=q)
             return make_degradation(kind, s, conf, quality=jpeg_quality(s))
         if kind == "rain":
@@ -186,9 +186,9 @@ _STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ),
     (
         "jpeg",
-        ("jpeg_blockiness", "jpeg_quality_est", "jpeg_q_score", "jpeg_hf_zero"),
-        "8-px grid blockiness {jpeg_blockiness:.2f}; DCT quantisation steps imply IJG quality {jpeg_quality_est:.0f} "
-        "(periodicity score {jpeg_q_score:.2f}); {pct_jpeg_hf_zero:.0f}% of high-frequency DCT terms are zero.",
+        ("jpeg_blockiness", "jpeg_quality_read", "jpeg_read_score", "jpeg_hf_zero"),
+        "8-px grid blockiness {jpeg_blockiness:.2f}; DCT quantisation steps imply IJG quality {jpeg_quality_read:.0f} "
+        "(periodicity score {jpeg_read_score:.2f}); {pct_jpeg_hf_zero:.0f}% of high-frequency DCT terms are zero.",
     ),
     (
         "haze",
