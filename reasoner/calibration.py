@@ -1,4 +1,4 @@
-"""The ``measure`` backend's calibration: small MLPs mapping measured statistics to severities and presence.
+"""The ``measure`` backend's calibration: small MLPs mapping measured statistics to severities, presence and factors.
 
 The parameter file is plain JSON (weights as nested lists), committed under ``reasoner/calibration/`` and rebuilt
 by one command, ``rnr calibrate`` (see ``rl/calibrate.py``), from images the project synthesises itself. Inference
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,39 @@ EXCLUDED = (
     "jpeg_quality_read",
     "jpeg_read_score",
 )
+
+
+#: Factor heads: per kind, the physical factors regressed directly (trained only on images that carry the kind) and
+#: the space each is regressed in. Inverting the severity map instead gives one number per kind, which cannot split
+#: under-exposure into exposure and gamma, and carries the severity head's bias towards "absent".
+FACTOR_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "noise": (("sigma", "log"),),
+    "blur": (("sigma", "log"),),
+    "motion_blur": (("length", "log"),),
+    "haze": (("transmission", "logit"),),
+    "low_light": (("exposure", "log"), ("gamma", "identity")),
+    "rain": (("density", "log"),),
+    "low_resolution": (("scale", "log"),),
+}
+
+
+def to_target(value: float, space: str) -> float:
+    """A factor in the space its head regresses it in (see :data:`FACTOR_TARGETS`)."""
+    if space == "log":
+        return math.log(max(value, 1e-6))
+    if space == "logit":
+        v = min(max(value, 1e-4), 1 - 1e-4)
+        return math.log(v / (1 - v))
+    return float(value)
+
+
+def from_target(value: float, space: str) -> float:
+    """Inverse of :func:`to_target`."""
+    if space == "log":
+        return math.exp(value)
+    if space == "logit":
+        return 1.0 / (1.0 + math.exp(-value))
+    return float(value)
 
 
 def feature_vector(feats: dict[str, float], names: list[str]) -> np.ndarray:
@@ -88,8 +121,49 @@ class Mlp:
 
 
 @dataclass(frozen=True)
+class FactorHead:
+    """An ensemble regressing one kind's factors (standardised targets, in the spaces of :data:`FACTOR_TARGETS`)."""
+
+    kind: str
+    mean: np.ndarray
+    scale: np.ndarray
+    members: tuple[Mlp, ...]
+
+    def __call__(self, z: np.ndarray) -> dict[str, float]:
+        """Factors for one standardised feature row ``z`` of shape (1, features)."""
+        y = np.mean([m(z)[0] for m in self.members], axis=0) * self.scale + self.mean
+        return {
+            name: from_target(float(v), space) for (name, space), v in zip(FACTOR_TARGETS[self.kind], y, strict=True)
+        }
+
+    def to_json(self) -> dict:
+        """The head's part of the committed file."""
+        return {
+            "mean": [float(f"{v:.8g}") for v in self.mean],
+            "scale": [float(f"{v:.8g}") for v in self.scale],
+            "members": [m.to_json() for m in self.members],
+        }
+
+    @classmethod
+    def from_json(cls, kind: str, d: dict) -> FactorHead:
+        """Inverse of :meth:`to_json`."""
+        if kind not in FACTOR_TARGETS:
+            raise ValueError(f"factor head for unknown kind {kind!r}")
+        return cls(
+            kind,
+            np.asarray(d["mean"], dtype=np.float64),
+            np.asarray(d["scale"], dtype=np.float64),
+            tuple(Mlp.from_json(m) for m in d["members"]),
+        )
+
+
+@dataclass(frozen=True)
 class Calibration:
-    """Standardisation, then ensembles of severity regressors and presence classifiers (outputs averaged)."""
+    """Standardisation, then ensembles of severity regressors, presence classifiers and per-kind factor heads.
+
+    Ensemble outputs are averaged. Files without factor heads (format version 1) still load; the diagnoser then
+    derives factors from severities.
+    """
 
     version: str
     feature_names: list[str]
@@ -100,19 +174,29 @@ class Calibration:
     severity: tuple[Mlp, ...]
     presence: tuple[Mlp, ...]
     meta: dict
+    factor_heads: dict[str, FactorHead] = field(default_factory=dict)
 
-    def predict(self, feats: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
-        """Per-kind severity in [0, 1] and presence probability (plus auxiliary labels) for one image."""
+    def standardise(self, feats: dict[str, float]) -> np.ndarray:
+        """The model input row (1, features) for one image's statistics."""
         missing = [n for n in self.feature_names if n not in feats]
         if missing:
             raise ValueError(f"calibration {self.version} needs statistics this build does not measure: {missing}")
-        x = ((feature_vector(feats, self.feature_names) - self.mean) / self.scale)[None, :]
+        return ((feature_vector(feats, self.feature_names) - self.mean) / self.scale)[None, :]
+
+    def predict(self, feats: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+        """Per-kind severity in [0, 1] and presence probability (plus auxiliary labels) for one image."""
+        x = self.standardise(feats)
         sev = np.clip(np.mean([m(x)[0] for m in self.severity], axis=0), 0.0, 1.0)
         prob = np.mean([m(x)[0] for m in self.presence], axis=0)
         return (
             {k: float(v) for k, v in zip(self.kinds, sev, strict=True)},
             {k: float(v) for k, v in zip(self.presence_labels, prob, strict=True)},
         )
+
+    def predict_factors(self, feats: dict[str, float], kind: str) -> dict[str, float] | None:
+        """The factor head's estimate for ``kind`` (assuming it is present), or None without a head for it."""
+        head = self.factor_heads.get(kind)
+        return None if head is None else head(self.standardise(feats))
 
     def to_json(self) -> dict:
         """The committed file's content."""
@@ -126,6 +210,7 @@ class Calibration:
             "presence_labels": self.presence_labels,
             "severity": [m.to_json() for m in self.severity],
             "presence": [m.to_json() for m in self.presence],
+            "factor_heads": {k: h.to_json() for k, h in self.factor_heads.items()},
             "meta": self.meta,
         }
 
@@ -144,6 +229,7 @@ class Calibration:
             severity=tuple(Mlp.from_json(m) for m in d["severity"]),
             presence=tuple(Mlp.from_json(m) for m in d["presence"]),
             meta=dict(d.get("meta", {})),
+            factor_heads={k: FactorHead.from_json(k, h) for k, h in d.get("factor_heads", {}).items()},
         )
 
 
@@ -154,5 +240,5 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         return Calibration.from_json(json.loads(p.read_text()))
     except FileNotFoundError:
         raise FileNotFoundError(f"{p}: calibration file not found; rebuild it with: rnr calibrate --out {p}") from None
-    except (json.JSONDecodeError, KeyError, ValueError) as e:
+    except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
         raise ValueError(f"{p}: unusable calibration file ({e}); rebuild it with: rnr calibrate --out {p}") from None
