@@ -1,8 +1,10 @@
 """The ``measure`` reasoner: a CPU diagnosis from measured statistics, no model weights.
 
 Statistics (``reasoner.features``) go through the committed calibration (``reasoner.calibration``) to per-kind
-severity and presence probability; physical factors come from the inverse severity map plus direct measurements
-(angles, airlight, noise model); the chain of thought cites the statistics it rests on.
+severity and presence probability. Physical factors come from the calibration's factor heads (regressors trained
+only on images that carry the kind; older calibrations without them fall back to the inverse severity map) plus
+direct measurements (angles, airlight, noise model, JPEG quantisation steps); the chain of thought cites the
+statistics it rests on.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reasoner.calibration import Calibration, load_calibration
+from reasoner import psf
+from reasoner.calibration import FACTOR_TARGETS, Calibration, from_target, load_calibration, to_target
 from reasoner.features import global_view, measure_all
 from reasoner.imageio import LoadedImage, from_array, load_image
 from reasoner.schema import (
@@ -53,6 +56,14 @@ def _r(x: float, nd: int = 3) -> float:
     return float(round(float(x), nd))
 
 
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    return min(max(float(x), lo), hi)
+
+
 class MeasureReasoner:
     """Diagnose images from pixel statistics and a small committed calibration.
 
@@ -89,7 +100,9 @@ class MeasureReasoner:
         semantics = describe(small, scene, feats["lum_mean"])
         severity, prob = self.calibration.predict(feats)
         degradations = [
-            self._entry(kind, severity[kind], prob, feats) for kind in KINDS if self._present(kind, severity, prob)
+            self._entry(kind, severity[kind], prob, feats, rgb)
+            for kind in KINDS
+            if self._present(kind, severity, prob)
         ]
         reasoning = _reasoning(feats, scene, severity, prob, degradations, self.threshold)
         return DiagnosisRecord(
@@ -117,32 +130,56 @@ class MeasureReasoner:
         # Both heads must agree: the classifier believes the kind is there and the regressor puts it at least mild.
         return prob[kind] >= self.threshold and severity[kind] >= LEVEL_THRESHOLDS[0]
 
-    def _entry(self, kind: str, sev: float, prob: dict[str, float], f: dict[str, float]):
+    def _factors(self, kind: str, sev: float, p: float, f: dict[str, float]) -> dict[str, float]:
+        """Factors of ``kind``: the factor head's, pulled towards the severity map's as presence gets doubtful.
+
+        The head is trained only on images that carry the kind, so on a borderline detection (often a false one)
+        it still answers with a typical, strong degradation; the severity head's answer is the cautious one. They
+        are blended in the head's regression space, all head at p >= 0.9, all severity map at p <= 0.5.
+        """
+        fallback = _factors_from_severity(kind, sev, f)
+        head = self.calibration.predict_factors(f, kind)
+        if head is None:
+            return fallback
+        w = _clip((p - 0.5) / 0.4, 0.0, 1.0)
+        out = dict(fallback)
+        for name, space in FACTOR_TARGETS[kind]:
+            mixed = w * to_target(head[name], space) + (1 - w) * to_target(fallback[name], space)
+            out[name] = from_target(mixed, space)
+        return out
+
+    def _entry(self, kind: str, sev: float, prob: dict[str, float], f: dict[str, float], rgb: np.ndarray):
         s = _r(sev)
         conf = _r(prob[kind])
+        est = self._factors(kind, s, prob[kind], f)
         if kind == "noise":
             model = "poisson_gaussian" if prob.get("noise_poisson", 0.0) >= 0.5 else "gaussian"
-            return make_degradation(kind, s, conf, sigma=_r(noise_sigma(s), 2), model=model)
+            sigma = _clip(est["sigma"], 0.5, 255.0)
+            return make_degradation(kind, s, conf, sigma=_r(sigma, 2), model=model)
         if kind == "blur":
             # A disk PSF of the wrong radius puts spectral zeros in the wrong place and wrecks deconvolution, while a
             # Gaussian of the same spread is a safe approximation: say "defocus" only when sure.
+            # A disk whose zero rings are seen in the spectrum is measured, radius included (reasoner.psf).
+            disk = psf.defocus_radius(_luma(rgb))
+            if disk is not None:
+                return make_degradation(kind, s, conf, sigma=_r(disk[0] / 2, 2), kernel="defocus")
             shape = "defocus" if prob.get("blur_defocus", 0.0) >= DEFOCUS_SURE else "gaussian"
-            return make_degradation(kind, s, conf, sigma=_r(blur_sigma(s), 2), kernel=shape)
+            sigma = _clip(est["sigma"], 0.3, 50.0)
+            return make_degradation(kind, s, conf, sigma=_r(sigma, 2), kernel=shape)
         if kind == "motion_blur":
             # Motion removes spectral energy along its direction; frequency angle == motion angle.
-            return make_degradation(
-                kind, s, conf, length=_r(motion_length(s), 1), angle=_r(f["orient_min_angle"] % 180, 1)
-            )
+            angle = f["orient_min_angle"] % 180
+            seen = psf.motion_length(_luma(rgb), angle)
+            length = seen[0] if seen is not None else _clip(est["length"], 2.0, 500.0)
+            return make_degradation(kind, s, conf, length=_r(length, 1), angle=_r(angle, 1))
         if kind == "haze":
-            t = haze_transmission(s)
+            t = _clip(est["transmission"], 0.02, 0.99)
             air = [_r(min(max(f[f"airlight_{c}"], 0.0), 1.0)) for c in "rgb"]
             return make_degradation(
-                kind, s, conf, transmission=_r(t), airlight=air, beta=_r(-math.log(max(t, 1e-3)) / ASSUMED_MEAN_DEPTH)
+                kind, s, conf, transmission=_r(t), airlight=air, beta=_r(-math.log(t) / ASSUMED_MEAN_DEPTH)
             )
         if kind == "low_light":
-            gain = low_light_gain_for(s)
-            exposure = min(max(f["lum_p995"] / 0.95, gain), 1.0)
-            gamma = min(max(1.0 + math.log2(exposure / gain), 1.0), 5.0)
+            exposure, gamma = _clip(est["exposure"], 0.01, 1.0), _clip(est["gamma"], 1.0, 5.0)
             return make_degradation(kind, s, conf, exposure=_r(exposure), gamma=_r(gamma))
         if kind == "jpeg":
             if f["jpeg_read_score"] >= JPEG_DIRECT_SCORE and f["jpeg_quality_read"] < 100:
@@ -151,10 +188,32 @@ class MeasureReasoner:
                 return make_degradation(kind, _r(jpeg_severity(q)), conf, quality=q)
             return make_degradation(kind, s, conf, quality=jpeg_quality(s))
         if kind == "rain":
-            return make_degradation(kind, s, conf, density=_r(rain_coverage(s), 4), angle=_r(f["rain_angle"] % 180, 1))
+            density = _clip(est["density"], 1e-4, 1.0)
+            return make_degradation(kind, s, conf, density=_r(density, 4), angle=_r(f["rain_angle"] % 180, 1))
         if kind == "low_resolution":
-            return make_degradation(kind, s, conf, scale=_r(low_resolution_scale(s), 2))
+            scale = _clip(est["scale"], 1.0, 16.0)
+            return make_degradation(kind, s, conf, scale=_r(scale, 2))
         raise ValueError(f"unknown degradation kind {kind!r}")
+
+
+def _factors_from_severity(kind: str, s: float, f: dict[str, float]) -> dict[str, float]:
+    """Factors implied by a severity alone (the inverse severity map); low light splits it using the highlights."""
+    if kind == "low_light":
+        gain = low_light_gain_for(s)
+        exposure = min(max(f["lum_p995"] / 0.95, gain), 1.0)
+        return {"exposure": exposure, "gamma": min(max(1.0 + math.log2(exposure / gain), 1.0), 5.0)}
+    inverse = {
+        "noise": ("sigma", noise_sigma),
+        "blur": ("sigma", blur_sigma),
+        "motion_blur": ("length", motion_length),
+        "haze": ("transmission", haze_transmission),
+        "rain": ("density", rain_coverage),
+        "low_resolution": ("scale", low_resolution_scale),
+    }
+    if kind not in inverse:
+        return {}
+    name, fn = inverse[kind]
+    return {name: fn(s)}
 
 
 #: One chain-of-thought step per kind: (kind, cited statistics, observation template over the statistics; keys

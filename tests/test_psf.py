@@ -1,0 +1,72 @@
+"""Blur kernels measured from spectral zeros (``reasoner.psf``) on real photos with synthesised blur."""
+
+import numpy as np
+import pytest
+
+from reasoner.psf import defocus_radius, motion_length
+from rl.degradations import BlurParams, JpegParams, MotionBlurParams, NoiseParams, apply
+from rl.photos import load_photo
+
+
+def _luma(img: np.ndarray) -> np.ndarray:
+    return img @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _crop(name: str) -> np.ndarray:
+    img = load_photo(name)
+    h, w = img.shape[:2]
+    s = min(h, w, 448)
+    return img[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2]
+
+
+@pytest.mark.parametrize(
+    ("photo", "radius"),
+    [
+        ("astronaut", 1.8),  # one zero ring below the frequency cut-off
+        ("coffee", 3.4),
+        ("camera", 5.7),
+        ("motorcycle_right", 7.6),  # many rings: must not lock on a harmonic
+    ],
+)
+def test_defocus_radius_is_measured(photo, radius):
+    img = apply(_crop(photo), [BlurParams("defocus", radius=radius)])
+    got = defocus_radius(_luma(img))
+    assert got is not None
+    assert got[0] == pytest.approx(radius, rel=0.06)
+
+
+@pytest.mark.parametrize(
+    ("photo", "length", "angle"),
+    [
+        ("camera", 15.8, 167.0),
+        ("motorcycle_right", 12.4, 77.0),
+        ("coffee", 27.9, 66.0),  # long: the short motion sharing its zeros must not win
+        ("sklearn_china", 30.7, 171.0),
+    ],
+)
+def test_motion_length_is_measured(photo, length, angle):
+    img = apply(_crop(photo), [MotionBlurParams(length, angle)])
+    got = motion_length(_luma(img), angle)
+    assert got is not None
+    assert got[0] == pytest.approx(length, rel=0.08)
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        [],  # sharp photo
+        [BlurParams("gaussian", sigma=2.0)],  # a Gaussian has no spectral zeros
+        [NoiseParams(15.0, "gaussian", 0.0, 3)],
+        [JpegParams(30)],
+    ],
+)
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "camera", "sklearn_china"])
+def test_no_kernel_is_claimed_without_zeros(photo, ops):
+    img = apply(_crop(photo), ops) if ops else _crop(photo)
+    assert defocus_radius(_luma(img)) is None
+    assert motion_length(_luma(img), 30.0) is None
+
+
+def test_small_images_are_not_measured():
+    assert defocus_radius(np.zeros((100, 100))) is None
+    assert motion_length(np.zeros((100, 100)), 0.0) is None
