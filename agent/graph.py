@@ -49,10 +49,12 @@ def _npy(state: RestoreState, name: str, pixels: np.ndarray) -> str:
 
 
 def structure_score(a: np.ndarray, b: np.ndarray) -> float:
-    """Correlation of the low-passed, normalised luma of two images: 1 = same structure, whatever the tone.
+    """Local structural correlation of two images' low-passed luma: 1 = same structure, whatever the tone.
 
-    Computed at <= 128 px after area down-scaling, so noise, compression and exposure changes barely move it while
-    warps, hallucinated content and heavy smearing do.
+    SSIM's structure term (local correlation in Gaussian windows), averaged with weights on the first image's
+    local contrast, at <= 128 px after area down-scaling. Local correlation ignores any tone change that is locally
+    affine (exposure, gamma, dehazing's depth-varying contrast stretch), and the scale and low-pass make noise,
+    compression and sharpening barely move it, while warps, hallucinated content and heavy smearing do.
     """
 
     def low(x: np.ndarray) -> np.ndarray:
@@ -62,11 +64,17 @@ def structure_score(a: np.ndarray, b: np.ndarray) -> float:
             y = cv2.resize(
                 y, (max(8, round(y.shape[1] * s)), max(8, round(y.shape[0] * s))), interpolation=cv2.INTER_AREA
             )
-        y = cv2.GaussianBlur(y, (0, 0), 1.0)
-        return (y - y.mean()) / (y.std() + 1e-6)
+        return cv2.GaussianBlur(y, (0, 0), 1.0).astype(np.float64)
 
     la, lb = low(a), low(b)
-    return float(np.clip((la * lb).mean(), -1.0, 1.0))
+    g = lambda x: cv2.GaussianBlur(x, (0, 0), 4.0)  # noqa: E731
+    ma, mb = g(la), g(lb)
+    va, vb = np.maximum(g(la * la) - ma * ma, 0), np.maximum(g(lb * lb) - mb * mb, 0)
+    corr = (g(la * lb) - ma * mb) / np.sqrt(va * vb + 1e-10)
+    w = np.sqrt(va)
+    if w.sum() < 1e-6:  # a flat input has no structure to lose
+        return 1.0
+    return float(np.clip((corr * w).sum() / w.sum(), -1.0, 1.0))
 
 
 @_timed("diagnose")
@@ -104,21 +112,25 @@ def plan(state: RestoreState, ctx: Context) -> dict:
         return {"plan": first, "plan_source": None}
     last = state.attempts[-1]
     original = {d.kind for d in state.record.detected()}
-    strength = last.plan.operations[0].strength if last.plan.operations else 1.0
+    prev = {op.kind: op.strength for op in last.plan.operations}
+
+    def rescaled(source: int | None, factor: float, kinds: set[str] | None = None, skip: set[str] | None = None):
+        # Each kind keeps its own strength (the first plan weights them by confidence), scaled by ``factor``.
+        new = plan_from_record(_record_of(state, source), skip=skip)
+        for op in new.operations:
+            scale = factor if kinds is None or op.kind in kinds else 1.0
+            op.strength = round(min(prev.get(op.kind, op.strength) * scale, 3.0), 4)
+        return new
+
     if last.verdict == "better":
         # Residual degradation after an improvement means the diagnosis under-estimated it. Restore the same source
         # again, stronger on the residual kinds only, rather than restoring the restored image: deconvolving twice
         # compounds ringing. Kinds the input did not have (restorer artefacts) are not chased.
         residual = {d.kind for d in last.record_after.detected()} & original
-        new = plan_from_record(_record_of(state, last.source))
-        prev = {op.kind: op.strength for op in last.plan.operations}
-        for op in new.operations:
-            op.strength = min(prev.get(op.kind, 1.0) * (1.3 if op.kind in residual else 1.0), 3.0)
-        return {"plan": new, "plan_source": last.source}
+        return {"plan": rescaled(last.source, 1.3, kinds=residual), "plan_source": last.source}
     source = last.source
     if last.verdict == "no_change":
-        new = plan_from_record(_record_of(state, source), strength=min(strength * 1.5, 3.0))
-        return {"plan": new, "plan_source": source}
+        return {"plan": rescaled(source, 1.5), "plan_source": source}
     # Worse, drifted or failed: start again from the same source at half strength; after a second failure in a
     # row also leave out the kinds that got worse. With nothing left to try, the decision is final.
     skip: set[str] = set()
@@ -126,7 +138,7 @@ def plan(state: RestoreState, ctx: Context) -> dict:
     if len(state.attempts) >= 2 and state.attempts[-2].verdict in failures:
         before = _record_of(state, source).severities()
         skip = {k for k, v in last.severity_after.items() if v > before.get(k, 0.0) + 0.05}
-    new = plan_from_record(_record_of(state, source), strength=strength * 0.5, skip=skip)
+    new = rescaled(source, 0.5, skip=skip)
     if not new.operations:
         return {"plan": new, "plan_source": source, **_final(state, ctx.settings.min_gain)}
     return {"plan": new, "plan_source": source}

@@ -21,7 +21,9 @@ class Settings(BaseModel):
     """Knobs of the decide loop; recorded in the trace."""
 
     max_attempts: int = Field(3, ge=1, le=10, description="Restore attempts per image, retries included.")
-    min_structure: float = Field(0.85, ge=0, le=1, description="Below this structure score an attempt has drifted.")
+    min_structure: float = Field(
+        0.9, ge=0, le=1, description="Below this structure score an attempt has drifted (restorations keep >= 0.95)."
+    )
     min_gain: float = Field(0.02, ge=0, le=1, description="Overall-severity drop that counts as an improvement.")
     done_below: float = Field(0.1, ge=0, le=1, description="Stop retrying once overall severity is below this.")
     top_k: int = Field(3, ge=0, le=20, description="References to retrieve.")

@@ -42,15 +42,37 @@ class Plan(BaseModel):
         return [op.kind for op in self.operations]
 
 
+#: Confidence from which a detection is treated at full strength, and the weight of the least confident one.
+FULL_CONFIDENCE, MIN_WEIGHT = 0.8, 0.25
+
+
+def confidence_weight(confidence: float) -> float:
+    """Strength multiplier for a detection of ``confidence``: 1 from :data:`FULL_CONFIDENCE`, down to MIN_WEIGHT.
+
+    A borderline detection is often a false one, and undoing a degradation that is not there (dehazing a clear
+    photo, deblurring a sharp one) does more harm than a cautious pass does to a real one. Expected benefit, not
+    the classifier's yes/no, sets the dose.
+
+    >>> confidence_weight(0.95), confidence_weight(0.5)
+    (1.0, 0.25)
+    """
+    return min(max((confidence - 0.5) / (FULL_CONFIDENCE - 0.5), MIN_WEIGHT), 1.0)
+
+
 def plan_from_record(record: DiagnosisRecord, strength: float = 1.0, skip: set[str] | None = None) -> Plan:
     """Operations for every detected kind of ``record`` in :data:`RESTORE_ORDER`, params from its factors.
 
-    ``strength`` scales every operation; kinds in ``skip`` are left out (used when a retry drops an operator that
-    made things worse).
+    ``strength`` scales every operation, times :func:`confidence_weight` of each detection; kinds in ``skip`` are
+    left out (used when a retry drops an operator that made things worse).
     """
     skip = skip or set()
     ops = [
-        Operation(kind=d.kind, severity=d.severity, strength=strength, params=d.factors.model_dump())
+        Operation(
+            kind=d.kind,
+            severity=d.severity,
+            strength=round(min(strength * confidence_weight(d.confidence), 3.0), 4),
+            params=d.factors.model_dump(),
+        )
         for d in sorted(record.detected(), key=lambda d: RESTORE_ORDER.index(d.kind))
         if d.kind not in skip
     ]
