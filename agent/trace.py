@@ -18,7 +18,7 @@ from restorer.plan import Plan
 from retrieval.base import Reference
 
 TRACE_NAME = "rnr.restore_trace"
-TRACE_VERSION = "1.0.0"
+TRACE_VERSION = "1.1.0"  # 1.1: records inside may carry `thinking` (record schema 1.1)
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed"]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reasoner.severity import LEVEL_THRESHOLDS, PHYSICAL_ORDER, level_for, overall_severity
 
 SCHEMA_NAME = "rnr.diagnosis_record"
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"  # 1.1: optional free-form `thinking` of thinking model variants
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "diagnosis_record.schema.json"
 
 DegradationKind = Literal["noise", "blur", "motion_blur", "haze", "low_light", "jpeg", "rain", "low_resolution"]
@@ -253,6 +253,9 @@ class DiagnosisRecord(_Strict):
         default_factory=list, max_length=8, description="One entry per assessed kind, in physical order."
     )
     semantics: Semantics
+    thinking: str | None = Field(
+        None, max_length=32_000, description="A thinking model's free-form reasoning before it wrote the record."
+    )
     overall_severity: float = Field(ge=0, le=1, description="1 - prod(1 - severity) over the degradations.")
     provenance: Provenance
 

@@ -82,8 +82,9 @@ def test_schema_lists_every_kind_and_bounds():
 @pytest.mark.parametrize(
     "version, ok",
     [
-        ("1.0.0", True),  # current
-        ("1.0.7", True),  # newer patch is compatible
+        ("1.1.0", True),  # current
+        ("1.0.0", True),  # older minor: records without `thinking`
+        ("1.1.7", True),  # newer patch is compatible
         ("2.0.0", False),  # unknown major
         ("0.9.0", False),  # older major
         ("1.9.0", False),  # newer minor than this build knows
