@@ -10,6 +10,9 @@ from reasoner.schema import DiagnosisRecord
 #: name -> "module:Class". Heavy backends are added by their own issues; unknown names list these.
 REASONERS: dict[str, str] = {
     "measure": "reasoner.measure:MeasureReasoner",
+    "qwen3vl": "reasoner.qwen3vl:Qwen3VLReasoner",
+    "vllm": "reasoner.vllm_backend:VLLMReasoner",
+    "vllm-server": "reasoner.openai_client:OpenAIReasoner",
 }
 DEFAULT_REASONER = "measure"
 

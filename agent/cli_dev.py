@@ -1,0 +1,42 @@
+"""``rnr dev``: developer helpers (tiny offline checkpoints for smoke runs). Heavy imports live in command bodies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+dev_app = typer.Typer(
+    name="dev",
+    help="Developer helpers: tiny random-weight checkpoints that exercise the real model code paths offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@dev_app.callback()
+def _dev() -> None:
+    """Developer helpers (a group even with one command, so `rnr dev tiny-reasoner` keeps its name)."""
+
+
+@dev_app.command("tiny-reasoner")
+def tiny_reasoner(
+    out_dir: Path = typer.Argument(..., help="Folder to write the checkpoint to (created if missing)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+    thinking: bool = typer.Option(False, "--thinking", help="Write a thinking-variant chat template."),
+) -> None:
+    """Build a tiny random-weight Qwen3-VL checkpoint (offline, ~1 MB) and print its path.
+
+    Use it with `rnr diagnose --reasoner qwen3vl` / `bench/diagnose.py --reasoner qwen3vl --model DIR` to smoke-test
+    the transformers backend without downloading weights. Its diagnoses are noise: the weights are random.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(f"{out_dir} exists and is not a folder; choose another path", param_hint="OUT_DIR")
+    try:
+        from reasoner.tiny_vlm import build_tiny_reasoner
+    except ImportError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+    typer.echo(str(build_tiny_reasoner(out_dir, seed=seed, thinking=thinking)))
