@@ -1,0 +1,152 @@
+"""``rnr synth`` (SFT data) and ``rnr train sft``. Heavy imports (datasets, torch, TRL) live inside the commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+train_app = typer.Typer(
+    name="train",
+    help="Fine-tune a vision-language reasoner (sft: supervised, on `rnr synth` data).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, sep, w = text.lower().partition("x")
+    if not sep or not h.isdigit() or not w.isdigit() or int(h) < 16 or int(w) < 16:
+        raise typer.BadParameter(f"{text!r} is not HEIGHTxWIDTH in pixels, each at least 16 (e.g. 256x384)")
+    return int(h), int(w)
+
+
+def _n_kinds(text: str) -> int | tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    if not lo.isdigit() or (sep and not hi.isdigit()):
+        raise typer.BadParameter(f"{text!r} is not a count or an inclusive range like 1-3")
+    return (int(lo), int(hi)) if sep else int(lo)
+
+
+def _quiet_libraries() -> None:
+    """No progress bars from datasets/transformers: stdout carries one JSON document and stderr stays quiet."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def synth(
+    n: int = typer.Option(..., "--n", min=1, help="Number of samples."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder to create (a Hugging Face datasets folder)."),
+    seed: int = typer.Option(0, "--seed", help="Set seed; sample i depends only on (seed, i)."),
+    size: str = typer.Option("256x384", "--size", help="Crop HEIGHTxWIDTH (smaller where a photo is)."),
+    kinds: list[str] = typer.Option([], "--kind", help="Synthesise these kinds on every degraded sample (repeat)."),
+    n_kinds: str = typer.Option("1-3", "--n-kinds", help="Kinds drawn per degraded sample: N or LOW-HIGH."),
+    clean_fraction: float = typer.Option(0.2, "--clean-fraction", min=0.0, max=1.0, help="Share of clean samples."),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes (same result for any count)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Write supervised fine-tuning data: degraded photo crops, ground-truth records and target completions."""
+    from collections import Counter
+
+    from rich.console import Console
+
+    from reasoner.schema import KINDS
+    from rl.synth import COLUMNS, load_dataset, write_dataset
+
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise typer.BadParameter(f"unknown kind(s) {bad}; choose from {list(KINDS)}", param_hint="--kind")
+    hw, nk = _size(size), _n_kinds(n_kinds)
+    stderr = Console(stderr=True)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise typer.BadParameter(f"{out} is not empty; choose a new folder or pass --overwrite", param_hint="--out")
+    if as_json:
+        _quiet_libraries()
+    t0 = time.perf_counter()
+    kwargs = dict(seed=seed, size=hw, kinds=kinds or None, n_kinds=nk, clean_fraction=clean_fraction)
+    try:
+        if as_json or not stderr.is_terminal:
+            write_dataset(out, n, workers=workers, overwrite=overwrite, **kwargs)
+        else:
+            from rich.progress import Progress
+
+            with Progress(console=stderr, transient=True) as bar:
+                task = bar.add_task("synthesising", total=n)
+                progress = lambda done, _total: bar.update(task, completed=done)  # noqa: E731
+                write_dataset(out, n, workers=workers, overwrite=overwrite, progress=progress, **kwargs)
+    except (ValueError, FileExistsError) as e:
+        _fail(str(e))
+    ds = load_dataset(out)
+    counts = Counter(k for ks in ds["kinds"] for k in ks)
+    summary = {
+        "dataset": str(out),
+        "samples": len(ds),
+        "clean": sum(1 for ks in ds["kinds"] if not ks),
+        "kinds": {k: counts[k] for k in KINDS},
+        "seed": seed,
+        "size": list(hw),
+        "columns": list(COLUMNS),
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    shown = ", ".join(f"{k} {v}" for k, v in summary["kinds"].items() if v)
+    stderr.print(f"wrote {len(ds)} samples to {out} ({summary['clean']} clean; {shown}) in {summary['elapsed_s']} s")
+
+
+@train_app.command()
+def sft(
+    config: Path = typer.Option(Path("rl/recipes/sft.yaml"), "--config", "-c", help="YAML recipe."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe field: KEY=VALUE (repeat; lora.r=8)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (no progress)."),
+) -> None:
+    """Supervised fine-tuning of a Qwen3-VL reasoner with TRL; the output folder loads with --reasoner qwen3vl."""
+    from rich.console import Console
+
+    if not config.is_file():
+        raise typer.BadParameter(f"{config} does not exist; see rl/recipes/sft.yaml", param_hint="--config")
+    try:
+        from rl.sft import SFTConfigError, read_manifest, train_sft
+    except ImportError as e:
+        _fail(str(e))
+    stderr = Console(stderr=True)
+    if as_json:
+        _quiet_libraries()
+    log = None if as_json else (lambda line: stderr.print(line, highlight=False, soft_wrap=True))
+    try:
+        out = train_sft(config, overrides, log=log)
+    except SFTConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    m = read_manifest(out)
+    summary = {
+        "output_dir": str(out),
+        "samples": m["samples"],
+        "global_step": m["global_step"],
+        "train_loss": m["train_loss"],
+        "final_loss": m["final_loss"],
+        "step_time_s": m["step_time_s"],
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        stderr.print(
+            f"trained {summary['global_step']} steps on {summary['samples']} samples: final loss "
+            f"{summary['final_loss']:.4g}, {summary['step_time_s']:.3g} s/step -> {out}",
+            highlight=False,
+        )
