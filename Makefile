@@ -23,9 +23,11 @@ demo: venv
 	rm -rf examples-restored
 	$(BIN)/rnr restore examples/ --out examples-restored
 
-# The tests also build tiny transformers models locally (no hub); torch 2.13.0 is the CPU build on these machines.
+# The tests also build tiny models locally (no hub) and run the model backends on them: torch 2.13.0 is the CPU
+# build on these machines; the vlm and rl extras bring transformers, xgrammar, TRL, peft and datasets;
+# transformers[serving] gives the loopback server the OpenAI-compatible client is tested against.
 $(VENV)/.installed-hf: $(VENV)/.installed
-	$(BIN)/python -m pip install -q "torch==2.13.0" "transformers>=5.0,<6"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[dev,vlm,rl,client]" "transformers[serving]>=5.0,<6"
 	touch $@
 
 test: venv $(VENV)/.installed-hf

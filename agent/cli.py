@@ -19,9 +19,14 @@ app = typer.Typer(
 
 
 def _mount_subcommands() -> None:
+    from agent.cli_dev import dev_app
     from agent.cli_index import index_app
+    from agent.cli_train import synth, train_app
 
     app.add_typer(index_app)
+    app.command("synth")(synth)
+    app.add_typer(train_app)
+    app.add_typer(dev_app)
 
 
 _mount_subcommands()
@@ -38,6 +43,9 @@ def diagnose(
     as_json: bool = typer.Option(False, "--json", help="Print validated records as JSON (JSONL for several)."),
     out: Path | None = typer.Option(None, "--out", help="Also write the records to this JSONL file."),
     reasoner: str = typer.Option("measure", "--reasoner", help="Reasoner backend name or 'pkg.module:Class'."),
+    model: str | None = typer.Option(
+        None, "--model", help="Model id or folder for model-backed reasoners (qwen3vl, vllm, vllm-server)."
+    ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-directories."),
     max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
 ) -> None:
@@ -55,9 +63,9 @@ def diagnose(
     if not files:
         _fail(f"no images found in {', '.join(map(str, inputs))}")
     try:
-        model = load_reasoner(reasoner)
-    except (ValueError, ImportError, FileNotFoundError) as e:
-        raise typer.BadParameter(str(e), param_hint="--reasoner") from None
+        model = load_reasoner(reasoner, **({"model": model} if model else {}))
+    except (ValueError, ImportError, FileNotFoundError, OSError) as e:
+        raise typer.BadParameter(str(e), param_hint="--reasoner/--model") from None
 
     stdout, stderr = Console(), Console(stderr=True)
     records, failures = [], []
@@ -109,6 +117,8 @@ def restore(
     trace: bool = typer.Option(False, "--trace", help="Stream each graph node's update live (forces 1 worker)."),
     reasoner: str = typer.Option("measure", "--reasoner", help="Diagnosis backend."),
     scorer: str = typer.Option("measure", "--scorer", help="Re-scoring backend."),
+    reasoner_model: str | None = typer.Option(None, "--reasoner-model", help="Model id or folder for --reasoner."),
+    scorer_model: str | None = typer.Option(None, "--scorer-model", help="Model id or folder for --scorer."),
     restorer: str = typer.Option("classical", "--restorer", help="Restoration backend."),
     index: Path | None = typer.Option(None, "--index", help="Reference library folder (rnr index build)."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Restore attempts per image, retries included."),
@@ -125,6 +135,7 @@ def restore(
 
     stderr, stdout = Console(stderr=True), Console()
     backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "index": index}
+    backends |= {k: v for k, v in (("reasoner_model", reasoner_model), ("scorer_model", scorer_model)) if v}
     progress = None
 
     def on_row(row: dict) -> None:

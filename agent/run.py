@@ -21,13 +21,23 @@ def make_context(
     restorer: str = "classical",
     index: str | Path | None = None,
     settings: Settings | None = None,
+    reasoner_model: str | None = None,
+    scorer_model: str | None = None,
 ) -> Context:
-    """Load the named backends once (a batch worker keeps them for all its images)."""
+    """Load the named backends once (a batch worker keeps them for all its images).
+
+    ``reasoner_model`` / ``scorer_model`` are the model id or folder of model-backed reasoners (``qwen3vl``, ``vllm``,
+    ``vllm-server``); one model serving as both is loaded once.
+    """
     from reasoner import load_reasoner
     from restorer import load_restorer
 
-    rsn = load_reasoner(reasoner)
-    scr = rsn if scorer == reasoner else load_reasoner(scorer)
+    def kw(model: str | None) -> dict:
+        return {"model": model} if model else {}
+
+    rsn = load_reasoner(reasoner, **kw(reasoner_model))
+    same = (scorer, scorer_model) == (reasoner, reasoner_model)
+    scr = rsn if same else load_reasoner(scorer, **kw(scorer_model))
     rst = load_restorer(restorer)
     library, embedder = None, "none"
     if index is not None:
@@ -36,6 +46,7 @@ def make_context(
         library = ReferenceLibrary.open(index)
         embedder = f"{library.embedder.name} {library.embedder.version}"
     backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "embedder": embedder}
+    backends |= {k: v for k, v in (("reasoner_model", reasoner_model), ("scorer_model", scorer_model)) if v}
     return Context(rsn, scr, rst, library, settings or Settings(), backends)
 
 

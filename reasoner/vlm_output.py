@@ -39,10 +39,11 @@ from reasoner.schema import (
     make_degradation,
 )
 
-#: Text the model may write: printable, no quote or backslash (so no JSON escapes), bounded by the pattern itself
-#: (with a pattern, grammar engines ignore ``maxLength``).
-TEXT_PATTERN = r'^[^\x00-\x1f"\\]{1,300}$'
-NAME_PATTERN = r'^[^\x00-\x1f"\\]{1,48}$'
+#: Text the model may write: printable, no quote or backslash (so no JSON escapes), no angle brackets (so no
+#: ``</think>`` that would confuse :func:`split_thinking`), bounded by the pattern itself (with a pattern, grammar
+#: engines ignore ``maxLength``).
+TEXT_PATTERN = r'^[^\x00-\x1f"\\<>]{1,300}$'
+NAME_PATTERN = r'^[^\x00-\x1f"\\<>]{1,48}$'
 MAX_STEPS = 8
 MAX_OBJECTS = 8
 
@@ -199,7 +200,7 @@ def from_record(record: DiagnosisRecord) -> Completion:
     """The completion that describes ``record`` (SFT targets, few-shot examples); texts clipped to fit."""
 
     def text(s: str, n: int = 300) -> str:
-        s = re.sub(r'[\x00-\x1f"\\]', " ", s).strip() or "-"
+        s = re.sub(r'[\x00-\x1f"\\<>]', " ", s).strip() or "-"
         return s[:n]
 
     by_kind = {d.kind: d for d in record.degradations}
