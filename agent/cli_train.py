@@ -11,7 +11,7 @@ import typer
 
 train_app = typer.Typer(
     name="train",
-    help="Fine-tune a vision-language reasoner (sft: supervised, on `rnr synth` data).",
+    help="Fine-tune a vision-language reasoner (sft: supervised; grpo: reinforcement with restoration rewards).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -148,5 +148,75 @@ def sft(
         stderr.print(
             f"trained {summary['global_step']} steps on {summary['samples']} samples: final loss "
             f"{summary['final_loss']:.4g}, {summary['step_time_s']:.3g} s/step -> {out}",
+            highlight=False,
+        )
+
+
+@train_app.command()
+def grpo(
+    config: Path = typer.Option(Path("rl/recipes/grpo.yaml"), "--config", "-c", help="YAML recipe."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe field: KEY=VALUE (repeat)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Score the policy's generations on a few samples; no training."
+    ),
+    samples: int = typer.Option(4, "--samples", min=1, help="Samples for --dry-run."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (no progress)."),
+) -> None:
+    """GRPO of a Qwen3-VL reasoner with restoration rewards (TRL); the output loads with --reasoner qwen3vl."""
+    from rich.console import Console
+
+    if not config.is_file():
+        raise typer.BadParameter(f"{config} does not exist; see rl/recipes/grpo.yaml", param_hint="--config")
+    try:
+        from rl.grpo import dry_run as run_dry
+        from rl.grpo import train_grpo
+        from rl.sft import SFTConfigError, read_manifest
+    except ImportError as e:
+        _fail(str(e))
+    stderr = Console(stderr=True)
+    if as_json:
+        _quiet_libraries()
+    log = None if as_json else (lambda line: stderr.print(line, highlight=False, soft_wrap=True))
+    try:
+        if dry_run:
+            report = run_dry(config, overrides, samples=samples, log=log)
+        else:
+            out = train_grpo(config, overrides, log=log)
+    except SFTConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if dry_run:
+        if as_json:
+            sys.stdout.write(json.dumps(report) + "\n")
+            return
+        from rich.table import Table
+
+        table = Table(title=f"rewards on {report['samples']} samples x {report['generations']} generations")
+        for col in ("reward", "weight", "mean", "min", "max", "None"):
+            table.add_column(col, justify="left" if col == "reward" else "right")
+        show = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+        for name, r in report["rewards"].items():
+            table.add_row(name, show(r["weight"]), show(r["mean"]), show(r["min"]), show(r["max"]), str(r["none"]))
+        stderr.print(table)
+        return
+    m = read_manifest(out)
+    last = next((h for h in reversed(m["log_history"]) if "reward" in h), {})
+    summary = {
+        "output_dir": str(out),
+        "samples": m["samples"],
+        "global_step": m["global_step"],
+        "rewards": m["rewards"],
+        "final_reward": m["final_reward"],
+        "final_reward_means": {k: v for k, v in last.items() if k.startswith("rewards/") and k.endswith("/mean")},
+        "kl": last.get("kl"),
+        "step_time_s": m["step_time_s"],
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        stderr.print(
+            f"trained {summary['global_step']} steps on {summary['samples']} samples: final reward "
+            f"{summary['final_reward']}, {summary['step_time_s']:.3g} s/step -> {out}",
             highlight=False,
         )

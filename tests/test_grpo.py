@@ -1,0 +1,179 @@
+"""GRPO training (rl/grpo.py, `rnr train grpo`) on a tiny local Qwen3-VL with the real restorer and scorer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from reasoner.schema import DiagnosisRecord
+from reasoner.vlm_output import completion_json, from_record
+from rl import rewards as rewards_mod
+from rl.synth import load_dataset, write_dataset
+
+pytest.importorskip("trl")
+pytest.importorskip("datasets")
+
+from rl.grpo import DEFAULTS, GRPOConfigError, clean_crop, dry_run, load_config, prompt_dataset  # noqa: E402
+
+RECIPE = Path(__file__).parents[1] / "rl" / "recipes" / "grpo.yaml"
+BASE = {"model": "m", "dataset": "d", "output_dir": "o"}
+
+
+@pytest.fixture(scope="module")
+def grpo_data(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("grpo") / "data", 4, seed=5, size=(64, 96), clean_fraction=0.25)
+
+
+def test_recipe_parsing_and_overrides():
+    cfg = load_config(RECIPE, ["model=x", "rewards.fidelity=1.0", "vllm.mode=server", "num_generations=2"])
+    assert cfg["model"] == "x" and cfg["rewards"]["fidelity"] == 1.0 and cfg["rewards"]["format"] == 0.2
+    assert cfg["vllm"] == {"mode": "server"} and cfg["lora"]["r"] == 16 and cfg["scorer"] == "measure"
+    assert set(load_config(BASE)) == set(DEFAULTS)
+    cases = [
+        ({**BASE, "num_generation": 4}, None, "unknown recipe field"),
+        ({"model": "m"}, None, "needs"),
+        (BASE, ["rewards.speed=1"], "unknown reward"),
+        (BASE, ["per_device_train_batch_size=3", "num_generations=2"], "divisible"),
+        (BASE, ["vllm.port=1"], "unknown vllm field"),
+        (BASE, ["lora={rank: 2}"], "unknown lora field"),
+        (BASE, ["max_steps"], "KEY=VALUE"),
+    ]
+    for config, overrides, message in cases:
+        with pytest.raises(GRPOConfigError, match=message):
+            load_config(config, overrides)
+
+
+def test_settings_pass_recipe_through():
+    import torch
+
+    from rl.grpo import grpo_settings
+
+    cfg = load_config(
+        BASE, ["use_vllm=true", "vllm={mode: colocate, gpu_memory_utilization: 0.4}", "gradient_checkpointing=true"]
+    )
+    s = grpo_settings(cfg, Path("o"), use_cpu=True, dtype=torch.float32)
+    assert s["use_vllm"] and s["vllm_mode"] == "colocate" and s["vllm_gpu_memory_utilization"] == 0.4
+    assert s["reward_weights"] == [0.2, 1.0, 0.5, 0.5] and s["remove_unused_columns"] is False
+    assert s["use_cpu"] and not s["bf16"] and s.get("activation_checkpointing", s.get("gradient_checkpointing"))
+
+
+def test_clean_crops_are_regenerated_exactly(tmp_path):
+    """On clean samples the image is the clean crop, so the regenerated crop must equal it byte for byte."""
+    path = write_dataset(tmp_path / "clean", 3, seed=2, size=(48, 64), clean_fraction=1.0)
+    ds = prompt_dataset(path, None)
+    for i in range(3):
+        row = ds[i]
+        assert np.array_equal(np.asarray(row["clean"]), np.asarray(row["image"].convert("RGB")))
+        assert row["prompt"][0]["role"] == "system" and "64x48" in row["prompt"][1]["content"]
+    raw = load_dataset(path)[0]
+    generator = json.loads(load_dataset(path).info.description)
+    assert clean_crop(generator, 0, raw["photo"], raw["seed"] + 1) is None  # a mismatched row is not guessed
+
+
+class _Teach:
+    """Replace every other completion by the ground truth, so the tiny random policy's batch carries valid plans.
+
+    The real reward then runs on it (real restorer, scorer and TRL column passing); only the text is substituted.
+    """
+
+    def __call__(self, prompts, completions, **kwargs):
+        truth = [DiagnosisRecord.model_validate_json(r) for r in kwargs["record"]]
+        said = [
+            [{"role": "assistant", "content": completion_json(from_record(t))}] if i % 2 == 0 else c
+            for i, (c, t) in enumerate(zip(completions, truth, strict=True))
+        ]
+        return super().__call__(prompts, said, **kwargs)
+
+
+class TeachFormat(_Teach, rewards_mod.FormatReward):
+    pass
+
+
+class TeachSeverity(_Teach, rewards_mod.SeverityReduction):
+    pass
+
+
+class TeachFidelity(_Teach, rewards_mod.Fidelity):
+    pass
+
+
+class TeachAccuracy(_Teach, rewards_mod.DiagnosisAccuracy):
+    pass
+
+
+def _cli():
+    from agent.cli_train import train_app
+
+    app = typer.Typer()
+    app.add_typer(train_app)
+    return app
+
+
+def test_grpo_tiny_run_logs_rewards_and_reloads(tiny_vlm_dir, grpo_data, tmp_path, monkeypatch):
+    """Three CPU steps through `rnr train grpo --json`, checkpoint + resume, output loads as a reasoner."""
+    import torch
+
+    from reasoner.qwen3vl import Qwen3VLReasoner
+    from rl.sft import read_manifest
+
+    torch.set_num_threads(1)
+    for name, cls in [("format", TeachFormat), ("severity_reduction", TeachSeverity),
+                      ("fidelity", TeachFidelity), ("diagnosis_accuracy", TeachAccuracy)]:  # fmt: skip
+        monkeypatch.setitem(rewards_mod.REWARDS, name, cls)
+    out = tmp_path / "run"
+    sets = [f"model={tiny_vlm_dir}", f"dataset={grpo_data}", f"output_dir={out}", "lora=null", "max_steps=2",
+            "per_device_train_batch_size=4", "num_generations=4", "max_completion_length=24", "report_to=none",
+            "save_steps=1", "learning_rate=1e-3", "reward_workers=1"]  # fmt: skip
+    args = ["train", "grpo", "--config", str(RECIPE), "--json"] + [a for s in sets for a in ("--set", s)]
+    res = CliRunner().invoke(_cli(), args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["global_step"] == 2 and summary["output_dir"] == str(out)
+    means = summary["final_reward_means"]
+    assert set(means) == {f"rewards/{n}/mean" for n in rewards_mod.REWARDS}
+    assert all(v is not None for v in means.values()), means  # every component was computed
+    assert 0.5 <= means["rewards/format/mean"] <= 1.0 and summary["kl"] is not None
+    manifest = read_manifest(out)
+    weights = {"format": 0.2, "severity_reduction": 1.0, "fidelity": 0.5, "diagnosis_accuracy": 0.5}
+    assert manifest["rewards"] == weights
+    assert manifest["step_time_s"] > 0 and (out / "trainer" / "checkpoint-2").is_dir()
+    assert list((out / "trainer" / "completions").glob("*.parquet"))  # completion samples per logged step
+
+    # Resume from the last checkpoint for one more step.
+    resumed = CliRunner().invoke(_cli(), args[:-2] + ["--set", "max_steps=3", "--set", "resume_from_checkpoint=true"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["global_step"] == 3
+
+    reasoner = Qwen3VLReasoner(model=str(out), max_new_tokens=600)
+    row = load_dataset(grpo_data)[0]
+    record = reasoner.diagnose(np.asarray(row["image"].convert("RGB")))
+    assert record.provenance.model_id == str(out) and record.image.width == row["width"]
+    rewards_mod.shutdown()
+
+
+def test_dry_run_scores_untrained_generations(tiny_vlm_dir, grpo_data):
+    import torch
+
+    torch.set_num_threads(1)
+    report = dry_run(
+        RECIPE,
+        [
+            f"model={tiny_vlm_dir}",
+            f"dataset={grpo_data}",
+            "output_dir=unused",
+            "num_generations=2",
+            "max_completion_length=12",
+            "reward_workers=0",
+        ],  # fmt: skip
+        samples=2,
+    )
+    assert report["samples"] == 2 and len(report["rows"]) == 4
+    table = report["rewards"]
+    # A random policy writes no valid JSON: format scores 0, the other rewards refuse to make up a score.
+    assert table["format"]["mean"] == 0.0 and table["format"]["none"] == 0
+    assert all(table[n]["none"] == 4 and table[n]["mean"] is None for n in ("severity_reduction", "fidelity"))

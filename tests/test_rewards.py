@@ -1,0 +1,212 @@
+"""GRPO rewards (rl/rewards.py): table-driven cases through the real classical restorer and measure scorer."""
+
+from __future__ import annotations
+
+import doctest
+import pickle
+
+import numpy as np
+import pytest
+
+import rl.rewards as rewards_mod
+from reasoner.schema import DiagnosisRecord
+from reasoner.vlm_output import completion_json, from_record
+from rl.ground_truth import ground_truth, synthesize
+from rl.photos import load_photo
+from rl.rewards import (
+    REWARDS,
+    DiagnosisAccuracy,
+    Fidelity,
+    FormatReward,
+    SeverityReduction,
+    build_rewards,
+    completion_text,
+)
+
+
+@pytest.fixture(scope="module")
+def clean() -> np.ndarray:
+    # A textured 96x96 crop of a bundled photo: quantised to 8 bits, as dataset images are.
+    img = load_photo("chelsea")[100:196, 150:246]
+    return np.round(img * 255) / 255
+
+
+def _said(record: DiagnosisRecord) -> list[dict]:
+    """A conversational completion stating ``record``."""
+    return [{"role": "assistant", "content": completion_json(from_record(record))}]
+
+
+def _case(clean: np.ndarray, kind: str | None, claim: str | None, seed: int = 0):
+    """(degraded u8 image, completion claiming ``claim`` (the true record when it matches), true record JSON)."""
+    if kind is None:
+        image, truth = clean, ground_truth([], clean, seed=seed)
+    else:
+        syn = synthesize(clean, seed, kinds=[kind])
+        image, truth = syn.image, syn.record
+    image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    if claim is None:
+        said = ground_truth([], clean, seed=seed)
+    elif claim == kind:
+        said = truth
+    else:
+        said = synthesize(clean, seed + 1, kinds=[claim]).record  # a confident claim of another kind
+    return image, _said(said), truth.model_dump_json()
+
+
+def test_completion_text_accepts_trl_shapes():
+    assert completion_text("x") == "x"
+    assert completion_text([{"role": "assistant", "content": "ab"}]) == "ab"
+    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "c"}]}]) == "c"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("{not json", 0.0),
+        ('{"reasoning": []}', 0.0),  # valid JSON, not a completion
+        ("", 0.0),
+        (None, 1.0),  # the true record (filled in below)
+        ("thinking first </think>", 1.0),  # thinking before the JSON is allowed
+    ],
+)
+def test_format_reward(clean, text, expected):
+    image, said, _ = _case(clean, "noise", "noise")
+    body = said[0]["content"]
+    if text is None:
+        text = body
+    elif text.endswith("</think>"):
+        text = text + body
+    assert FormatReward()([None], [[{"role": "assistant", "content": text}]], image=[image]) == [expected]
+
+
+# (true kind, claimed kind, expected sign of severity_reduction, expected sign of fidelity)
+CASES = [
+    ("noise", "noise", +1, +1),  # a right diagnosis of a noisy image: severity drops, closer to the clean image
+    ("haze", "haze", +1, +1),
+    (None, "blur", None, -1),  # heavy blur claimed on a clean image: over-processing (sharpening) loses fidelity
+    (None, None, 0, 0),  # a clean verdict on a clean image: nothing is done
+    ("noise", None, 0, 0),  # a missed degradation: nothing is done, nothing gained
+]
+
+
+@pytest.mark.parametrize("kind, claim, sev_sign, fid_sign", CASES)
+def test_restoring_rewards_signs(clean, kind, claim, sev_sign, fid_sign):
+    image, said, _ = _case(clean, kind, claim)
+    sev = SeverityReduction(workers=0)([None], [said], image=[image])[0]
+    fid = Fidelity(workers=0)([None], [said], image=[image], clean=[clean])[0]
+    assert sev is not None and fid is not None
+    if sev_sign == 0:
+        assert sev == 0.0
+    elif sev_sign is not None:
+        assert np.sign(sev) == sev_sign, sev
+    if fid_sign == 0:
+        assert fid == 0.0
+    else:
+        assert np.sign(fid) == fid_sign and abs(fid) > 0.02, fid
+
+
+def test_over_processing_is_penalised_more_than_a_right_plan(clean):
+    image, right, _ = _case(clean, "noise", "noise")
+    _, wrong, _ = _case(clean, "noise", "blur")
+    fid = Fidelity(workers=0)([None, None], [right, wrong], image=[image] * 2, clean=[clean] * 2)
+    assert fid[0] > fid[1]
+
+
+def test_fidelity_without_clean_uses_structural_drift(clean):
+    image, blur_claim, _ = _case(clean, None, "blur")
+    _, nothing, _ = _case(clean, None, None)
+    fid = Fidelity(workers=0)([None, None], [nothing, blur_claim], image=[image] * 2)
+    assert fid[0] == 0.0 and -1.0 <= fid[1] <= 0.0
+
+
+def test_per_kind_severity_reduction(clean):
+    image, said, _ = _case(clean, "noise", "noise")
+    assert SeverityReduction(workers=0, per_kind=True)([None], [said], image=[image])[0] > 0
+
+
+@pytest.mark.parametrize(
+    "kind, claim, lo, hi",
+    [
+        ("noise", "noise", 0.999, 1.0),  # exact
+        (None, None, 0.999, 1.0),  # both clean
+        ("noise", None, 0.0, 0.5),  # missed: F1 0
+        (None, "blur", 0.0, 0.5),  # false alarm: F1 0
+        ("noise", "haze", 0.0, 0.5),
+    ],
+)
+def test_diagnosis_accuracy(clean, kind, claim, lo, hi):
+    image, said, truth = _case(clean, kind, claim)
+    got = DiagnosisAccuracy()([None], [said], record=[truth], image=[image])[0]
+    assert lo <= got <= hi
+
+
+@pytest.mark.parametrize("name", sorted(REWARDS))
+def test_unparseable_is_none_never_a_score(clean, name):
+    image, _, truth = _case(clean, "noise", "noise")
+    fn = REWARDS[name](**({"workers": 0} if name in ("severity_reduction", "fidelity") else {}))
+    got = fn([None, None], ["{broken", [{"role": "assistant", "content": ""}]], image=[image] * 2, record=[truth] * 2)
+    assert got == ([0.0, 0.0] if name == "format" else [None, None])
+
+
+class _Failing:
+    """A restorer that always fails (importable by workers as tests.test_rewards:_Failing)."""
+
+    name = "failing"
+
+    def restore(self, image, record, references, plan):
+        raise RuntimeError("boom")
+
+
+def test_failed_restoration_is_none(clean):
+    image, said, _ = _case(clean, "noise", "noise")
+    for cls in (SeverityReduction, Fidelity):
+        fn = cls(restorer="tests.test_rewards:_Failing", workers=0)
+        assert fn([None], [said], image=[image], clean=[clean]) == [None]
+
+
+def test_self_scoring_is_refused():
+    with pytest.raises(ValueError, match="itself"):
+        SeverityReduction(scorer="qwen3vl")
+
+
+@pytest.mark.parametrize("name", sorted(REWARDS))
+def test_rewards_pickle_with_stable_names(clean, name):
+    fn = REWARDS[name]()
+    again = pickle.loads(pickle.dumps(fn))
+    assert fn.__name__ == again.__name__ == name and type(again) is type(fn)
+    image, said, truth = _case(clean, "noise", "noise")
+    if name in ("severity_reduction", "fidelity"):
+        again = REWARDS[name](workers=0)
+    assert again([None], [said], image=[image], record=[truth], clean=[clean])[0] is not None
+
+
+def test_worker_pool_and_cache_agree_with_inline(clean):
+    image, said, _ = _case(clean, "haze", "haze")
+    inline = SeverityReduction(workers=0)([None], [said], image=[image])
+    pooled_fn = SeverityReduction(workers=1)
+    try:
+        pooled = pooled_fn([None, None], [said, said], image=[image, image])
+        eng = pooled_fn._engine()
+        assert pooled == inline * 2 and eng.misses == 1 and eng.hits == 0  # same (image, plan): restored once
+        Fidelity(workers=1)([None], [said], image=[image], clean=[clean])
+        assert eng.hits == 1  # the fidelity reward reuses the severity reward's restoration
+    finally:
+        rewards_mod.shutdown()
+
+
+def test_build_rewards_from_recipe_mapping():
+    fns, weights = build_rewards(
+        {"format": 0.2, "severity_reduction": {"weight": 1.0, "per_kind": True}, "fidelity": 0.5},
+        shared={"restorer": "classical", "scorer": "measure", "workers": 0},
+    )
+    assert [f.__name__ for f in fns] == ["format", "severity_reduction", "fidelity"] and weights == [0.2, 1.0, 0.5]
+    assert fns[1].per_kind and fns[1].workers == 0 and fns[2].scorer == "measure"
+    with pytest.raises(ValueError, match="unknown reward"):
+        build_rewards({"speed": 1.0})
+    with pytest.raises(ValueError, match="fidelity"):
+        build_rewards({"fidelity": {"weight": 1, "gamma": 2}})
+
+
+def test_doctests():
+    result = doctest.testmod(rewards_mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 6
