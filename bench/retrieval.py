@@ -10,7 +10,7 @@ mixed degradations from ``rl.degradations.sample_ops``. Each seed draws a whole 
 results pool ``--seeds`` because one draw of 30 library views moves recall by several points. Prints recall@1/@5
 overall, per seed and per degradation kind, query latency, build time, and how the library's relevance threshold
 splits true from best wrong matches, for the ``global`` embedder and, with ``--hf-model``, a transformers model.
-The global descriptor was tuned on seeds 10-13; the default seeds are held out from that tuning.
+The global descriptor was tuned on seeds 10-25; the default seeds are held out from that tuning.
 """
 
 from __future__ import annotations

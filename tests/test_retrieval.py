@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from agent.cli_index import index_app
 from reasoner.imageio import save_image
 from retrieval.base import Embedder, Reference
-from retrieval.embedders import GlobalDescriptorEmbedder
+from retrieval.embedders import GlobalDescriptorEmbedder, _remove_rain
 from retrieval.library import AddResult, LibraryError, ReferenceLibrary
 from retrieval.registry import load_embedder
 from rl import degradations as D
@@ -80,6 +80,20 @@ def test_degraded_photo_stays_closest_to_its_original(embedder, kind):
         v = embedder.embed([D.apply(load_photo(name), D.sample_ops(rng, kinds=[kind]))])[0]
         sims = clean @ v
         assert sims[i] > np.delete(sims, i).max(), (name, kind, sims.round(3))
+
+
+def test_rain_streaks_are_taken_out_but_dots_and_clean_photos_stay():
+    # The moon is grey with little structure of its own, so streaks would dominate its descriptor if left in.
+    moon = cv2.resize(load_photo("moon"), (256, 256), interpolation=cv2.INTER_AREA)
+    for seed in range(3):
+        rainy = D.apply(moon, [D.RainParams(coverage=0.06, seed=seed)])
+        assert np.abs(_remove_rain(rainy) - moon).mean() < 0.45 * np.abs(rainy - moon).mean()
+    assert np.abs(_remove_rain(moon) - moon).mean() < 0.005
+    dots = np.full((64, 64, 3), 0.2, np.float32)  # small bright blobs are not streaks: not even one is touched
+    dots[10:12, 10:12] = 1.0
+    dots[40:43, 30:33] = 1.0
+    np.testing.assert_array_equal(_remove_rain(dots), dots)
+    assert _remove_rain(np.zeros((600, 400, 3), np.float32)).shape == (320, 213, 3)  # large images are shrunk
 
 
 # ----- library
