@@ -48,9 +48,16 @@ from rl.sft import (
     apply_overrides,
 )
 from rl.synth import load_dataset
+from rl.text_policy import COMPLETIONS, TextReward, text_prompt_dataset
+
+#: Policies: a Qwen3-VL that sees the image, or a causal LM that reads the measured statistics (rl/text_policy.py).
+POLICIES = ("vlm", "text")
 
 #: Every recipe field and its default; ``None`` for ``model``/``dataset``/``output_dir`` means required.
 DEFAULTS: dict[str, Any] = {
+    "policy": "vlm",
+    "completion": "json",
+    "text_stats": None,
     "model": None,
     "dataset": None,
     "output_dir": None,
@@ -153,6 +160,12 @@ def load_config(config: str | Path | dict, overrides: list[str] | dict | None = 
     bad = sorted(set(cfg["vllm"] or {}) - set(VLLM_FIELDS))
     if bad:
         raise GRPOConfigError(f"unknown vllm field(s) {bad}; known: {list(VLLM_FIELDS)}")
+    if cfg["policy"] not in POLICIES:
+        raise GRPOConfigError(f"policy={cfg['policy']!r} is not one of {list(POLICIES)}")
+    if cfg["completion"] not in COMPLETIONS or (cfg["policy"] == "vlm" and cfg["completion"] != "json"):
+        raise GRPOConfigError(f"completion={cfg['completion']!r}: use json, or compact with policy: text")
+    if cfg["text_stats"] is not None and not isinstance(cfg["text_stats"], list):
+        raise GRPOConfigError("text_stats must be a list of measure statistic names, or null for all of them")
     if cfg["device"] not in ("auto", "cpu", "cuda"):
         raise GRPOConfigError(f"device={cfg['device']!r} is not one of auto, cpu, cuda")
     if cfg["dtype"] not in ("auto", "float32", "bfloat16", "float16"):
@@ -228,6 +241,61 @@ def prompt_dataset(path: str | Path, max_samples: int | None):
     return ds.with_transform(
         to_chat, columns=["index", "image", "record", "prompt_id", "width", "height", "photo", "seed"]
     )
+
+
+def policy_dataset(cfg: dict):
+    """The training prompts of a recipe: image prompts (``vlm``) or measured-statistics prompts (``text``)."""
+    if cfg["policy"] == "text":
+        return text_prompt_dataset(cfg["dataset"], cfg["max_samples"], cfg["text_stats"], cfg["completion"])
+    return prompt_dataset(cfg["dataset"], cfg["max_samples"])
+
+
+def policy_rewards(cfg: dict) -> tuple[list, list[float]]:
+    """The recipe's reward functions and weights; wrapped by :class:`rl.text_policy.TextReward` for ``text``."""
+    shared = {"restorer": cfg["restorer"], "scorer": cfg["scorer"], "workers": cfg["reward_workers"]}
+    fns, weights = build_rewards(cfg["rewards"], shared)
+    if cfg["policy"] == "text":
+        fns = [TextReward(f, compact=cfg["completion"] == "compact") for f in fns]
+    return fns, weights
+
+
+def load_policy(cfg: dict, dtype, say):
+    """(processor or tokenizer, model) of the recipe's policy checkpoint."""
+    if cfg["policy"] == "vlm":
+        return _load_model(str(cfg["model"]), dtype, say)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = str(cfg["model"])
+    say(f"loading {name}")
+    try:
+        return AutoTokenizer.from_pretrained(name), AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ValueError(f"cannot load text policy {name!r}: {reason}; set model to a causal LM folder") from e
+
+
+def sample_completions(cfg: dict, processor, model, row: dict, g: int) -> list[str]:
+    """``g`` sampled completions of the policy for one prompt row (the recipe's temperature, top_p and length)."""
+    if cfg["policy"] == "text":
+        text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        inputs = processor([text], return_tensors="pt").to(model.device)
+    else:
+        messages = [
+            {"role": "system", "content": row["prompt"][0]["content"]},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row["prompt"][1]["content"]}]},
+        ]
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = processor(text=[text], images=[row["image"]], return_tensors="pt").to(model.device)
+    with torch.no_grad():
+        ids = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=float(cfg["temperature"]),
+            top_p=float(cfg["top_p"]),
+            max_new_tokens=int(cfg["max_completion_length"]),
+            num_return_sequences=g,
+        )
+    return processor.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def _report_to(value, say) -> list[str]:
@@ -325,14 +393,13 @@ def train_grpo(config: str | Path | dict, overrides: list[str] | dict | None = N
     say = log or (lambda _msg: None)
     out = _prepare_output(cfg)
     use_cpu, dtype = _device_and_dtype(cfg)
-    train = prompt_dataset(cfg["dataset"], cfg["max_samples"])
+    train = policy_dataset(cfg)
     say(f"{len(train)} samples from {cfg['dataset']}")
-    shared = {"restorer": cfg["restorer"], "scorer": cfg["scorer"], "workers": cfg["reward_workers"]}
-    reward_funcs, _weights = build_rewards(cfg["rewards"], shared)
-    processor, model = _load_model(str(cfg["model"]), dtype, say)
+    reward_funcs = policy_rewards(cfg)[0]
+    processor, model = load_policy(cfg, dtype, say)
     base_generation = copy.deepcopy(model.generation_config)
     base_eos = model.config.get_text_config().eos_token_id
-    if cfg["freeze_vision"]:
+    if cfg["freeze_vision"] and cfg["policy"] == "vlm":
         for name, p in model.named_parameters():
             if ".visual." in f".{name}":
                 p.requires_grad_(False)
@@ -411,11 +478,10 @@ def dry_run(config: str | Path | dict, overrides: list[str] | dict | None = None
     cfg = load_config(config, overrides)
     say = log or (lambda _msg: None)
     use_cpu, dtype = _device_and_dtype(cfg)
-    data = prompt_dataset(cfg["dataset"], cfg["max_samples"])
+    data = policy_dataset(cfg)
     n = min(int(samples), len(data))
-    shared = {"restorer": cfg["restorer"], "scorer": cfg["scorer"], "workers": cfg["reward_workers"]}
-    reward_funcs, weights = build_rewards(cfg["rewards"], shared)
-    processor, model = _load_model(str(cfg["model"]), dtype, say)
+    reward_funcs, weights = policy_rewards(cfg)
+    processor, model = load_policy(cfg, dtype, say)
     model.to("cpu" if use_cpu else "cuda").eval()
     g = int(cfg["num_generations"])
     rows: list[dict] = []
@@ -424,27 +490,10 @@ def dry_run(config: str | Path | dict, overrides: list[str] | dict | None = None
     try:
         for i in range(n):
             row = data[i]
-            messages = [
-                {"role": "system", "content": row["prompt"][0]["content"]},
-                {
-                    "role": "user",
-                    "content": [{"type": "image"}, {"type": "text", "text": row["prompt"][1]["content"]}],
-                },
-            ]
-            text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            inputs = processor(text=[text], images=[row["image"]], return_tensors="pt").to(model.device)
-            with torch.no_grad():
-                ids = model.generate(
-                    **inputs,
-                    do_sample=True,
-                    temperature=float(cfg["temperature"]),
-                    top_p=float(cfg["top_p"]),
-                    max_new_tokens=int(cfg["max_completion_length"]),
-                    num_return_sequences=g,
-                )
-            texts = processor.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            texts = sample_completions(cfg, processor, model, row, g)
             completions = [[{"role": "assistant", "content": t}] for t in texts]
-            columns = {k: [row[k]] * g for k in ("image", "record", "clean")}
+            cols = ("pixels", "record", "clean", "stats") if cfg["policy"] == "text" else ("image", "record", "clean")
+            columns = {k: [row[k]] * g for k in cols}
             values = {
                 f.__name__: f(prompts=[row["prompt"]] * g, completions=completions, **columns) for f in reward_funcs
             }

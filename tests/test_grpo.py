@@ -177,3 +177,85 @@ def test_dry_run_scores_untrained_generations(tiny_vlm_dir, grpo_data):
     # A random policy writes no valid JSON: format scores 0, the other rewards refuse to make up a score.
     assert table["format"]["mean"] == 0.0 and table["format"]["none"] == 0
     assert all(table[n]["none"] == 4 and table[n]["mean"] is None for n in ("severity_reduction", "fidelity"))
+
+
+# ------------------------------------------------------------------------------------------ light text policy
+
+
+@pytest.fixture(scope="module")
+def tiny_text_dir(tmp_path_factory):
+    from rl.tiny_text import build_tiny_text_policy
+
+    return build_tiny_text_policy(tmp_path_factory.mktemp("tiny_text") / "model")
+
+
+def test_compact_completions_expand_into_valid_records():
+    from rl.text_policy import compact_target, expand_compact, parse_compact, render_stats
+
+    stats = {"lum_p995": 0.5, "noise_sigma_mid": 3.0}
+    assert parse_compact("noise 0.35, jpeg 0.5") == [("noise", 0.35), ("jpeg", 0.5)]
+    for bad in ("noise", "noise 0.3, noise 0.2", "fog 0.2", "noise 1.5", "", "{}"):
+        assert parse_compact(bad) is None and expand_compact(bad, stats) == bad
+    img = np.full((32, 32, 3), 0.5, np.float32)
+    for text in ("clean", "noise 0.35, jpeg 0.50, low_light 0.4, haze 0.2, rain 0.1, blur 0.3"):
+        rec = rewards_mod.parse_record(expand_compact(text, stats), img)
+        assert rec is not None and compact_target(rec) == (text if text == "clean" else compact_target(rec))
+        assert sorted(d.kind for d in rec.detected()) == sorted(k for k, _ in parse_compact(text))
+    assert render_stats(stats).splitlines() == ["Measured statistics:", "lum_p995 0.5", "noise_sigma_mid 3"]
+    with pytest.raises(ValueError, match="unknown statistic"):
+        render_stats(stats, ["speed"])
+    assert load_config({**BASE, "policy": "text", "completion": "compact"})["policy"] == "text"
+    for bad in ({"policy": "audio"}, {"completion": "compact"}, {"policy": "text", "text_stats": "edge_width"}):
+        with pytest.raises(GRPOConfigError):
+            load_config({**BASE, **bad})
+
+
+def test_text_policy_grpo_two_steps(tiny_text_dir, grpo_data, tmp_path):
+    """The light policy: a tiny causal LM reading measured statistics, two real GRPO steps, truth-taught rewards."""
+    import pickle
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rl.grpo import policy_rewards, train_grpo
+    from rl.sft import read_manifest
+    from rl.text_policy import TextReward, text_prompt_dataset
+
+    torch.set_num_threads(1)
+    ds = text_prompt_dataset(grpo_data, None, ["noise_sigma_mid", "edge_width"], "compact")
+    assert "image" not in ds.column_names and ds[0]["prompt"][1]["content"].count("\n") > 3
+    cfg = load_config({**BASE, "policy": "text", "completion": "compact", "reward_workers": 0})
+    fns, _ = policy_rewards(cfg)
+    assert all(isinstance(f, TextReward) for f in fns)
+    assert pickle.loads(pickle.dumps(fns[1])).__name__ == fns[1].__name__ == "severity_reduction"
+    row = ds[0]
+    cols = {k: [row[k]] * 2 for k in ("pixels", "record", "clean", "stats")}
+    truth = fns[3](prompts=[None] * 2, completions=[row["target"], "nonsense"], **cols)
+    assert truth[0] == pytest.approx(1.0, abs=0.01) and truth[1] is None  # severities are written to 2 decimals
+    assert fns[0](prompts=[None] * 2, completions=["clean", "x"], **cols) == [1.0, 0.0]
+
+    out = train_grpo(
+        {
+            "policy": "text",
+            "completion": "compact",
+            "text_stats": ["noise_sigma_mid", "edge_width", "jpeg_blockiness", "lum_mean"],
+            "model": str(tiny_text_dir),
+            "dataset": str(grpo_data),
+            "output_dir": str(tmp_path / "run"),
+            "lora": None,
+            "max_steps": 2,
+            "per_device_train_batch_size": 4,
+            "num_generations": 4,
+            "max_completion_length": 12,
+            "report_to": "none",
+            "save_steps": 0,
+            "learning_rate": 1e-3,
+            "reward_workers": 0,
+        }
+    )
+    manifest = read_manifest(out)
+    assert manifest["global_step"] == 2 and manifest["recipe"]["policy"] == "text"
+    means = [h for h in manifest["log_history"] if "reward" in h][-1]
+    assert means["rewards/format/mean"] == 0.0  # an untrained policy writes no valid pairs, and is scored so
+    assert AutoModelForCausalLM.from_pretrained(out) is not None and (out / "tokenizer.json").is_file()
+    rewards_mod.shutdown()
