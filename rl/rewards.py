@@ -228,9 +228,10 @@ def engine(restorer: str, restorer_kwargs: dict, scorer: str, scorer_kwargs: dic
 
 
 def shutdown() -> None:
-    """Stop every worker pool (they also stop at interpreter exit)."""
+    """Stop every worker pool and drop the engines with their caches (pools also stop at interpreter exit)."""
     for e in _ENGINES.values():
         e.close()
+    _ENGINES.clear()
 
 
 # ------------------------------------------------------------------------------------------------------ rewards

@@ -183,6 +183,7 @@ def test_rewards_pickle_with_stable_names(clean, name):
 def test_worker_pool_and_cache_agree_with_inline(clean):
     image, said, _ = _case(clean, "haze", "haze")
     inline = SeverityReduction(workers=0)([None], [said], image=[image])
+    rewards_mod.shutdown()  # the engine is shared per process: start from a fresh one whatever ran before
     pooled_fn = SeverityReduction(workers=1)
     try:
         pooled = pooled_fn([None, None], [said, said], image=[image, image])
