@@ -36,19 +36,18 @@ import numpy as np
 
 from reasoner.imageio import ImageLoadError, LoadedImage, from_array, load_image, to_uint8, write_bytes_atomic
 from retrieval.base import Embedder, Reference
+from retrieval.faiss_index import (
+    INDEX_TYPES,
+    IndexParamError,
+    check_index_params,
+    grow_index,
+    index_kind,
+    read_index,
+)
 
 FORMAT = "reason-restore.reference-library"
 SCHEMA_VERSION = "1.0"
 DEFAULT_CATEGORY = "default"
-INDEX_TYPES = ("flat", "ivf", "hnsw")
-#: Accepted ``**index_params`` per index type, with their defaults (``nlist=None``: about 4 sqrt(n)).
-INDEX_DEFAULTS: dict[str, dict[str, Any]] = {
-    "flat": {},
-    "ivf": {"nlist": None, "nprobe": 16},
-    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 128},
-}
-#: k-means needs this many training points per IVF list; with fewer vectors an "ivf" category stays exact (flat).
-IVF_POINTS_PER_LIST = 39
 FALLBACK_THRESHOLD = 0.5
 _CATEGORY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,127}")
@@ -128,20 +127,10 @@ def _embedder_info(embedder: Embedder) -> dict[str, Any]:
 
 
 def _check_index_params(index_type: str, params: dict[str, Any]) -> dict[str, Any]:
-    if index_type not in INDEX_TYPES:
-        raise LibraryError(f"unknown index type {index_type!r}; choose one of {list(INDEX_TYPES)}")
-    defaults = INDEX_DEFAULTS[index_type]
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise LibraryError(f"index type {index_type!r} takes {sorted(defaults) or 'no parameters'}, not {unknown}")
-    out = {**defaults, **params}
-    for key, value in out.items():
-        if value is None and key == "nlist":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise LibraryError(f"index parameter {key}={value!r} must be a positive integer")
-        out[key] = int(value)
-    return out
+    try:
+        return check_index_params(index_type, params)
+    except IndexParamError as e:
+        raise LibraryError(str(e)) from None
 
 
 class ReferenceLibrary:
@@ -512,7 +501,7 @@ class ReferenceLibrary:
                 )
                 self._db.execute(
                     "INSERT OR REPLACE INTO indexes VALUES (?, ?, ?, ?)",
-                    (category, name, int(index.ntotal), _kind(index)),
+                    (category, name, int(index.ntotal), index_kind(index)),
                 )
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
                 self._update_meta(updated=now)
@@ -527,28 +516,7 @@ class ReferenceLibrary:
             return [p.id for p in pending]
 
     def _grow(self, index: faiss.Index | None, vecs: np.ndarray) -> faiss.Index:
-        """Return ``index`` (or a new one) with ``vecs`` appended; an "ivf" category is trained once big enough."""
-        d, params = self.embedder.dim, self.index_params
-        if index is None:
-            if self.index_type == "hnsw":
-                index = faiss.IndexHNSWFlat(d, params["M"], faiss.METRIC_INNER_PRODUCT)
-                index.hnsw.efConstruction = params["ef_construction"]
-                index.hnsw.efSearch = params["ef_search"]
-            else:
-                index = faiss.IndexFlatIP(d)
-        if self.index_type == "ivf" and _kind(index) == "flat":
-            total = int(index.ntotal) + len(vecs)
-            nlist = params["nlist"] or max(1, int(round(4 * np.sqrt(total))))
-            if total >= IVF_POINTS_PER_LIST * nlist:
-                everything = np.concatenate([index.reconstruct_n(0, index.ntotal), vecs]) if index.ntotal else vecs
-                ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-                ivf.cp.seed = 1234  # deterministic k-means
-                ivf.train(everything)
-                ivf.add(everything)
-                ivf.nprobe = min(params["nprobe"], nlist)
-                return ivf
-        index.add(vecs)
-        return index
+        return grow_index(index, vecs, self.embedder.dim, self.index_type, self.index_params)
 
     # ----- reading
 
@@ -570,17 +538,10 @@ class ReferenceLibrary:
             self._indexes, self._generation = indexes, gen
 
     def _read_index(self, path: Path, ntotal: int) -> faiss.Index:
-        if not path.is_file():
-            raise FileNotFoundError(path)
-        index = faiss.read_index(str(path))
-        if index.d != self.embedder.dim or index.ntotal != ntotal:
-            raise LibraryError(f"{path}: holds {index.ntotal} vectors of dim {index.d}, expected {ntotal}; rebuild")
-        params = self.index_params
-        if isinstance(index, faiss.IndexIVF):
-            index.nprobe = min(params.get("nprobe", 16), index.nlist)
-        elif isinstance(index, faiss.IndexHNSW):
-            index.hnsw.efSearch = params.get("ef_search", 128)
-        return index
+        try:
+            return read_index(path, self.embedder.dim, ntotal, self.index_params)
+        except ValueError as e:
+            raise LibraryError(str(e)) from None
 
     def _id_for_sha(self, sha: str) -> str | None:
         row = self._db.execute("SELECT id FROM entries WHERE sha256 = ?", (sha,)).fetchone()
@@ -723,10 +684,3 @@ class ReferenceLibrary:
         for p in self.root.glob(".*.tmp"):
             p.unlink(missing_ok=True)
 
-
-def _kind(index: faiss.Index) -> str:
-    if isinstance(index, faiss.IndexIVF):
-        return "ivf"
-    if isinstance(index, faiss.IndexHNSW):
-        return "hnsw"
-    return "flat"
