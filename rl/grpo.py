@@ -45,7 +45,6 @@ from rl.sft import (
     _load_model,
     _Monitor,
     _save_processor,
-    apply_overrides,
 )
 from rl.synth import load_dataset
 from rl.text_policy import COMPLETIONS, TextReward, text_prompt_dataset
@@ -120,28 +119,9 @@ class GRPOConfigError(SFTConfigError):
 
 def load_config(config: str | Path | dict, overrides: list[str] | dict | None = None) -> dict:
     """The full recipe: ``config`` (a YAML path or a dict) over :data:`DEFAULTS`, then ``overrides``; validated."""
-    from rl.sft import LORA_DEFAULTS
+    from rl.sft import LORA_DEFAULTS, merge_recipe
 
-    if isinstance(config, (str, Path)):
-        import yaml
-
-        path = Path(config)
-        if not path.is_file():
-            raise GRPOConfigError(f"recipe {path} does not exist; see rl/recipes/grpo.yaml for an example")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise GRPOConfigError(f"recipe {path} must be a YAML mapping of field: value")
-    else:
-        raw = dict(config)
-    try:
-        cfg = apply_overrides({**DEFAULTS, **raw}, overrides)
-    except SFTConfigError as e:
-        raise GRPOConfigError(str(e)) from None
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise GRPOConfigError(
-            f"unknown recipe field(s) {unknown}; known: {sorted(DEFAULTS)} (others go under trainer:)"
-        )
+    cfg = merge_recipe(config, overrides, DEFAULTS, "rl/recipes/grpo.yaml", GRPOConfigError)
     missing = [k for k in ("model", "dataset", "output_dir") if not cfg[k]]
     if missing:
         raise GRPOConfigError(f"recipe needs {missing}; set them in the YAML or with --set {missing[0]}=...")

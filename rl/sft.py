@@ -123,25 +123,41 @@ def apply_overrides(config: dict, items: list[str] | dict | None) -> dict:
     return out
 
 
-def load_config(config: str | Path | dict, overrides: list[str] | dict | None = None) -> dict:
-    """The full recipe: ``config`` (a YAML path or a dict) over :data:`DEFAULTS`, then ``overrides``; validated."""
+def merge_recipe(
+    config: str | Path | dict,
+    overrides: list[str] | dict | None,
+    defaults: dict,
+    example: str,
+    error: type[SFTConfigError] = SFTConfigError,
+) -> dict:
+    """``config`` (a YAML path or a dict) over ``defaults``, then ``overrides``; unknown fields are an ``error``.
+
+    Shared by the SFT and GRPO recipes; ``example`` names the recipe file quoted in messages.
+    """
     if isinstance(config, (str, Path)):
         import yaml
 
         path = Path(config)
         if not path.is_file():
-            raise SFTConfigError(f"recipe {path} does not exist; see rl/recipes/sft.yaml for an example")
+            raise error(f"recipe {path} does not exist; see {example} for an example")
         raw = yaml.safe_load(path.read_text()) or {}
         if not isinstance(raw, dict):
-            raise SFTConfigError(f"recipe {path} must be a YAML mapping of field: value")
+            raise error(f"recipe {path} must be a YAML mapping of field: value")
     else:
         raw = dict(config)
-    cfg = apply_overrides({**DEFAULTS, **raw}, overrides)
-    unknown = sorted(set(cfg) - set(DEFAULTS))
+    try:
+        cfg = apply_overrides({**defaults, **raw}, overrides)
+    except SFTConfigError as e:
+        raise error(str(e)) from None
+    unknown = sorted(set(cfg) - set(defaults))
     if unknown:
-        raise SFTConfigError(
-            f"unknown recipe field(s) {unknown}; known: {sorted(DEFAULTS)} (others go under trainer:)"
-        )
+        raise error(f"unknown recipe field(s) {unknown}; known: {sorted(defaults)} (others go under trainer:)")
+    return cfg
+
+
+def load_config(config: str | Path | dict, overrides: list[str] | dict | None = None) -> dict:
+    """The full recipe: ``config`` (a YAML path or a dict) over :data:`DEFAULTS`, then ``overrides``; validated."""
+    cfg = merge_recipe(config, overrides, DEFAULTS, "rl/recipes/sft.yaml")
     missing = [k for k in ("model", "dataset", "output_dir") if not cfg[k]]
     if missing:
         raise SFTConfigError(f"recipe needs {missing}; set them in the YAML or with --set {missing[0]}=...")
