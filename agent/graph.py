@@ -7,6 +7,7 @@ run's work directory, so a checkpointed run resumes with all intermediate result
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -159,8 +160,20 @@ def restore(state: RestoreState, ctx: Context) -> dict:
     try:
         out = ctx.restorer.restore(src, _record_of(state, state.plan_source), refs, state.plan)
     except Exception as e:  # a backend failure is an attempt that failed, not a crashed run
-        return {"pending": None, "pending_s": time.perf_counter() - t0, "pending_error": f"{type(e).__name__}: {e}"}
-    return {"pending": _npy(state, f"attempt{n}", out), "pending_s": time.perf_counter() - t0, "pending_error": None}
+        why = f"{type(e).__name__}: {e}"
+        return {"pending": None, "pending_s": time.perf_counter() - t0, "pending_error": why, "pending_run": None}
+    run = getattr(ctx.restorer, "last_run", None)  # model restorers report prompt, seed, ... for reproduction
+    return {
+        "pending": _npy(state, f"attempt{n}", out),
+        "pending_s": time.perf_counter() - t0,
+        "pending_error": None,
+        "pending_run": _jsonable(run) if run else None,
+    }
+
+
+def _jsonable(run: dict) -> dict:
+    """``run`` as plain JSON values (tuples to lists, numpy scalars to numbers), so it checkpoints and exports."""
+    return json.loads(json.dumps(run, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
 @_timed("rescore")
@@ -199,6 +212,7 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
         verdict=verdict,
         reason=reason,
         elapsed_s=state.pending_s + time.perf_counter() - t0,
+        restorer_run=state.pending_run,
     )
     return {"attempts": [*state.attempts, attempt], "pending": None}
 

@@ -43,6 +43,7 @@ class RestoreState(BaseModel):
     pending: str | None = None  # npy of the attempt awaiting re-scoring
     pending_s: float = 0.0  # its restore time
     pending_error: str | None = None  # why the restorer failed, if it did
+    pending_run: dict | None = None  # what a model restorer reports of its run (prompt, seed, ...), for the trace
     attempts: list[AttemptTrace] = Field(default_factory=list)
     decision: Decision | None = None
     chosen: int | None = None

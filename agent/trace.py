@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,7 +18,7 @@ from restorer.plan import Plan
 from retrieval.base import Reference
 
 TRACE_NAME = "rnr.restore_trace"
-TRACE_VERSION = "1.1.0"  # 1.1: records inside may carry `thinking` (record schema 1.1)
+TRACE_VERSION = "1.2.0"  # 1.1: records may carry `thinking`; 1.2: attempts carry `restorer_run`
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed"]
@@ -42,6 +42,11 @@ class AttemptTrace(BaseModel):
     verdict: Verdict
     reason: str = Field(max_length=1000)
     elapsed_s: float = Field(ge=0, description="Restore plus re-score time of this attempt.")
+    restorer_run: dict[str, Any] | None = Field(
+        None,
+        description="What a model-based restorer reports of its run (prompt, seed, steps, references used, "
+        "resolution), so the attempt can be reproduced; None for the classical restorer.",
+    )
 
 
 class Trace(BaseModel):

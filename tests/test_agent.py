@@ -221,3 +221,22 @@ def test_two_workers_match_one(tmp_path):
     assert len(one.done) == len(two.done) == 3
     for p in sorted((tmp_path / "one").glob("*.png")):
         assert np.array_equal(load_image(p).pixels, load_image(tmp_path / "two" / p.name).pixels)
+
+
+def test_model_restorer_run_is_recorded_in_the_trace():
+    # A restorer exposing ``last_run`` (prompt, seed, ...) gets it recorded per attempt, so the run can be reproduced.
+    from restorer.classical import ClassicalRestorer
+
+    class Reporting(ClassicalRestorer):
+        name = "reporting"
+
+        def restore(self, image, record, references, plan):
+            self.last_run = {"prompt": plan.instruction, "seed": np.int64(7), "size": (4, 5)}
+            return super().restore(image, record, references, plan)
+
+    ctx = make_context()
+    ctx = ctx.__class__(ctx.reasoner, ctx.scorer, Reporting(), ctx.library, ctx.settings, ctx.backends)
+    img = D.apply(load_photo("astronaut")[:128, :128], [D.NoiseParams(25.0, seed=3)])
+    _, trace = restore_image(img, context=ctx)
+    runs = [a.restorer_run for a in trace.attempts]
+    assert runs and all(r["seed"] == 7 and r["size"] == [4, 5] and r["prompt"].startswith("Remove") for r in runs)
