@@ -119,7 +119,10 @@ def restore(
     scorer: str = typer.Option("measure", "--scorer", help="Re-scoring backend."),
     reasoner_model: str | None = typer.Option(None, "--reasoner-model", help="Model id or folder for --reasoner."),
     scorer_model: str | None = typer.Option(None, "--scorer-model", help="Model id or folder for --scorer."),
-    restorer: str = typer.Option("classical", "--restorer", help="Restoration backend."),
+    restorer: str = typer.Option(
+        "classical", "--restorer", help="Restoration backend: classical, qwen-image-edit, diffusion."
+    ),
+    restorer_model: str | None = typer.Option(None, "--restorer-model", help="Pipeline id or folder for --restorer."),
     index: Path | None = typer.Option(None, "--index", help="Reference library folder (rnr index build)."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Restore attempts per image, retries included."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-directories."),
@@ -135,7 +138,8 @@ def restore(
 
     stderr, stdout = Console(stderr=True), Console()
     backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "index": index}
-    backends |= {k: v for k, v in (("reasoner_model", reasoner_model), ("scorer_model", scorer_model)) if v}
+    models = (("reasoner_model", reasoner_model), ("scorer_model", scorer_model), ("restorer_model", restorer_model))
+    backends |= {k: v for k, v in models if v}
     progress = None
 
     def on_row(row: dict) -> None:

@@ -17,7 +17,7 @@ dev_app = typer.Typer(
 
 @dev_app.callback()
 def _dev() -> None:
-    """Developer helpers (a group even with one command, so `rnr dev tiny-reasoner` keeps its name)."""
+    """Developer helpers: tiny offline checkpoints (`rnr dev tiny-reasoner`, `rnr dev tiny-restorer`)."""
 
 
 @dev_app.command("tiny-reasoner")
@@ -40,3 +40,27 @@ def tiny_reasoner(
         raise typer.Exit(2) from None
 
     typer.echo(str(build_tiny_reasoner(out_dir, seed=seed, thinking=thinking)))
+
+
+@dev_app.command("tiny-restorer")
+def tiny_restorer(
+    out_dir: Path = typer.Argument(..., help="Folder to write the pipeline to (created if missing)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+    single: bool = typer.Option(
+        False, "--single", help="Write the single-picture QwenImageEditPipeline instead of the Plus pipeline."
+    ),
+) -> None:
+    """Build a tiny random-weight Qwen-Image-Edit(-Plus) pipeline (offline, ~20 MB) and print its path.
+
+    Use it as `QwenEditRestorer(model=DIR, resolution=64)` (restorer `qwen-image-edit`) to smoke-test the diffusers
+    backend without downloading weights. Its restorations are noise: the weights are random.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(f"{out_dir} exists and is not a folder; choose another path", param_hint="OUT_DIR")
+    try:
+        from restorer.tiny_edit import build_tiny_restorer
+    except ImportError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+    typer.echo(str(build_tiny_restorer(out_dir, seed=seed, plus=not single)))

@@ -23,11 +23,13 @@ def make_context(
     settings: Settings | None = None,
     reasoner_model: str | None = None,
     scorer_model: str | None = None,
+    restorer_model: str | None = None,
 ) -> Context:
     """Load the named backends once (a batch worker keeps them for all its images).
 
     ``reasoner_model`` / ``scorer_model`` are the model id or folder of model-backed reasoners (``qwen3vl``, ``vllm``,
-    ``vllm-server``); one model serving as both is loaded once.
+    ``vllm-server``); one model serving as both is loaded once. ``restorer_model`` is the pipeline id or folder of
+    a model restorer (``qwen-image-edit``, ``diffusion``).
     """
     from reasoner import load_reasoner
     from restorer import load_restorer
@@ -38,7 +40,7 @@ def make_context(
     rsn = load_reasoner(reasoner, **kw(reasoner_model))
     same = (scorer, scorer_model) == (reasoner, reasoner_model)
     scr = rsn if same else load_reasoner(scorer, **kw(scorer_model))
-    rst = load_restorer(restorer)
+    rst = load_restorer(restorer, **kw(restorer_model))
     library, embedder = None, "none"
     if index is not None:
         from retrieval.library import ReferenceLibrary
@@ -46,7 +48,8 @@ def make_context(
         library = ReferenceLibrary.open(index)
         embedder = f"{library.embedder.name} {library.embedder.version}"
     backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "embedder": embedder}
-    backends |= {k: v for k, v in (("reasoner_model", reasoner_model), ("scorer_model", scorer_model)) if v}
+    models = (("reasoner_model", reasoner_model), ("scorer_model", scorer_model), ("restorer_model", restorer_model))
+    backends |= {k: v for k, v in models if v}
     return Context(rsn, scr, rst, library, settings or Settings(), backends)
 
 

@@ -38,6 +38,8 @@ class Restorer(Protocol):
 #: name -> "module:Class"; heavy backends are added by their own issues.
 RESTORERS: dict[str, str] = {
     "classical": "restorer.classical:ClassicalRestorer",
+    "qwen-image-edit": "restorer.qwen_edit:QwenEditRestorer",
+    "diffusion": "restorer.diffusion:DiffusionRestorer",
 }
 DEFAULT_RESTORER = "classical"
 

@@ -12,7 +12,12 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 VALUES = {
     "diagnose": {"width": 640, "height": 480},
     "rescore": {"width": 640, "height": 480, "before": "- noise: moderate (severity 0.42), sigma 18.0"},
-    "edit": {"instruction": "Remove noise (moderate).", "description": "A cat on a sofa.", "references": ""},
+    "edit": {
+        "instruction": "Remove noise (moderate).",
+        "description": "A cat on a sofa.",
+        "references": "",
+        "preserve": "- Keep the colours, white balance and framing of Picture 1.",
+    },
 }
 
 
