@@ -32,6 +32,20 @@ def _mount_subcommands() -> None:
 _mount_subcommands()
 
 
+def _options(pairs: list[str], hint: str) -> dict:
+    """``KEY=VALUE`` pairs as a dict; values are JSON scalars when they parse (8, 0.5, true, null), else strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE with a Python identifier as KEY", param_hint=hint)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -123,6 +137,9 @@ def restore(
         "classical", "--restorer", help="Restoration backend: classical, qwen-image-edit, diffusion."
     ),
     restorer_model: str | None = typer.Option(None, "--restorer-model", help="Pipeline id or folder for --restorer."),
+    restorer_opts: list[str] = typer.Option(
+        [], "--restorer-opt", help="Restorer option KEY=VALUE (repeat): steps=8, resolution=512, cpu_offload=true."
+    ),
     index: Path | None = typer.Option(None, "--index", help="Reference library folder (rnr index build)."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Restore attempts per image, retries included."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-directories."),
@@ -140,6 +157,8 @@ def restore(
     backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "index": index}
     models = (("reasoner_model", reasoner_model), ("scorer_model", scorer_model), ("restorer_model", restorer_model))
     backends |= {k: v for k, v in models if v}
+    if restorer_opts:
+        backends["restorer_options"] = _options(restorer_opts, "--restorer-opt")
     progress = None
 
     def on_row(row: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,12 +25,14 @@ def make_context(
     reasoner_model: str | None = None,
     scorer_model: str | None = None,
     restorer_model: str | None = None,
+    restorer_options: dict | None = None,
 ) -> Context:
     """Load the named backends once (a batch worker keeps them for all its images).
 
     ``reasoner_model`` / ``scorer_model`` are the model id or folder of model-backed reasoners (``qwen3vl``, ``vllm``,
     ``vllm-server``); one model serving as both is loaded once. ``restorer_model`` is the pipeline id or folder of
-    a model restorer (``qwen-image-edit``, ``diffusion``).
+    a model restorer (``qwen-image-edit``, ``diffusion``); ``restorer_options`` are further keyword arguments of the
+    restorer (``steps``, ``seed``, ``resolution``, ``cpu_offload``, ...).
     """
     from reasoner import load_reasoner
     from restorer import load_restorer
@@ -40,7 +43,7 @@ def make_context(
     rsn = load_reasoner(reasoner, **kw(reasoner_model))
     same = (scorer, scorer_model) == (reasoner, reasoner_model)
     scr = rsn if same else load_reasoner(scorer, **kw(scorer_model))
-    rst = load_restorer(restorer, **kw(restorer_model))
+    rst = load_restorer(restorer, **kw(restorer_model), **(restorer_options or {}))
     library, embedder = None, "none"
     if index is not None:
         from retrieval.library import ReferenceLibrary
@@ -50,6 +53,8 @@ def make_context(
     backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "embedder": embedder}
     models = (("reasoner_model", reasoner_model), ("scorer_model", scorer_model), ("restorer_model", restorer_model))
     backends |= {k: v for k, v in models if v}
+    if restorer_options:
+        backends["restorer_options"] = json.dumps(restorer_options, sort_keys=True)
     return Context(rsn, scr, rst, library, settings or Settings(), backends)
 
 
