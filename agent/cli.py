@@ -22,8 +22,10 @@ def _mount_subcommands() -> None:
     from agent.cli_dev import dev_app
     from agent.cli_index import index_app
     from agent.cli_train import synth, train_app
+    from agent.report import report_command
 
     app.add_typer(index_app)
+    app.command("report")(report_command)
     app.command("synth")(synth)
     app.add_typer(train_app)
     app.add_typer(dev_app)
@@ -189,6 +191,15 @@ def restore(
             progress.stop()
     if not as_json:
         stdout.print(summary_table(summary, out))
+    if summary.done or summary.failed:
+        from agent.report import ReportError, write_report
+
+        try:
+            path = write_report(out)
+            if not as_json:
+                stderr.print(f"report: {path}", highlight=False)
+        except (ReportError, OSError) as e:
+            stderr.print(f"[yellow]warning:[/] report not written: {e}", highlight=False)
     if summary.failed:
         stderr.print(f"{len(summary.failed)} image(s) failed:", highlight=False)
         for row in summary.failed:
