@@ -147,6 +147,16 @@ def process_item(
     return row
 
 
+def seal_manifest(out: Path) -> None:
+    """End a torn last line (a run killed mid-write), so the next row appended starts on a line of its own."""
+    path = out / MANIFEST
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
 def run_batch(
     inputs: Sequence[str | Path],
     out: str | Path,
@@ -171,6 +181,7 @@ def run_batch(
             f"{out}: already holds a run ({MANIFEST}); pass --resume to continue it or pick another --out"
         )
     out.mkdir(parents=True, exist_ok=True)
+    seal_manifest(out)
     backends = backends or {}
     settings = settings or Settings()
     finished = read_manifest(out)

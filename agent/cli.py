@@ -146,6 +146,11 @@ def restore(
     max_attempts: int = typer.Option(3, "--max-attempts", help="Restore attempts per image, retries included."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-directories."),
     as_json: bool = typer.Option(False, "--json", help="Print one manifest row per image as JSON lines."),
+    engine: str = typer.Option("local", "--engine", help="Batch engine: local (process pool) or ray (extra 'dist')."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster (auto, ray://host:10001); default: a local Ray runtime."
+    ),
+    gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="GPUs per Ray worker (fractions share one)."),
 ) -> None:
     """Diagnose, retrieve, restore and re-score images; write restored images and traces."""
     from rich.console import Console
@@ -155,6 +160,12 @@ def restore(
     from agent.state import Settings
     from reasoner.imageio import ImageLoadError
 
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"{engine!r}: choose local or ray", param_hint="--engine")
+    if engine == "local" and (address or gpus_per_worker):
+        raise typer.BadParameter("--address/--gpus-per-worker need --engine ray", param_hint="--engine")
+    if engine == "ray" and trace:
+        raise typer.BadParameter("--trace streams one process's nodes; use --engine local", param_hint="--trace")
     stderr, stdout = Console(stderr=True), Console()
     backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "index": index}
     models = (("reasoner_model", reasoner_model), ("scorer_model", scorer_model), ("restorer_model", restorer_model))
@@ -180,10 +191,19 @@ def restore(
             progress = Progress(console=stderr, transient=True)
             task = progress.add_task("restoring", total=None)
             progress.start()
-        summary = run_batch(
-            inputs, out, backends=backends, settings=Settings(max_attempts=max_attempts),
-            workers=1 if trace else workers, resume=resume, recursive=recursive, on_row=on_row, on_update=on_update,
-        )  # fmt: skip
+        if engine == "ray":
+            from agent.ray_engine import run_batch_ray
+
+            summary = run_batch_ray(
+                inputs, out, backends=backends, settings=Settings(max_attempts=max_attempts), workers=workers,
+                resume=resume, recursive=recursive, address=address, gpus_per_worker=gpus_per_worker, on_row=on_row,
+            )  # fmt: skip
+        else:
+            summary = run_batch(
+                inputs, out, backends=backends, settings=Settings(max_attempts=max_attempts),
+                workers=1 if trace else workers, resume=resume, recursive=recursive, on_row=on_row,
+                on_update=on_update,
+            )  # fmt: skip
     except (FileExistsError, ImageLoadError, ValueError, ImportError) as e:
         _fail(str(e))
     finally:

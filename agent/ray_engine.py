@@ -1,0 +1,211 @@
+"""The Ray engine for batch restoration: the same outputs, traces, manifest and resume rule as :mod:`agent.batch`.
+
+Ray Data carries the list of inputs; a pool of ``workers`` actors (each optionally holding ``gpus_per_worker`` GPUs)
+loads the backends once and runs :func:`agent.batch.process_item` on every image, so images, traces, checkpoints
+and failure rows are exactly those of the local engine. Only the driver appends to ``manifest.jsonl``, as rows stream
+back, so a killed run resumes like a local one. Ray is imported inside functions: ``import agent.ray_engine`` works
+without the ``dist`` extra and a Ray run without it fails with the install hint.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from agent.batch import (
+    MANIFEST,
+    Item,
+    Summary,
+    _append_manifest,
+    _is_done,
+    output_items,
+    read_manifest,
+    seal_manifest,
+)
+from agent.state import Settings
+
+_HINT = "the Ray engine needs Ray Data; install with: pip install 'reason-restore[dist]'"
+# At most this many images per Ray Data block: a block's rows reach the manifest when the block is done, so this
+# bounds the work a killed run redoes, while a few blocks per actor keep the pool evenly loaded.
+_BLOCK_ITEMS = 32
+_BLOCKS_PER_WORKER = 8
+
+
+def require_ray():
+    """Import Ray (with Ray Data) or raise an ``ImportError`` naming the ``dist`` extra."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the extra is ray[data]; core Ray alone is not enough
+    except ImportError as e:
+        raise ImportError(_HINT) from e
+    return ray
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[str | Path]:
+    """Inputs as :func:`agent.batch.output_items` takes them: folders and files as given, globs and lists expanded.
+
+    A ``.parquet`` file is read with Ray Data (its ``path`` column) and a ``.txt`` file holds one path per line
+    (``#`` comments allowed); relative paths in either are taken from the list's folder. A string with ``*``, ``?``
+    or ``[`` that is not an existing path is a glob (``**`` descends), expanded in sorted order.
+
+    Raises:
+        ImageLoadError: For a glob that matches no file.
+
+    """
+    from reasoner.imageio import ImageLoadError
+
+    out: list[str | Path] = []
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_file() and p.suffix.lower() == ".parquet":
+            ray = require_ray()
+            rows = ray.data.read_parquet(str(p)).select_columns(["path"]).take_all()
+            out += [p.parent / r["path"] for r in rows]
+        elif p.is_file() and p.suffix.lower() == ".txt":
+            lines = (ln.strip() for ln in p.read_text(encoding="utf-8").splitlines())
+            out += [p.parent / ln for ln in lines if ln and not ln.startswith("#")]
+        elif not p.exists() and glob.has_magic(str(inp)):
+            found = sorted(glob.glob(str(inp), recursive=True))
+            if not found:
+                raise ImageLoadError(str(inp), "the pattern matches no file; check the path or quote the glob")
+            out += [Path(f) for f in found if Path(f).is_file()]
+        else:
+            out.append(inp)
+    return out
+
+
+class _Restorer:
+    """A Ray Data actor: builds the backends once, then restores one batch of items at a time."""
+
+    def __init__(self, backends: dict, settings: dict, out: str, cwd: str) -> None:
+        import agent.batch as batch
+
+        # Relative inputs and --out mean what they meant to the driver (and manifest rows keep them as given).
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
+        batch._init_worker(backends, settings)
+        self.ctx = batch._CTX
+        self.out = Path(out)
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        from agent.batch import process_item
+
+        rows = [
+            json.dumps(process_item(Item(Path(path), name), self.out, self.ctx), ensure_ascii=False)
+            for path, name in zip(batch["path"], batch["name"], strict=True)
+        ]
+        # One JSON string per item: manifest rows differ in keys (failures have "error", no "decision").
+        return {"row": np.array(rows, dtype=object)}
+
+
+def _start(ray, address: str | None, workers: int) -> bool:
+    """Connect to ``address`` or start a local runtime; returns whether this call owns (and must shut) it."""
+    if ray.is_initialized():
+        return False
+    # Actors take one logical CPU each; one more leaves room for Ray Data's own tasks (reading Parquet lists).
+    kwargs = {} if address else {"num_cpus": workers + 1}
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True, **kwargs)
+    return True
+
+
+def run_batch_ray(
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    backends: dict | None = None,
+    settings: Settings | None = None,
+    workers: int = 1,
+    resume: bool = False,
+    recursive: bool = False,
+    address: str | None = None,
+    gpus_per_worker: float = 0,
+    on_row: Callable[[dict], None] | None = None,
+) -> Summary:
+    """Restore every input into ``out`` on Ray; same outputs and resume rule as :func:`agent.batch.run_batch`.
+
+    Args:
+        inputs: Image files, folders, globs, or ``.parquet`` / ``.txt`` lists of paths (see :func:`expand_inputs`).
+        out: Output folder: ``<name>.png``, ``<name>.json`` traces, ``manifest.jsonl``.
+        backends: ``reasoner``, ``scorer``, ``restorer``, ``index`` (and model) names for
+            :func:`agent.run.make_context`; each actor loads them once.
+        settings: Decide-loop settings, recorded in every trace.
+        workers: Actors in the pool.
+        resume: Skip inputs already finished in ``out``; without it an existing run in ``out`` is an error.
+        recursive: Descend into sub-folders of folder inputs.
+        address: Ray cluster to join (``auto``, ``ray://host:10001``); ``None`` starts a local runtime for the run.
+            A runtime already initialised in this process is used as it is and left running.
+        gpus_per_worker: GPUs reserved by each actor (fractions share a GPU); 0 runs on CPU.
+        on_row: Called with each manifest row as it is recorded.
+
+    Returns:
+        The :class:`agent.batch.Summary` of the run.
+
+    Raises:
+        ImportError: Ray Data is not installed.
+        FileExistsError: ``out`` holds a run and ``resume`` is false.
+
+    """
+    ray = require_ray()
+    if workers < 1:
+        raise ValueError(f"--workers {workers}: the Ray engine needs at least 1 worker")
+    out = Path(out)
+    if (out / MANIFEST).exists() and not resume:
+        raise FileExistsError(
+            f"{out}: already holds a run ({MANIFEST}); pass --resume to continue it or pick another --out"
+        )
+    owned = _start(ray, address, workers)
+    try:
+        items = output_items(expand_inputs(inputs), recursive=recursive)
+        out.mkdir(parents=True, exist_ok=True)
+        seal_manifest(out)
+        finished = read_manifest(out)
+        summary = Summary()
+        todo = []
+        for it in items:
+            if resume and _is_done(out, finished.get(it.name)):
+                summary.skipped.append(it.name)
+            else:
+                todo.append(it)
+        if not todo:
+            return summary
+        for row in _stream_rows(ray, todo, out, backends or {}, settings or Settings(), workers, gpus_per_worker):
+            _append_manifest(out, row)
+            (summary.failed if row["status"] == "failed" else summary.done).append(row)
+            if on_row is not None:
+                on_row(row)
+        return summary
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _stream_rows(ray, todo: list[Item], out: Path, backends: dict, settings: Settings, workers: int, gpus: float):
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False  # the CLI draws its own; stdout stays for --json
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled" noise
+    DataContext.get_current().print_on_execution_start = False
+    blocks = min(len(todo), max(_BLOCKS_PER_WORKER * workers, math.ceil(len(todo) / _BLOCK_ITEMS)))
+    ds = ray.data.from_items(
+        [{"path": os.fspath(it.path), "name": it.name} for it in todo], override_num_blocks=blocks
+    )
+    kwargs = {"backends": backends, "settings": settings.model_dump(), "out": os.fspath(out), "cwd": os.getcwd()}
+    ds = ds.map_batches(
+        _Restorer,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        fn_constructor_kwargs=kwargs,
+        batch_size=1,
+        batch_format="numpy",
+        num_cpus=1,
+        num_gpus=gpus or None,
+    )
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+        for text in batch["row"]:
+            yield json.loads(text)
