@@ -60,8 +60,8 @@ def recipe(model: Path, data: Path, out: Path, steps: int, args) -> dict:
         "reward_workers": 0,
         "max_steps": steps,
         "learning_rate": args.lr,
-        "per_device_train_batch_size": 8,
-        "num_generations": 8,
+        "per_device_train_batch_size": args.generations * args.prompts_per_step,
+        "num_generations": args.generations,
         "max_completion_length": 32,
         "temperature": 1.0,
         "beta": 0.0,
@@ -194,6 +194,8 @@ def main() -> None:
     ap.add_argument("--sft-lr", type=float, default=3e-3)
     ap.add_argument("--grpo-steps", type=int, default=120)
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--generations", type=int, default=8, help="completions per prompt (GRPO group size)")
+    ap.add_argument("--prompts-per-step", type=int, default=1)
     ap.add_argument("--eval-samples", type=int, default=4)
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     args = ap.parse_args()

@@ -683,4 +683,3 @@ class ReferenceLibrary:
                 p.unlink(missing_ok=True)
         for p in self.root.glob(".*.tmp"):
             p.unlink(missing_ok=True)
-
