@@ -40,11 +40,11 @@ from rl.rewards import REWARDS, build_rewards, shutdown
 from rl.sft import (
     MANIFEST,
     SFTConfigError,
-    _checkpointing,
     _device_and_dtype,
     _load_model,
     _Monitor,
     _save_processor,
+    common_trainer_settings,
 )
 from rl.synth import load_dataset
 from rl.text_policy import COMPLETIONS, TextReward, text_prompt_dataset
@@ -290,12 +290,7 @@ def grpo_settings(cfg: dict, out: Path, use_cpu: bool, dtype, say=lambda _m: Non
     """GRPOConfig keyword arguments for a validated recipe."""
     rewards_cfg = cfg["rewards"]
     settings = dict(
-        output_dir=str(out / "trainer"),
-        max_steps=int(cfg["max_steps"]),
-        num_train_epochs=float(cfg["num_train_epochs"]),
-        learning_rate=float(cfg["learning_rate"]),
-        per_device_train_batch_size=int(cfg["per_device_train_batch_size"]),
-        gradient_accumulation_steps=int(cfg["gradient_accumulation_steps"]),
+        **common_trainer_settings(cfg, out, use_cpu, dtype),
         steps_per_generation=cfg["steps_per_generation"],
         num_generations=int(cfg["num_generations"]),
         max_completion_length=int(cfg["max_completion_length"]),
@@ -305,26 +300,14 @@ def grpo_settings(cfg: dict, out: Path, use_cpu: bool, dtype, say=lambda _m: Non
         loss_type=cfg["loss_type"],
         scale_rewards=cfg["scale_rewards"],
         reward_weights=[float(v["weight"] if isinstance(v, dict) else v) for v in rewards_cfg.values()],
-        lr_scheduler_type=cfg["lr_scheduler_type"],
-        warmup_steps=float(cfg["warmup_steps"]),
-        max_grad_norm=float(cfg["max_grad_norm"]),
-        **_checkpointing(bool(cfg["gradient_checkpointing"])),
-        use_cpu=use_cpu,
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
         use_vllm=bool(cfg["use_vllm"]),
         **{f"vllm_{k}": v for k, v in (cfg["vllm"] or {}).items()},
-        logging_steps=int(cfg["logging_steps"]),
         log_completions=bool(cfg["log_completions"]),
         num_completions_to_print=int(cfg["num_completions_to_print"] or 0),  # 0: none printed
         report_to=_report_to(cfg["report_to"], say),
         save_strategy="steps" if int(cfg["save_steps"] or 0) > 0 else "no",
         save_steps=int(cfg["save_steps"] or 0) or 500,
         save_total_limit=cfg["save_total_limit"],
-        seed=int(cfg["seed"]),
-        dataloader_num_workers=0,
-        remove_unused_columns=False,  # rewards read record and clean; the rows are built on access
-        disable_tqdm=True,
     )
     settings.update(cfg["trainer"])
     return settings

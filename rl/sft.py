@@ -213,6 +213,30 @@ def _device_and_dtype(cfg: dict) -> tuple[bool, torch.dtype]:
     return use_cpu, torch.bfloat16 if bf16 else torch.float32
 
 
+def common_trainer_settings(cfg: dict, out: Path, use_cpu: bool, dtype) -> dict:
+    """TRL config fields the SFT and GRPO recipes share (optimisation, precision, logging, data loading)."""
+    return dict(
+        output_dir=str(out / "trainer"),
+        max_steps=int(cfg["max_steps"]),
+        num_train_epochs=float(cfg["num_train_epochs"]),
+        learning_rate=float(cfg["learning_rate"]),
+        per_device_train_batch_size=int(cfg["per_device_train_batch_size"]),
+        gradient_accumulation_steps=int(cfg["gradient_accumulation_steps"]),
+        lr_scheduler_type=cfg["lr_scheduler_type"],
+        warmup_steps=float(cfg["warmup_steps"]),
+        max_grad_norm=float(cfg["max_grad_norm"]),
+        **_checkpointing(bool(cfg["gradient_checkpointing"])),
+        use_cpu=use_cpu,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        logging_steps=int(cfg["logging_steps"]),
+        seed=int(cfg["seed"]),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,  # rows are built on access from columns the model does not take
+        disable_tqdm=True,  # progress goes through `log` (stderr in the CLI), never to stdout
+    )
+
+
 def _checkpointing(on: bool) -> dict[str, bool]:
     # transformers >= 5.2x renamed the field; TRL's default for the old name would otherwise win with a warning.
     if "activation_checkpointing" in SFTConfig.__dataclass_fields__:
@@ -317,33 +341,14 @@ def train_sft(config: str | Path | dict, overrides: list[str] | dict | None = No
             task_type="CAUSAL_LM",
         )
 
-    bf16 = dtype == torch.bfloat16
-    fp16 = dtype == torch.float16
     settings = dict(
-        output_dir=str(out / "trainer"),
-        max_steps=int(cfg["max_steps"]),
-        num_train_epochs=float(cfg["num_train_epochs"]),
-        learning_rate=float(cfg["learning_rate"]),
-        per_device_train_batch_size=int(cfg["per_device_train_batch_size"]),
-        gradient_accumulation_steps=int(cfg["gradient_accumulation_steps"]),
-        lr_scheduler_type=cfg["lr_scheduler_type"],
-        warmup_steps=float(cfg["warmup_steps"]),
+        **common_trainer_settings(cfg, out, use_cpu, dtype),
         weight_decay=float(cfg["weight_decay"]),
-        max_grad_norm=float(cfg["max_grad_norm"]),
         # Truncation would cut completions (or image tokens, which breaks the forward pass); keep it off unless asked.
         max_length=cfg["max_length"],
         completion_only_loss=bool(cfg["completion_only_loss"]),
-        **_checkpointing(bool(cfg["gradient_checkpointing"])),
-        use_cpu=use_cpu,
-        bf16=bf16,
-        fp16=fp16,
-        logging_steps=int(cfg["logging_steps"]),
-        seed=int(cfg["seed"]),
         save_strategy="no",
         report_to="none",
-        dataloader_num_workers=0,
-        remove_unused_columns=False,  # the rows are built on access from columns the model does not take
-        disable_tqdm=True,  # progress goes through `log` (stderr in the CLI), never to stdout
     )
     settings.update(cfg["trainer"])  # the recipe's escape hatch wins
     args = SFTConfig(**settings)
