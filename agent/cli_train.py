@@ -46,6 +46,32 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _check_recipe(config: Path, example: str) -> None:
+    if not config.is_file():
+        raise typer.BadParameter(f"{config} does not exist; see {example}", param_hint="--config")
+
+
+def _run_recipe(run, as_json: bool):
+    """``run(log)`` under the CLI's conventions: progress to stderr (none with --json), one-line errors.
+
+    Returns ``(result, stderr console)``.
+    """
+    from rich.console import Console
+
+    from rl.sft import SFTConfigError
+
+    stderr = Console(stderr=True)
+    if as_json:
+        _quiet_libraries()
+    log = None if as_json else (lambda line: stderr.print(line, highlight=False, soft_wrap=True))
+    try:
+        return run(log), stderr
+    except SFTConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+
+
 def synth(
     n: int = typer.Option(..., "--n", min=1, help="Number of samples."),
     out: Path = typer.Option(..., "--out", help="Dataset folder to create (a Hugging Face datasets folder)."),
@@ -115,24 +141,12 @@ def sft(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (no progress)."),
 ) -> None:
     """Supervised fine-tuning of a Qwen3-VL reasoner with TRL; the output folder loads with --reasoner qwen3vl."""
-    from rich.console import Console
-
-    if not config.is_file():
-        raise typer.BadParameter(f"{config} does not exist; see rl/recipes/sft.yaml", param_hint="--config")
+    _check_recipe(config, "rl/recipes/sft.yaml")
     try:
-        from rl.sft import SFTConfigError, read_manifest, train_sft
+        from rl.sft import read_manifest, train_sft
     except ImportError as e:
         _fail(str(e))
-    stderr = Console(stderr=True)
-    if as_json:
-        _quiet_libraries()
-    log = None if as_json else (lambda line: stderr.print(line, highlight=False, soft_wrap=True))
-    try:
-        out = train_sft(config, overrides, log=log)
-    except SFTConfigError as e:
-        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    out, stderr = _run_recipe(lambda log: train_sft(config, overrides, log=log), as_json)
     m = read_manifest(out)
     summary = {
         "output_dir": str(out),
@@ -163,29 +177,17 @@ def grpo(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (no progress)."),
 ) -> None:
     """GRPO of a Qwen3-VL reasoner with restoration rewards (TRL); the output loads with --reasoner qwen3vl."""
-    from rich.console import Console
-
-    if not config.is_file():
-        raise typer.BadParameter(f"{config} does not exist; see rl/recipes/grpo.yaml", param_hint="--config")
+    _check_recipe(config, "rl/recipes/grpo.yaml")
     try:
         from rl.grpo import dry_run as run_dry
         from rl.grpo import train_grpo
-        from rl.sft import SFTConfigError, read_manifest
+        from rl.sft import read_manifest
     except ImportError as e:
         _fail(str(e))
-    stderr = Console(stderr=True)
-    if as_json:
-        _quiet_libraries()
-    log = None if as_json else (lambda line: stderr.print(line, highlight=False, soft_wrap=True))
-    try:
-        if dry_run:
-            report = run_dry(config, overrides, samples=samples, log=log)
-        else:
-            out = train_grpo(config, overrides, log=log)
-    except SFTConfigError as e:
-        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    if dry_run:
+        report, stderr = _run_recipe(lambda log: run_dry(config, overrides, samples=samples, log=log), as_json)
+    else:
+        out, stderr = _run_recipe(lambda log: train_grpo(config, overrides, log=log), as_json)
     if dry_run:
         if as_json:
             sys.stdout.write(json.dumps(report) + "\n")
