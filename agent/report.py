@@ -235,7 +235,8 @@ table{border-collapse:collapse}
 td,th{padding:3px 8px;border-bottom:1px solid #e4e4e4;text-align:left;vertical-align:top}
 .kv td:first-child{color:#666}.muted,small{color:#777}.bad{color:#b00020}.notes li{color:#8a5a00}
 .grid{stroke:#e2e2e2}.ax,.lb{font-size:10px;fill:#555}rect.b{fill:#d9822b}rect.a{fill:#2b7bd9}
-.charts{display:flex;flex-wrap:wrap;gap:24px}.chart{background:#fff;border:1px solid #e4e4e4}
+.charts{display:flex;flex-wrap:wrap;gap:24px}figure{margin:0}.chart{background:#fff;border:1px solid #e4e4e4}
+figcaption{font-size:12px;color:#555;margin-top:4px;max-width:420px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:10px}
 .card{background:#fff;border:1px solid #ddd;border-radius:4px;padding:6px}.card.failed{border-color:#b00020}
 .pair{display:flex;gap:4px}.pair>*{flex:1;min-width:0}.pair img{width:100%;height:150px;object-fit:contain;
@@ -393,7 +394,11 @@ def render_html(run: Run, out_dir: Path, *, embed: bool = True, thumb: int = 256
         f"<h1>Restoration report: {_e(run.root)}</h1>{_summary(run)}",
         '<h2 id="notes">Notes</h2><ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
         if notes else "",
-        f'<h2 id="charts">Severity</h2><div class="charts">{kind_chart(ents)}{severity_histogram(ents)}</div>',
+        f'<h2 id="charts">Severity</h2><div class="charts">'
+        f"<figure>{kind_chart(ents)}<figcaption>Mean severity per kind, before and after (images where the kind "
+        f"was detected)</figcaption></figure>"
+        f"<figure>{severity_histogram(ents)}<figcaption>Overall severity: number of images per bin, before and "
+        f"after</figcaption></figure></div>",
         f'<h2 id="failures">Failures ({len(failed)})</h2>',
         f"<table><tr><th>image</th><th>input</th><th>error</th></tr>{fail_rows}</table>" if failed
         else '<p class="muted">none</p>',
