@@ -1,6 +1,7 @@
 """Reference retrieval benchmark: find the other view of a scene from a degraded query, among distractors.
 
     python bench/retrieval.py [--seeds 0 1 2] [--views 8] [--hf-model PATH] [--out bench/out/retrieval.json]
+    python bench/retrieval.py --scale [--n 1000000]   # index scale on synthetic vectors (bench/retrieval_scale.py)
 
 Library: a "first view" of each scene (the left and right halves of every bundled photo in
 ``rl.photos.EVALUATION_PHOTOS + CALIBRATION_PHOTOS`` are separate scenes: 30) plus distractors (crops of other
@@ -242,6 +243,11 @@ def summarise(embedder, runs: list[dict], index_type: str) -> dict:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--scale" in argv:  # index scale benchmark on synthetic vectors: bench/retrieval_scale.py takes the rest
+        from retrieval_scale import main as scale_main
+
+        return scale_main([a for a in argv if a != "--scale"])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Datasets to pool (see the docstring).")
     ap.add_argument("--views", type=int, default=8, help="Degraded second views (queries) per scene.")

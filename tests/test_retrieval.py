@@ -212,6 +212,69 @@ def test_ivf_and_hnsw_agree_with_flat(tmp_path, embedder):
         ReferenceLibrary.create(tmp_path / "bad", embedder, "hnsw", nlist=4)
 
 
+def clustered_unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 20 centres in a 16-dim subspace, so neighbours are meaningful (not equidistant)."""
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((16, dim)).astype(np.float32)
+    centres = rng.standard_normal((20, 16)).astype(np.float32)
+    latent = centres[rng.integers(0, 20, n)] + 0.5 * rng.standard_normal((n, 16)).astype(np.float32)
+    x = latent @ basis + 0.05 * rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_ivf_pq_trains_persists_and_matches_exact_search(tmp_path):
+    import faiss
+
+    from retrieval.faiss_index import check_index_params, grow_index, index_kind, read_index
+
+    dim = 70  # m=8 does not divide 70: the index pads to 72
+    vecs = clustered_unit_vectors(3000, dim)
+    params = check_index_params("ivf-pq", {"nlist": 16, "m": 8})
+    index = grow_index(None, vecs[:500], dim, "ivf-pq", params)
+    assert index_kind(index) == "flat"  # 500 < 39 * 256 points for an 8-bit PQ: stays exact
+    params = check_index_params("ivf-pq", {"nlist": 16, "m": 8, "nbits": 6})  # 39 * 64 = 2496 points suffice
+    index = grow_index(None, vecs[:1000], dim, "ivf-pq", params)
+    index = grow_index(index, vecs[1000:], dim, "ivf-pq", params)
+    assert index_kind(index) == "ivf-pq" and index.ntotal == 3000
+    faiss.write_index(index, str(tmp_path / "pq.faiss"))
+    again = read_index(tmp_path / "pq.faiss", dim, 3000, params)
+    assert index_kind(again) == "ivf-pq" and again.k_factor == 10
+    assert faiss.extract_index_ivf(again).nprobe == 16
+    queries = vecs[::30] + 0.02 * np.random.default_rng(1).standard_normal((100, dim)).astype(np.float32)
+    ground = faiss.IndexFlatIP(dim)
+    ground.add(vecs)
+    _, exact = ground.search(queries, 10)
+    _, approx = again.search(queries, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
+    assert recall >= 0.95
+    rebuilt = grow_index(None, vecs, dim, "ivf-pq", params)  # same seed, same data: the same index
+    assert np.array_equal(rebuilt.search(queries, 10)[1], approx)
+    with pytest.raises(ValueError, match="nbits"):
+        check_index_params("ivf-pq", {"nbits": 20})
+
+
+def test_ivf_pq_library_round_trip(tmp_path, embedder):
+    rng = np.random.default_rng(0)
+    crops, ids = [], []
+    for name in SCENES:
+        img = load_photo(name)
+        for j in range(10):
+            y, x = rng.integers(0, img.shape[0] - 96), rng.integers(0, img.shape[1] - 96)
+            crops.append(np.ascontiguousarray(img[y : y + 96, x : x + 96]))
+            ids.append(f"{name}-{j}")
+    vectors = embedder.embed(crops)
+    queries = [vectors[i] + 0.01 * rng.standard_normal(vectors.shape[1]).astype(np.float32) for i in (0, 17, 42, 79)]
+    # 80 vectors train 2 lists of a 1-bit PQ; re-ranking 80 candidates makes top-1 exact whatever the codes
+    params = {"nlist": 2, "m": 64, "nbits": 1, "nprobe": 2, "rerank": 80}
+    with ReferenceLibrary.create(tmp_path / "pq", embedder, "ivf-pq", **params) as lib:
+        assert len(lib.add(crops, ids=ids)) == 80
+    with ReferenceLibrary.open(tmp_path / "pq", embedder) as lib:
+        assert lib.index_type == "ivf-pq" and type(lib._indexes["default"]).__name__ == "IndexRefine"
+        assert [lib.search(q, k=1, threshold=float("-inf"))[0].id for q in queries] == [
+            ids[i] for i in (0, 17, 42, 79)
+        ]
+
+
 def test_ivf_stays_exact_until_it_can_train(tmp_path, embedder):
     with ReferenceLibrary.create(tmp_path / "lib", embedder, "ivf") as lib:
         add_photos(lib, SCENES[:3])
