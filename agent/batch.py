@@ -125,14 +125,30 @@ def process_item(
     try:
         thread = thread_id(item.path, ctx)
         work = out / ".rnr" / "work" / thread
-        work.mkdir(parents=True, exist_ok=True)
-        saver = sqlite_checkpointer(work / "checkpoint.sqlite")
+
+        def attempt():
+            work.mkdir(parents=True, exist_ok=True)
+            saver = sqlite_checkpointer(work / "checkpoint.sqlite")
+            try:
+                state = run_graph(item.path, ctx, work, checkpointer=saver, thread=thread, on_update=on_update)
+            finally:
+                saver.conn.close()
+            return state, final_pixels(state)
+
+        resuming = (work / "checkpoint.sqlite").exists()
         try:
-            state = run_graph(item.path, ctx, work, checkpointer=saver, thread=thread, on_update=on_update)
-        finally:
-            saver.conn.close()
+            state, pixels = attempt()
+        except ImageLoadError:
+            raise
+        except Exception:  # noqa: BLE001 - re-raised below unless a fresh start helps
+            if not resuming:
+                raise
+            # A run killed mid-step (or mid-cleanup) can leave a checkpoint that no longer matches its work files;
+            # the graph is deterministic, so starting the image again gives what the uninterrupted run would have.
+            shutil.rmtree(work, ignore_errors=True)
+            state, pixels = attempt()
         t_io = time.perf_counter()
-        save_image(out / row["output"], final_pixels(state))
+        save_image(out / row["output"], pixels)
         trace = finish_trace(state.trace, row["output"], time.perf_counter() - t_io)
         write_text_atomic(out / row["trace"], trace.model_dump_json(indent=1))
         shutil.rmtree(work, ignore_errors=True)

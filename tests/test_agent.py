@@ -241,3 +241,30 @@ def test_model_restorer_run_is_recorded_in_the_trace():
     _, trace = restore_image(img, context=ctx)
     runs = [a.restorer_run for a in trace.attempts]
     assert runs and all(r["seed"] == 7 and r["size"] == [4, 5] and r["prompt"].startswith("Remove") for r in runs)
+
+
+def test_resume_recovers_from_a_checkpoint_whose_work_files_are_gone(tmp_path):
+    # A kill during the clean-up after an image (work files half deleted, checkpoint still there) must not fail the
+    # image on resume: the stale checkpoint is discarded and the image restarts, giving the uninterrupted result.
+    from agent.batch import Item
+    from agent.checkpoint import sqlite_checkpointer
+    from agent.run import thread_id
+
+    src = tmp_path / "in"
+    src.mkdir()
+    save_image(src / "a.png", D.apply(load_photo("coffee")[:96, :96], [D.NoiseParams(20.0, seed=2)]))
+    ref = tmp_path / "ref"
+    run_batch([src], ref)
+    out = tmp_path / "out"
+    ctx = make_context()
+    item = Item(src / "a.png", "a")
+    work = out / ".rnr" / "work" / thread_id(item.path, ctx)
+    work.mkdir(parents=True)
+    saver = sqlite_checkpointer(work / "checkpoint.sqlite")
+    run_graph(item.path, ctx, work, checkpointer=saver, thread=thread_id(item.path, ctx))
+    saver.conn.close()
+    for npy in work.glob("*.npy"):
+        npy.unlink()
+    summary = run_batch([src], out, resume=True)
+    assert not summary.failed
+    assert np.array_equal(load_image(out / "a.png").pixels, load_image(ref / "a.png").pixels)
