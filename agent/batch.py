@@ -173,6 +173,31 @@ def seal_manifest(out: Path) -> None:
                 f.write(b"\n")
 
 
+def check_new_run(out: Path, resume: bool) -> None:
+    """Refuse to write into a folder that already holds a run, unless resuming it."""
+    if (out / MANIFEST).exists() and not resume:
+        raise FileExistsError(
+            f"{out}: already holds a run ({MANIFEST}); pass --resume to continue it or pick another --out"
+        )
+
+
+def plan_batch(items: list[Item], out: Path, resume: bool) -> tuple[list[Item], Summary]:
+    """Prepare ``out`` (created, torn manifest line sealed) and split ``items`` into to-do and already finished.
+
+    Shared by the local and Ray engines so both skip exactly the same items on ``resume``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    seal_manifest(out)
+    finished = read_manifest(out)
+    summary, todo = Summary(), []
+    for it in items:
+        if resume and _is_done(out, finished.get(it.name)):
+            summary.skipped.append(it.name)
+        else:
+            todo.append(it)
+    return todo, summary
+
+
 def run_batch(
     inputs: Sequence[str | Path],
     out: str | Path,
@@ -191,23 +216,10 @@ def run_batch(
     each worker process loads them once. ``on_update`` (live node updates) needs ``workers == 1``.
     """
     out = Path(out)
-    items = output_items(inputs, recursive=recursive)
-    if out.exists() and (out / MANIFEST).exists() and not resume:
-        raise FileExistsError(
-            f"{out}: already holds a run ({MANIFEST}); pass --resume to continue it or pick another --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    seal_manifest(out)
+    check_new_run(out, resume)
+    todo, summary = plan_batch(output_items(inputs, recursive=recursive), out, resume)
     backends = backends or {}
     settings = settings or Settings()
-    finished = read_manifest(out)
-    summary = Summary()
-    todo = []
-    for it in items:
-        if resume and _is_done(out, finished.get(it.name)):
-            summary.skipped.append(it.name)
-        else:
-            todo.append(it)
 
     def record(row: dict) -> None:
         _append_manifest(out, row)

@@ -17,16 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agent.batch import (
-    MANIFEST,
-    Item,
-    Summary,
-    _append_manifest,
-    _is_done,
-    output_items,
-    read_manifest,
-    seal_manifest,
-)
+from agent.batch import Item, Summary, _append_manifest, check_new_run, output_items, plan_batch
 from agent.state import Settings
 
 _HINT = "the Ray engine needs Ray Data; install with: pip install 'reason-restore[dist]'"
@@ -156,23 +147,10 @@ def run_batch_ray(
     if workers < 1:
         raise ValueError(f"--workers {workers}: the Ray engine needs at least 1 worker")
     out = Path(out)
-    if (out / MANIFEST).exists() and not resume:
-        raise FileExistsError(
-            f"{out}: already holds a run ({MANIFEST}); pass --resume to continue it or pick another --out"
-        )
+    check_new_run(out, resume)
     owned = _start(ray, address, workers)
     try:
-        items = output_items(expand_inputs(inputs), recursive=recursive)
-        out.mkdir(parents=True, exist_ok=True)
-        seal_manifest(out)
-        finished = read_manifest(out)
-        summary = Summary()
-        todo = []
-        for it in items:
-            if resume and _is_done(out, finished.get(it.name)):
-                summary.skipped.append(it.name)
-            else:
-                todo.append(it)
+        todo, summary = plan_batch(output_items(expand_inputs(inputs), recursive=recursive), out, resume)
         if not todo:
             return summary
         for row in _stream_rows(ray, todo, out, backends or {}, settings or Settings(), workers, gpus_per_worker):

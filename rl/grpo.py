@@ -119,24 +119,14 @@ class GRPOConfigError(SFTConfigError):
 
 def load_config(config: str | Path | dict, overrides: list[str] | dict | None = None) -> dict:
     """The full recipe: ``config`` (a YAML path or a dict) over :data:`DEFAULTS`, then ``overrides``; validated."""
-    from rl.sft import LORA_DEFAULTS, merge_recipe
+    from rl.sft import merge_recipe
 
     cfg = merge_recipe(config, overrides, DEFAULTS, "rl/recipes/grpo.yaml", GRPOConfigError)
-    missing = [k for k in ("model", "dataset", "output_dir") if not cfg[k]]
-    if missing:
-        raise GRPOConfigError(f"recipe needs {missing}; set them in the YAML or with --set {missing[0]}=...")
     if not isinstance(cfg["rewards"], dict) or not cfg["rewards"]:
         raise GRPOConfigError(f"rewards must map reward names to weights; known: {sorted(REWARDS)}")
     bad = sorted(set(cfg["rewards"]) - set(REWARDS))
     if bad:
         raise GRPOConfigError(f"unknown reward(s) {bad}; known: {sorted(REWARDS)}")
-    if cfg["lora"] is not None:
-        if not isinstance(cfg["lora"], dict):
-            raise GRPOConfigError("lora must be a mapping (r, alpha, dropout, target_modules) or null")
-        bad = sorted(set(cfg["lora"]) - set(LORA_DEFAULTS))
-        if bad:
-            raise GRPOConfigError(f"unknown lora field(s) {bad}; known: {sorted(LORA_DEFAULTS)}")
-        cfg["lora"] = {**LORA_DEFAULTS, **cfg["lora"]}
     bad = sorted(set(cfg["vllm"] or {}) - set(VLLM_FIELDS))
     if bad:
         raise GRPOConfigError(f"unknown vllm field(s) {bad}; known: {list(VLLM_FIELDS)}")

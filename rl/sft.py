@@ -130,7 +130,10 @@ def merge_recipe(
     example: str,
     error: type[SFTConfigError] = SFTConfigError,
 ) -> dict:
-    """``config`` (a YAML path or a dict) over ``defaults``, then ``overrides``; unknown fields are an ``error``.
+    """``config`` (a YAML path or a dict) over ``defaults``, then ``overrides``; checks what both recipes share.
+
+    Unknown fields, missing ``model``/``dataset``/``output_dir`` and a bad ``lora`` block raise ``error``; LoRA
+    settings are completed with :data:`LORA_DEFAULTS`.
 
     Shared by the SFT and GRPO recipes; ``example`` names the recipe file quoted in messages.
     """
@@ -152,22 +155,22 @@ def merge_recipe(
     unknown = sorted(set(cfg) - set(defaults))
     if unknown:
         raise error(f"unknown recipe field(s) {unknown}; known: {sorted(defaults)} (others go under trainer:)")
+    missing = [k for k in ("model", "dataset", "output_dir") if not cfg[k]]
+    if missing:
+        raise error(f"recipe needs {missing}; set them in the YAML or with --set {missing[0]}=...")
+    if cfg.get("lora") is not None:
+        if not isinstance(cfg["lora"], dict):
+            raise error("lora must be a mapping (r, alpha, dropout, target_modules) or null")
+        bad = sorted(set(cfg["lora"]) - set(LORA_DEFAULTS))
+        if bad:
+            raise error(f"unknown lora field(s) {bad}; known: {sorted(LORA_DEFAULTS)}")
+        cfg["lora"] = {**LORA_DEFAULTS, **cfg["lora"]}
     return cfg
 
 
 def load_config(config: str | Path | dict, overrides: list[str] | dict | None = None) -> dict:
     """The full recipe: ``config`` (a YAML path or a dict) over :data:`DEFAULTS`, then ``overrides``; validated."""
     cfg = merge_recipe(config, overrides, DEFAULTS, "rl/recipes/sft.yaml")
-    missing = [k for k in ("model", "dataset", "output_dir") if not cfg[k]]
-    if missing:
-        raise SFTConfigError(f"recipe needs {missing}; set them in the YAML or with --set {missing[0]}=...")
-    if cfg["lora"] is not None:
-        if not isinstance(cfg["lora"], dict):
-            raise SFTConfigError("lora must be a mapping (r, alpha, dropout, target_modules) or null")
-        bad = sorted(set(cfg["lora"]) - set(LORA_DEFAULTS))
-        if bad:
-            raise SFTConfigError(f"unknown lora field(s) {bad}; known: {sorted(LORA_DEFAULTS)}")
-        cfg["lora"] = {**LORA_DEFAULTS, **cfg["lora"]}
     if cfg["device"] not in ("auto", "cpu", "cuda"):
         raise SFTConfigError(f"device={cfg['device']!r} is not one of auto, cpu, cuda")
     if cfg["dtype"] not in ("auto", "float32", "bfloat16", "float16"):
