@@ -25,10 +25,10 @@ demo: venv
 
 # The tests also build tiny models locally (no hub) and run the model backends on them: torch 2.13.0 is the CPU
 # build on these machines; the vlm, rl, diffusion and dist extras bring transformers, xgrammar, TRL, peft, datasets,
-# diffusers and Ray;
+# diffusers and Ray; ui brings Gradio (the browser tests drive Debian's chromium, installed by .ci/run);
 # transformers[serving] gives the loopback server the OpenAI-compatible client is tested against.
 $(VENV)/.installed-hf: $(VENV)/.installed
-	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[dev,vlm,rl,client,diffusion,dist]" "transformers[serving]>=5.0,<6"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[dev,vlm,rl,client,diffusion,dist,ui]" "transformers[serving]>=5.0,<6"
 	touch $@
 
 test: venv $(VENV)/.installed-hf

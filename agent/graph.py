@@ -1,8 +1,9 @@
 """The reason-then-restore state machine (LangGraph).
 
-diagnose -> retrieve -> plan -> restore -> rescore -> decide -> (plan again | export). Backends arrive through the
-runtime context (:class:`agent.state.Context`), never built inside nodes; images travel as ``.npy`` files in the
-run's work directory, so a checkpointed run resumes with all intermediate results.
+diagnose -> retrieve -> [review] -> plan -> restore -> rescore -> decide -> (plan again | export). Backends arrive
+through the runtime context (:class:`agent.state.Context`), never built inside nodes; images travel as ``.npy``
+files in the run's work directory, so a checkpointed run resumes with all intermediate results. ``review`` runs only
+when the context asks for it (``rnr ui``): it interrupts the graph for a person to confirm or edit the diagnosis.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import cv2
 import numpy as np
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import BaseModel
 
 from agent.state import Context, RestoreState
-from agent.trace import AttemptTrace, Trace
+from agent.trace import AttemptTrace, ReviewTrace, Trace
 from reasoner.imageio import from_array, load_image
-from reasoner.schema import DiagnosisRecord
+from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
 from restorer.base import ReferenceImage
 from restorer.plan import plan_from_record
 
@@ -96,6 +99,86 @@ def retrieve(state: RestoreState, ctx: Context) -> dict:
     if ctx.library is None or ctx.settings.top_k == 0:
         return {"references": []}
     return {"references": ctx.library.search(np.load(state.input_npy), k=ctx.settings.top_k)}
+
+
+#: The resume value that accepts the proposed diagnosis as it is (LangGraph reads ``Command(resume=None)`` as no
+#: answer at all, so acceptance needs a value of its own).
+ACCEPT = "accept"
+
+
+def route_retrieved(state: RestoreState, runtime: Runtime[Context]) -> str:
+    """After retrieve: stop for a person's review when the run asks for one, else straight on to plan."""
+    return "review" if runtime.context.review else "plan"
+
+
+@_timed("review")
+def review(state: RestoreState, ctx: Context) -> dict:
+    """Interrupt for a person to confirm or edit the diagnosis; continue with their record once the schema accepts it.
+
+    Placed after retrieve, not before: retrieval reads only pixels, so the person sees the references while
+    reviewing, and plan is the first node that reads the record. The resume value is :data:`ACCEPT` (keep the
+    proposal) or a record (dict, JSON text or :class:`DiagnosisRecord`) of the same image. LangGraph re-runs an
+    interrupted node from its start on resume, so nothing before ``interrupt`` does work. An answer the schema rejects
+    interrupts again with the error in the payload (``error``), so the run never continues on an invalid record.
+    """
+    proposed = state.record
+    payload = {"record": proposed.model_dump(mode="json"), "error": None}
+    while True:
+        answer = interrupt(payload)
+        if answer == ACCEPT:
+            return {"review": ReviewTrace(edited=False)}
+        try:
+            edited = _as_record(answer)
+            if edited.image != proposed.image:
+                raise ValueError("the edited record describes another image (its `image` block changed)")
+            overall = combined_severity(edited.degradations)
+            if abs(edited.overall_severity - overall) > 1e-3:  # the plan and the do-no-harm check read it
+                raise ValueError(f"overall_severity {edited.overall_severity} does not match the severities "
+                                 f"(1 - prod(1 - severity) = {overall:.3f})")  # fmt: skip
+        except ValueError as e:  # pydantic's ValidationError included
+            payload = {**payload, "error": " ".join(str(e).split())[:2000]}
+            continue
+        changes = record_changes(proposed, edited)
+        if not changes:
+            return {"review": ReviewTrace(edited=False)}
+        return {"record": edited, "review": ReviewTrace(edited=True, changes=changes, record_proposed=proposed)}
+
+
+def _as_record(answer) -> DiagnosisRecord:
+    if isinstance(answer, str):
+        return DiagnosisRecord.model_validate_json(answer)
+    if isinstance(answer, BaseModel):  # model_validate would return an instance as is, unchecked
+        answer = answer.model_dump(mode="json")
+    if not isinstance(answer, dict):
+        raise ValueError(f"expected a diagnosis record, got {type(answer).__name__}")
+    return DiagnosisRecord.model_validate(answer)
+
+
+def record_changes(before: DiagnosisRecord, after: DiagnosisRecord) -> list[str]:
+    """What a person changed in a diagnosis, one line per change, in physical order (empty: nothing changed)."""
+    b = {d.kind: d for d in before.degradations}
+    a = {d.kind: d for d in after.degradations}
+    out = []
+    for kind in KINDS:
+        if kind not in a and kind not in b:
+            continue
+        if kind not in a:
+            out.append(f"{kind}: removed (was severity {b[kind].severity:.2f})")
+            continue
+        if kind not in b:
+            out.append(f"{kind}: added with severity {a[kind].severity:.2f}")
+            continue
+        for name in ("severity", "confidence"):
+            x, y = getattr(b[kind], name), getattr(a[kind], name)
+            if x != y:
+                out.append(f"{kind}: {name} {x:.2f} -> {y:.2f}")
+        fb, fa = b[kind].factors.model_dump(), a[kind].factors.model_dump()
+        out += [f"{kind}: {k} {fb[k]} -> {fa[k]}" for k in fb if fb[k] != fa[k]]
+    for name in ("reasoning", "semantics", "thinking", "overall_severity", "provenance"):
+        if name != "overall_severity" or not out:  # overall follows the severities; only say so when alone
+            if getattr(before, name) != getattr(after, name):
+                out.append(f"{name} edited")
+    return out
 
 
 def _record_of(state: RestoreState, source: int | None) -> DiagnosisRecord:
@@ -284,12 +367,13 @@ def export(state: RestoreState, ctx: Context) -> dict:
 def build_graph(checkpointer=None):
     """The compiled graph. Pass a LangGraph checkpointer to make runs resumable."""
     g = StateGraph(RestoreState, context_schema=Context)
-    for name, fn in (("diagnose", diagnose), ("retrieve", retrieve), ("plan", plan), ("restore", restore),
-                     ("rescore", rescore), ("decide", decide), ("export", export)):  # fmt: skip
+    for name, fn in (("diagnose", diagnose), ("retrieve", retrieve), ("review", review), ("plan", plan),
+                     ("restore", restore), ("rescore", rescore), ("decide", decide), ("export", export)):  # fmt: skip
         g.add_node(name, fn)
     g.add_edge(START, "diagnose")
     g.add_edge("diagnose", "retrieve")
-    g.add_edge("retrieve", "plan")
+    g.add_conditional_edges("retrieve", route_retrieved, {"review": "review", "plan": "plan"})
+    g.add_edge("review", "plan")
     g.add_conditional_edges("plan", route_plan, {"restore": "restore", "export": "export"})
     g.add_edge("restore", "rescore")
     g.add_edge("rescore", "decide")
@@ -327,6 +411,7 @@ def build_trace(state: RestoreState, ctx: Context) -> Trace:
         settings=ctx.settings.model_dump(),
         versions=_versions(rnr_version()),
         created_at=datetime.now(timezone.utc),
+        review=state.review,
     )
 
 

@@ -173,7 +173,7 @@ def _bars_svg(groups: list[tuple[str, float, float, str]], title: str, ymax: flo
         return f'<p class="muted">{_e(title)}: no data.</p>'
     ymax = ymax or 1.0
     gw, h, top, left = 64, 180, 14, 34
-    w = left + gw * len(groups) + 10
+    w = max(left + gw * len(groups) + 10, left + 130)  # at least the legend's width, even for a single group
     parts = [f'<svg class="chart" viewBox="0 0 {w} {h + 46}" width="{w}" height="{h + 46}" role="img" '
              f'aria-label="{_e(title)}"><title>{_e(title)}</title>']  # fmt: skip
     for i in range(5):

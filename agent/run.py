@@ -6,12 +6,12 @@ import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from agent.graph import build_graph, final_pixels, finish_trace
+from agent.graph import ACCEPT, build_graph, final_pixels, finish_trace
 from agent.state import Context, RestoreState, Settings
 from agent.trace import Trace
 
@@ -98,6 +98,74 @@ def run_graph(
             for node, update in chunk.items():
                 on_update(node, update or {})
     return RestoreState.model_validate(graph.get_state(config).values)
+
+
+#: ``resume`` default of :func:`stream_run`: continue an interrupted thread only when given an answer.
+NO_ANSWER = object()
+INTERRUPT = "__interrupt__"
+
+
+def stream_run(
+    input_path: str | Path,
+    ctx: Context,
+    work_dir: str | Path,
+    *,
+    checkpointer,
+    thread: str,
+    resume=NO_ANSWER,
+    durability: str = "sync",
+) -> Iterator[tuple[str, dict]]:
+    """Drive a thread until it finishes or stops for review, yielding ``(node, update)`` as each node completes.
+
+    The interactive sibling of :func:`run_graph` (``rnr ui``): a generator, so a page can show each node as it
+    lands. With ``ctx.review`` the run stops after retrieval and the last item is ``(INTERRUPT, payload)`` with the
+    proposed record under ``"record"`` (and ``"error"`` when the previous answer was rejected). Call again with
+    ``resume=`` the person's answer (``None`` to accept, or the edited record) to continue from the checkpoint;
+    a thread still waiting for an answer and called without one yields its pending payload again and stops.
+    Checkpoints are written synchronously by default: the person may answer from another request at any time.
+    """
+    from langgraph.types import Command
+
+    graph = build_graph(checkpointer)
+    config = {"configurable": {"thread_id": thread}, "recursion_limit": 64}
+    snap = graph.get_state(config)
+    if resume is not NO_ANSWER:
+        if not pending_review(snap):
+            raise ValueError(f"thread {thread!r} is not waiting for a review; nothing to resume")
+        start = Command(resume=ACCEPT if resume is None else resume)
+    elif snap.next:
+        payload = pending_review(snap)
+        if payload is not None:
+            yield INTERRUPT, payload
+            return
+        start = None  # interrupted by a crash: continue where it stopped
+    elif snap.values:
+        return  # finished earlier
+    else:
+        start = RestoreState(input_path=str(input_path), work_dir=str(work_dir))
+    question = None
+    for chunk in graph.stream(start, config, context=ctx, stream_mode="updates", durability=durability):
+        for node, update in chunk.items():
+            if node == INTERRUPT:
+                question = update[0].value
+            else:
+                yield node, update or {}
+    if question is not None:  # only once the stream has ended: the interrupt is then checkpointed and answerable
+        yield INTERRUPT, question
+
+
+def pending_review(snap) -> dict | None:
+    """The payload of the review interrupt a thread's snapshot is waiting on, if any."""
+    for task in snap.tasks:
+        for intr in task.interrupts:
+            return intr.value
+    return None
+
+
+def thread_state(checkpointer, thread: str) -> RestoreState | None:
+    """The state a thread's latest checkpoint holds (None for an unknown thread)."""
+    values = build_graph(checkpointer).get_state({"configurable": {"thread_id": thread}}).values
+    return RestoreState.model_validate(values) if values else None
 
 
 def restore_image(

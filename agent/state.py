@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.trace import AttemptTrace, Decision, Trace
+from agent.trace import AttemptTrace, Decision, ReviewTrace, Trace
 from reasoner.schema import DiagnosisRecord, ImageInfo
 from restorer.plan import Plan
 from retrieval.base import Reference
@@ -50,6 +50,7 @@ class RestoreState(BaseModel):
     decision_reason: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
     trace: Trace | None = None  # set by the export node
+    review: ReviewTrace | None = None  # set by the review node when a person reviewed the diagnosis
 
 
 @dataclass
@@ -62,3 +63,6 @@ class Context:
     library: Any | None = None
     settings: Settings = field(default_factory=Settings)
     backends: dict[str, str] = field(default_factory=dict)
+    # Stop after retrieval for a person to review the diagnosis (``rnr ui``). A run-time choice, not a setting:
+    # Settings are hashed into thread ids and recorded in traces, and an unattended run must not change.
+    review: bool = False

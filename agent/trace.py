@@ -18,7 +18,7 @@ from restorer.plan import Plan
 from retrieval.base import Reference
 
 TRACE_NAME = "rnr.restore_trace"
-TRACE_VERSION = "1.2.0"  # 1.1: records may carry `thinking`; 1.2: attempts carry `restorer_run`
+TRACE_VERSION = "1.3.0"  # 1.1: records may carry `thinking`; 1.2: attempts carry `restorer_run`; 1.3: `review`
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed"]
@@ -49,6 +49,20 @@ class AttemptTrace(BaseModel):
     )
 
 
+class ReviewTrace(BaseModel):
+    """A person's review of the diagnosis before restoring (``rnr ui``): what they changed, and what they saw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    edited: bool = Field(description="True when the person changed the diagnosis; False when they accepted it.")
+    changes: list[str] = Field(
+        default_factory=list, max_length=64, description="One line per change, e.g. 'noise: severity 0.42 -> 0.7'."
+    )
+    record_proposed: DiagnosisRecord | None = Field(
+        None, description="The reasoner's diagnosis as proposed, when edited (record_before is the edited one)."
+    )
+
+
 class Trace(BaseModel):
     """The full account of one image's pass through diagnose -> retrieve -> plan -> restore -> rescore -> decide."""
 
@@ -73,6 +87,9 @@ class Trace(BaseModel):
     settings: dict[str, float | int | str | bool] = Field(default_factory=dict)
     versions: dict[str, str] = Field(description="Package versions that produced the trace.")
     created_at: datetime
+    review: ReviewTrace | None = Field(
+        None, description="Set when a person reviewed the diagnosis before restoring; None for unattended runs."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -268,3 +268,133 @@ def test_resume_recovers_from_a_checkpoint_whose_work_files_are_gone(tmp_path):
     summary = run_batch([src], out, resume=True)
     assert not summary.failed
     assert np.array_equal(load_image(out / "a.png").pixels, load_image(ref / "a.png").pixels)
+
+
+# --- the review node (rnr ui): interrupt for a person, resume with their record -------------------------------------
+
+
+def _review_ctx(**settings):
+    import dataclasses
+
+    return dataclasses.replace(make_context(settings=Settings(**settings)), review=True)
+
+
+def _edited(record: dict, kind: str, severity: float) -> dict:
+    from reasoner.schema import combined_severity
+    from reasoner.severity import level_for
+
+    degs = [dict(d, severity=severity, level=level_for(severity)) if d["kind"] == kind else d
+            for d in record["degradations"]]  # fmt: skip
+
+    class _S:  # what combined_severity reads
+        def __init__(self, d):
+            self.severity = d["severity"]
+
+    return dict(record, degradations=degs, overall_severity=combined_severity([_S(d) for d in degs]))
+
+
+def test_review_stops_after_retrieve_and_accepting_matches_the_unattended_run(noisy, tmp_path):
+    from agent.run import INTERRUPT, stream_run, thread_state
+
+    saver = memory_checkpointer()
+    ctx = _review_ctx()
+    first = list(stream_run(noisy, ctx, tmp_path / "w", checkpointer=saver, thread="r"))
+    assert [n for n, _ in first] == ["diagnose", "retrieve", INTERRUPT]
+    assert first[-1][1]["record"]["degradations"][0]["kind"] == "noise" and first[-1][1]["error"] is None
+    # Called again without an answer: the pending question is asked again, nothing runs.
+    assert [n for n, _ in stream_run(noisy, ctx, tmp_path / "w", checkpointer=saver, thread="r")] == [INTERRUPT]
+    rest = [n for n, _ in stream_run(noisy, ctx, tmp_path / "w", checkpointer=saver, thread="r", resume=None)]
+    assert rest[:2] == ["review", "plan"] and rest[-1] == "export"
+    reviewed = thread_state(saver, "r")
+    batch = run_graph(noisy, make_context(), tmp_path / "b")
+    assert reviewed.trace.review.edited is False and reviewed.trace.review.changes == []
+    assert batch.trace.review is None and "review" not in batch.trace.timings
+    assert reviewed.decision == batch.decision and reviewed.chosen == batch.chosen
+    assert [a.overall_after for a in reviewed.attempts] == [a.overall_after for a in batch.attempts]
+
+
+def test_review_edit_resumes_from_a_fresh_sqlite_connection(noisy, tmp_path):
+    from agent.checkpoint import sqlite_checkpointer
+    from agent.run import stream_run, thread_state
+
+    db = tmp_path / "c.sqlite"
+    ctx = _review_ctx()
+    *_, (_, payload) = stream_run(noisy, ctx, tmp_path / "w", checkpointer=sqlite_checkpointer(db), thread="e")
+    proposed = payload["record"]["degradations"][0]["severity"]
+    edited = _edited(payload["record"], "noise", 0.3)
+    saver = sqlite_checkpointer(db)  # the person answers later, from another request
+    nodes = [n for n, _ in stream_run(noisy, ctx, tmp_path / "w", checkpointer=saver, thread="e", resume=edited)]
+    assert nodes[-1] == "export"
+    state = thread_state(saver, "e")
+    assert state.trace.review.edited and state.trace.review.changes == [f"noise: severity {proposed:.2f} -> 0.30"]
+    assert state.trace.review.record_proposed.severity("noise") == proposed
+    assert state.record.severity("noise") == 0.3 and state.trace.severity_before["noise"] == 0.3
+    assert state.attempts[0].plan.operations[0].severity == 0.3  # the plan used the person's record
+    Trace.model_validate_json(state.trace.model_dump_json())
+
+
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        ("bad level", "does not match severity"),  # level contradicts the edited severity
+        ("other image", "another image"),  # a record of a different picture
+        ("wrong overall", "does not match the severities"),  # overall not recomputed
+        (["not", "a", "record"], "expected a diagnosis record"),
+    ],
+)
+def test_review_rejects_invalid_answers_and_asks_again(noisy, tmp_path, answer, message):
+    from agent.run import INTERRUPT, stream_run
+
+    saver = memory_checkpointer()
+    ctx = _review_ctx()
+    *_, (_, payload) = stream_run(noisy, ctx, tmp_path / "w", checkpointer=saver, thread="x")
+    rec = payload["record"]
+    bad = {
+        "bad level": dict(rec, degradations=[dict(rec["degradations"][0], severity=0.2)]),
+        "other image": dict(rec, image=dict(rec["image"], sha256="1" * 64)),
+        "wrong overall": dict(_edited(rec, "noise", 0.3), overall_severity=0.9),
+    }
+    bad = bad[answer] if isinstance(answer, str) else answer
+    again = list(stream_run(noisy, ctx, tmp_path / "w", checkpointer=saver, thread="x", resume=bad))
+    assert [n for n, _ in again] == [INTERRUPT] and message in again[0][1]["error"]
+    fixed = [n for n, _ in stream_run(noisy, ctx, tmp_path / "w", checkpointer=saver, thread="x", resume=None)]
+    assert fixed[0] == "review" and fixed[-1] == "export"
+
+
+def test_resume_without_a_pending_review_is_an_error(noisy, tmp_path):
+    from agent.run import stream_run
+
+    with pytest.raises(ValueError, match="not waiting for a review"):
+        list(stream_run(noisy, make_context(), tmp_path / "w", checkpointer=memory_checkpointer(), thread="n",
+                        resume=None))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda r: r, []),  # nothing changed
+        (lambda r: _edited(r, "noise", 0.5), ["noise: severity 0.76 -> 0.50"]),
+        (lambda r: dict(r, degradations=[]), ["noise: removed (was severity 0.76)"]),
+        (lambda r: dict(r, degradations=[dict(r["degradations"][0], factors={"sigma": 30.0, "model": "gaussian"})]),
+         ["noise: sigma 24.0 -> 30.0"]),  # fmt: skip
+        (lambda r: dict(r, semantics=dict(r["semantics"], faces=True)), ["semantics edited"]),
+    ],
+)
+def test_record_changes_lists_what_a_person_changed(edit, expected):
+    from test_schema import make_record
+
+    from agent.graph import record_changes
+    from reasoner.schema import DiagnosisRecord, make_degradation
+
+    base = make_record(degradations=[make_degradation("noise", 0.76, 1.0, sigma=24.0, model="gaussian")],
+                       overall_severity=0.76)  # fmt: skip
+    after = DiagnosisRecord.model_validate(edit(base.model_dump(mode="json")))
+    assert record_changes(base, after) == expected
+
+
+def test_traces_of_older_minor_versions_still_load(noisy):
+    _, trace = restore_image(noisy)
+    old = json.loads(trace.model_dump_json())
+    del old["review"]
+    old["version"] = "1.2.0"
+    assert Trace.model_validate(old).review is None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import PIL
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -352,6 +353,9 @@ def test_float_and_int32_modes(tmp_path):
     np.testing.assert_allclose(img.pixels[0, :, 1], [0, 32768 / 65535, 1, 1], atol=1e-6)
 
 
+# Pillow < 13 writes a YCbCr TIFF that it cannot read back ("image file is truncated"), so the fixture file itself
+# cannot be made there (gradio 6, in the `ui` extra, caps pillow below 13).
+@pytest.mark.skipif(int(PIL.__version__.split(".")[0]) < 13, reason="Pillow < 13 cannot round-trip a YCbCr TIFF")
 def test_ycbcr_tiff(tmp_path):
     src = Image.fromarray(PHOTO).convert("YCbCr")
     img = _load_pil(tmp_path, src, "TIFF")

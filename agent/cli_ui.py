@@ -1,0 +1,33 @@
+"""``rnr ui``: serve the interactive page (extra ``ui``).
+
+Gradio is imported inside the command, so ``rnr --help`` stays instant and installs without the extra still run
+every other command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def ui_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; loopback by default (0.0.0.0: all)."),
+    port: int = typer.Option(7860, "--port", help="TCP port of the page."),
+    index: Path | None = typer.Option(None, "--index", help="Default reference library folder (rnr index build)."),
+    work_dir: Path | None = typer.Option(
+        None, "--work-dir", help="Where runs, checkpoints and downloads are kept (default: a new temporary folder)."
+    ),
+) -> None:
+    """Open a local web page: diagnose an image, review and edit the diagnosis, restore, download the trace."""
+    if not 0 < port < 65536:
+        raise typer.BadParameter(f"{port}: a TCP port is 1..65535", param_hint="--port")
+    if index is not None and not index.is_dir():
+        raise typer.BadParameter(f"{index}: no such reference library folder", param_hint="--index")
+    try:
+        from agent.ui import launch
+    except ImportError as e:
+        typer.echo(f"error: rnr ui needs {e.name}; install with: pip install 'reason-restore[ui]'", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"rnr ui: http://{host}:{port}  (Ctrl+C to stop)", err=True)
+    launch(host=host, port=port, work_dir=work_dir, index=str(index) if index else None, block=True)
