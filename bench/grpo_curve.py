@@ -1,19 +1,30 @@
 """Learning benchmark: GRPO (TRL) raises a small policy's held-out reward on the project's synthetic data, on CPU.
 
-    python bench/grpo_curve.py [--train 48] [--eval 16] [--sft-steps 60] [--grpo-steps 120] [--out bench/out]
+    python bench/grpo_curve.py [--train 200] [--grpo-train 400] [--sft-steps 600] [--grpo-steps 150] [--out bench/out]
+    python bench/grpo_curve.py --tune ...     (evaluate on a split of the training photos instead of the held-out)
 
-The policy is the light one of ``rl/grpo.py`` (``policy: text``, ``completion: compact``): a tiny local Qwen3
-causal LM (:mod:`rl.tiny_text`) that reads the ``measure`` statistics of the crop and writes ``kind severity``
-pairs. A random-weight model writes no valid pairs, so a few supervised steps on the ground-truth pairs warm-start
-it (a plain next-token loop, on the training set only); then ``rl.grpo.train_grpo`` runs real GRPO through TRL
-with the recipe's real rewards (classical restorer, ``measure`` scorer, fidelity against the clean crop, accuracy
-against the ground truth). Training crops come from the calibration photos (``rnr synth`` seed 0), held-out crops
-from the evaluation photos (seed 1). Held-out rewards are measured after the warm start and after GRPO with
-``--eval-samples`` sampled completions per crop; the per-step training rewards give the curves. Also scored on the
-held-out set: the ground-truth completions and a degenerate policy that always claims every kind at high severity
-(the strongest filters), which the fidelity guard must push below the trained policy.
+The policy is the light one of ``rl/grpo.py`` (``policy: text``, ``completion: compact``, ``text_prompt: stats``):
+a tiny local Qwen3 causal LM (:mod:`rl.tiny_text`) that reads the ``measure`` statistics of the crop, each rendered
+as its decile among the training crops (``text_bins``), and writes ``kind severity`` pairs. A random-weight model
+writes no valid pairs, so supervised steps on the ground-truth pairs of the training set warm-start it (a plain
+next-token loop); then ``rl.grpo.train_grpo`` runs real GRPO through TRL with the recipe's real rewards (classical
+restorer, ``measure`` scorer, fidelity against the clean crop, accuracy against the ground truth) and a small KL
+to the warm start. Training crops come from the calibration photos (``rnr synth`` seed 0 for the warm start, seed 3
+for GRPO, so that GRPO sees prompts the warm start has not memorised), held-out crops from the evaluation photos
+(seed 1). Rewards are measured after the warm start and after GRPO with ``--eval-samples``
+sampled completions per crop; the per-step training rewards give the curves. Reference policies are scored on
+the same crops: the ground-truth completions, ``always clean`` (never restores), and a degenerate policy that
+claims every kind at high severity (the strongest filters everywhere), which the fidelity guard must push below
+the trained policy.
 
-Writes ``<out>/grpo_curve.json`` and ``<out>/grpo_curve.png`` (one panel per reward component and the total).
+Why the warm start is long and the prompt is binned: with raw multi-digit values behind the whole ``diagnose``
+prompt (~1200 tokens) the tiny model never learnt to read the statistics (60 to 200 supervised steps left it at
+the prior), and GRPO then collapsed onto ``clean``, the best blind answer (a wrong filter scores below no filter,
+as it should). One digit per statistic at a fixed place is learnt within a few hundred steps; GRPO then has a
+policy whose answers depend on the image, and improves them.
+
+Writes ``<out>/grpo_curve.json`` and ``<out>/grpo_curve.png`` (``grpo_curve_tune.*`` with ``--tune``): one panel
+per reward component and the total.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -46,25 +58,27 @@ STATS = [
 DEGENERATE = ", ".join(f"{k} 0.90" for k in KINDS)
 
 
-def recipe(model: Path, data: Path, out: Path, steps: int, args) -> dict:
+def recipe(model: Path, data: Path, out: Path, bins: dict, args) -> dict:
     """The GRPO recipe of the benchmark."""
     return {
         "policy": "text",
         "completion": "compact",
         "text_stats": STATS,
+        "text_prompt": "stats",
+        "text_bins": bins,
         "model": str(model),
         "dataset": str(data),
         "output_dir": str(out),
         "overwrite": True,
         "rewards": WEIGHTS,
         "reward_workers": 0,
-        "max_steps": steps,
+        "max_steps": args.grpo_steps,
         "learning_rate": args.lr,
         "per_device_train_batch_size": args.generations * args.prompts_per_step,
         "num_generations": args.generations,
         "max_completion_length": 32,
-        "temperature": 1.0,
-        "beta": 0.0,
+        "temperature": args.temperature,
+        "beta": args.beta,
         "lora": None,
         "report_to": "none",
         "save_steps": 0,
@@ -72,7 +86,7 @@ def recipe(model: Path, data: Path, out: Path, steps: int, args) -> dict:
     }
 
 
-def warm_start(model_dir: Path, data, out: Path, steps: int, lr: float, say) -> Path:
+def warm_start(model_dir: Path, data, out: Path, steps: int, lr: float, batch: int, say) -> Path:
     """A few supervised next-token steps on the ground-truth compact completions (loss on the completion only)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -86,9 +100,9 @@ def warm_start(model_dir: Path, data, out: Path, steps: int, lr: float, say) -> 
         p_ids = tok(prompt)["input_ids"]
         c_ids = tok(row["target"] + "<|im_end|>")["input_ids"]
         pairs.append((p_ids, c_ids))
-    rng = np.random.default_rng(0)
+    rng, size = np.random.default_rng(0), batch
     for step in range(steps):
-        batch = [pairs[i] for i in rng.choice(len(pairs), size=4, replace=False)]
+        batch = [pairs[i] for i in rng.choice(len(pairs), size=min(size, len(pairs)), replace=False)]
         width = max(len(p) + len(c) for p, c in batch)
         ids = torch.full((len(batch), width), tok.pad_token_id)
         labels = torch.full((len(batch), width), -100)
@@ -102,7 +116,7 @@ def warm_start(model_dir: Path, data, out: Path, steps: int, lr: float, say) -> 
         loss.backward()
         opt.step()
         opt.zero_grad()
-        if step % 10 == 0 or step == steps - 1:
+        if step % 50 == 0 or step == steps - 1:
             say(f"warm start step {step}: loss {loss.item():.3f}")
     model.eval().save_pretrained(out)
     tok.save_pretrained(out)
@@ -146,19 +160,21 @@ def sample(model_dir: Path, data, g: int, seed: int) -> list[list[str]]:
     return out
 
 
-def draw(history: list[dict], start: dict, end: dict, path: Path) -> None:
-    """One panel per reward component (and the total): per-step training means, held-out start and end marks."""
+def draw(history: list[dict], rows: dict[str, dict], path: Path) -> None:
+    """One panel per reward component (and the total): per-step training means, evaluated start and end marks,
+    and the reference policies (ground truth, always clean, degenerate) as horizontal lines."""
     from PIL import Image, ImageDraw
 
     names = [*WEIGHTS, "total"]
-    pw, ph, pad = 360, 220, 40
+    refs = (("ground_truth", (0, 150, 0)), ("always_clean", (150, 150, 150)), ("degenerate", (200, 120, 0)))
+    pw, ph, pad = 360, 240, 40
     img = Image.new("RGB", (pw * 3, ph * 2), "white")
     d = ImageDraw.Draw(img)
     for i, name in enumerate(names):
         x0, y0 = (i % 3) * pw, (i // 3) * ph
         key = "reward" if name == "total" else f"rewards/{name}/mean"
         ys = [(h["step"], h[key]) for h in history if h.get(key) is not None and np.isfinite(h[key])]
-        marks = [v for v in (start[name]["mean"], end[name]["mean"]) if v is not None]
+        marks = [r[name]["mean"] for r in rows.values() if r[name]["mean"] is not None]
         vals = [v for _, v in ys] + marks
         lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
         lo, hi = (lo - 0.05, hi + 0.05) if hi - lo < 1e-6 else (lo, hi)
@@ -169,34 +185,49 @@ def draw(history: list[dict], start: dict, end: dict, path: Path) -> None:
             return x, y0 + ph - pad - (ph - 2 * pad) * (v - lo) / (hi - lo)
 
         d.rectangle([x0 + pad, y0 + pad, x0 + pw - pad, y0 + ph - pad], outline="grey")
-        d.text((x0 + pad, y0 + 10), f"{name} (train per step; held-out red start, green end)", fill="black")
+        d.text((x0 + pad, y0 + 6), f"{name}: train per step (blue), eval start red, end green", fill="black")
+        d.text((x0 + pad, y0 + 18), "lines: truth green, always-clean grey, degenerate orange", fill="grey")
         d.text((x0 + 4, y0 + pad - 6), f"{hi:.2f}", fill="grey")
         d.text((x0 + 4, y0 + ph - pad - 6), f"{lo:.2f}", fill="grey")
         d.text((x0 + pw - pad - 20, y0 + ph - pad + 4), f"{n}", fill="grey")
+        for ref, colour in refs:
+            m = rows[ref][name]["mean"]
+            if m is not None:
+                d.line([pt(0, m), pt(n, m)], fill=colour, width=1)
         if len(ys) > 1:
-            d.line([pt(s, v) for s, v in ys], fill=(60, 110, 200), width=1)
-            smooth = [(s, float(np.mean([v for _, v in ys[max(0, j - 4) : j + 1]]))) for j, (s, _v) in enumerate(ys)]
-            d.line([pt(s, v) for s, v in smooth], fill=(20, 40, 120), width=3)
-        for step, m, colour in ((0, start[name]["mean"], "red"), (n, end[name]["mean"], "green")):
+            d.line([pt(s, v) for s, v in ys], fill=(150, 180, 230), width=1)
+            smooth = [(s, float(np.mean([v for _, v in ys[max(0, j - 9) : j + 1]]))) for j, (s, _v) in enumerate(ys)]
+            d.line([pt(s, v) for s, v in smooth], fill=(20, 40, 160), width=3)
+        for step, m, colour in ((0, rows["start"][name]["mean"], "red"), (n, rows["end"][name]["mean"], "green")):
             if m is not None:
                 x, y = pt(step, m)
                 d.ellipse([x - 5, y - 5, x + 5, y + 5], outline=colour, width=3)
-    img.save(path)
+    tmp = path.with_name(f".{path.name}")
+    img.save(tmp, format="PNG")
+    tmp.replace(path)
 
 
 def main() -> None:
     """Run the benchmark and write JSON and PNG."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--train", type=int, default=48)
-    ap.add_argument("--eval", type=int, default=16)
+    ap.add_argument("--train", type=int, default=200, help="crops for the supervised warm start")
+    ap.add_argument("--grpo-train", type=int, default=400, help="other crops of the same photos, for GRPO")
+    ap.add_argument("--eval", type=int, default=32)
     ap.add_argument("--size", default="96x128", help="crop HxW")
-    ap.add_argument("--sft-steps", type=int, default=60)
-    ap.add_argument("--sft-lr", type=float, default=3e-3)
-    ap.add_argument("--grpo-steps", type=int, default=120)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--sft-steps", type=int, default=600)
+    ap.add_argument("--sft-lr", type=float, default=1e-3)
+    ap.add_argument("--sft-batch", type=int, default=16)
+    ap.add_argument("--grpo-steps", type=int, default=150)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--beta", type=float, default=0.02, help="KL coefficient against the warm-started policy")
+    ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--generations", type=int, default=8, help="completions per prompt (GRPO group size)")
-    ap.add_argument("--prompts-per-step", type=int, default=1)
-    ap.add_argument("--eval-samples", type=int, default=4)
+    ap.add_argument("--prompts-per-step", type=int, default=4)
+    ap.add_argument("--eval-samples", type=int, default=8)
+    ap.add_argument("--tune", action="store_true", help="evaluate on a split of the training photos (seed 2), not "
+                    "on the held-out photos: for choosing settings without looking at the held-out set")
+    ap.add_argument("--warm", type=Path, help="reuse this warm-start folder (same --train/--sft-* settings)")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (data, warm start, GRPO output)")
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     args = ap.parse_args()
 
@@ -206,7 +237,7 @@ def main() -> None:
     from rl.rewards import shutdown
     from rl.sft import read_manifest
     from rl.synth import write_dataset
-    from rl.text_policy import text_prompt_dataset
+    from rl.text_policy import stat_bins, text_prompt_dataset
     from rl.tiny_text import build_tiny_text_policy
 
     torch.set_num_threads(1)
@@ -217,46 +248,67 @@ def main() -> None:
 
     h, w = (int(v) for v in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="grpo_curve."))
+    say(f"work folder {work}")
     train_dir = write_dataset(work / "train", args.train, seed=0, size=(h, w), photos=CALIBRATION_PHOTOS)
-    eval_dir = write_dataset(work / "eval", args.eval, seed=1, size=(h, w), photos=EVALUATION_PHOTOS)
-    train = text_prompt_dataset(train_dir, None, STATS, "compact")
-    held = text_prompt_dataset(eval_dir, None, STATS, "compact")
-    say(f"data: {len(train)} train crops, {len(held)} held-out crops of {h}x{w}")
-    base = build_tiny_text_policy(work / "base", seed=0, hidden=128, layers=2)
-    warm = warm_start(base, train, work / "warm", args.sft_steps, args.sft_lr, say)
+    # GRPO prompts the warm start has not memorised: on its own crops it already scores near the ground truth,
+    # which leaves GRPO nothing to learn from (a flat training curve) while held-out crops still have headroom.
+    grpo_dir = write_dataset(work / "grpo_train", args.grpo_train, seed=3, size=(h, w), photos=CALIBRATION_PHOTOS)
+    if args.tune:
+        eval_dir = write_dataset(work / "eval", args.eval, seed=2, size=(h, w), photos=CALIBRATION_PHOTOS)
+    else:
+        eval_dir = write_dataset(work / "eval", args.eval, seed=1, size=(h, w), photos=EVALUATION_PHOTOS)
+    # Bin edges come from the training crops only and are reused as they are for the held-out crops.
+    raw = text_prompt_dataset(train_dir, None, STATS, "compact", "stats")
+    bins = stat_bins([json.loads(s) for s in raw["stats"]], STATS)
+    train = text_prompt_dataset(train_dir, None, STATS, "compact", "stats", bins)
+    held = text_prompt_dataset(eval_dir, None, STATS, "compact", "stats", bins)
+    split = "tuning" if args.tune else "held-out"
+    say(f"data: {len(train)} warm-start and {args.grpo_train} GRPO crops, {len(held)} {split} crops of {h}x{w}")
+    if args.warm is not None:
+        warm = args.warm
+    else:
+        base = build_tiny_text_policy(work / "base", seed=0, hidden=128, layers=2)
+        warm = warm_start(base, train, work / "warm", args.sft_steps, args.sft_lr, args.sft_batch, say)
     t_warm = time.time() - t0
 
-    cfg = load_config(recipe(warm, train_dir, work / "grpo", args.grpo_steps, args))
+    cfg = load_config(recipe(warm, grpo_dir, work / "grpo", bins, args))
     fns, _ = policy_rewards(cfg)
     truth = score(fns, held, [[row["target"]] for row in held])
     degenerate = score(fns, held, [[DEGENERATE] for _ in held])
+    clean = score(fns, held, [["clean"] for _ in held])
     start = score(fns, held, sample(warm, held, args.eval_samples, seed=1))
-    say(f"held-out start: { {k: v['mean'] for k, v in start.items()} }")
+    say(f"start: { {k: round(v['mean'], 3) for k, v in start.items() if v['mean'] is not None} }")
     t1 = time.time()
     out = train_grpo(cfg, log=say)
     grpo_s = time.time() - t1
     end = score(fns, held, sample(out, held, args.eval_samples, seed=1))
-    say(f"held-out end: { {k: v['mean'] for k, v in end.items()} }")
+    say(f"end: { {k: round(v['mean'], 3) for k, v in end.items() if v['mean'] is not None} }")
     shutdown()
     manifest = read_manifest(out)
     history = [h for h in manifest["log_history"] if "reward" in h]
 
+    rows = {"start": start, "end": end, "ground_truth": truth, "degenerate": degenerate, "always_clean": clean}
     args.out.mkdir(parents=True, exist_ok=True)
-    png = args.out / "grpo_curve.png"
-    draw(history, start, end, png)
+    stem = "grpo_curve_tune" if args.tune else "grpo_curve"
+    png = args.out / f"{stem}.png"
+    draw(history, rows, png)
     report = {
         "setup": {
-            "policy": "tiny Qwen3 causal LM (hidden 128, 2 layers), measured statistics in, compact pairs out",
-            "train": f"{len(train)} crops, calibration photos, synth seed 0",
-            "held_out": f"{len(held)} crops, evaluation photos, synth seed 1",
+            "policy": "tiny Qwen3 causal LM (hidden 128, 2 layers), binned measured statistics in, compact pairs out",
+            "warm_start_crops": f"{len(train)} crops, calibration photos, synth seed 0",
+            "grpo_crops": f"{args.grpo_train} crops, calibration photos, synth seed 3",
+            "evaluated": f"{len(held)} crops, "
+            + ("calibration photos, synth seed 2 (tuning split)" if args.tune else "evaluation photos, synth seed 1"),
             "size": [h, w],
-            "sft_steps": args.sft_steps,
+            "warm_start": {"steps": args.sft_steps, "lr": args.sft_lr, "batch": args.sft_batch,
+                           "reused": bool(args.warm)},
             "grpo_steps": args.grpo_steps,
             "eval_samples_per_crop": args.eval_samples,
             "weights": WEIGHTS,
-            "recipe": {k: v for k, v in cfg.items() if k not in ("model", "dataset", "output_dir")},
+            "recipe": {k: v for k, v in cfg.items() if k not in ("model", "dataset", "output_dir", "text_bins")},
+            "text_bins": bins,
         },
-        "held_out": {"start": start, "end": end, "ground_truth": truth, "degenerate": degenerate},
+        "held_out": rows,
         "degenerate_completion": DEGENERATE,
         "train_curve": [
             {"step": h["step"], "reward": h["reward"], **{k: h.get(f"rewards/{k}/mean") for k in WEIGHTS}}
@@ -265,16 +317,19 @@ def main() -> None:
         "wall_s": {"data_and_warm_start": t_warm, "grpo": grpo_s, "total": time.time() - t0},
         "grpo_step_s": manifest["step_time_s"],
     }
-    (args.out / "grpo_curve.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    rows = [("start", start), ("end", end), ("ground truth", truth), ("degenerate", degenerate)]
-    print(f"{'held-out':14}" + "".join(f"{k:>20}" for k in [*WEIGHTS, "total"]))
-    for label, table in rows:
+    tmp = args.out / f".{stem}.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    tmp.replace(args.out / f"{stem}.json")
+    print(f"{'evaluated':14}" + "".join(f"{k:>24}" for k in [*WEIGHTS, "total"]))
+    for label, table in rows.items():
         cells = [
             "-" if table[k]["mean"] is None else f"{table[k]['mean']:.3f} ({table[k]['none']} None)"
             for k in [*WEIGHTS, "total"]
         ]
-        print(f"{label:14}" + "".join(f"{c:>20}" for c in cells))
+        print(f"{label:14}" + "".join(f"{c:>24}" for c in cells))
     print(f"wall {time.time() - t0:.0f}s (GRPO {grpo_s:.0f}s, {manifest['step_time_s']:.2f}s/step); wrote {png}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from rl.sft import (
     common_trainer_settings,
 )
 from rl.synth import load_dataset
-from rl.text_policy import COMPLETIONS, TextReward, text_prompt_dataset
+from rl.text_policy import COMPLETIONS, PROMPTS, TextReward, text_prompt_dataset
 
 #: Policies: a Qwen3-VL that sees the image, or a causal LM that reads the measured statistics (rl/text_policy.py).
 POLICIES = ("vlm", "text")
@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "policy": "vlm",
     "completion": "json",
     "text_stats": None,
+    "text_prompt": "diagnose",
+    "text_bins": None,
     "model": None,
     "dataset": None,
     "output_dir": None,
@@ -91,6 +93,8 @@ DEFAULTS: dict[str, Any] = {
     "logging_steps": 1,
     "log_completions": True,
     "num_completions_to_print": 0,
+    "log_samples": 4,
+    "log_samples_every": 10,
     "report_to": "tensorboard",
     "save_steps": 0,
     "save_total_limit": 2,
@@ -136,6 +140,13 @@ def load_config(config: str | Path | dict, overrides: list[str] | dict | None = 
         raise GRPOConfigError(f"completion={cfg['completion']!r}: use json, or compact with policy: text")
     if cfg["text_stats"] is not None and not isinstance(cfg["text_stats"], list):
         raise GRPOConfigError("text_stats must be a list of measure statistic names, or null for all of them")
+    if cfg["text_prompt"] not in PROMPTS or (cfg["text_prompt"] == "stats" and cfg["completion"] != "compact"):
+        raise GRPOConfigError(f"text_prompt={cfg['text_prompt']!r}: use diagnose, or stats with completion compact")
+    bins = cfg["text_bins"]
+    if bins is not None and not (
+        isinstance(bins, dict) and all(isinstance(v, list) and v == sorted(v) for v in bins.values())
+    ):
+        raise GRPOConfigError("text_bins must map statistic names to ascending lists of bin edges, or be null")
     if cfg["device"] not in ("auto", "cpu", "cuda"):
         raise GRPOConfigError(f"device={cfg['device']!r} is not one of auto, cpu, cuda")
     if cfg["dtype"] not in ("auto", "float32", "bfloat16", "float16"):
@@ -216,7 +227,10 @@ def prompt_dataset(path: str | Path, max_samples: int | None):
 def policy_dataset(cfg: dict):
     """The training prompts of a recipe: image prompts (``vlm``) or measured-statistics prompts (``text``)."""
     if cfg["policy"] == "text":
-        return text_prompt_dataset(cfg["dataset"], cfg["max_samples"], cfg["text_stats"], cfg["completion"])
+        return text_prompt_dataset(
+            cfg["dataset"], cfg["max_samples"], cfg["text_stats"], cfg["completion"], cfg["text_prompt"],
+            cfg["text_bins"],
+        )  # fmt: skip
     return prompt_dataset(cfg["dataset"], cfg["max_samples"])
 
 
@@ -359,6 +373,11 @@ def train_grpo(config: str | Path | dict, overrides: list[str] | dict | None = N
 
     args = GRPOConfig(**grpo_settings(cfg, out, use_cpu, dtype, say))
     timer = _Monitor(say)
+    callbacks = [timer]
+    if "tensorboard" in args.report_to and int(cfg["log_samples"] or 0) > 0:
+        from rl.tb_samples import CompletionSamples
+
+        callbacks.append(CompletionSamples(reward_funcs, int(cfg["log_samples_every"] or 1), int(cfg["log_samples"])))
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -366,9 +385,11 @@ def train_grpo(config: str | Path | dict, overrides: list[str] | dict | None = N
         train_dataset=train,
         processing_class=processor,
         peft_config=_peft(cfg),
-        callbacks=[timer],
+        callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)
+    for cb in callbacks[1:]:
+        cb.bind(trainer)
     say(f"training: {args.max_steps} steps, rewards {dict(zip(trainer.reward_func_names, args.reward_weights))}")
     resume = cfg["resume_from_checkpoint"]
     try:

@@ -180,10 +180,13 @@ class _Engine:
     def score(self, images: list[np.ndarray]) -> list[Outcome]:
         """The scorer's severities of each (8-bit) input, cached by sha256."""
         keys = [_sha(u8) for u8 in images]
-        todo = {k: u8 for k, u8 in zip(keys, images, strict=True) if k not in self._scores}
+        # Results are collected here, not re-read from the cache: putting new entries may evict ones this call hit.
+        found = {k: self._scores[k] for k in keys if k in self._scores}
+        todo = {k: u8 for k, u8 in zip(keys, images, strict=True) if k not in found}
         for k, out in zip(todo, self._map(_score, [(u8,) for u8 in todo.values()]), strict=True):
             self._put(self._scores, k, out)
-        return [self._scores[k] for k in keys]
+            found[k] = out
+        return [found[k] for k in keys]
 
     def restore(self, images: list[np.ndarray], records: list[DiagnosisRecord | None]) -> list[Outcome | None]:
         """Restore each image with its record's plan and re-score it; ``None`` where the record is ``None``."""
@@ -191,6 +194,7 @@ class _Engine:
 
         keys: list[tuple[str, str] | None] = []
         todo: dict[tuple[str, str], tuple] = {}
+        found: dict[tuple[str, str], Outcome] = {}  # hits kept here: the puts below may evict them from the cache
         for u8, rec in zip(images, records, strict=True):
             if rec is None:
                 keys.append(None)
@@ -200,6 +204,8 @@ class _Engine:
             keys.append(key)
             if key in self._restored:
                 self.hits += 1
+                self._restored.move_to_end(key)  # least recently *used* goes first
+                found[key] = self._restored[key]
             elif key not in todo:
                 self.misses += 1
                 todo[key] = (u8, rec.model_dump_json(), plan_json)
@@ -207,7 +213,7 @@ class _Engine:
             todo[key] = out
             if out.error is None:  # failures are retried next time, not cached
                 self._put(self._restored, key, out)
-        return [None if k is None else todo[k] if k in todo else self._restored[k] for k in keys]
+        return [None if k is None else todo[k] if k in todo else found[k] for k in keys]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -246,7 +252,7 @@ class _Reward:
         self.__name__ = self.name
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "__name__")
+        shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "__name__" and not k.startswith("_"))
         return f"{type(self).__name__}({shown})"
 
 
@@ -266,13 +272,33 @@ class _Restoring(_Reward):
         self.restorer, self.scorer, self.workers = restorer, scorer, int(workers)
         self.restorer_kwargs, self.scorer_kwargs = dict(restorer_kwargs or {}), dict(scorer_kwargs or {})
 
+        #: The latest call's (input, restored or None, completion text) triples, for sample logging
+        #: (rl/tb_samples.py); not pickled, not shown.
+        self._last_batch: list[tuple[np.ndarray, np.ndarray | None, str]] = []
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "_last_batch"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _last_batch=[])
+
+    @property
+    def last_batch(self) -> list[tuple[np.ndarray, np.ndarray | None, str]]:
+        """``(input uint8, restored uint8 or None, completion text)`` of each completion of the latest call."""
+        return list(self._last_batch)
+
     def _engine(self) -> _Engine:
         return engine(self.restorer, self.restorer_kwargs, self.scorer, self.scorer_kwargs, self.workers)
 
     def _outcomes(self, completions, image) -> tuple[list[np.ndarray], list[Outcome | None]]:
         images = [as_uint8(im) for im in image]
         records = [parse_record(c, u8) for c, u8 in zip(completions, images, strict=True)]
-        return images, self._engine().restore(images, records)
+        outcomes = self._engine().restore(images, records)
+        self._last_batch = [
+            (u8, None if a is None else a.pixels, completion_text(c))
+            for u8, a, c in zip(images, outcomes, completions, strict=True)
+        ]
+        return images, outcomes
 
 
 class FormatReward(_Reward):

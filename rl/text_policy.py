@@ -35,17 +35,56 @@ _PAIR = re.compile(r"^\s*([a-z_]+)\s+([01](?:\.\d+)?)\s*$")
 COMPACT_CONFIDENCE = 0.9
 
 
-def render_stats(stats: dict[str, float], names: list[str] | None = None) -> str:
-    r"""Statistics as ``name value`` lines (3 significant digits), in ``names`` order or the measured order.
+#: Prompt styles: the full ``diagnose`` prompt with the statistics appended, or only the statistics and the reply
+#: format (``stats``, compact completions only: ~5x fewer tokens, which a small model reads far more easily).
+PROMPTS = ("diagnose", "stats")
+STATS_SYSTEM = "You diagnose the degradations of an image from statistics measured on it."
+
+
+def render_stats(
+    stats: dict[str, float], names: list[str] | None = None, bins: dict[str, list[float]] | None = None
+) -> str:
+    r"""Statistics as ``name value`` lines, in ``names`` order or the measured order.
+
+    Values are written with 3 significant digits, or, for statistics in ``bins`` (ascending edges, e.g. from
+    :func:`stat_bins`), as the index of their bin: one digit token at a fixed place, which a small model maps to a
+    verdict far faster than it learns to compare multi-digit numbers.
 
     >>> render_stats({"noise_sigma_mid": 12.345, "edge_width": 2.0}, ["edge_width"])
     'Measured statistics:\nedge_width 2'
+    >>> render_stats({"noise_sigma_mid": 12.345}, bins={"noise_sigma_mid": [2.0, 5.0, 20.0]})
+    'Measured statistics (bins):\nnoise_sigma_mid 2'
     """
     keys = list(names) if names else list(stats)
     unknown = [k for k in keys if k not in stats]
     if unknown:
         raise ValueError(f"unknown statistic(s) {unknown} in text_stats; known: {sorted(stats)}")
-    return "Measured statistics:\n" + "\n".join(f"{k} {stats[k]:.3g}" for k in keys)
+    bins = bins or {}
+    lines = [
+        f"{k} {int(np.searchsorted(np.asarray(bins[k], float), stats[k], side='right'))}" if k in bins else
+        f"{k} {stats[k]:.3g}"
+        for k in keys
+    ]  # fmt: skip
+    return ("Measured statistics (bins):\n" if bins else "Measured statistics:\n") + "\n".join(lines)
+
+
+def stat_bins(stats_rows: list[dict[str, float]], names: list[str], n: int = 10) -> dict[str, list[float]]:
+    """Quantile bin edges (``n`` bins, ``n - 1`` inner edges) of each named statistic over a (training) set.
+
+    Fit on training rows only and reuse them for held-out rows (like any input normalisation). Repeated edges
+    (a statistic that is often constant) are merged.
+
+    >>> stat_bins([{"a": float(v)} for v in range(10)], ["a"], n=2)
+    {'a': [4.5]}
+    """
+    if not stats_rows:
+        raise ValueError("stat_bins needs at least one row of statistics")
+    out = {}
+    for k in names:
+        vals = np.asarray([row[k] for row in stats_rows], float)
+        edges = np.unique(np.round(np.quantile(vals, np.linspace(0, 1, n + 1)[1:-1]), 6))
+        out[k] = [float(e) for e in edges]
+    return out
 
 
 def parse_compact(text: str) -> list[tuple[str, float]] | None:
@@ -193,23 +232,36 @@ def image_stats(image) -> dict[str, float]:
     return json.loads(_stats_of(buf.getvalue()))
 
 
-def text_prompt_dataset(path: str | Path, max_samples: int | None, names: list[str] | None, completion: str):
+def text_prompt_dataset(
+    path: str | Path,
+    max_samples: int | None,
+    names: list[str] | None,
+    completion: str,
+    prompt: str = "diagnose",
+    bins: dict[str, list[float]] | None = None,
+):
     """The synth set as conversational text prompts with ``pixels``, ``record``, ``clean``, ``stats`` and ``target``.
 
     ``target`` is the text the policy should write (the compact or JSON completion of the ground truth), for
-    warm-starting with supervised steps.
+    warm-starting with supervised steps. ``prompt`` is one of :data:`PROMPTS`; ``bins`` renders the statistics it
+    names as bin indices (:func:`render_stats`).
     """
     from rl.grpo import prompt_dataset
 
     if completion not in COMPLETIONS:
         raise ValueError(f"completion={completion!r} is not one of {list(COMPLETIONS)}")
+    if prompt not in PROMPTS or (prompt == "stats" and completion != "compact"):
+        raise ValueError(f"prompt={prompt!r}: use diagnose, or stats with compact completions")
     base = prompt_dataset(path, max_samples)
     rows = {k: [] for k in ("prompt", "pixels", "record", "clean", "stats", "target")}
     for i in range(len(base)):
         row = base[i]
         stats = image_stats(row["image"])
         system, user = row["prompt"][0]["content"], row["prompt"][1]["content"]
-        user = f"{user}\n\n{render_stats(stats, names)}"
+        if prompt == "stats":
+            system, user = STATS_SYSTEM, render_stats(stats, names, bins)
+        else:
+            user = f"{user}\n\n{render_stats(stats, names, bins)}"
         if completion == "compact":
             user += "\n\n" + COMPACT_HINT
         rows["prompt"].append([{"role": "system", "content": system}, {"role": "user", "content": user}])

@@ -210,6 +210,37 @@ def test_compact_completions_expand_into_valid_records():
             load_config({**BASE, **bad})
 
 
+def test_stats_prompt_with_binned_statistics(grpo_data):
+    """text_prompt: stats shows only the statistics (binned when text_bins names them) and the reply format."""
+    from rl.text_policy import COMPACT_HINT, STATS_SYSTEM, stat_bins, text_prompt_dataset
+
+    names = ["noise_sigma_mid", "edge_width"]
+    full = text_prompt_dataset(grpo_data, None, names, "compact")
+    bins = stat_bins([json.loads(s) for s in full["stats"]], names, n=2)
+    assert all(len(v) == 1 for v in bins.values())  # 2 bins: one edge, the median of the 4 rows
+    short = text_prompt_dataset(grpo_data, None, names, "compact", "stats", bins)
+    for i in range(len(short)):
+        system, user = short[i]["prompt"][0]["content"], short[i]["prompt"][1]["content"]
+        stats = json.loads(short[i]["stats"])
+        assert system == STATS_SYSTEM and user.endswith(COMPACT_HINT)
+        lines = user.split("\n\n")[0].splitlines()
+        assert lines[0] == "Measured statistics (bins):"
+        # each value is its bin: 1 above the edge, 0 at or below it
+        assert lines[1:] == [f"{k} {int(stats[k] > bins[k][0])}" for k in names]
+        assert short[i]["target"] == full[i]["target"] and len(user) < len(full[i]["prompt"][1]["content"])
+    cases = [
+        ({"text_prompt": "stats"}, "completion compact"),  # json completions need the diagnose prompt's schema
+        ({"text_prompt": "short", "completion": "compact"}, "text_prompt"),
+        ({"text_bins": {"edge_width": [3.0, 1.0]}}, "ascending"),  # edges out of order
+        ({"text_bins": [1.0, 2.0]}, "text_bins"),  # not a mapping
+    ]
+    for extra, message in cases:
+        with pytest.raises(GRPOConfigError, match=message):
+            load_config({**BASE, "policy": "text", **extra})
+    with pytest.raises(ValueError, match="stats with compact"):
+        text_prompt_dataset(grpo_data, None, names, "json", "stats")
+
+
 def test_text_policy_grpo_two_steps(tiny_text_dir, grpo_data, tmp_path):
     """The light policy: a tiny causal LM reading measured statistics, two real GRPO steps, truth-taught rewards."""
     import pickle
@@ -258,4 +289,51 @@ def test_text_policy_grpo_two_steps(tiny_text_dir, grpo_data, tmp_path):
     means = [h for h in manifest["log_history"] if "reward" in h][-1]
     assert means["rewards/format/mean"] == 0.0  # an untrained policy writes no valid pairs, and is scored so
     assert AutoModelForCausalLM.from_pretrained(out) is not None and (out / "tokenizer.json").is_file()
+    rewards_mod.shutdown()
+
+
+def test_tensorboard_gets_completion_samples_with_images(tiny_text_dir, grpo_data, tmp_path):
+    """report_to tensorboard: the run's events hold image and text samples next to the reward scalars."""
+    pytest.importorskip("tensorboard")
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rl.grpo import train_grpo
+    from rl.tb_samples import side_by_side
+
+    torch.set_num_threads(1)
+    out = train_grpo(
+        {
+            "policy": "text",
+            "completion": "compact",
+            "text_stats": ["noise_sigma_mid", "edge_width"],
+            "model": str(tiny_text_dir),
+            "dataset": str(grpo_data),
+            "output_dir": str(tmp_path / "run"),
+            "lora": None,
+            "max_steps": 2,
+            "per_device_train_batch_size": 4,
+            "num_generations": 4,
+            "max_completion_length": 8,
+            "report_to": "tensorboard",
+            "log_samples": 2,
+            "log_samples_every": 1,
+            "save_steps": 0,
+            "reward_workers": 0,
+        }
+    )
+    events = sorted((out / "trainer").rglob("events.out.tfevents*"))
+    assert events, "no TensorBoard events file written"
+    acc = EventAccumulator(str(events[0].parent), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"samples/0", "samples/1"} <= set(tags["images"]) and "train/reward" in tags["scalars"]
+    assert {"samples/0/text_summary", "samples/1/text_summary"} <= set(tags["tensors"])
+    images = acc.Images("samples/0")
+    assert [e.step for e in images] == [1, 2] and images[0].width == 2 * 96 + 4 and images[0].height == 64
+    text = acc.Tensors("samples/0/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "completion" in text and "format" in text  # the completion and its per-reward values
+    # An unparsed completion (the untrained policy's) is shown against a grey panel, a restored one as is.
+    a, b = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 9, np.uint8)
+    assert (side_by_side(a, None, gap=1)[:, 3:] == 128).all() and (side_by_side(a, b, gap=1)[:, 3:] == 9).all()
     rewards_mod.shutdown()

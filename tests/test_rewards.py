@@ -180,6 +180,17 @@ def test_rewards_pickle_with_stable_names(clean, name):
     assert again([None], [said], image=[image], record=[truth], clean=[clean])[0] is not None
 
 
+def test_restoring_rewards_keep_their_latest_batch_for_sample_logging(clean):
+    """last_batch: (input, restored or None, text) per completion of the latest call; never pickled or shown."""
+    image, said, _ = _case(clean, "noise", "noise")
+    fn = SeverityReduction(workers=0)
+    fn([None, None], [said, "oops"], image=[image, image])
+    (src0, out0, text0), (src1, out1, text1) = fn.last_batch
+    assert np.array_equal(src0, image) and out0.shape == image.shape and not np.array_equal(out0, image)
+    assert out1 is None and text1 == "oops" and text0 == completion_text(said)  # unparsed: nothing restored
+    assert pickle.loads(pickle.dumps(fn)).last_batch == [] and "last_batch" not in repr(fn)
+
+
 def test_worker_pool_and_cache_agree_with_inline(clean):
     image, said, _ = _case(clean, "haze", "haze")
     inline = SeverityReduction(workers=0)([None], [said], image=[image])
@@ -191,6 +202,22 @@ def test_worker_pool_and_cache_agree_with_inline(clean):
         assert pooled == inline * 2 and eng.misses == 1 and eng.hits == 0  # same (image, plan): restored once
         Fidelity(workers=1)([None], [said], image=[image], clean=[clean])
         assert eng.hits == 1  # the fidelity reward reuses the severity reward's restoration
+    finally:
+        rewards_mod.shutdown()
+
+
+def test_full_cache_never_loses_a_hit_of_the_same_call(clean, monkeypatch):
+    """A batch with cached and new (image, plan) pairs on a full LRU: the new entries may evict the hits' entries."""
+    monkeypatch.setattr(rewards_mod, "CACHE_SIZE", 2)
+    rewards_mod.shutdown()
+    cases = [_case(clean, kind, kind) for kind in ("noise", "haze", "jpeg")]
+    fn = SeverityReduction(workers=0)
+    try:
+        first = fn([None], [cases[0][1]], image=[cases[0][0]])
+        # the cached pair first, then two new ones: their puts evict the first pair (and the scorer cache too)
+        again = fn([None] * 3, [c[1] for c in cases], image=[c[0] for c in cases])
+        assert again[0] == first[0] and all(v is not None for v in again)
+        assert fn._engine().hits == 1 and len(fn._engine()._restored) == 2
     finally:
         rewards_mod.shutdown()
 
