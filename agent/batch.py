@@ -4,6 +4,12 @@ Layout of ``OUT``: ``<name>.png`` (restored image) and ``<name>.json`` (trace) p
 line per finished input, written by the parent process only), ``.rnr/work/<thread>/`` (intermediate arrays and a
 per-image SQLite checkpoint, removed once the image is done). Outputs are written to a temporary file and renamed,
 so a final file is complete or absent; an input is done when the manifest says so and its files exist.
+
+With ``checkpoint="postgres://..."`` the per-image checkpoints live on that PostgreSQL server instead (one thread per
+image, deleted once the image is done), shared by every worker and host of the run, so a worker can resume an image
+another one left half done. Checkpointed states name arrays under ``OUT/.rnr/work/<thread>/`` by the path ``OUT``
+was given as, so hosts that share checkpoints must see ``OUT`` at that same path (an absolute path on a shared
+filesystem); the manifest, written by the one driver, still decides what is finished.
 """
 
 from __future__ import annotations
@@ -111,10 +117,17 @@ def _init_worker(backends: dict, settings: dict) -> None:
 
 
 def process_item(
-    item: Item, out: Path, ctx: Context | None = None, on_update: Callable[[str, dict], None] | None = None
+    item: Item,
+    out: Path,
+    ctx: Context | None = None,
+    on_update: Callable[[str, dict], None] | None = None,
+    checkpoint: str | None = None,
 ) -> dict:
-    """Restore one input into ``out``; returns its manifest row (status "failed" with the error on failure)."""
-    from agent.checkpoint import sqlite_checkpointer
+    """Restore one input into ``out``; returns its manifest row (status "failed" with the error on failure).
+
+    ``checkpoint`` is a ``postgres://`` URL for shared checkpoints; ``None`` keeps a SQLite file in the work dir.
+    """
+    from agent.checkpoint import is_postgres_url, open_checkpointer
     from agent.graph import final_pixels, finish_trace
     from agent.run import run_graph, thread_id
     from reasoner.imageio import ImageLoadError, save_image
@@ -126,16 +139,36 @@ def process_item(
         thread = thread_id(item.path, ctx)
         work = out / ".rnr" / "work" / thread
 
+        shared = is_postgres_url(checkpoint)
+        config = {"configurable": {"thread_id": thread}}
+
         def attempt():
             work.mkdir(parents=True, exist_ok=True)
-            saver = sqlite_checkpointer(work / "checkpoint.sqlite")
+            saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
             try:
                 state = run_graph(item.path, ctx, work, checkpointer=saver, thread=thread, on_update=on_update)
             finally:
                 saver.conn.close()
             return state, final_pixels(state)
 
-        resuming = (work / "checkpoint.sqlite").exists()
+        def forget():
+            # The thread goes with the work files it refers to: a checkpoint without them cannot resume.
+            if shared:
+                saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
+                try:
+                    saver.delete_thread(thread)
+                finally:
+                    saver.conn.close()
+            shutil.rmtree(work, ignore_errors=True)
+
+        if shared:
+            saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
+            try:
+                resuming = saver.get_tuple(config) is not None
+            finally:
+                saver.conn.close()
+        else:
+            resuming = (work / "checkpoint.sqlite").exists()
         try:
             state, pixels = attempt()
         except ImageLoadError:
@@ -145,13 +178,13 @@ def process_item(
                 raise
             # A run killed mid-step (or mid-cleanup) can leave a checkpoint that no longer matches its work files;
             # the graph is deterministic, so starting the image again gives what the uninterrupted run would have.
-            shutil.rmtree(work, ignore_errors=True)
+            forget()
             state, pixels = attempt()
         t_io = time.perf_counter()
         save_image(out / row["output"], pixels)
         trace = finish_trace(state.trace, row["output"], time.perf_counter() - t_io)
         write_text_atomic(out / row["trace"], trace.model_dump_json(indent=1))
-        shutil.rmtree(work, ignore_errors=True)
+        forget()
         status = "ok" if state.decision in ("accepted", "rolled_back") else "unchanged"
         row.update(status=status, decision=state.decision, overall_before=trace.overall_before,
                    overall_after=trace.overall_after, timings=trace.timings)  # fmt: skip
@@ -209,11 +242,13 @@ def run_batch(
     recursive: bool = False,
     on_row: Callable[[dict], None] | None = None,
     on_update: Callable[[str, dict], None] | None = None,
+    checkpoint: str | None = None,
 ) -> Summary:
     """Restore every input into ``out``; with ``resume`` skip inputs already finished there.
 
     ``backends`` holds ``reasoner``, ``scorer``, ``restorer`` and ``index`` names for :func:`agent.run.make_context`;
-    each worker process loads them once. ``on_update`` (live node updates) needs ``workers == 1``.
+    each worker process loads them once. ``on_update`` (live node updates) needs ``workers == 1``. ``checkpoint``
+    is a ``postgres://`` URL to keep checkpoints on that server (see the module docstring); ``None``: SQLite.
     """
     out = Path(out)
     check_new_run(out, resume)
@@ -230,12 +265,12 @@ def run_batch(
     if workers <= 1:
         _init_worker(backends, settings.model_dump())
         for it in todo:
-            record(process_item(it, out, on_update=on_update))
+            record(process_item(it, out, on_update=on_update, checkpoint=checkpoint))
     else:
         with ProcessPoolExecutor(
             workers, initializer=_init_worker, initargs=(backends, settings.model_dump())
         ) as pool:
-            futures = [pool.submit(process_item, it, out) for it in todo]
+            futures = [pool.submit(process_item, it, out, checkpoint=checkpoint) for it in todo]
             for fut in as_completed(futures):
                 record(fut.result())
     return summary

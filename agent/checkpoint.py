@@ -42,3 +42,78 @@ def sqlite_checkpointer(path: str | Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=False)
     return SqliteSaver(conn, serde=serde())
+
+
+POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
+def is_postgres_url(spec: str | None) -> bool:
+    """Whether a ``--checkpoint`` value names a PostgreSQL server (anything else is refused by the CLI)."""
+    return bool(spec) and spec.startswith(POSTGRES_SCHEMES)
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for error messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def postgres_checkpointer(url: str, *, setup: bool = False, connect_timeout: int = 10):
+    """A checkpointer on the PostgreSQL server at ``url``, shared by every process and host that names it.
+
+    ``url`` is ``postgres://user:password@host:port/database``; close the saver with ``saver.conn.close()``.
+
+    Threads are keyed by :func:`agent.run.thread_id`, so the same image under the same backends and settings maps to
+    the same thread on every host. ``setup`` creates or migrates the tables; do it once per run, before workers
+    connect (concurrent first-time migrations can collide), as :func:`check_postgres` does.
+
+    Raises:
+        ImportError: ``langgraph-checkpoint-postgres`` / ``psycopg`` missing (the ``dist`` extra).
+        ValueError: The server cannot be reached or refuses the connection (one line naming the redacted URL).
+
+    """
+    try:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+    except ImportError as e:
+        raise ImportError(
+            "Postgres checkpoints need langgraph-checkpoint-postgres and psycopg; "
+            "install with: pip install 'reason-restore[dist]'"
+        ) from e
+    if not is_postgres_url(url):
+        raise ValueError(f"{url}: not a PostgreSQL URL; use postgres://user:password@host:port/database")
+    try:
+        # The settings PostgresSaver.from_conn_string uses, which its queries rely on (dict rows, autocommit).
+        conn = psycopg.connect(
+            url, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=connect_timeout
+        )
+    except psycopg.Error as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"{redact(url)}: cannot connect to PostgreSQL: {reason}") from None
+    saver = PostgresSaver(conn, serde=serde())
+    if setup:
+        try:
+            saver.setup()
+        except psycopg.Error as e:
+            conn.close()
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise ValueError(f"{redact(url)}: cannot create the checkpoint tables: {reason}") from None
+    return saver
+
+
+def check_postgres(url: str) -> None:
+    """Connect to ``url`` and create the checkpoint tables, so a bad URL fails before any work (one-line error)."""
+    postgres_checkpointer(url, setup=True).conn.close()
+
+
+def open_checkpointer(spec: str | None, sqlite_path: str | Path):
+    """The batch checkpointer for one image: PostgreSQL when ``spec`` is a URL, else SQLite at ``sqlite_path``."""
+    if is_postgres_url(spec):
+        return postgres_checkpointer(spec)
+    return sqlite_checkpointer(sqlite_path)

@@ -22,11 +22,13 @@ def _mount_subcommands() -> None:
     from agent.cli_dev import dev_app
     from agent.cli_index import index_app
     from agent.cli_train import synth, train_app
+    from agent.cli_ui import ui_command
     from agent.report import report_command
 
     app.add_typer(index_app)
     app.command("report")(report_command)
     app.command("synth")(synth)
+    app.command("ui")(ui_command)
     app.add_typer(train_app)
     app.add_typer(dev_app)
 
@@ -151,6 +153,12 @@ def restore(
         None, "--address", help="Ray cluster (auto, ray://host:10001); default: a local Ray runtime."
     ),
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="GPUs per Ray worker (fractions share one)."),
+    checkpoint: str = typer.Option(
+        "sqlite",
+        "--checkpoint",
+        help="Per-image checkpoints: sqlite (a file in --out) or postgres://user:pass@host:port/db, shared by all "
+        "workers and hosts (which then need the same --out on a shared filesystem).",
+    ),
 ) -> None:
     """Diagnose, retrieve, restore and re-score images; write restored images and traces."""
     from rich.console import Console
@@ -166,6 +174,19 @@ def restore(
         raise typer.BadParameter("--address/--gpus-per-worker need --engine ray", param_hint="--engine")
     if engine == "ray" and trace:
         raise typer.BadParameter("--trace streams one process's nodes; use --engine local", param_hint="--trace")
+    from agent.checkpoint import check_postgres, is_postgres_url
+
+    if checkpoint != "sqlite" and not is_postgres_url(checkpoint):
+        raise typer.BadParameter(
+            f"{checkpoint!r}: use sqlite or a postgres://user:password@host:port/database URL",
+            param_hint="--checkpoint",
+        )
+    shared = checkpoint if is_postgres_url(checkpoint) else None
+    if shared:
+        try:
+            check_postgres(shared)  # a bad URL or a server that is down fails here, before any image is touched
+        except (ValueError, ImportError) as e:
+            _fail(f"--checkpoint {e}")
     stderr, stdout = Console(stderr=True), Console()
     backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "index": index}
     models = (("reasoner_model", reasoner_model), ("scorer_model", scorer_model), ("restorer_model", restorer_model))
@@ -197,12 +218,13 @@ def restore(
             summary = run_batch_ray(
                 inputs, out, backends=backends, settings=Settings(max_attempts=max_attempts), workers=workers,
                 resume=resume, recursive=recursive, address=address, gpus_per_worker=gpus_per_worker, on_row=on_row,
+                checkpoint=shared,
             )  # fmt: skip
         else:
             summary = run_batch(
                 inputs, out, backends=backends, settings=Settings(max_attempts=max_attempts),
                 workers=1 if trace else workers, resume=resume, recursive=recursive, on_row=on_row,
-                on_update=on_update,
+                on_update=on_update, checkpoint=shared,
             )  # fmt: skip
     except (FileExistsError, ImageLoadError, ValueError, ImportError) as e:
         _fail(str(e))

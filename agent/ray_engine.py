@@ -73,7 +73,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str | Path]:
 class _Restorer:
     """A Ray Data actor: builds the backends once, then restores one batch of items at a time."""
 
-    def __init__(self, backends: dict, settings: dict, out: str, cwd: str) -> None:
+    def __init__(self, backends: dict, settings: dict, out: str, cwd: str, checkpoint: str | None = None) -> None:
         import agent.batch as batch
 
         # Relative inputs and --out mean what they meant to the driver (and manifest rows keep them as given).
@@ -82,6 +82,7 @@ class _Restorer:
         batch._init_worker(backends, settings)
         self.ctx = batch._CTX
         self.out = Path(out)
+        self.checkpoint = checkpoint
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -89,7 +90,10 @@ class _Restorer:
         from agent.batch import process_item
 
         rows = [
-            json.dumps(process_item(Item(Path(path), name), self.out, self.ctx), ensure_ascii=False)
+            json.dumps(
+                process_item(Item(Path(path), name), self.out, self.ctx, checkpoint=self.checkpoint),
+                ensure_ascii=False,
+            )
             for path, name in zip(batch["path"], batch["name"], strict=True)
         ]
         # One JSON string per item: manifest rows differ in keys (failures have "error", no "decision").
@@ -118,6 +122,7 @@ def run_batch_ray(
     address: str | None = None,
     gpus_per_worker: float = 0,
     on_row: Callable[[dict], None] | None = None,
+    checkpoint: str | None = None,
 ) -> Summary:
     """Restore every input into ``out`` on Ray; same outputs and resume rule as :func:`agent.batch.run_batch`.
 
@@ -134,6 +139,10 @@ def run_batch_ray(
             A runtime already initialised in this process is used as it is and left running.
         gpus_per_worker: GPUs reserved by each actor (fractions share a GPU); 0 runs on CPU.
         on_row: Called with each manifest row as it is recorded.
+        checkpoint: A ``postgres://`` URL: every actor, on any host, keeps its checkpoints on that server, so an
+            image whose actor died resumes on another (``out`` must then be the same absolute path on a shared
+            filesystem everywhere, since checkpointed states name its work files); ``None`` keeps a SQLite file
+            per image in ``out``.
 
     Returns:
         The :class:`agent.batch.Summary` of the run.
@@ -153,7 +162,10 @@ def run_batch_ray(
         todo, summary = plan_batch(output_items(expand_inputs(inputs), recursive=recursive), out, resume)
         if not todo:
             return summary
-        for row in _stream_rows(ray, todo, out, backends or {}, settings or Settings(), workers, gpus_per_worker):
+        rows = _stream_rows(
+            ray, todo, out, backends or {}, settings or Settings(), workers, gpus_per_worker, checkpoint
+        )
+        for row in rows:
             _append_manifest(out, row)
             (summary.failed if row["status"] == "failed" else summary.done).append(row)
             if on_row is not None:
@@ -164,7 +176,9 @@ def run_batch_ray(
             ray.shutdown()
 
 
-def _stream_rows(ray, todo: list[Item], out: Path, backends: dict, settings: Settings, workers: int, gpus: float):
+def _stream_rows(
+    ray, todo: list[Item], out: Path, backends: dict, settings: Settings, workers: int, gpus: float, checkpoint
+):
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False  # the CLI draws its own; stdout stays for --json
@@ -175,6 +189,7 @@ def _stream_rows(ray, todo: list[Item], out: Path, backends: dict, settings: Set
         [{"path": os.fspath(it.path), "name": it.name} for it in todo], override_num_blocks=blocks
     )
     kwargs = {"backends": backends, "settings": settings.model_dump(), "out": os.fspath(out), "cwd": os.getcwd()}
+    kwargs["checkpoint"] = checkpoint
     ds = ds.map_batches(
         _Restorer,
         compute=ray.data.ActorPoolStrategy(size=workers),

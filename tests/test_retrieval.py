@@ -238,7 +238,7 @@ def test_ivf_pq_trains_persists_and_matches_exact_search(tmp_path):
     assert index_kind(index) == "ivf-pq" and index.ntotal == 3000
     faiss.write_index(index, str(tmp_path / "pq.faiss"))
     again = read_index(tmp_path / "pq.faiss", dim, 3000, params)
-    assert index_kind(again) == "ivf-pq" and again.k_factor == 10
+    assert index_kind(again) == "ivf-pq" and again.k_factor == 40
     assert faiss.extract_index_ivf(again).nprobe == 16
     queries = vecs[::30] + 0.02 * np.random.default_rng(1).standard_normal((100, dim)).astype(np.float32)
     ground = faiss.IndexFlatIP(dim)
@@ -477,3 +477,70 @@ def test_hf_embedder_on_tiny_dinov2(tiny_dinov2, tmp_path):
     with ReferenceLibrary.open(tmp_path / "lib") as lib:  # reloads hf:<path> from library.json
         assert lib.embedder.name == emb.name
         assert lib.search(imgs[1], k=1, threshold=float("-inf"))[0].id == "coffee"
+
+
+# ----- scale benchmark (bench/retrieval_scale.py): synthetic libraries fitted to real embeddings
+
+
+@pytest.fixture(scope="module")
+def scale_bench():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "retrieval_scale.py"
+    spec = importlib.util.spec_from_file_location("retrieval_scale", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fitted(scale_bench, embedder):
+    return scale_bench.EmbeddingModel.fit(400, 8, 0, embedder)
+
+
+def test_scale_model_reproduces_the_structure_of_real_embeddings(scale_bench, fitted):
+    model, held_out = fitted
+    real = scale_bench.structure(held_out)
+    synth = scale_bench.structure(model.draw(len(held_out), np.random.default_rng(1)))
+    # concentration and neighbour similarities of the descriptor (random pairs ~0.7) are what makes search hard
+    for key in ("mean_cos", "nn_cos", "cos10"):
+        assert abs(synth[key] - real[key]) < 0.05, (key, real[key], synth[key])
+    assert 0.67 < synth["dims90"] / real["dims90"] < 1.5
+    # an isotropic blob mixture (what the benchmark used before) is nowhere near: random pairs are orthogonal
+    rng = np.random.default_rng(2)
+    blobs = rng.standard_normal((8, model.dim))[rng.integers(0, 8, len(held_out))]
+    blobs += rng.standard_normal(blobs.shape)
+    blobs /= np.linalg.norm(blobs, axis=1, keepdims=True)
+    assert abs(scale_bench.structure(blobs)["mean_cos"] - real["mean_cos"]) > 0.5
+    # chunks are seeded: the same rows every time, so the ground truth and each index see one library
+    assert np.array_equal(model.chunk(3, 10), model.chunk(3, 10))
+    assert not np.array_equal(model.chunk(3, 10), model.chunk(4, 10))
+    q = model.queries(20, np.random.default_rng(3))
+    assert q.shape == (20, model.dim) and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+
+
+def test_scale_ground_truth_is_exact_search(scale_bench, fitted, monkeypatch):
+    import faiss
+
+    model, _ = fitted
+    monkeypatch.setattr(scale_bench, "CHUNK", 700)  # several chunks, the last one partial
+    total = 2500
+    lib = np.concatenate(list(model.chunks(total)))
+    queries = model.queries(15, np.random.default_rng(4))
+    exact = faiss.IndexFlatIP(model.dim)
+    exact.add(lib)
+    _, want = exact.search(queries, scale_bench.K)
+    assert np.array_equal(scale_bench.ground_truth(model, total, queries), want)
+
+
+def test_scale_benchmark_writes_its_table(scale_bench, tmp_path):
+    out = tmp_path / "scale.json"
+    argv = ["--n", "3000", "--types", "flat", "hnsw", "--queries", "20", "--fit-crops", "120", "--modes", "4",
+            "--build-threads", "1", "--out", str(out)]  # fmt: skip
+    assert scale_bench.main(argv) == 0
+    doc = json.loads(out.read_text())
+    rows = {(r["type"], json.dumps(r["search"])): r for r in doc["rows"]}
+    flat_row = rows[("flat", "{}")]
+    assert flat_row["recall@10"] == 1.0 and flat_row["bytes_per_vector"] >= 4 * doc["setup"]["dim"]
+    assert all(r["recall@10"] > 0.8 and r["p50_ms"] <= r["p99_ms"] for r in doc["rows"])
+    assert set(doc["structure"]) == {"real", "model", "queries"}
