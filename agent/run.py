@@ -66,6 +66,15 @@ def thread_id(path: str | Path, ctx: Context) -> str:
     return h.hexdigest()[:32]
 
 
+def _config(thread: str) -> dict:
+    return {"configurable": {"thread_id": thread}, "recursion_limit": 64}
+
+
+#: ``resume`` default of :func:`stream_run`: continue an interrupted thread only when given an answer.
+NO_ANSWER = object()
+INTERRUPT = "__interrupt__"
+
+
 def run_graph(
     input_path: str | Path,
     ctx: Context,
@@ -86,23 +95,13 @@ def run_graph(
 
         checkpointer = memory_checkpointer()
     graph = build_graph(checkpointer)
-    config = {"configurable": {"thread_id": thread or "default"}, "recursion_limit": 64}
-    start = RestoreState(input_path=str(input_path), work_dir=str(work_dir))
-    snap = graph.get_state(config)
-    if snap.next:  # interrupted earlier: continue where it stopped
-        start = None
-    elif snap.values:
-        return RestoreState.model_validate(snap.values)  # finished earlier
-    for chunk in graph.stream(start, config, context=ctx, stream_mode="updates", durability=durability):
+    thread = thread or "default"
+    for node, update in _stream(graph, input_path, ctx, work_dir, thread, NO_ANSWER, durability):
+        if node == INTERRUPT:
+            raise RuntimeError(f"thread {thread!r} stopped for a review; drive review runs with stream_run")
         if on_update is not None:
-            for node, update in chunk.items():
-                on_update(node, update or {})
-    return RestoreState.model_validate(graph.get_state(config).values)
-
-
-#: ``resume`` default of :func:`stream_run`: continue an interrupted thread only when given an answer.
-NO_ANSWER = object()
-INTERRUPT = "__interrupt__"
+            on_update(node, update)
+    return RestoreState.model_validate(graph.get_state(_config(thread)).values)
 
 
 def stream_run(
@@ -124,10 +123,14 @@ def stream_run(
     a thread still waiting for an answer and called without one yields its pending payload again and stops.
     Checkpoints are written synchronously by default: the person may answer from another request at any time.
     """
+    yield from _stream(build_graph(checkpointer), input_path, ctx, work_dir, thread, resume, durability)
+
+
+def _stream(graph, input_path, ctx: Context, work_dir, thread: str, resume, durability: str):
+    """The one driver of a thread (batch and interactive): start, continue after a crash, or answer a review."""
     from langgraph.types import Command
 
-    graph = build_graph(checkpointer)
-    config = {"configurable": {"thread_id": thread}, "recursion_limit": 64}
+    config = _config(thread)
     snap = graph.get_state(config)
     if resume is not NO_ANSWER:
         if not pending_review(snap):
@@ -164,7 +167,7 @@ def pending_review(snap) -> dict | None:
 
 def thread_state(checkpointer, thread: str) -> RestoreState | None:
     """The state a thread's latest checkpoint holds (None for an unknown thread)."""
-    values = build_graph(checkpointer).get_state({"configurable": {"thread_id": thread}}).values
+    values = build_graph(checkpointer).get_state(_config(thread)).values
     return RestoreState.model_validate(values) if values else None
 
 

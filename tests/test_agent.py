@@ -361,6 +361,12 @@ def test_review_rejects_invalid_answers_and_asks_again(noisy, tmp_path, answer, 
     assert fixed[0] == "review" and fixed[-1] == "export"
 
 
+def test_run_graph_refuses_to_stop_silently_at_a_review(noisy, tmp_path):
+    # run_graph (batch) has nobody to answer the question: it must say so, not return a half-finished state.
+    with pytest.raises(RuntimeError, match="stopped for a review"):
+        run_graph(noisy, _review_ctx(), tmp_path / "w")
+
+
 def test_resume_without_a_pending_review_is_an_error(noisy, tmp_path):
     from agent.run import stream_run
 

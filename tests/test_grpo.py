@@ -241,6 +241,13 @@ def test_stats_prompt_with_binned_statistics(grpo_data):
         text_prompt_dataset(grpo_data, None, names, "json", "stats")
 
 
+def _tiny_text_recipe(model, data, tmp_path, **over) -> dict:
+    """Two GRPO steps of the tiny text policy on the tiny set, rewards in the trainer process, no checkpoints."""
+    return {"policy": "text", "completion": "compact", "model": str(model), "dataset": str(data),
+            "output_dir": str(tmp_path / "run"), "lora": None, "max_steps": 2, "per_device_train_batch_size": 4,
+            "num_generations": 4, "save_steps": 0, "reward_workers": 0, **over}  # fmt: skip
+
+
 def test_text_policy_grpo_two_steps(tiny_text_dir, grpo_data, tmp_path):
     """The light policy: a tiny causal LM reading measured statistics, two real GRPO steps, truth-taught rewards."""
     import pickle
@@ -266,23 +273,10 @@ def test_text_policy_grpo_two_steps(tiny_text_dir, grpo_data, tmp_path):
     assert fns[0](prompts=[None] * 2, completions=["clean", "x"], **cols) == [1.0, 0.0]
 
     out = train_grpo(
-        {
-            "policy": "text",
-            "completion": "compact",
-            "text_stats": ["noise_sigma_mid", "edge_width", "jpeg_blockiness", "lum_mean"],
-            "model": str(tiny_text_dir),
-            "dataset": str(grpo_data),
-            "output_dir": str(tmp_path / "run"),
-            "lora": None,
-            "max_steps": 2,
-            "per_device_train_batch_size": 4,
-            "num_generations": 4,
-            "max_completion_length": 12,
-            "report_to": "none",
-            "save_steps": 0,
-            "learning_rate": 1e-3,
-            "reward_workers": 0,
-        }
+        _tiny_text_recipe(
+            tiny_text_dir, grpo_data, tmp_path, max_completion_length=12, report_to="none", learning_rate=1e-3,
+            text_stats=["noise_sigma_mid", "edge_width", "jpeg_blockiness", "lum_mean"],
+        )  # fmt: skip
     )
     manifest = read_manifest(out)
     assert manifest["global_step"] == 2 and manifest["recipe"]["policy"] == "text"
@@ -303,24 +297,10 @@ def test_tensorboard_gets_completion_samples_with_images(tiny_text_dir, grpo_dat
 
     torch.set_num_threads(1)
     out = train_grpo(
-        {
-            "policy": "text",
-            "completion": "compact",
-            "text_stats": ["noise_sigma_mid", "edge_width"],
-            "model": str(tiny_text_dir),
-            "dataset": str(grpo_data),
-            "output_dir": str(tmp_path / "run"),
-            "lora": None,
-            "max_steps": 2,
-            "per_device_train_batch_size": 4,
-            "num_generations": 4,
-            "max_completion_length": 8,
-            "report_to": "tensorboard",
-            "log_samples": 2,
-            "log_samples_every": 1,
-            "save_steps": 0,
-            "reward_workers": 0,
-        }
+        _tiny_text_recipe(
+            tiny_text_dir, grpo_data, tmp_path, text_stats=["noise_sigma_mid", "edge_width"], max_completion_length=8,
+            report_to="tensorboard", log_samples=2, log_samples_every=1,
+        )  # fmt: skip
     )
     events = sorted((out / "trainer").rglob("events.out.tfevents*"))
     assert events, "no TensorBoard events file written"

@@ -1,23 +1,13 @@
 """``rnr report`` in a real browser: open the report of a run with one failure in headless Chromium and read it."""
 
-from pathlib import Path
-
 import pytest
+from chromium import MARKS, launch_chromium, screenshot
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install "
-                                                     "chromium)"),  # fmt: skip
-]
+pytestmark = MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
-
-SHOTS = Path(__file__).resolve().parents[1] / "bench" / "out"
 
 
 def test_report_of_a_run_with_a_failure_shows_it(tmp_path):
-    from test_ui_browser import launch_chromium
-
     from agent.batch import run_batch
     from agent.report import write_report
     from reasoner.imageio import save_image
@@ -60,7 +50,6 @@ def test_report_of_a_run_with_a_failure_shows_it(tmp_path):
         visible = [c for c in range(cards.count()) if cards.nth(c).is_visible()]
         assert len(visible) == 1 and cards.nth(visible[0]).get_attribute("data-status") == "failed"
         page.select_option("#flt", "all")
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "ui_report.png"), full_page=True)
+        screenshot(page, "ui_report.png", full_page=True)
         ctx.close()
     assert errors == [] and outside == []

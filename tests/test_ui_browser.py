@@ -6,31 +6,13 @@ validate it against the committed schema; and refuse a file that is not an image
 
 import json
 import socket
-from pathlib import Path
 
 import pytest
+from chromium import MARKS, launch_chromium, screenshot
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install "
-                                                     "chromium)"),  # fmt: skip
-]
+pytestmark = MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("gradio")
-
-SHOTS = Path(__file__).resolve().parents[1] / "bench" / "out"
-#: Offline and quiet: no sandbox (containers), no GPU, no background fetches of any kind.
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-
-
-def launch_chromium(p, profile: Path):
-    """A fresh headless Chromium context on the system browser (no ``playwright install`` download)."""
-    return p.chromium.launch_persistent_context(
-        str(profile), executable_path=str(CHROMIUM), headless=True, args=ARGS, accept_downloads=True,
-        viewport={"width": 1400, "height": 1000},
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +59,7 @@ def test_non_image_upload_gets_a_clear_message(page, tmp_path):
     assert "notes.png is not an image" in page.locator("#rnr-status").inner_text()
     assert page.locator("#rnr-steps li").count() == 0
     assert "Traceback" not in page.content()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "ui_refused.png"))
+    screenshot(page, "ui_refused.png")
 
 
 def test_diagnose_review_edit_resume_and_download_the_trace(page, tmp_path):
@@ -101,8 +82,7 @@ def test_diagnose_review_edit_resume_and_download_the_trace(page, tmp_path):
     assert "No references" in page.locator("#rnr-refs").inner_text()
     assert page.locator("#rnr-attempts-table").count() == 0
     assert "Waiting for your review" in page.locator("#rnr-status").inner_text()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "ui_review.png"), full_page=True)
+    screenshot(page, "ui_review.png", full_page=True)
 
     row = KINDS.index("noise")
     cell = page.locator(f"#rnr-edit [data-testid=cell-{row}-2]")
@@ -118,7 +98,7 @@ def test_diagnose_review_edit_resume_and_download_the_trace(page, tmp_path):
     assert f"noise: severity {proposed:.2f} -> 0.30" in summary and "Decision: accepted" in summary
     assert page.locator("#rnr-attempts-table").count() == 1
     assert not page.locator("#rnr-review").is_visible()
-    page.screenshot(path=str(SHOTS / "ui_restored.png"), full_page=True)
+    screenshot(page, "ui_restored.png", full_page=True)
 
     with page.expect_download() as info:
         page.locator("#rnr-trace-file a").first.click()
