@@ -28,12 +28,20 @@ class Reasoner(Protocol):
         ...
 
 
-def resolve_backend(name_or_path: str, registry: dict[str, str], what: str, choices: str | None = None) -> type:
+def resolve_backend(
+    name_or_path: str, registry: dict[str, str], what: str, choices: str | None = None, *, allow_path: bool = True
+) -> type:
     """The class for a name in ``registry`` or a ``"package.module:Class"`` path, with a clear one-line error.
 
     Shared by the reasoner, restorer and embedder registries. ``what`` names the kind of backend in messages;
-    ``choices`` overrides the list of valid names shown.
+    ``choices`` overrides the list of valid names shown. A dotted path imports and runs code, so it is honoured only
+    when a person gave it (command line, Python): names read from files on disk pass ``allow_path=False``, and then
+    only registry names resolve, before anything is imported.
     """
+    if not isinstance(name_or_path, str):
+        raise ValueError(f"unknown {what} {name_or_path!r}; choose one of {choices or sorted(registry)}")
+    if not allow_path and name_or_path not in registry:
+        raise ValueError(f"unknown {what} {name_or_path!r}; only registered names are accepted here: {sorted(registry)}")
     target = registry.get(name_or_path, name_or_path)
     module, sep, attr = target.partition(":")
     if not sep or not module or not attr:
