@@ -64,12 +64,17 @@ def to_target(value: float, space: str) -> float:
     return float(value)
 
 
+#: Largest exponent :func:`from_target` passes to ``math.exp``, which raises OverflowError past ~709: a head far
+#: outside its training range then saturates (and the schema's bounds clamp it) instead of crashing a diagnosis.
+_MAX_EXP = 700.0
+
+
 def from_target(value: float, space: str) -> float:
     """Inverse of :func:`to_target`."""
     if space == "log":
-        return math.exp(value)
+        return math.exp(min(value, _MAX_EXP))
     if space == "logit":
-        return 1.0 / (1.0 + math.exp(-value))
+        return 1.0 / (1.0 + math.exp(min(-value, _MAX_EXP)))
     return float(value)
 
 

@@ -5,6 +5,11 @@ severity and presence probability. Physical factors come from the calibration's 
 only on images that carry the kind; older calibrations without them fall back to the inverse severity map) plus
 direct measurements (angles, airlight, noise model, JPEG quantisation steps); the chain of thought cites the
 statistics it rests on.
+
+Images with a side below :data:`MIN_SIDE` pixels (down to 1x1) are not refused: they get a valid record that
+assesses no degradation (an empty list that the reasoning says means "not assessed", not "clean") and cites only
+what can be measured at that size (tone, scene cues). A refusal would break batch runs and rewards on an input that
+simply carries too little to measure; a record with made-up statistics would be worse.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 
 from reasoner import psf
 from reasoner.calibration import FACTOR_TARGETS, Calibration, from_target, load_calibration, to_target
-from reasoner.features import global_view, measure_all
+from reasoner.features import global_view, measure_all, tone_stats
 from reasoner.imageio import LoadedImage, from_array, load_image
 from reasoner.schema import (
     KINDS,
@@ -27,6 +32,7 @@ from reasoner.schema import (
     ReasoningStep,
     combined_severity,
     make_degradation,
+    stored_evidence,
 )
 from reasoner.semantics import describe, scene_stats
 from reasoner.severity import (
@@ -50,6 +56,25 @@ ASSUMED_MEAN_DEPTH = 0.5
 DEFOCUS_SURE = 0.98
 #: Periodicity score above which the quality read from DCT quantisation steps is used as is.
 JPEG_DIRECT_SCORE = 0.5
+#: Shorter side (px) below which nothing is assessed: one JPEG block, and the smallest side at which every local
+#: statistic is defined (the rain-direction cells need 4 px at half resolution); below it the calibration would read
+#: reflections of a few pixels, or NaN.
+MIN_SIDE = 8
+#: Decimal places each factor is reported with (the estimates are not more precise than this).
+FACTOR_DIGITS: dict[str, int] = {
+    "sigma": 2,
+    "length": 1,
+    "angle": 1,
+    "transmission": 3,
+    "airlight": 3,
+    "beta": 3,
+    "exposure": 3,
+    "gamma": 3,
+    "density": 4,
+    "scale": 2,
+}
+#: Global tone statistics, measurable at any size, cited when an image cannot be assessed.
+_TONE_EVIDENCE = ("lum_mean", "lum_p50", "lum_p995", "frac_dark", "dark_mean", "saturation")
 
 
 def _r(x: float, nd: int = 3) -> float:
@@ -94,17 +119,22 @@ class MeasureReasoner:
             image = from_array(image)
         t0 = time.perf_counter()
         rgb = image.pixels
-        feats = measure_all(rgb)
+        h, w = rgb.shape[:2]
         small = global_view(rgb)
+        feats = measure_all(rgb) if min(h, w) >= MIN_SIDE else tone_stats(small)
         scene = scene_stats(small)
         semantics = describe(small, scene, feats["lum_mean"])
-        severity, prob = self.calibration.predict(feats)
-        degradations = [
-            self._entry(kind, severity[kind], prob, feats, rgb)
-            for kind in KINDS
-            if self._present(kind, severity, prob)
-        ]
-        reasoning = _reasoning(feats, scene, severity, prob, degradations, self.threshold)
+        why = _unassessable(w, h, feats)
+        if why is None:
+            severity, prob = self.calibration.predict(feats)
+            degradations = [
+                self._entry(kind, severity[kind], prob, feats, rgb)
+                for kind in KINDS
+                if self._present(kind, severity, prob)
+            ]
+            reasoning = _reasoning(feats, scene, severity, prob, degradations, self.threshold)
+        else:
+            degradations, reasoning = [], _unassessed_reasoning(why, feats, scene)
         return DiagnosisRecord(
             image=image.info(),
             reasoning=reasoning,
@@ -155,32 +185,32 @@ class MeasureReasoner:
         if kind == "noise":
             model = "poisson_gaussian" if prob.get("noise_poisson", 0.0) >= 0.5 else "gaussian"
             sigma = _clip(est["sigma"], 0.5, 255.0)
-            return make_degradation(kind, s, conf, sigma=_r(sigma, 2), model=model)
+            return make_degradation(kind, s, conf, digits=FACTOR_DIGITS, sigma=sigma, model=model)
         if kind == "blur":
             # A disk PSF of the wrong radius puts spectral zeros in the wrong place and wrecks deconvolution, while a
             # Gaussian of the same spread is a safe approximation: say "defocus" only when sure.
             # A disk whose zero rings are seen in the spectrum is measured, radius included (reasoner.psf).
             disk = psf.defocus_radius(_luma(rgb))
             if disk is not None:
-                return make_degradation(kind, s, conf, sigma=_r(disk[0] / 2, 2), kernel="defocus")
+                return make_degradation(kind, s, conf, digits=FACTOR_DIGITS, sigma=disk[0] / 2, kernel="defocus")
             shape = "defocus" if prob.get("blur_defocus", 0.0) >= DEFOCUS_SURE else "gaussian"
             sigma = _clip(est["sigma"], 0.3, 50.0)
-            return make_degradation(kind, s, conf, sigma=_r(sigma, 2), kernel=shape)
+            return make_degradation(kind, s, conf, digits=FACTOR_DIGITS, sigma=sigma, kernel=shape)
         if kind == "motion_blur":
-            # Motion removes spectral energy along its direction; frequency angle == motion angle.
+            # Motion removes spectral energy along its direction; frequency angle == motion angle. (make_degradation
+            # wraps the angle into [0, 180) after rounding: 179.96 is stored as 0.0.)
             angle = f["orient_min_angle"] % 180
             seen = psf.motion_length(_luma(rgb), angle)
             length = seen[0] if seen is not None else _clip(est["length"], 2.0, 500.0)
-            return make_degradation(kind, s, conf, length=_r(length, 1), angle=_r(angle, 1))
+            return make_degradation(kind, s, conf, digits=FACTOR_DIGITS, length=length, angle=angle)
         if kind == "haze":
             t = _clip(est["transmission"], 0.02, 0.99)
-            air = [_r(min(max(f[f"airlight_{c}"], 0.0), 1.0)) for c in "rgb"]
-            return make_degradation(
-                kind, s, conf, transmission=_r(t), airlight=air, beta=_r(-math.log(t) / ASSUMED_MEAN_DEPTH)
-            )
+            air = [f[f"airlight_{c}"] for c in "rgb"]
+            beta = -math.log(t) / ASSUMED_MEAN_DEPTH
+            return make_degradation(kind, s, conf, digits=FACTOR_DIGITS, transmission=t, airlight=air, beta=beta)
         if kind == "low_light":
             exposure, gamma = _clip(est["exposure"], 0.01, 1.0), _clip(est["gamma"], 1.0, 5.0)
-            return make_degradation(kind, s, conf, exposure=_r(exposure), gamma=_r(gamma))
+            return make_degradation(kind, s, conf, digits=FACTOR_DIGITS, exposure=exposure, gamma=gamma)
         if kind == "jpeg":
             if f["jpeg_read_score"] >= JPEG_DIRECT_SCORE and f["jpeg_quality_read"] < 100:
                 # Quantisation steps read off the DCT grid give the encoder's quality itself; trust it over the map.
@@ -189,10 +219,10 @@ class MeasureReasoner:
             return make_degradation(kind, s, conf, quality=jpeg_quality(s))
         if kind == "rain":
             density = _clip(est["density"], 1e-4, 1.0)
-            return make_degradation(kind, s, conf, density=_r(density, 4), angle=_r(f["rain_angle"] % 180, 1))
+            return make_degradation(kind, s, conf, digits=FACTOR_DIGITS, density=density, angle=f["rain_angle"])
         if kind == "low_resolution":
             scale = _clip(est["scale"], 1.0, 16.0)
-            return make_degradation(kind, s, conf, scale=_r(scale, 2))
+            return make_degradation(kind, s, conf, digits=FACTOR_DIGITS, scale=scale)
         raise ValueError(f"unknown degradation kind {kind!r}")
 
 
@@ -286,25 +316,13 @@ def _reasoning(f, scene, sev, prob, degradations, thr) -> list[ReasoningStep]:
     steps = [
         ReasoningStep(
             observation=template.format(**values),
-            evidence={k: _r(f[k]) for k in keys},
+            evidence=stored_evidence({k: f[k] for k in keys}, 3),
             inference=_verdict(kind, sev, prob, found_kinds, thr),
             kinds=[kind],
         )
         for kind, keys, template in _STEPS
     ]
-    pct = {k: 100 * v for k, v in scene.items()}
-    steps.append(
-        ReasoningStep(
-            observation=(
-                f"Scene cues: {int(scene['n_faces'])} face detection(s), skin {pct['skin_frac']:.0f}%, sky-like top "
-                f"{pct['sky_frac']:.0f}%, text-like strokes {pct['text_frac']:.0f}%, fine texture "
-                f"{pct['texture_frac']:.0f}%."
-            ),
-            evidence={k: _r(v) for k, v in scene.items()},
-            inference="Coarse content flags set from these cues; they guide how gently to restore, not what to draw.",
-            kinds=[],
-        )
-    )
+    steps.append(_scene_step(scene))
     found = ", ".join(f"{d.kind} ({d.level})" for d in degradations) or "nothing significant"
     order = " -> ".join(d.kind for d in reversed(degradations))
     steps.append(
@@ -316,3 +334,54 @@ def _reasoning(f, scene, sev, prob, degradations, thr) -> list[ReasoningStep]:
         )
     )
     return steps
+
+
+def _scene_step(scene: dict[str, float]) -> ReasoningStep:
+    pct = {k: 100 * v for k, v in scene.items()}
+    return ReasoningStep(
+        observation=(
+            f"Scene cues: {int(scene['n_faces'])} face detection(s), skin {pct['skin_frac']:.0f}%, sky-like top "
+            f"{pct['sky_frac']:.0f}%, text-like strokes {pct['text_frac']:.0f}%, fine texture "
+            f"{pct['texture_frac']:.0f}%."
+        ),
+        evidence=stored_evidence(scene, 3),
+        inference="Coarse content flags set from these cues; they guide how gently to restore, not what to draw.",
+        kinds=[],
+    )
+
+
+def _unassessable(w: int, h: int, f: dict[str, float]) -> str | None:
+    """Why an image's degradations cannot be assessed honestly (None when they can)."""
+    if min(w, h) < MIN_SIDE:
+        return (
+            f"The image is {w}x{h} px: the local statistics (noise, blur, motion, resampling, JPEG grid, rain "
+            f"streaks) need both sides of at least {MIN_SIDE} px."
+        )
+    # Every statistic is defined from MIN_SIDE up; a NaN here is a degenerate input no size check foresaw, and the
+    # calibration reads all statistics together, so one missing spoils every verdict.
+    bad = sorted(k for k, v in f.items() if not math.isfinite(v))
+    if bad:
+        return f"Statistics {', '.join(bad[:6])} could not be measured on this {w}x{h} px image."
+    return None
+
+
+def _unassessed_reasoning(why: str, f: dict[str, float], scene: dict[str, float]) -> list[ReasoningStep]:
+    """The chain of thought of a record that assesses nothing: why, what could be measured, and the scene cues."""
+    return [
+        ReasoningStep(
+            observation=why,
+            evidence=stored_evidence({k: f[k] for k in _TONE_EVIDENCE if k in f}, 3),
+            inference=(
+                "No degradation is assessed: the calibration weighs all statistics together, so the record lists no "
+                "entry, which here means not assessed, not clean."
+            ),
+            kinds=list(KINDS),
+        ),
+        _scene_step(scene),
+        ReasoningStep(
+            observation="Detected: nothing assessed.",
+            evidence={"overall_severity": 0.0},
+            inference="Leave the image as it is.",
+            kinds=[],
+        ),
+    ]

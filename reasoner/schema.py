@@ -7,10 +7,12 @@ server's post-processor included, can validate records without pulling in image 
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,7 +31,9 @@ _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # JSON has no NaN or infinity: pydantic writes them as null, which no float field reads back. Refusing them on the
+    # way in makes a bad producer fail where it is, not when someone reloads the record.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ImageInfo(_Strict):
@@ -307,11 +311,132 @@ def check_version(version: str, current: str = SCHEMA_VERSION, name: str = SCHEM
         )
 
 
-def make_degradation(kind: str, severity: float, confidence: float, **factors) -> Degradation:
-    """Build an entry of ``kind`` with its level derived from ``severity``."""
+#: Factors that are directions of undirected lines, stored modulo their exclusive upper bound (180 degrees): a line at
+#: 179.97 degrees is the line at -0.03, so wrapping is exact where clamping to just below 180 would not be.
+PERIODIC_FACTORS: frozenset[str] = frozenset({"angle"})
+
+
+def _bounds(metadata) -> tuple[float, float, bool, bool]:
+    """(low, high, low excluded, high excluded) from a pydantic field's annotated-types constraints."""
+    lo, hi, lo_open, hi_open = -math.inf, math.inf, False, False
+    for c in metadata:
+        if getattr(c, "ge", None) is not None:
+            lo, lo_open = float(c.ge), False
+        elif getattr(c, "gt", None) is not None:
+            lo, lo_open = float(c.gt), True
+        if getattr(c, "le", None) is not None:
+            hi, hi_open = float(c.le), False
+        elif getattr(c, "lt", None) is not None:
+            hi, hi_open = float(c.lt), True
+    return lo, hi, lo_open, hi_open
+
+
+def stored_number(
+    value: float,
+    metadata,
+    *,
+    digits: int | None = None,
+    periodic: bool = False,
+    integer: bool = False,
+    what: str = "value",
+) -> float | int:
+    """The value a record stores for a number whose field carries the constraints ``metadata``.
+
+    Rounded to ``digits`` decimals (None keeps full precision; ``integer`` rounds to an int); a ``periodic`` number
+    (lower bound 0, exclusive upper bound the period) is wrapped into its range before rounding and again after it,
+    because rounding carries 179.96 to 180; then clamped into the bounds, an exclusive bound replaced by the nearest
+    value inside it at the stored precision. Values already valid at that precision come back unchanged.
+
+    Raises:
+        ValueError: For NaN, or an infinite periodic value: no stored value would be honest, so a producer must
+            leave out what it could not measure.
+
+    """
+    x = float(value)
+    lo, hi, lo_open, hi_open = _bounds(metadata)
+    if math.isnan(x) or (periodic and math.isinf(x)):
+        raise ValueError(f"{what} is {x}: leave out what could not be measured instead of storing it")
+    if periodic:
+        x %= hi
+    if math.isfinite(x):
+        x = float(round(x)) if integer else round(x, digits) if digits is not None else x
+    if periodic and x >= hi:  # rounding up, or the float modulo of a tiny negative, lands on the period itself
+        x -= hi
+    step = 1.0 if integer else 10.0**-digits if digits is not None else None
+    if lo_open:
+        lo = lo + step if step else math.nextafter(lo, math.inf)
+    if hi_open:
+        hi = hi - step if step else math.nextafter(hi, -math.inf)
+    x = min(max(x, lo), hi)
+    return int(x) if integer else x
+
+
+def stored_factor(kind: str, name: str, value, digits: int | None = None):
+    """The value a record stores for factor ``name`` of ``kind``: :func:`stored_number` under that field's bounds.
+
+    Angles (:data:`PERIODIC_FACTORS`) wrap into [0, 180); integer fields round to int; list fields (the airlight) are
+    stored item by item. Strings, and names the kind does not have, pass through for validation to judge.
+
+    >>> stored_factor("motion_blur", "angle", 179.96, 1)
+    0.0
+    >>> stored_factor("haze", "transmission", 1.0004, 3)
+    1.0
+    """
+    field = DEGRADATION_MODELS[kind].model_fields["factors"].annotation.model_fields.get(name)
+    if field is None or isinstance(value, str):
+        return value
+    what = f"{kind} factor {name}"
+    if get_origin(field.annotation) is list:
+        meta = get_args(get_args(field.annotation)[0])[1].metadata
+        return [stored_number(v, meta, digits=digits, what=f"{what}[{i}]") for i, v in enumerate(value)]
+    return stored_number(
+        value,
+        field.metadata,
+        digits=digits,
+        periodic=name in PERIODIC_FACTORS,
+        integer=field.annotation is int,
+        what=what,
+    )
+
+
+def stored_evidence(values: Mapping[str, float], digits: int | None = None) -> dict[str, float]:
+    """Evidence as a record stores it: each statistic rounded to ``digits``, those that are not finite left out.
+
+    A non-finite statistic is one that could not be measured (an empty region of a degenerate image): JSON would
+    write it as null, which the schema refuses, and any number put in its place would be cited as if measured.
+    """
+    out = {}
+    for name, v in values.items():
+        x = float(v)
+        if math.isfinite(x):
+            out[name] = round(x, digits) if digits is not None else x
+    return out
+
+
+def make_degradation(
+    kind: str, severity: float, confidence: float, *, digits: Mapping[str, int] | None = None, **factors
+) -> Degradation:
+    """Build an entry of ``kind`` with its level derived from ``severity``.
+
+    Every number goes through :func:`stored_number` under its field's bounds (factors through :func:`stored_factor`),
+    so what any producer writes validates and reads back.
+
+    Args:
+        kind: The degradation kind.
+        severity: Severity in [0, 1]; the level is derived from it after storing.
+        confidence: Presence probability in [0, 1].
+        digits: Decimal places per factor name (e.g. ``{"angle": 1}``); factors not listed keep full precision.
+        **factors: The kind's physical factors, by name.
+
+    """
     model = DEGRADATION_MODELS[kind]
     fields = model.model_fields["factors"].annotation
-    return model(severity=severity, level=level_for(severity), confidence=confidence, factors=fields(**factors))
+    digits = digits or {}
+    stored = {name: stored_factor(kind, name, v, digits.get(name)) for name, v in factors.items()}
+    base = _DegradationBase.model_fields
+    sev = stored_number(severity, base["severity"].metadata, what=f"{kind} severity")
+    conf = stored_number(confidence, base["confidence"].metadata, what=f"{kind} confidence")
+    return model(severity=sev, level=level_for(sev), confidence=conf, factors=fields(**stored))
 
 
 def combined_severity(degradations: list[Degradation]) -> float:

@@ -167,7 +167,11 @@ def parse_completion(text: str) -> tuple[str | None, Completion]:
 def to_record(
     completion: Completion, image: ImageInfo, provenance: Provenance, thinking: str | None = None
 ) -> DiagnosisRecord:
-    """Assemble the full record: levels and overall severity derived, entries in physical order."""
+    """Assemble the full record: levels and overall severity derived, entries in physical order.
+
+    Numbers reach the record through :func:`~reasoner.schema.make_degradation`, which stores them under the record's
+    bounds (angles wrapped into [0, 180)), so every completion the completion schema admits yields a valid record.
+    """
     degs = []
     for kind in KINDS:
         est = getattr(completion.degradations, kind)

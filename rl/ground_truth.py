@@ -79,9 +79,10 @@ def ground_truth(
     """Build the exact diagnosis of an image degraded by ``ops`` (at most one per kind) as a validated record.
 
     ``image`` is the degraded image's :class:`~reasoner.schema.ImageInfo` or its float HxWx3 pixels in [0, 1]. Each
-    op gets an entry with confidence 1, even at level "none". The semantics flags are False unless the caller knows
-    better; ``seed`` (what the ops were sampled with) and every parameter, seeds included, are kept in
-    ``provenance.settings``, the latter as ``"<kind>.<name>"``.
+    op gets an entry with confidence 1, even at level "none"; factors are stored at full precision by
+    :func:`~reasoner.schema.make_degradation` (angles wrapped into [0, 180), values clamped into the schema's
+    bounds). The semantics flags are False unless the caller knows better; ``seed`` (what the ops were sampled
+    with) and every parameter, seeds included, are kept in ``provenance.settings``, the latter as ``"<kind>.<name>"``.
     """
     if isinstance(image, np.ndarray):
         image = image_info(image)
@@ -93,7 +94,8 @@ def ground_truth(
         severity, fac = factors(op, (image.height, image.width))
         entry = schema.make_degradation(op.kind, severity, 1.0, **fac)
         flat = _flat_params(op)
-        evidence = {k: float(v) for k, v in {**flat, **fac}.items() if isinstance(v, int | float) and k != "seed"}
+        numbers = {k: v for k, v in {**flat, **fac}.items() if isinstance(v, int | float) and k != "seed"}
+        evidence = schema.stored_evidence(numbers)
         steps.append(
             schema.ReasoningStep(
                 observation=_OBSERVATIONS[op.kind](op, fac),
