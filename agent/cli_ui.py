@@ -18,16 +18,30 @@ def ui_command(
     work_dir: Path | None = typer.Option(
         None, "--work-dir", help="Where runs, checkpoints and downloads are kept (default: a new temporary folder)."
     ),
+    max_pixels: int | None = typer.Option(
+        None,
+        "--max-pixels",
+        help="Refuse uploads whose header declares more pixels than this (default: RNR_MAX_PIXELS, else what "
+        "memory allows for a restoration).",
+    ),
 ) -> None:
     """Open a local web page: diagnose an image, review and edit the diagnosis, restore, download the trace."""
+    from reasoner.imageio import resolve_max_pixels
+
     if not 0 < port < 65536:
         raise typer.BadParameter(f"{port}: a TCP port is 1..65535", param_hint="--port")
     if index is not None and not index.is_dir():
         raise typer.BadParameter(f"{index}: no such reference library folder", param_hint="--index")
     try:
+        limit = resolve_max_pixels(max_pixels, "restore")
+    except ValueError as e:  # the message names --max-pixels or RNR_MAX_PIXELS, whichever was wrong
+        raise typer.BadParameter(str(e), param_hint="--max-pixels" if max_pixels is not None else None) from None
+    try:
         from agent.ui import launch
     except ImportError as e:
         typer.echo(f"error: rnr ui needs {e.name}; install with: pip install 'reason-restore[ui]'", err=True)
         raise typer.Exit(2) from e
-    typer.echo(f"rnr ui: http://{host}:{port}  (Ctrl+C to stop)", err=True)
-    launch(host=host, port=port, work_dir=work_dir, index=str(index) if index else None, block=True)
+    typer.echo(
+        f"rnr ui: http://{host}:{port}  (Ctrl+C to stop; uploads up to {limit:,} pixels: {limit.why})", err=True
+    )
+    launch(host=host, port=port, work_dir=work_dir, index=str(index) if index else None, block=True, max_pixels=limit)

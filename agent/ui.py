@@ -6,6 +6,14 @@ SQLite checkpointer); the person edits the diagnosis table and presses Restore, 
 ``Command(resume=record)``: plan, attempts, before/after and severities stream in, with the trace JSON and the
 restored image to download. Nothing here restores on its own: it drives :func:`agent.run.stream_run`.
 
+What the port serves is only what a run made for the page that started it. The work folder is split in two: a
+``private`` part (the checkpoint database, each thread's work arrays), never served and listed in Gradio's
+``blocked_paths``, and a ``served`` part with one folder per run under an unguessable name (restored image, trace,
+before-preview). Gradio copies those into its upload cache under keyed hashes before the page sees a link; the
+file route refuses folders, so neither part can be listed. Requests a page on another site sends (an ``Origin`` or
+``Referer`` that is not this server, or, on loopback, a ``Host`` that is not a loopback name) get 403 from
+:class:`SameOriginOnly`. Uploads are refused on their header alone when they declare more pixels than the limit.
+
 Gradio is imported here, so import this module only when the UI is wanted (the CLI does it inside the command).
 The page works offline: system fonts only, analytics off, no share link.
 """
@@ -15,13 +23,16 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import ipaddress
 import os
+import secrets
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
 
@@ -32,7 +43,7 @@ from agent.checkpoint import sqlite_checkpointer  # noqa: E402
 from agent.graph import final_pixels, finish_trace  # noqa: E402
 from agent.run import INTERRUPT, make_context, stream_run, thread_state  # noqa: E402
 from agent.state import Context, Settings  # noqa: E402
-from reasoner.imageio import ImageLoadError, load_image, save_image  # noqa: E402
+from reasoner.imageio import ImageLoadError, PixelLimit, load_image, resolve_max_pixels, save_image  # noqa: E402
 
 #: Backends without a default model: the page asks for a model id or folder before loading them.
 NEEDS_MODEL = frozenset({"vllm", "diffusion"})
@@ -68,27 +79,41 @@ def _find(module: str):
         return None
 
 
-def image_error(path: str | None) -> str | None:
-    """A one-line message when ``path`` is not an image rnr can read (None when it is), naming the file."""
+def image_error(path: str | None, max_pixels: int | None = None) -> str | None:
+    """A one-line message when ``path`` is not an image rnr can use (None when it is), naming the file.
+
+    An image whose header declares more than ``max_pixels`` is refused before anything is decoded, and the
+    message names the limit and where it came from; FIFOs and devices are refused on ``stat`` alone.
+    """
     if not path:
         return "No image yet: open or drop an image file first."
     try:
-        load_image(path)
+        load_image(path, max_pixels=max_pixels)
     except ImageLoadError as e:
-        return f"{Path(path).name} is not an image rnr can read: {e.reason}"
+        return f"{Path(path).name} cannot be used: {e.reason}"
     except OSError as e:
         return f"{Path(path).name} cannot be read: {e.strerror or e}"
     return None
 
 
 class UIRuns:
-    """The server side of the page: one checkpoint database, loaded backends, and a work folder per run."""
+    """The server side of the page: one checkpoint database, loaded backends, and two folders per run.
 
-    def __init__(self, work_root: str | Path, index: str | None = None) -> None:
-        self.work_root = Path(work_root)
-        self.work_root.mkdir(parents=True, exist_ok=True)
+    ``private/`` holds the checkpoint database and each thread's work arrays and is never served; ``served/<token>/``
+    holds what one run hands its page (restored image, trace, before-preview), under a name nobody can guess.
+    """
+
+    def __init__(self, work_root: str | Path, index: str | None = None, max_pixels: int | None = None) -> None:
+        self.work_root = Path(work_root).resolve()  # Gradio wants absolute allowed/blocked paths
+        self.private = self.work_root / "private"
+        self.served = self.work_root / "served"
+        for d in (self.private, self.served):  # other local accounts have no business here either
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.index = index
-        self.saver = sqlite_checkpointer(self.work_root / "checkpoints.sqlite")
+        self.max_pixels = (
+            max_pixels if isinstance(max_pixels, PixelLimit) else resolve_max_pixels(max_pixels, "restore")
+        )  # a PixelLimit from the command line keeps where it came from, for the refusal to say
+        self.saver = sqlite_checkpointer(self.private / "checkpoints.sqlite")
         self._contexts: dict[tuple, Context] = {}
         self._lock = threading.Lock()
 
@@ -106,11 +131,21 @@ class UIRuns:
                 self._contexts[key] = dataclasses.replace(ctx, review=True)
             return key, self._contexts[key]
 
+    def new_session(self, path: str, ctx_key: tuple) -> dict:
+        """A run's page state: a fresh thread working in ``private/`` and a fresh unguessable ``served/`` folder.
+
+        The served folder's name is a random 128-bit token, unrelated to the thread id (which the checkpoint
+        database and the work folder hold): knowing one's own links says nothing about another run's.
+        """
+        thread = uuid.uuid4().hex
+        return {"thread": thread, "input": path, "name": Path(path).name, "work": str(self.private / thread),
+                "out": str(self.served / secrets.token_hex(16)), "ctx": ctx_key}  # fmt: skip
+
     def export(self, session: dict) -> tuple[Path, Path, Path, object]:
-        """Write the restored image and its trace (atomically) for a finished run; returns paths and the trace."""
+        """Write the restored image, its trace (atomically) and the before-preview into the run's served folder."""
         state = thread_state(self.saver, session["thread"])
-        out = self.work_root / session["thread"] / "out"
-        out.mkdir(parents=True, exist_ok=True)
+        out = Path(session["out"])
+        out.mkdir(mode=0o700, exist_ok=True)
         stem = Path(session["name"]).stem or "image"
         t0 = time.perf_counter()
         image = save_image(out / f"{stem}_restored.png", final_pixels(state))
@@ -119,7 +154,7 @@ class UIRuns:
         tmp = trace_path.with_name(f".{trace_path.name}.tmp")
         tmp.write_text(trace.model_dump_json(indent=2))
         tmp.replace(trace_path)
-        before = self.work_root / session["thread"] / "input_preview.png"
+        before = out / "input_preview.png"
         if not before.exists():
             import numpy as np
 
@@ -185,7 +220,7 @@ def build_app(runs: UIRuns) -> gr.Blocks:
                  trace_file, image_file]  # fmt: skip
 
         def on_upload(path):
-            err = image_error(path)
+            err = image_error(path, runs.max_pixels)
             if err:
                 return None, _error(err)
             return path, ""
@@ -234,7 +269,7 @@ def build_app(runs: UIRuns) -> gr.Blocks:
         def on_run(path, rsn, rsn_m, scr, scr_m, rst, rst_m, idx, n, want_review):
             cleared = {v: "" for v in (steps, record, refs, attempts_box, severity, review_msg)}
             cleared |= {slider: None, trace_file: None, image_file: None, review_box: gr.update(visible=False)}
-            err = image_error(path)
+            err = image_error(path, runs.max_pixels)
             if err:
                 yield {**cleared, session: None, status: _error(err)}
                 return
@@ -249,9 +284,7 @@ def build_app(runs: UIRuns) -> gr.Blocks:
             except Exception as e:  # any loading failure (missing weights, bad folder) is one line on the page
                 yield {**cleared, session: None, status: _error(f"backends: {type(e).__name__}: {_line(e)}")}
                 return
-            thread = uuid.uuid4().hex
-            sess = {"thread": thread, "input": path, "name": Path(path).name, "work": str(runs.work_root / thread),
-                    "ctx": key}  # fmt: skip
+            sess = runs.new_session(path, key)
             yield {**cleared, session: sess, status: _note("Diagnosing...")}
             pending = None
             for out in stream(sess, ctx, _START):
@@ -301,18 +334,127 @@ THEME_FONTS = (["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica",
                ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])  # fmt: skip
 
 
+#: Host names that all mean this machine's loopback interface (compared lower-case, IPv6 without brackets).
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` serves this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _site(url_or_host: str, scheme: str) -> tuple[str, int] | None:
+    """(host name, port) of an ``Origin``/``Referer`` URL or a ``Host`` header value; None when it names none."""
+    parts = urlsplit(url_or_host if "://" in url_or_host else f"//{url_or_host}")
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number
+        return None
+    if not parts.hostname:  # "null" (sandboxed frames, file: pages) names no site
+        return None
+    secure = (parts.scheme or scheme) in ("https", "wss")
+    return parts.hostname, port or (443 if secure else 80)
+
+
+def cross_origin_reason(method: str, path: str, headers, scheme: str = "http", loopback: bool = True) -> str | None:
+    """Why a request must be refused as coming from another site's page (None to let it through).
+
+    A browser names the page that sent a request in ``Origin`` (always on POST and on cross-site fetches) or else
+    in ``Referer``; the request must come from this server's own site, the one in ``Host``. Bound to loopback,
+    ``Host`` must itself be a loopback name (a page whose DNS name was re-pointed at 127.0.0.1 is refused), and the
+    loopback names are interchangeable at the same port. Port forwarding (``ssh -L 8000:localhost:7860``) keeps
+    working: the browser's ``Host`` and ``Origin`` then agree on 8000. A request naming neither header (curl, a
+    script, a same-origin GET) goes through, and so does opening the page itself from a link elsewhere.
+    """
+    host = _site(headers.get("host", ""), scheme)
+    if host is None:
+        return "request refused: no valid Host header"
+    if loopback and host[0] not in LOOPBACK_NAMES:
+        return f"request refused: Host {headers.get('host')} is not a loopback name of this server"
+    sender, name = headers.get("origin"), "Origin"
+    if sender is None:
+        sender, name = headers.get("referer"), "Referer"
+        if sender is None or (method in ("GET", "HEAD") and path == "/"):
+            return None
+    site = _site(sender, scheme)
+    same = site is not None and site[1] == host[1] and (
+        site[0] == host[0] or (loopback and site[0] in LOOPBACK_NAMES))  # fmt: skip
+    if same:
+        return None
+    return f"cross-origin request refused: {name} {sender[:200]} is not this server ({headers.get('host')})"
+
+
+class SameOriginOnly:
+    """ASGI middleware: 403 for requests another site's page sends (:func:`cross_origin_reason`), before Gradio.
+
+    Gradio's own CORS middleware only decides whether a page may *read* a response; the upload, the queued call or
+    the file read has happened by then. This one stops the request itself, and forbids framing the page by other
+    sites (a frame would let them click for the user).
+    """
+
+    def __init__(self, app, loopback: bool = True) -> None:
+        self.app = app
+        self.loopback = loopback
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: D102
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        from starlette.datastructures import Headers
+
+        why = cross_origin_reason(scope.get("method", "GET"), scope["path"], Headers(scope=scope),
+                                  scope.get("scheme", "http"), self.loopback)  # fmt: skip
+        if why is not None:
+            if scope["type"] == "websocket":  # closing before accepting answers the handshake with 403
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            from starlette.responses import PlainTextResponse
+
+            await PlainTextResponse(why + "\n", status_code=403)(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_framed(message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-frame-options", b"SAMEORIGIN"),
+                                      (b"content-security-policy", b"frame-ancestors 'self'")]  # fmt: skip
+            await send(message)
+
+        await self.app(scope, receive, send_framed)
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, work_dir: str | Path | None = None, index: str | None = None,
-           block: bool = True):  # fmt: skip
+           block: bool = True, max_pixels: int | None = None):  # fmt: skip
     """Serve the page on ``host:port`` (loopback by default); ``block=False`` returns the running app (tests).
 
-    Runs and their checkpoints live in ``work_dir`` (a new temporary folder by default).
+    Runs and their checkpoints live in ``work_dir`` (a new temporary folder by default). ``max_pixels`` (else
+    ``RNR_MAX_PIXELS``, else what memory allows for a restoration) bounds what an upload may declare.
     """
+    from starlette.middleware import Middleware
+
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rnr-ui-"))
-    app = build_app(UIRuns(root, index))
+    runs = UIRuns(root, index, max_pixels)
+    app = build_app(runs)
     theme = gr.themes.Default(font=THEME_FONTS[0], font_mono=THEME_FONTS[1])  # no Google Fonts: works offline
     app.queue(default_concurrency_limit=1)
+    # allowed_paths: the served folder only, so that Gradio agrees to copy a run's outputs into its cache even when
+    # --work-dir lies outside the temp folder and the working directory; blocked_paths wins over every other rule.
+    # The middleware goes in through app_kwargs, i.e. into FastAPI's constructor: Starlette refuses middleware
+    # added once the server has answered a request, and launch() has answered its own readiness probe by return.
+    # No run history (it keeps inputs in the browser and can send them to a Hugging Face bucket), no MCP server,
+    # no monitoring page, no server-side rendering or static workers (they would answer outside the middleware).
     app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block, theme=theme,
-               allowed_paths=[str(root)], show_error=False, quiet=not block, inbrowser=False)  # fmt: skip
+               allowed_paths=[str(runs.served)], blocked_paths=[str(runs.private)],
+               app_kwargs={"middleware": [Middleware(SameOriginOnly, loopback=is_loopback(host))]},
+               run_history=False, mcp_server=False, enable_monitoring=False, ssr_mode=False, num_workers=0,
+               show_error=False, quiet=not block, inbrowser=False)  # fmt: skip
     return app
-
-

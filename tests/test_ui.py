@@ -95,25 +95,33 @@ def test_severity_compare_shows_the_reasoner_and_the_persons_numbers(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, data, ok",
+    "name, data, reason",
     [
-        ("photo.png", None, True),  # a real image
-        ("notes.png", b"just some text, not pixels\n", False),  # text renamed .png
-        ("paper.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", False),  # a PDF
-        ("empty.jpg", b"", False),  # empty file
+        ("photo.png", None, None),  # a real image
+        ("notes.png", b"just some text, not pixels\n", "not a recognised image"),  # text renamed .png
+        ("paper.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", "not a recognised image"),  # a PDF
+        ("empty.jpg", b"", "empty file"),  # empty file
+        ("big.png", "big", "image is 80x60 = 4,800 pixels, over the 4,000-pixel limit (--max-pixels)"),  # over limit
+        ("pipe.png", "fifo", "is a FIFO (named pipe)"),  # a FIFO: refused on stat, never opened (would block)
     ],
 )
-def test_uploads_that_are_not_images_get_one_line_naming_the_file(tmp_path, name, data, ok):
+def test_uploads_rnr_cannot_use_get_one_line_naming_the_file(tmp_path, name, data, reason):
+    import os
+
     path = tmp_path / name
     if data is None:
         save_image(path, load_photo("camera")[:32, :32])
+    elif data == "big":
+        save_image(path, load_photo("camera")[:60, :80])
+    elif data == "fifo":
+        os.mkfifo(path)
     else:
         path.write_bytes(data)
-    err = image_error(str(path))
-    if ok:
+    err = image_error(str(path), 4000)
+    if reason is None:
         assert err is None
     else:
-        assert err.startswith(f"{name} is not an image rnr can read: ") and "\n" not in err
+        assert err.startswith(f"{name} cannot be used: ") and reason in err and "\n" not in err
     assert image_error(None).startswith("No image yet")
 
 
@@ -127,16 +135,29 @@ def test_backend_status_reads_imports_without_importing():
     assert (status["vllm"] == []) == vllm_installed
 
 
-def test_ui_command_rejects_bad_options(tmp_path):
+def test_ui_command_rejects_bad_options_and_passes_the_pixel_limit(tmp_path, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
+    import agent.ui
     from agent.cli_ui import ui_command
 
+    launched = []  # a bad option that slipped through would start a server here instead of blocking the test
+    monkeypatch.setattr(agent.ui, "launch", lambda **kw: launched.append(kw))
     app = typer.Typer()
     app.command()(ui_command)
-    for args, message in ((["--port", "70000"], "a TCP port is 1..65535"),
-                          (["--index", str(tmp_path / "nope")], "no such reference library folder")):  # fmt: skip
-        res = CliRunner().invoke(app, args)
+    for args, env, message in (
+        (["--port", "70000"], {}, "a TCP port is 1..65535"),
+        (["--index", str(tmp_path / "nope")], {}, "no such reference library folder"),
+        (["--max-pixels", "0"], {}, "--max-pixels 0: must be a positive number of pixels"),
+        ([], {"RNR_MAX_PIXELS": "lots"}, "RNR_MAX_PIXELS='lots' is not a positive integer; fix or unset it"),
+    ):
+        res = CliRunner().invoke(app, args, env=env)
         text = " ".join(res.output.replace("\u2502", " ").split())  # rich wraps the message in a box
-        assert res.exit_code == 2 and message in text
+        assert res.exit_code == 2 and message in text, text
+    assert launched == []
+    for args, limit, why in (([], 7000, "RNR_MAX_PIXELS"), (["--max-pixels", "5000"], 5000, "--max-pixels")):
+        env = {"RNR_MAX_PIXELS": "7000"}  # the option wins over the variable
+        res = CliRunner().invoke(app, args, env=env)
+        assert res.exit_code == 0, res.output
+        assert launched[-1]["max_pixels"] == limit and launched[-1]["max_pixels"].why == why

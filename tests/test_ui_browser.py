@@ -1,7 +1,8 @@
 """``rnr ui`` in a real browser: Debian's headless Chromium, driven by Playwright, against the page on loopback.
 
 Load an image, watch the nodes stream in, edit a severity at the review interrupt, resume, download the trace and
-validate it against the committed schema; and refuse a file that is not an image. Screenshots go to bench/out/.
+validate it against the committed schema; and refuse a file that is not an image, or one that declares more pixels
+than the limit. Screenshots go to bench/out/.
 """
 
 import json
@@ -13,6 +14,9 @@ from chromium import MARKS, launch_chromium, screenshot
 pytestmark = MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("gradio")
+
+#: The page's pixel limit (``rnr ui --max-pixels``): far above the test images, far below a decompression bomb.
+LIMIT = 50_000_000
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,7 @@ def server(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = launch(port=port, block=False, work_dir=tmp_path_factory.mktemp("ui"))
+    app = launch(port=port, block=False, work_dir=tmp_path_factory.mktemp("ui"), max_pixels=LIMIT)
     yield f"http://127.0.0.1:{port}/"
     app.close()
 
@@ -53,13 +57,28 @@ def test_non_image_upload_gets_a_clear_message(page, tmp_path):
     page.locator("#rnr-upload input[type=file]").set_input_files(str(fake))
     status = page.locator("#rnr-status .rnr-error")
     status.wait_for(timeout=15000)
-    assert status.inner_text().startswith("\u26a0 notes.png is not an image rnr can read:")
+    assert status.inner_text().startswith("\u26a0 notes.png cannot be used: not a recognised image")
     page.click("#rnr-run")  # diagnosing it anyway gives the same line, and nothing runs
     page.wait_for_timeout(500)
-    assert "notes.png is not an image" in page.locator("#rnr-status").inner_text()
+    assert "notes.png cannot be used" in page.locator("#rnr-status").inner_text()
     assert page.locator("#rnr-steps li").count() == 0
     assert "Traceback" not in page.content()
     screenshot(page, "ui_refused.png")
+
+
+def test_an_image_over_the_pixel_limit_gets_one_line_naming_the_limit(page, tmp_path, monkeypatch):
+    from test_ui_security import bomb_png, spy_on_decoding
+
+    decoded = spy_on_decoding(monkeypatch, LIMIT)
+    page.locator("#rnr-upload input[type=file]").set_input_files(str(bomb_png(tmp_path / "huge.png")))
+    status = page.locator("#rnr-status .rnr-error")
+    status.wait_for(timeout=15000)
+    assert status.inner_text() == (
+        f"\u26a0 huge.png cannot be used: image is 11500x11500 = 132,250,000 pixels, over the {LIMIT:,}-pixel limit "
+        "(--max-pixels); if the file is trusted and memory allows, raise it with --max-pixels or RNR_MAX_PIXELS"
+    )
+    assert page.locator("#rnr-status .rnr-error").count() == 1 and page.locator("#rnr-preview img").count() == 0
+    assert decoded == []  # refused on the header
 
 
 def test_diagnose_review_edit_resume_and_download_the_trace(page, tmp_path):
