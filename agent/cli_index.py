@@ -40,32 +40,59 @@ def _embedder_kwargs(name: str, device: str | None) -> dict[str, Any]:
     return {"device": device} if device and name.startswith("hf:") else {}
 
 
-def _files(inputs: list[Path], recursive: bool) -> list[Path]:
+def _files(inputs: list[Path], recursive: bool) -> tuple[list[Path], list[str]]:
+    """The image files among ``inputs``, and one line per FIFO, device or outside symlink refused (never opened)."""
     from reasoner.imageio import ImageLoadError, iter_image_files
 
+    refused: list[str] = []
     try:
-        files = iter_image_files(inputs, recursive=recursive)
+        files = iter_image_files(inputs, recursive=recursive, on_refused=lambda e: refused.append(str(e)))
     except ImageLoadError as e:
         _fail(str(e))
     if not files:
+        for line in refused:
+            typer.echo(line, err=True)
         hint = "" if recursive else " (use --recursive for sub-folders)"
         _fail(f"no images found in {', '.join(map(str, inputs))}{hint}")
-    return files
+    return files, refused
 
 
-def _add_with_progress(lib, files: list[Path], category: str, show: bool, max_pixels: int | None):
+def _pixel_limit(max_pixels: int | None):
+    """The ``--max-pixels`` in force: the option, else RNR_MAX_PIXELS, else what memory allows for decoding."""
+    from reasoner.imageio import resolve_max_pixels
+
+    try:
+        return resolve_max_pixels(max_pixels, "load")
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _add_with_progress(lib, files: list[Path], category: str, show: bool, max_pixels: int, refused: list[str]):
+    """``lib.add`` with a progress bar on a terminal; refused inputs lead the errors, one line each."""
     from rich.console import Console
 
-    stderr = Console(stderr=True)
-    if not show or not stderr.is_terminal:
-        return lib.add(files, category=category, max_pixels=max_pixels)
-    from rich.progress import Progress
+    from reasoner.files import DiskFullError
+    from retrieval.library import LibraryError
 
-    with Progress(console=stderr, transient=True) as bar:
-        task = bar.add_task("indexing", total=len(files))
-        return lib.add(
-            files, category=category, max_pixels=max_pixels, progress=lambda done, _: bar.update(task, completed=done)
-        )
+    stderr = Console(stderr=True)
+    try:
+        if not show or not stderr.is_terminal:
+            result = lib.add(files, category=category, max_pixels=max_pixels)
+        else:
+            from rich.progress import Progress
+
+            with Progress(console=stderr, transient=True) as bar:
+                task = bar.add_task("indexing", total=len(files))
+                result = lib.add(
+                    files,
+                    category=category,
+                    max_pixels=max_pixels,
+                    progress=lambda done, _: bar.update(task, completed=done),
+                )
+    except (LibraryError, DiskFullError) as e:
+        _fail(str(e))
+    result.errors[:0] = refused
+    return result
 
 
 def _report(lib, result, n_inputs: int, as_json: bool, action: str) -> None:
@@ -110,17 +137,14 @@ def _report(lib, result, n_inputs: int, as_json: bool, action: str) -> None:
 
 
 def _open(index: Path, device: str | None):
-    from retrieval.library import LibraryError, ReferenceLibrary
+    """Open a library, or exit 2 with one line naming the damaged file and the fix."""
+    from retrieval.library import LibraryError, ReferenceLibrary, read_meta
 
-    meta = index / "library.json"
     try:
-        name = json.loads(meta.read_text())["embedder"]["name"] if meta.is_file() else ""
-    except (OSError, ValueError, KeyError, TypeError):
-        name = ""
-    try:
+        name = read_meta(index)["embedder"]["name"]
         return ReferenceLibrary.open(index, **_embedder_kwargs(name, device))
-    except (LibraryError, ImportError, FileNotFoundError) as e:
-        raise typer.BadParameter(str(e), param_hint="--index") from None
+    except (LibraryError, ImportError) as e:
+        _fail(str(e))
 
 
 def _check_category(category: str) -> None:
@@ -147,25 +171,32 @@ def build(
     max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of a table."),
 ) -> None:
-    """Build a reference library from a folder of images (bad files are reported and skipped)."""
+    """Build a reference library from a folder of images (bad files are reported and skipped).
+
+    --overwrite replaces only what reason-restore wrote in the folder (library.json, entries.sqlite, index files,
+    stored copies of images); anything else there, such as the reference photos themselves, stays.
+    """
     import secrets
 
-    from retrieval.library import LibraryError, ReferenceLibrary
+    from retrieval.library import LibraryError, ReferenceLibrary, check_overwritable, library_files, replace_library
     from retrieval.registry import load_embedder
 
     _check_category(category)
     if not refs_dir.is_dir():
         raise typer.BadParameter(f"{refs_dir}: not a folder of images", param_hint="REFS_DIR")
     existing = index.exists() and (not index.is_dir() or any(index.iterdir()))
-    if existing and not (overwrite and (index / "library.json").is_file()):
-        what = (
-            "holds a library; add to it with `rnr index add` or pass --overwrite"
-            if (index / "library.json").is_file()
-            else "exists and is not an empty folder; pick a new --index"
-        )
-        raise typer.BadParameter(f"{index} {what}", param_hint="--index")
+    if existing and not overwrite:
+        if (index / "library.json").is_file() or library_files(index):
+            _fail(f"{index} holds a library; add to it with `rnr index add` or pass --overwrite")
+        _fail(f"{index} exists and is not an empty folder; pick a new --index")
+    if existing:
+        try:
+            check_overwritable(index)
+        except LibraryError as e:
+            _fail(str(e))
     params = _parse_params(index_param)
-    files = _files([refs_dir], recursive)
+    limit = _pixel_limit(max_pixels)
+    files, refused = _files([refs_dir], recursive)
     try:
         model = load_embedder(embedder, **_embedder_kwargs(embedder, device))
     except (ValueError, ImportError, OSError) as e:
@@ -178,23 +209,26 @@ def build(
         try:
             lib = ReferenceLibrary.create(tmp, model, index_type, threshold=threshold, **params)
         except LibraryError as e:
-            raise typer.BadParameter(str(e), param_hint="--index-type/--index-param") from None
+            raise typer.BadParameter(str(e), param_hint="--index-type/--index-param/--threshold") from None
         with lib:
-            result = _add_with_progress(lib, files, category, not as_json, max_pixels)
+            result = _add_with_progress(lib, files, category, not as_json, limit, refused)
         if existing:
-            trash = index.with_name(f".{index.name}.old-{secrets.token_hex(4)}")
-            index.rename(trash)
-            tmp.rename(index)
-            shutil.rmtree(trash, ignore_errors=True)
+            replace_library(tmp, index)  # leaves whatever reason-restore did not write (input photos, notes)
         else:
             if index.is_dir():
                 index.rmdir()
             tmp.rename(index)
+    except (LibraryError, OSError) as e:  # DiskFullError is an OSError; the old library is left as it was
+        _fail(str(e))
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    with ReferenceLibrary.open(index, model) as lib:
-        _report(lib, result, len(files), as_json, "built")
+    try:
+        lib = ReferenceLibrary.open(index, model)
+    except LibraryError as e:
+        _fail(str(e))
+    with lib:
+        _report(lib, result, len(files) + len(refused), as_json, "built")
 
 
 @index_app.command()
@@ -209,10 +243,11 @@ def add(
 ) -> None:
     """Add images to an existing library (duplicates are skipped, bad files reported)."""
     _check_category(category)
-    files = _files(inputs, recursive)
+    limit = _pixel_limit(max_pixels)
+    files, refused = _files(inputs, recursive)
     with _open(index, device) as lib:
-        result = _add_with_progress(lib, files, category, not as_json, max_pixels)
-        _report(lib, result, len(files), as_json, "added to")
+        result = _add_with_progress(lib, files, category, not as_json, limit, refused)
+        _report(lib, result, len(files) + len(refused), as_json, "added to")
 
 
 @index_app.command()
@@ -223,6 +258,7 @@ def query(
     category: list[str] = typer.Option([], "--category", help="Search only this sub-library (repeatable)."),
     threshold: float | None = typer.Option(None, "--threshold", help="Minimum score (default: the library's)."),
     device: str | None = typer.Option(None, "--device", help="Device of an hf: embedder (cpu, cuda, auto)."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse a query with more pixels than this."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Find the references most similar to an image."""
@@ -233,14 +269,14 @@ def query(
     from retrieval.library import LibraryError
 
     try:
-        loaded = load_image(image)
+        loaded = load_image(image, max_pixels=_pixel_limit(max_pixels))
     except ImageLoadError as e:
         _fail(str(e))
     with _open(index, device) as lib:
         try:
             refs = lib.search(loaded, k=k, category=category or None, threshold=threshold)
         except LibraryError as e:
-            raise typer.BadParameter(str(e), param_hint="--category") from None
+            _fail(str(e))
         used = lib.threshold if threshold is None else threshold
         tag = lib.embedder_tag
     if as_json:

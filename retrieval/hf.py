@@ -107,8 +107,14 @@ class HFEmbedder:
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
         self.batch_size = max(1, int(batch_size))
-        self.processor = transformers.AutoImageProcessor.from_pretrained(source, revision=revision)
-        self.model = transformers.AutoModel.from_pretrained(source, revision=revision, dtype=self.dtype)
+        # Never trust_remote_code: the model name may come from a library's library.json, and remote code would run
+        # whatever that checkpoint ships. Architectures transformers knows need none.
+        self.processor = transformers.AutoImageProcessor.from_pretrained(
+            source, revision=revision, trust_remote_code=False
+        )
+        self.model = transformers.AutoModel.from_pretrained(
+            source, revision=revision, dtype=self.dtype, trust_remote_code=False
+        )
         self.model.to(self.device).eval()
         model_type = str(getattr(self.model.config, "model_type", ""))
         if kind == "auto":

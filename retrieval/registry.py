@@ -17,17 +17,30 @@ def _choices() -> str:
     return f"{sorted(EMBEDDERS)}, 'hf:<model id or local path>' or 'pkg.module:Class'"
 
 
-def resolve(name_or_path: str) -> type:
-    """The embedder class for a registry name or a ``"package.module:Class"`` path."""
-    return resolve_backend(name_or_path, EMBEDDERS, "embedder", _choices())
+def is_registered(name: object) -> bool:
+    """Whether ``name`` is an embedder that loads without importing code named by the caller.
+
+    True for registry names and ``"hf:<model id or local path>"``: the names a library may record and have
+    reloaded from its ``library.json`` (a ``"pkg.module:Class"`` path from a file would import and run anything).
+    """
+    if not isinstance(name, str):
+        return False
+    return name in EMBEDDERS or (name.startswith(HF_PREFIX) and len(name.strip()) > len(HF_PREFIX))
 
 
-def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, **kwargs) -> Embedder:
+def resolve(name_or_path: str, *, allow_path: bool = True) -> type:
+    """The embedder class for a registry name or, with ``allow_path``, a ``"package.module:Class"`` path."""
+    return resolve_backend(name_or_path, EMBEDDERS, "embedder", _choices(), allow_path=allow_path)
+
+
+def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, *, allow_path: bool = True, **kwargs) -> Embedder:
     """Instantiate an embedder, passing ``kwargs`` through.
 
     Args:
         name_or_path: A registry name (``"global"``), ``"hf:<model id or local path>"`` for a DINOv2 / CLIP /
             SigLIP model through transformers, or ``"pkg.module:Class"``.
+        allow_path: Accept ``"pkg.module:Class"``. Pass False for names read from files, so that only
+            registered names load and nothing is imported first.
         **kwargs: Constructor arguments (for ``hf:``, those of :class:`retrieval.hf.HFEmbedder`).
 
     Raises:
@@ -35,6 +48,8 @@ def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, **kwargs) -> Embedder:
         ImportError: When the embedder needs an extra that is not installed, naming the install command.
 
     """
+    if not isinstance(name_or_path, str):
+        raise ValueError(f"unknown embedder {name_or_path!r}; choose one of {_choices()}")
     name = name_or_path.strip()
     if name.startswith(HF_PREFIX):
         model = name[len(HF_PREFIX) :]
@@ -43,4 +58,4 @@ def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, **kwargs) -> Embedder:
         from retrieval.hf import HFEmbedder
 
         return HFEmbedder(model, **kwargs)
-    return resolve(name)(**kwargs)
+    return resolve(name, allow_path=allow_path)(**kwargs)
