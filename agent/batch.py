@@ -1,42 +1,55 @@
 """Batch restoration: many inputs, one output folder, resumable, never losing or corrupting anything.
 
 Layout of ``OUT``: ``<name>.png`` (restored image) and ``<name>.json`` (trace) per input, ``manifest.jsonl`` (one
-line per finished input, written by the parent process only), ``.rnr/work/<thread>/`` (intermediate arrays and a
-per-image SQLite checkpoint, removed once the image is done). Outputs are written to a temporary file and renamed,
-so a final file is complete or absent; an input is done when the manifest says so and its files exist.
+line per finished input, written by the driver only), ``report.html``, and ``.rnr/``: ``lock`` (one writer per
+folder), ``names.jsonl`` (output names handed out), ``previews/`` (inputs' previews for the report) and
+``work/<thread>/`` (intermediate arrays and a per-image SQLite checkpoint, removed once the image is done).
+
+What the driver promises (each has a fault-injection test):
+
+- Inputs are only read. ``OUT`` may not be an input folder; ``-r`` never enters ``OUT``; no output ever replaces an
+  input or a file no run here wrote (names are handed out so, see :mod:`agent.manifest`).
+- Inputs are identified by absolute path and content (SHA-256): ``--resume`` skips exactly the inputs finished with
+  the same bytes, a new input never takes an earlier input's name.
+- A crash at any point (``kill -9`` included) leaves a state ``--resume`` completes with the outputs an
+  uninterrupted run writes. SIGINT/SIGTERM abandon the image in flight (its checkpoint stays) and raise
+  :class:`Interrupted`; pool workers die with the driver.
+- A full disk stops the batch with :class:`reasoner.files.DiskFullError` after removing the failed image's work files.
+- One driver per ``OUT`` (:class:`agent.runlock.RunLock`).
 
 With ``checkpoint="postgres://..."`` the per-image checkpoints live on that PostgreSQL server instead (one thread per
 image, deleted once the image is done), shared by every worker and host of the run, so a worker can resume an image
 another one left half done. Checkpointed states name arrays under ``OUT/.rnr/work/<thread>/`` by the path ``OUT``
-was given as, so hosts that share checkpoints must see ``OUT`` at that same path (an absolute path on a shared
-filesystem); the manifest, written by the one driver, still decides what is finished.
+was given as, so hosts that share checkpoints must see ``OUT`` at that same path.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
-import time
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.io import write_text_atomic
-from agent.state import Context, Settings
+from agent.manifest import (
+    CLAIMS,
+    MANIFEST,
+    Item,
+    append_claims,
+    append_row,
+    assign_names,
+    read_claims,
+    read_manifest,
+    seal_manifest,
+)
+from agent.runlock import RunLock
+from agent.state import Settings
+from agent.worker import Worker, init_pool_worker, pool_process
 
-MANIFEST = "manifest.jsonl"
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@dataclass(frozen=True)
-class Item:
-    """One input and the output stem it maps to (unique, inside the output folder)."""
-
-    path: Path
-    name: str
+__all__ = ["MANIFEST", "Interrupted", "Item", "NoImagesError", "Summary", "plan_batch", "read_manifest", "run_batch"]
 
 
 @dataclass
@@ -46,189 +59,178 @@ class Summary:
     done: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    total: int = 0
 
 
-def output_items(inputs: Sequence[str | Path], recursive: bool = False) -> list[Item]:
-    """Expand inputs to image files and give each a safe, unique output stem.
-
-    Stems are the path relative to the directory given (separators become ``__``), reduced to letters, digits,
-    ``.``, ``_`` and ``-``, without leading dots, so no name can escape the output folder; clashes (``a.jpg`` and
-    ``a.png``) get the extension appended.
-    """
-    from reasoner.imageio import iter_image_files
-
-    items, seen = [], set()
-    for inp in inputs:
-        root = Path(inp)
-        for f in iter_image_files([root], recursive=recursive):
-            rel = f.relative_to(root) if root.is_dir() else Path(f.name)
-            stem = "__".join(rel.with_suffix("").parts)
-            stem = _SAFE.sub("_", stem).lstrip(".") or "image"
-            if stem in seen:
-                stem = f"{stem}_{f.suffix.lstrip('.').lower() or 'x'}"
-            n = 2
-            base = stem
-            while stem in seen:
-                stem, n = f"{base}_{n}", n + 1
-            seen.add(stem)
-            items.append(Item(f, stem))
-    return items
+class NoImagesError(ValueError):
+    """The inputs hold no image to process (one line naming them)."""
 
 
-def read_manifest(out: Path) -> dict[str, dict]:
-    """Finished entries by output stem; a torn last line (killed mid-write) is ignored."""
-    entries = {}
-    path = out / MANIFEST
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            entries[row["name"]] = row
-    return entries
+class Interrupted(BaseException):  # noqa: N818 - a BaseException like KeyboardInterrupt, so `except Exception` passes it
+    """SIGINT or SIGTERM stopped the batch; the image in flight was abandoned and resumes where it stopped."""
+
+    def __init__(self, signum: int, summary: Summary | None = None) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.summary = summary
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process killed by it."""
+        return 128 + self.signum
 
 
-def _append_manifest(out: Path, row: dict) -> None:
-    with open(out / MANIFEST, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+@dataclass
+class BatchPlan:
+    """A checked batch: items to process, items already finished, inputs refused before any read."""
 
-
-def _is_done(out: Path, row: dict | None) -> bool:
-    return (
-        bool(row)
-        and row["status"] in ("ok", "unchanged")
-        and (out / row["output"]).exists()
-        and (out / row["trace"]).exists()
-    )
-
-
-_CTX: Context | None = None
-
-
-def _init_worker(backends: dict, settings: dict) -> None:
-    global _CTX
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from agent.run import make_context
-
-    _CTX = make_context(**backends, settings=Settings(**settings))
-
-
-def process_item(
-    item: Item,
-    out: Path,
-    ctx: Context | None = None,
-    on_update: Callable[[str, dict], None] | None = None,
-    checkpoint: str | None = None,
-) -> dict:
-    """Restore one input into ``out``; returns its manifest row (status "failed" with the error on failure).
-
-    ``checkpoint`` is a ``postgres://`` URL for shared checkpoints; ``None`` keeps a SQLite file in the work dir.
-    """
-    from agent.checkpoint import is_postgres_url, open_checkpointer
-    from agent.graph import final_pixels, finish_trace
-    from agent.run import run_graph, thread_id
-    from reasoner.imageio import ImageLoadError, save_image
-
-    ctx = ctx or _CTX
-    t0 = time.perf_counter()
-    row = {"input": str(item.path), "name": item.name, "output": f"{item.name}.png", "trace": f"{item.name}.json"}
-    try:
-        thread = thread_id(item.path, ctx)
-        work = out / ".rnr" / "work" / thread
-
-        shared = is_postgres_url(checkpoint)
-        config = {"configurable": {"thread_id": thread}}
-
-        def attempt():
-            work.mkdir(parents=True, exist_ok=True)
-            saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
-            try:
-                state = run_graph(item.path, ctx, work, checkpointer=saver, thread=thread, on_update=on_update)
-            finally:
-                saver.conn.close()
-            return state, final_pixels(state)
-
-        def forget():
-            # The thread goes with the work files it refers to: a checkpoint without them cannot resume.
-            if shared:
-                saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
-                try:
-                    saver.delete_thread(thread)
-                finally:
-                    saver.conn.close()
-            shutil.rmtree(work, ignore_errors=True)
-
-        if shared:
-            saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
-            try:
-                resuming = saver.get_tuple(config) is not None
-            finally:
-                saver.conn.close()
-        else:
-            resuming = (work / "checkpoint.sqlite").exists()
-        try:
-            state, pixels = attempt()
-        except ImageLoadError:
-            raise
-        except Exception:  # noqa: BLE001 - re-raised below unless a fresh start helps
-            if not resuming:
-                raise
-            # A run killed mid-step (or mid-cleanup) can leave a checkpoint that no longer matches its work files;
-            # the graph is deterministic, so starting the image again gives what the uninterrupted run would have.
-            forget()
-            state, pixels = attempt()
-        t_io = time.perf_counter()
-        save_image(out / row["output"], pixels)
-        trace = finish_trace(state.trace, row["output"], time.perf_counter() - t_io)
-        write_text_atomic(out / row["trace"], trace.model_dump_json(indent=1))
-        forget()
-        status = "ok" if state.decision in ("accepted", "rolled_back") else "unchanged"
-        row.update(status=status, decision=state.decision, overall_before=trace.overall_before,
-                   overall_after=trace.overall_after, timings=trace.timings)  # fmt: skip
-    except (ImageLoadError, OSError, ValueError) as e:
-        row.update(status="failed", error=str(e) if isinstance(e, ImageLoadError) else f"{item.path}: {e}")
-    except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch; the error is recorded
-        row.update(status="failed", error=f"{item.path}: {type(e).__name__}: {e}")
-    row["seconds"] = round(time.perf_counter() - t0, 4)
-    return row
-
-
-def seal_manifest(out: Path) -> None:
-    """End a torn last line (a run killed mid-write), so the next row appended starts on a line of its own."""
-    path = out / MANIFEST
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
+    out: Path
+    todo: list[Item]
+    summary: Summary
+    refused: list[tuple[Item, str]] = field(default_factory=list)
+    protect: frozenset[str] = frozenset()
 
 
 def check_new_run(out: Path, resume: bool) -> None:
     """Refuse to write into a folder that already holds a run, unless resuming it."""
-    if (out / MANIFEST).exists() and not resume:
+    if not resume and ((out / MANIFEST).exists() or (out / CLAIMS).exists()):
         raise FileExistsError(
             f"{out}: already holds a run ({MANIFEST}); pass --resume to continue it or pick another --out"
         )
 
 
-def plan_batch(items: list[Item], out: Path, resume: bool) -> tuple[list[Item], Summary]:
-    """Prepare ``out`` (created, torn manifest line sealed) and split ``items`` into to-do and already finished.
+def check_out(inputs: Sequence[str | Path], out: Path) -> None:
+    """Refuse an ``out`` that is a file, or an input folder (outputs would sit among, and be read back as, inputs)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder; --out takes a folder")
+    real = os.path.realpath(out)
+    for inp in inputs:
+        if Path(inp).is_dir() and os.path.realpath(inp) == real:
+            raise FileExistsError(
+                f"--out {out} is the input folder {inp}: restored images would sit among the photos they came from "
+                f"and be read back as inputs on the next run; write to another folder, e.g. --out {Path(inp)}-restored"
+            )
 
-    Shared by the local and Ray engines so both skip exactly the same items on ``resume``.
+
+def scan(
+    inputs: Sequence[str | Path], out: Path, *, recursive: bool, follow_symlinks: bool
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """Input files as ``(path, path relative to the folder given)`` and refused ones ``(path, reason)``, unread."""
+    from reasoner.imageio import ImageLoadError, iter_image_files
+
+    files, refused = [], []
+
+    def on_refused(err: ImageLoadError) -> None:
+        refused.append((Path(err.path), err.reason))
+
+    for inp in inputs:
+        root = Path(inp)
+        found = iter_image_files(
+            [root], recursive=recursive, follow_symlinks=follow_symlinks, exclude=[out], on_refused=on_refused
+        )
+        files += [(f, f.relative_to(root) if root.is_dir() else Path(f.name)) for f in found]
+    seen, unique = set(), []
+    for f, rel in files:  # the same file given twice (a folder and a file in it) is one input
+        key = os.path.abspath(f)
+        if key not in seen:
+            seen.add(key)
+            unique.append((f, rel))
+    return unique, refused
+
+
+def plan_batch(
+    inputs: Sequence[str | Path],
+    out: Path,
+    resume: bool,
+    *,
+    recursive: bool = False,
+    follow_symlinks: bool = False,
+    warn: Callable[[str], None] | None = None,
+    scanned: tuple[list[tuple[Path, Path]], list[tuple[Path, str]]] | None = None,
+) -> BatchPlan:
+    """Check the inputs and ``out``, name every input, and split them into to-do and already finished.
+
+    Call under the run lock. Shared by the local and Ray engines so both skip exactly the same items on ``resume``.
+
+    Raises:
+        FileExistsError: ``out`` is unusable (a file, an input folder) or holds a run and ``resume`` is false.
+        NoImagesError: The inputs hold no image.
+        ImageLoadError: An input that does not exist.
+
     """
-    out.mkdir(parents=True, exist_ok=True)
+    from reasoner.imageio import ImageLoadError, file_sha256
+
+    files, refused = scanned or scan(inputs, out, recursive=recursive, follow_symlinks=follow_symlinks)
+    if not files and not refused:
+        raise NoImagesError(f"no images found in {', '.join(map(str, inputs))}" + ("" if recursive else
+                            " (use --recursive for sub-folders)"))  # fmt: skip
+    warnings: list[str] = []
+    warn_all = (lambda m: (warnings.append(m), warn(m))) if warn else warnings.append
     seal_manifest(out)
-    finished = read_manifest(out)
-    summary, todo = Summary(), []
+    previous = read_manifest(out, warn_all)
+    claims = read_claims(out, warn_all)
+    by_path = {}
+    for row in previous.values():
+        by_path[row.get("input_abs") or os.path.abspath(row["input"])] = row
+    # Hash only what a resume must compare; workers hash the rest as they read it.
+    entries = []
+    for path, rel in files:
+        row = by_path.get(os.path.abspath(path)) if resume else None
+        sha = None
+        if row is not None and row.get("sha256"):
+            try:
+                sha = file_sha256(path)
+            except ImageLoadError:
+                sha = None
+        entries.append((path, rel, sha))
+    named = assign_names([*entries, *((p, Path(p.name), None) for p, _ in refused)], out, previous, claims)
+    items, refused_items = named[: len(entries)], named[len(entries) :]
+    append_claims(out, [it for it in named if it.name not in previous and os.path.abspath(it.path) not in claims])
+    summary = Summary(warnings=warnings, total=len(named))
+    todo = []
     for it in items:
-        if resume and _is_done(out, finished.get(it.name)):
+        row = by_path.get(os.path.abspath(it.path))
+        if resume and _is_done(out, row, it):
             summary.skipped.append(it.name)
         else:
             todo.append(it)
-    return todo, summary
+    protect = frozenset(os.path.realpath(p) for p, _ in files) | frozenset(os.path.abspath(p) for p, _ in files)
+    return BatchPlan(out, todo, summary, list(zip(refused_items, (r for _, r in refused), strict=True)), protect)
+
+
+def _is_done(out: Path, row: dict | None, item: Item) -> bool:
+    if not row or row["status"] not in ("ok", "unchanged") or row["name"] != item.name:
+        return False
+    if row.get("sha256") and row["sha256"] != item.sha256:
+        return False  # the input changed since: restore it again
+    return (out / row["output"]).is_file() and (out / row["trace"]).is_file()
+
+
+def refused_row(item: Item, reason: str) -> dict:
+    """The manifest row of an input refused before any read."""
+    return {"input": str(item.path), "input_abs": os.path.abspath(item.path), "name": item.name,
+            "output": f"{item.name}.png", "trace": f"{item.name}.json", "status": "failed",
+            "error": f"{item.path}: {reason}", "seconds": 0.0}  # fmt: skip
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Interrupted` (SIGINT already raises KeyboardInterrupt) while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_interrupted(signum, frame):
+        raise Interrupted(signum)
+
+    old_term = signal.signal(signal.SIGTERM, raise_interrupted)
+    old_int = signal.signal(signal.SIGINT, raise_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def run_batch(
@@ -240,8 +242,12 @@ def run_batch(
     workers: int = 1,
     resume: bool = False,
     recursive: bool = False,
+    follow_symlinks: bool = False,
+    max_pixels: int | None = None,
     on_row: Callable[[dict], None] | None = None,
     on_update: Callable[[str, dict], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    on_start: Callable[[Summary, int], None] | None = None,
     checkpoint: str | None = None,
 ) -> Summary:
     """Restore every input into ``out``; with ``resume`` skip inputs already finished there.
@@ -249,28 +255,120 @@ def run_batch(
     ``backends`` holds ``reasoner``, ``scorer``, ``restorer`` and ``index`` names for :func:`agent.run.make_context`;
     each worker process loads them once. ``on_update`` (live node updates) needs ``workers == 1``. ``checkpoint``
     is a ``postgres://`` URL to keep checkpoints on that server (see the module docstring); ``None``: SQLite.
+    ``max_pixels`` refuses larger images (default: what memory allows, see
+    :func:`reasoner.imageio.resolve_max_pixels`). ``on_start(summary, n_todo)`` is called once the work is known.
+
+    Raises:
+        FileExistsError, NoImagesError: See :func:`plan_batch` (nothing is created then).
+        RunLockedError: Another run holds ``out``.
+        DiskFullError: The disk filled up; the batch stopped and resumes with ``resume``.
+        Interrupted: SIGINT or SIGTERM; the batch resumes with ``resume``.
+
     """
+    from reasoner.imageio import resolve_max_pixels
+
     out = Path(out)
+    check_out(inputs, out)
     check_new_run(out, resume)
-    todo, summary = plan_batch(output_items(inputs, recursive=recursive), out, resume)
+    limit = resolve_max_pixels(max_pixels, "restore", workers=max(workers, 1))
+    scanned = scan(inputs, out, recursive=recursive, follow_symlinks=follow_symlinks)
+    if not scanned[0] and not scanned[1]:
+        raise NoImagesError(f"no images found in {', '.join(map(str, inputs))}" + ("" if recursive else
+                            " (use --recursive for sub-folders)"))  # fmt: skip
     backends = backends or {}
     settings = settings or Settings()
+    if backends.get("index") is not None and on_warning is not None:
+        from agent.run import open_library
 
-    def record(row: dict) -> None:
-        _append_manifest(out, row)
-        (summary.failed if row["status"] == "failed" else summary.done).append(row)
-        if on_row is not None:
-            on_row(row)
+        library, tag = open_library(backends["index"])
+        if library is None:
+            on_warning(f"--index {backends['index']}: {tag[len('none (') : -1]}; restoring without references")
+        else:
+            library.close()
+    pooled = workers > 1 and len(scanned[0]) > 1
+    # Backends load before anything is written, so a bad name or model fails without leaving a folder behind.
+    worker = None if pooled else Worker.load(backends, settings, limit)
+    if pooled:
+        check_backends(backends)
+    existed = out.exists()
+    with interruptible(), RunLock(out) as lock:
+        try:
+            plan = plan_batch(inputs, out, resume, recursive=recursive, follow_symlinks=follow_symlinks,
+                              warn=on_warning, scanned=scanned)  # fmt: skip
+        except BaseException:
+            lock.release()
+            if not existed:
+                _remove_fresh(out)
+            raise
+        summary = plan.summary
 
-    if workers <= 1:
-        _init_worker(backends, settings.model_dump())
-        for it in todo:
-            record(process_item(it, out, on_update=on_update, checkpoint=checkpoint))
-    else:
-        with ProcessPoolExecutor(
-            workers, initializer=_init_worker, initargs=(backends, settings.model_dump())
-        ) as pool:
-            futures = [pool.submit(process_item, it, out, checkpoint=checkpoint) for it in todo]
-            for fut in as_completed(futures):
-                record(fut.result())
+        def record(row: dict) -> None:
+            append_row(out, row)
+            (summary.failed if row["status"] == "failed" else summary.done).append(row)
+            if on_row is not None:
+                on_row(row)
+
+        if on_start is not None:
+            on_start(summary, len(plan.todo) + len(plan.refused))
+        try:
+            for it, reason in plan.refused:
+                record(refused_row(it, reason))
+            if worker is not None:
+                worker.protect = plan.protect
+                for it in plan.todo:
+                    record(worker.process(it, out, on_update=on_update, checkpoint=checkpoint))
+            else:
+                _run_pool(plan, backends, settings, limit, workers, checkpoint, record)
+        except Interrupted as e:
+            e.summary = summary
+            raise
+        except KeyboardInterrupt:
+            raise Interrupted(signal.SIGINT, summary) from None
     return summary
+
+
+def check_backends(backends: dict) -> None:
+    """Resolve the backend names (without loading models), so a typo fails before any worker starts."""
+    from reasoner.registry import resolve, resolve_backend
+    from restorer.base import RESTORERS
+
+    resolve(backends.get("reasoner", "measure"))
+    resolve(backends.get("scorer", "measure"))
+    resolve_backend(backends.get("restorer", "classical"), RESTORERS, "restorer")
+
+
+def _remove_fresh(out: Path) -> None:
+    """Remove an output folder this run created, if it holds nothing but the run's own bookkeeping."""
+    import shutil
+
+    ours = {out / ".rnr", out / ".rnr" / "lock", out / ".rnr" / "names.jsonl"}
+    if all(p in ours for p in out.rglob("*")):
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _run_pool(plan: BatchPlan, backends, settings: Settings, limit, workers: int, checkpoint, record) -> None:
+    pool = ProcessPoolExecutor(
+        workers, initializer=init_pool_worker, initargs=(backends, settings.model_dump(), limit, plan.protect)
+    )
+    clean = False
+    try:
+        futures = [pool.submit(pool_process, it, plan.out, checkpoint) for it in plan.todo]
+        for fut in as_completed(futures):
+            record(fut.result())
+        clean = True
+    finally:
+        if not clean:  # interrupted or a full disk: stop the workers now (their images resume from checkpoints)
+            _kill_workers(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    kill = getattr(pool, "kill_workers", None)  # Python 3.14
+    if kill is not None:
+        kill()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.kill()
+        except (OSError, AttributeError):
+            pass

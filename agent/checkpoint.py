@@ -53,14 +53,23 @@ def is_postgres_url(spec: str | None) -> bool:
 
 
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for error messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
+    """``url`` with its password and secret query values replaced by ``***``, for error messages and logs."""
+    from reasoner.files import redact_url
+
+    return redact_url(url)
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (a driver error) with the secrets of ``url`` masked, in case it echoes its connection string."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
 
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    secrets = [parts.password] if parts.password else []
+    secrets += [v for k, v in parse_qsl(parts.query) if v and redact(f"x://h/?{k}=v") != f"x://h/?{k}=v"]
+    for secret in secrets:
+        for form in {secret, unquote(secret)}:
+            text = text.replace(form, "***")
+    return text
 
 
 def postgres_checkpointer(url: str, *, setup: bool = False, connect_timeout: int = 10):
@@ -94,7 +103,7 @@ def postgres_checkpointer(url: str, *, setup: bool = False, connect_timeout: int
             url, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=connect_timeout
         )
     except psycopg.Error as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
+        reason = _scrub(" ".join(str(e).split()) or type(e).__name__, url)
         raise ValueError(f"{redact(url)}: cannot connect to PostgreSQL: {reason}") from None
     saver = PostgresSaver(conn, serde=serde())
     if setup:
@@ -102,7 +111,7 @@ def postgres_checkpointer(url: str, *, setup: bool = False, connect_timeout: int
             saver.setup()
         except psycopg.Error as e:
             conn.close()
-            reason = " ".join(str(e).split()) or type(e).__name__
+            reason = _scrub(" ".join(str(e).split()) or type(e).__name__, url)
             raise ValueError(f"{redact(url)}: cannot create the checkpoint tables: {reason}") from None
     return saver
 

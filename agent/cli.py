@@ -65,33 +65,48 @@ def diagnose(
         None, "--model", help="Model id or folder for model-backed reasoners (qwen3vl, vllm, vllm-server)."
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-directories."),
-    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Refuse images with more pixels than this."),
+    max_pixels: int | None = typer.Option(
+        None, "--max-pixels", help="Refuse larger images (default: what memory allows; also RNR_MAX_PIXELS)."
+    ),
+    follow_symlinks: bool = typer.Option(
+        False, "--follow-symlinks", help="Follow symlinks that lead out of an input folder (refused by default)."
+    ),
 ) -> None:
     """Diagnose degradations in images and explain the reasoning."""
     from rich.console import Console
 
     from agent.render import render_record
     from reasoner import load_reasoner
-    from reasoner.imageio import ImageLoadError, iter_image_files, load_image
+    from reasoner.imageio import ImageLoadError, iter_image_files, load_image, resolve_max_pixels
 
+    refused: list[ImageLoadError] = []
     try:
-        files = iter_image_files(inputs, recursive=recursive)
+        files = iter_image_files(
+            inputs, recursive=recursive, follow_symlinks=follow_symlinks, on_refused=refused.append
+        )
+        limit = resolve_max_pixels(max_pixels, "diagnose")
     except ImageLoadError as e:
         _fail(str(e))
-    if not files:
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--max-pixels") from None
+    if not files and not refused:
         _fail(f"no images found in {', '.join(map(str, inputs))}")
+    if out is not None:
+        _check_records_out(out, [*files, *(Path(e.path) for e in refused)])
     try:
         model = load_reasoner(reasoner, **({"model": model} if model else {}))
     except (ValueError, ImportError, FileNotFoundError, OSError) as e:
         raise typer.BadParameter(str(e), param_hint="--reasoner/--model") from None
 
     stdout, stderr = Console(), Console(stderr=True)
-    records, failures = [], []
+    records, failures = [], [(Path(e.path), str(e)) for e in refused]
+    for _, msg in failures:
+        stderr.print(f"[red]error:[/] {msg}", highlight=False, soft_wrap=True)
     show_progress = not as_json and len(files) > 1 and stderr.is_terminal
 
     def run_one(path: Path) -> None:
         try:
-            rec = model.diagnose(load_image(path, max_pixels=max_pixels))
+            rec = model.diagnose(load_image(path, max_pixels=limit))
         except ImageLoadError as e:
             failures.append((path, str(e)))
             stderr.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
@@ -124,6 +139,31 @@ def diagnose(
         for path, msg in failures:
             stderr.print(f"  {msg}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _check_records_out(out: Path, inputs: list[Path]) -> None:
+    """Refuse a records file that would replace an input or an image (records are JSON lines)."""
+    import os
+
+    from reasoner.imageio import IMAGE_EXTENSIONS
+
+    real = os.path.realpath(out)
+    if any(os.path.realpath(p) == real for p in inputs):
+        raise typer.BadParameter(f"{out} is an input; write the records to a new .jsonl file", param_hint="--out")
+    if out.suffix.lower() in IMAGE_EXTENSIONS:
+        raise typer.BadParameter(
+            f"{out}: an image name; records are JSON lines, write them to a .jsonl file", param_hint="--out"
+        )
+    if out.exists() and not out.is_file():
+        raise typer.BadParameter(f"{out}: exists and is not a regular file", param_hint="--out")
+    if out.is_file():
+        with open(out, "rb") as f:
+            head = f.read(16)
+        if head and head.lstrip()[:1] not in (b"{", b""):
+            raise typer.BadParameter(
+                f"{out}: exists and is not a records file written by rnr; it is never replaced, pick another name",
+                param_hint="--out",
+            )
 
 
 @app.command()
@@ -159,13 +199,21 @@ def restore(
         help="Per-image checkpoints: sqlite (a file in --out) or postgres://user:pass@host:port/db, shared by all "
         "workers and hosts (which then need the same --out on a shared filesystem).",
     ),
+    follow_symlinks: bool = typer.Option(
+        False, "--follow-symlinks", help="Follow symlinks that lead out of an input folder (refused by default)."
+    ),
+    max_pixels: int | None = typer.Option(
+        None, "--max-pixels", help="Refuse larger images (default: what memory allows; also RNR_MAX_PIXELS)."
+    ),
 ) -> None:
     """Diagnose, retrieve, restore and re-score images; write restored images and traces."""
     from rich.console import Console
 
-    from agent.batch import run_batch
+    from agent.batch import Interrupted, NoImagesError, run_batch
     from agent.render import render_update, summary_table
+    from agent.runlock import RunLockedError
     from agent.state import Settings
+    from reasoner.files import DiskFullError, redact_url
     from reasoner.imageio import ImageLoadError
 
     if engine not in ("local", "ray"):
@@ -178,7 +226,7 @@ def restore(
 
     if checkpoint != "sqlite" and not is_postgres_url(checkpoint):
         raise typer.BadParameter(
-            f"{checkpoint!r}: use sqlite or a postgres://user:password@host:port/database URL",
+            f"{redact_url(checkpoint)!r}: use sqlite or a postgres://user:password@host:port/database URL",
             param_hint="--checkpoint",
         )
     shared = checkpoint if is_postgres_url(checkpoint) else None
@@ -193,7 +241,7 @@ def restore(
     backends |= {k: v for k, v in models if v}
     if restorer_opts:
         backends["restorer_options"] = _options(restorer_opts, "--restorer-opt")
-    progress = None
+    progress, task = None, None
 
     def on_row(row: dict) -> None:
         if as_json:
@@ -204,30 +252,47 @@ def restore(
         if progress is not None:
             progress.advance(task)
 
-    on_update = (lambda node, update: render_update(stdout, node, update)) if trace else None
-    try:
-        if not as_json and not trace and stderr.is_terminal:
-            from rich.progress import Progress
+    def on_start(summary, n_todo: int) -> None:
+        nonlocal progress, task
+        if summary.skipped and not as_json:
+            stderr.print(f"resuming: {len(summary.skipped)} of {summary.total} image(s) already done", highlight=False)
+        if not as_json and not trace and stderr.is_terminal and n_todo:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            progress = Progress(console=stderr, transient=True)
-            task = progress.add_task("restoring", total=None)
+            progress = Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                console=stderr, transient=True)  # fmt: skip
+            task = progress.add_task("restoring", total=n_todo)
             progress.start()
+
+    def warn(message: str) -> None:
+        if not as_json:
+            stderr.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    on_update = (lambda node, update: render_update(stdout, node, update)) if trace else None
+    common = dict(backends=backends, settings=Settings(max_attempts=max_attempts), resume=resume,
+                  recursive=recursive, follow_symlinks=follow_symlinks, max_pixels=max_pixels, on_row=on_row,
+                  on_warning=warn, on_start=on_start, checkpoint=shared)  # fmt: skip
+    try:
         if engine == "ray":
             from agent.ray_engine import run_batch_ray
 
-            summary = run_batch_ray(
-                inputs, out, backends=backends, settings=Settings(max_attempts=max_attempts), workers=workers,
-                resume=resume, recursive=recursive, address=address, gpus_per_worker=gpus_per_worker, on_row=on_row,
-                checkpoint=shared,
-            )  # fmt: skip
+            summary = run_batch_ray(inputs, out, workers=workers, address=address, gpus_per_worker=gpus_per_worker,
+                                    **common)  # fmt: skip
         else:
-            summary = run_batch(
-                inputs, out, backends=backends, settings=Settings(max_attempts=max_attempts),
-                workers=1 if trace else workers, resume=resume, recursive=recursive, on_row=on_row,
-                on_update=on_update, checkpoint=shared,
-            )  # fmt: skip
-    except (FileExistsError, ImageLoadError, ValueError, ImportError) as e:
+            summary = run_batch(inputs, out, workers=1 if trace else workers, on_update=on_update, **common)
+    except Interrupted as e:
+        if progress is not None:
+            progress.stop()
+        done = len(e.summary.done) + len(e.summary.failed) + len(e.summary.skipped) if e.summary else 0
+        total = e.summary.total if e.summary else 0
+        what = {2: "SIGINT", 15: "SIGTERM"}.get(e.signum, f"signal {e.signum}")
+        _fail(f"interrupted ({what}) after {done} of {total} image(s); resume with: {_resume_command()}", e.exit_code)
+    except DiskFullError as e:
+        _fail(f"{e}: {_resume_command()}", 1)
+    except NoImagesError as e:
         _fail(str(e))
+    except (FileExistsError, RunLockedError, ImageLoadError, ValueError, ImportError) as e:
+        _fail(" ".join(str(e).split()))
     finally:
         if progress is not None:
             progress.stop()
@@ -247,6 +312,18 @@ def restore(
         for row in summary.failed:
             stderr.print(f"  {row['error']}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _resume_command() -> str:
+    """The command line of this run with ``--resume``, secrets masked, to paste after an interruption."""
+    import shlex
+
+    from reasoner.files import redact_url
+
+    args = ["rnr", *(redact_url(a) if "://" in a else a for a in sys.argv[1:])]
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(args)
 
 
 @app.command()

@@ -84,7 +84,7 @@ def structure_score(a: np.ndarray, b: np.ndarray) -> float:
 @_timed("diagnose")
 def diagnose(state: RestoreState, ctx: Context) -> dict:
     """Load the input once and diagnose it."""
-    img = load_image(state.input_path)
+    img = load_image(state.input_path, max_pixels=ctx.max_pixels)
     Path(state.work_dir).mkdir(parents=True, exist_ok=True)
     return {
         "input_info": img.info(),
@@ -98,7 +98,12 @@ def retrieve(state: RestoreState, ctx: Context) -> dict:
     """Top-k references above the library's relevance threshold (none without a library)."""
     if ctx.library is None or ctx.settings.top_k == 0:
         return {"references": []}
-    return {"references": ctx.library.search(np.load(state.input_npy), k=ctx.settings.top_k)}
+    from retrieval.library import LibraryError
+
+    try:
+        return {"references": ctx.library.search(np.load(state.input_npy), k=ctx.settings.top_k)}
+    except LibraryError:  # damaged since it was opened: restore without references rather than fail the image
+        return {"references": []}
 
 
 #: The resume value that accepts the proposed diagnosis as it is (LangGraph reads ``Command(resume=None)`` as no

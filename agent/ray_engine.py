@@ -1,7 +1,7 @@
 """The Ray engine for batch restoration: the same outputs, traces, manifest and resume rule as :mod:`agent.batch`.
 
 Ray Data carries the list of inputs; a pool of ``workers`` actors (each optionally holding ``gpus_per_worker`` GPUs)
-loads the backends once and runs :func:`agent.batch.process_item` on every image, so images, traces, checkpoints
+loads the backends once and runs :meth:`agent.worker.Worker.process` on every image, so images, traces, checkpoints
 and failure rows are exactly those of the local engine. Only the driver appends to ``manifest.jsonl``, as rows stream
 back, so a killed run resumes like a local one. Ray is imported inside functions: ``import agent.ray_engine`` works
 without the ``dist`` extra and a Ray run without it fails with the install hint.
@@ -17,7 +17,19 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agent.batch import Item, Summary, _append_manifest, check_new_run, output_items, plan_batch
+from agent.batch import (
+    NoImagesError,
+    Summary,
+    check_backends,
+    check_new_run,
+    check_out,
+    interruptible,
+    plan_batch,
+    refused_row,
+    scan,
+)
+from agent.manifest import Item, append_row
+from agent.runlock import RunLock
 from agent.state import Settings
 
 _HINT = "the Ray engine needs Ray Data; install with: pip install 'reason-restore[dist]'"
@@ -38,7 +50,7 @@ def require_ray():
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[str | Path]:
-    """Inputs as :func:`agent.batch.output_items` takes them: folders and files as given, globs and lists expanded.
+    """Inputs as :func:`agent.batch.plan_batch` takes them: folders and files as given, globs and lists expanded.
 
     A ``.parquet`` file is read with Ray Data (its ``path`` column) and a ``.txt`` file holds one path per line
     (``#`` comments allowed); relative paths in either are taken from the list's folder. A string with ``*``, ``?``
@@ -73,29 +85,39 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str | Path]:
 class _Restorer:
     """A Ray Data actor: builds the backends once, then restores one batch of items at a time."""
 
-    def __init__(self, backends: dict, settings: dict, out: str, cwd: str, checkpoint: str | None = None) -> None:
-        import agent.batch as batch
+    def __init__(
+        self,
+        backends: dict,
+        settings: dict,
+        out: str,
+        cwd: str,
+        checkpoint: str | None = None,
+        max_pixels: int | None = None,
+        protect: frozenset[str] = frozenset(),
+    ) -> None:
+        from agent.worker import Worker
 
         # Relative inputs and --out mean what they meant to the driver (and manifest rows keep them as given).
         if os.path.isdir(cwd):
             os.chdir(cwd)
-        batch._init_worker(backends, settings)
-        self.ctx = batch._CTX
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        self.worker = Worker.load(backends, settings, max_pixels)
+        self.worker.protect = protect
         self.out = Path(out)
         self.checkpoint = checkpoint
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        from agent.batch import process_item
+        from reasoner.files import DiskFullError
 
-        rows = [
-            json.dumps(
-                process_item(Item(Path(path), name), self.out, self.ctx, checkpoint=self.checkpoint),
-                ensure_ascii=False,
-            )
-            for path, name in zip(batch["path"], batch["name"], strict=True)
-        ]
+        rows = []
+        for path, name, sha in zip(batch["path"], batch["name"], batch["sha256"], strict=True):
+            try:
+                row = self.worker.process(Item(Path(path), name, sha or None), self.out, checkpoint=self.checkpoint)
+            except DiskFullError as e:  # the driver stops the batch on it (one line), as the local engine does
+                row = {"disk_full": e.path}
+            rows.append(json.dumps(row, ensure_ascii=False))
         # One JSON string per item: manifest rows differ in keys (failures have "error", no "decision").
         return {"row": np.array(rows, dtype=object)}
 
@@ -122,7 +144,11 @@ def run_batch_ray(
     address: str | None = None,
     gpus_per_worker: float = 0,
     on_row: Callable[[dict], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    on_start: Callable[[Summary, int], None] | None = None,
     checkpoint: str | None = None,
+    follow_symlinks: bool = False,
+    max_pixels: int | None = None,
 ) -> Summary:
     """Restore every input into ``out`` on Ray; same outputs and resume rule as :func:`agent.batch.run_batch`.
 
@@ -139,45 +165,81 @@ def run_batch_ray(
             A runtime already initialised in this process is used as it is and left running.
         gpus_per_worker: GPUs reserved by each actor (fractions share a GPU); 0 runs on CPU.
         on_row: Called with each manifest row as it is recorded.
+        on_warning: Called with one line per skipped bad line of the manifest.
+        on_start: Called once as ``on_start(summary, n_todo)`` when the work is known.
         checkpoint: A ``postgres://`` URL: every actor, on any host, keeps its checkpoints on that server, so an
             image whose actor died resumes on another (``out`` must then be the same absolute path on a shared
             filesystem everywhere, since checkpointed states name its work files); ``None`` keeps a SQLite file
             per image in ``out``.
+        follow_symlinks: Follow symlinks that leave a folder input (refused by default).
+        max_pixels: Refuse larger images (default: what each worker's memory allows).
 
     Returns:
         The :class:`agent.batch.Summary` of the run.
 
     Raises:
         ImportError: Ray Data is not installed.
-        FileExistsError: ``out`` holds a run and ``resume`` is false.
+        FileExistsError, NoImagesError, RunLockedError, DiskFullError, Interrupted: as for the local engine.
 
     """
+    from reasoner.imageio import resolve_max_pixels
+
     ray = require_ray()
     if workers < 1:
         raise ValueError(f"--workers {workers}: the Ray engine needs at least 1 worker")
     out = Path(out)
+    inputs = expand_inputs(inputs)
+    check_out(inputs, out)
     check_new_run(out, resume)
-    owned = _start(ray, address, workers)
-    try:
-        todo, summary = plan_batch(output_items(expand_inputs(inputs), recursive=recursive), out, resume)
-        if not todo:
-            return summary
-        rows = _stream_rows(
-            ray, todo, out, backends or {}, settings or Settings(), workers, gpus_per_worker, checkpoint
-        )
-        for row in rows:
-            _append_manifest(out, row)
+    limit = resolve_max_pixels(max_pixels, "restore", workers=1 if address else workers)
+    scanned = scan(inputs, out, recursive=recursive, follow_symlinks=follow_symlinks)
+    if not scanned[0] and not scanned[1]:
+        raise NoImagesError(f"no images found in {', '.join(map(str, inputs))}")
+    check_backends(backends or {})
+    with interruptible(), RunLock(out):
+        plan = plan_batch(inputs, out, resume, recursive=recursive, follow_symlinks=follow_symlinks,
+                          warn=on_warning, scanned=scanned)  # fmt: skip
+        summary = plan.summary
+
+        def record(row: dict) -> None:
+            append_row(out, row)
             (summary.failed if row["status"] == "failed" else summary.done).append(row)
             if on_row is not None:
                 on_row(row)
-        return summary
-    finally:
-        if owned:
-            ray.shutdown()
+
+        if on_start is not None:
+            on_start(summary, len(plan.todo) + len(plan.refused))
+        for it, reason in plan.refused:
+            record(refused_row(it, reason))
+        if not plan.todo:
+            return summary
+        owned = _start(ray, address, workers)
+        try:
+            rows = _stream_rows(ray, plan.todo, out, backends or {}, settings or Settings(), workers, gpus_per_worker,
+                                checkpoint, limit, plan.protect)  # fmt: skip
+            for row in rows:
+                if row.get("disk_full"):
+                    from reasoner.files import DiskFullError
+
+                    raise DiskFullError(row["disk_full"])
+                record(row)
+            return summary
+        finally:
+            if owned:
+                ray.shutdown()
 
 
 def _stream_rows(
-    ray, todo: list[Item], out: Path, backends: dict, settings: Settings, workers: int, gpus: float, checkpoint
+    ray,
+    todo: list[Item],
+    out: Path,
+    backends: dict,
+    settings: Settings,
+    workers: int,
+    gpus: float,
+    checkpoint,
+    max_pixels: int | None,
+    protect: frozenset[str],
 ):
     from ray.data import DataContext
 
@@ -186,10 +248,11 @@ def _stream_rows(
     DataContext.get_current().print_on_execution_start = False
     blocks = min(len(todo), max(_BLOCKS_PER_WORKER * workers, math.ceil(len(todo) / _BLOCK_ITEMS)))
     ds = ray.data.from_items(
-        [{"path": os.fspath(it.path), "name": it.name} for it in todo], override_num_blocks=blocks
+        [{"path": os.fspath(it.path), "name": it.name, "sha256": it.sha256 or ""} for it in todo],
+        override_num_blocks=blocks,
     )
-    kwargs = {"backends": backends, "settings": settings.model_dump(), "out": os.fspath(out), "cwd": os.getcwd()}
-    kwargs["checkpoint"] = checkpoint
+    kwargs = {"backends": backends, "settings": settings.model_dump(), "out": os.fspath(out), "cwd": os.getcwd(),
+              "checkpoint": checkpoint, "max_pixels": max_pixels, "protect": protect}  # fmt: skip
     ds = ds.map_batches(
         _Restorer,
         compute=ray.data.ActorPoolStrategy(size=workers),

@@ -10,7 +10,6 @@ cheap (typer and the standard library) so the CLI can register :func:`report_com
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import os
@@ -57,26 +56,29 @@ def _e(x) -> str:
     return escape(str(x), quote=True)
 
 
-def _find_input(path: str | None, root: Path, sha256: str | None) -> tuple[Path | None, str]:
-    """The input file if it is still where the run saw it (as given, or relative to the run folder or its parent)."""
-    if not path:
-        return None, "no input path recorded"
-    p = Path(path)
-    candidates = [p] if p.is_absolute() else [p, root / p, root.parent / p]
-    for c in candidates:
-        if c.is_file():
-            if sha256:
-                try:
-                    if hashlib.sha256(c.read_bytes()).hexdigest() != sha256:
-                        return c, "input file changed since the run"
-                except OSError:
-                    continue
-            return c, ""
-    return None, "input not found (moved or deleted?)"
+def _inside(root: Path, path: Path) -> Path | None:
+    """``path`` if it is a regular file whose real location is inside the run folder, else None.
+
+    Names come from the manifest and traces, which anyone can edit: the report never reads outside the run folder
+    (no ``..``, no absolute paths, no symlinks out) and never opens a FIFO or device.
+    """
+    from reasoner.files import special_file_reason
+
+    try:
+        real, top = path.resolve(), root.resolve()
+    except (OSError, RuntimeError):
+        return None
+    if real != top and top not in real.parents:
+        return None
+    if special_file_reason(real) or not real.is_file():
+        return None
+    return real
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """Read the manifest and traces of ``run_dir``; unreadable traces become notes, not errors.
+def load_run(run_dir: str | Path, warn=None) -> Run:
+    """Read the manifest and traces of ``run_dir``; unreadable traces and manifest lines become notes, not errors.
+
+    Only files inside ``run_dir`` are read: the inputs' previews come from ``.rnr/previews/`` (written by the batch).
 
     Raises:
         ReportError: when ``run_dir`` is not a folder or holds neither a manifest nor traces.
@@ -84,25 +86,29 @@ def load_run(run_dir: str | Path) -> Run:
     """
     from pydantic import ValidationError
 
-    from agent.batch import MANIFEST, read_manifest
+    from agent.manifest import MANIFEST, plain_name, read_manifest
     from agent.trace import Trace
+    from agent.worker import PREVIEWS
 
     root = Path(run_dir)
     if not root.is_dir():
         raise ReportError(f"{root}: not a folder; pass the --out folder of an `rnr restore` run")
-    rows = read_manifest(root)
+    notes: list[str] = []
+    rows = read_manifest(root, warn=lambda m: (notes.append(m), warn and warn(m)))
     if not rows:
         # A manifest lost or never written: fall back to the traces alone.
         for p in sorted(root.glob("*.json")):
             rows[p.stem] = {"name": p.stem, "input": None, "output": f"{p.stem}.png", "trace": p.name}
     if not rows:
         raise ReportError(f"{root}: no run found ({MANIFEST} or traces); run `rnr restore INPUTS --out {root}` first")
-    run = Run(root)
+    run = Run(root, notes=notes)
     for name, row in sorted(rows.items()):
         ent = Entry(name, row)
         if row.get("status") != "failed" and row.get("trace"):
-            tpath = root / row["trace"]
+            tpath = _inside(root, root / row["trace"])
             try:
+                if tpath is None:
+                    raise OSError("missing, or not a file inside the run folder")
                 ent.trace = Trace.model_validate_json(tpath.read_text(encoding="utf-8"))
             except (OSError, ValueError, ValidationError) as e:
                 # Pydantic's first line only counts errors; the first error's message says what is wrong.
@@ -113,11 +119,14 @@ def load_run(run_dir: str | Path) -> Run:
             row.setdefault("status", "ok" if t.decision in ("accepted", "rolled_back") else "unchanged")
             row.setdefault("decision", t.decision)
         if row.get("status") != "failed":
-            out = root / row.get("output", f"{name}.png")
-            ent.after = out if out.is_file() else None
-            ent.before, ent.note = _find_input(
-                row.get("input") or (t.input.path if t else None), root, t.input.sha256 if t else None
-            )
+            try:
+                out_name = plain_name(row.get("output", f"{name}.png"))
+            except ValueError:
+                out_name = f"{name}.png"
+            ent.after = _inside(root, root / out_name)
+            ent.before = _inside(root, root / PREVIEWS / f"{name}.jpg")
+            if ent.before is None:
+                ent.note = "no preview of the input in the run folder"
             if ent.after is None:
                 ent.note = (ent.note + "; " if ent.note else "") + "restored image missing"
         run.entries.append(ent)

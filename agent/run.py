@@ -46,10 +46,7 @@ def make_context(
     rst = load_restorer(restorer, **kw(restorer_model), **(restorer_options or {}))
     library, embedder = None, "none"
     if index is not None:
-        from retrieval.library import ReferenceLibrary
-
-        library = ReferenceLibrary.open(index)
-        embedder = f"{library.embedder.name} {library.embedder.version}"
+        library, embedder = open_library(index)
     backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "embedder": embedder}
     models = (("reasoner_model", reasoner_model), ("scorer_model", scorer_model), ("restorer_model", restorer_model))
     backends |= {k: v for k, v in models if v}
@@ -58,9 +55,26 @@ def make_context(
     return Context(rsn, scr, rst, library, settings or Settings(), backends)
 
 
-def thread_id(path: str | Path, ctx: Context) -> str:
-    """Checkpoint thread of an image: its bytes and the backends/settings that process it."""
-    h = hashlib.sha256(Path(path).read_bytes())
+def open_library(index: str | Path) -> tuple[object | None, str]:
+    """The reference library at ``index`` and its embedder tag; a damaged one is ``(None, "none (...)")``.
+
+    References only guide a restoration, so a library that cannot be used costs the run its references, not its
+    images: the reason is recorded in every trace's backends (and printed once by the CLI).
+    """
+    from retrieval.library import LibraryError, ReferenceLibrary
+
+    try:
+        library = ReferenceLibrary.open(index)
+    except (LibraryError, ImportError) as e:
+        return None, f"none (library unusable: {' '.join(str(e).split())[:300]})"
+    return library, f"{library.embedder.name} {library.embedder.version}"
+
+
+def thread_id(path: str | Path, ctx: Context, *, sha256: str | None = None) -> str:
+    """Checkpoint thread of an image: its bytes (``sha256`` when already known) and the backends/settings."""
+    from reasoner.imageio import file_sha256
+
+    h = hashlib.sha256(bytes.fromhex(sha256 or file_sha256(path)))
     h.update(repr(sorted(ctx.backends.items())).encode())
     h.update(ctx.settings.model_dump_json().encode())
     return h.hexdigest()[:32]
@@ -136,12 +150,15 @@ def _stream(graph, input_path, ctx: Context, work_dir, thread: str, resume, dura
         if not pending_review(snap):
             raise ValueError(f"thread {thread!r} is not waiting for a review; nothing to resume")
         start = Command(resume=ACCEPT if resume is None else resume)
-    elif snap.next:
+    elif snap.next or (snap.values and snap.values.get("trace") is None):
+        # Interrupted: by a review question, or by a crash. After a crash between a node's saved writes and the next
+        # checkpoint, ``next`` reads empty although the run is not done (the writes' branch is pending): only the
+        # export node's trace says a thread is finished.
         payload = pending_review(snap)
         if payload is not None:
             yield INTERRUPT, payload
             return
-        start = None  # interrupted by a crash: continue where it stopped
+        start = None  # continue where it stopped: LangGraph applies the saved writes and runs what follows
     elif snap.values:
         return  # finished earlier
     else:

@@ -66,3 +66,5 @@ class Context:
     # Stop after retrieval for a person to review the diagnosis (``rnr ui``). A run-time choice, not a setting:
     # Settings are hashed into thread ids and recorded in traces, and an unattended run must not change.
     review: bool = False
+    # Largest image (pixels) the run takes: a run-time guard (memory), not a setting, like ``review``.
+    max_pixels: int | None = None

@@ -109,6 +109,7 @@ def resolve_max_pixels(max_pixels: int | None = None, stage: str = "load", *, wo
             return PixelLimit(max(fit, 1), f"memory guard: {how}")
     return PixelLimit(DEFAULT_MAX_PIXELS, "decompression-bomb guard")
 
+
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".dib", ".webp", ".gif", ".ppm", ".pgm",
      ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".qoi", ".avif"}
@@ -404,12 +405,33 @@ def _resolve_limit(shown: str, max_pixels: int | None) -> int:
         raise ImageLoadError(shown, str(e)) from None
 
 
-def _read_bytes(shown: str) -> bytes:
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read safely (special files refused first, never blocking), in 1 MB chunks.
+
+    Raises:
+        ImageLoadError: For a missing, unreadable or special file (one line naming it).
+
+    """
+    shown = os.fspath(path)
+    fd = _open_regular(shown)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise ImageLoadError(shown, f"cannot read ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+    return h.hexdigest()
+
+
+def _open_regular(shown: str) -> int:
     special = special_file_reason(shown)
     if special:  # refused on stat alone: opening a FIFO can block, a device can stream for ever
         raise ImageLoadError(shown, special)
     try:
-        # O_NONBLOCK so a FIFO or device given by mistake is refused below instead of blocking forever.
+        # O_NONBLOCK so a FIFO swapped in after the check above is refused below instead of blocking forever.
         fd = os.open(shown, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError as e:
         raise ImageLoadError(shown, "no such file") from e
@@ -423,6 +445,15 @@ def _read_bytes(shown: str) -> bytes:
             raise ImageLoadError(shown, "is a directory; pass image files (directories expand only as inputs)")
         if not stat.S_ISREG(st.st_mode):
             raise ImageLoadError(shown, "not a regular file (a device, FIFO or socket); pass an image file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_bytes(shown: str) -> bytes:
+    fd = _open_regular(shown)
+    try:
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read()
     except OSError as e:
@@ -543,5 +574,3 @@ def _to_rgb(x: np.ndarray) -> np.ndarray:
     if x.shape[2] == 1:
         x = np.repeat(x, 3, axis=2)
     return np.ascontiguousarray(x, dtype=np.float32)
-
-

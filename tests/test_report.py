@@ -131,6 +131,7 @@ def test_moved_inputs_old_and_broken_traces_are_reported_not_fatal(run_dir, tmp_
     rows = [json.loads(line) for line in (run / MANIFEST).read_text().splitlines()]
     by_name = {r["name"]: r for r in rows}
     by_name["noisy"]["input"] = str(tmp_path / "gone" / "noisy.png")  # the input was moved after the run
+    (run / ".rnr" / "previews" / "clean.jpg").unlink()  # a run folder without one of its previews
     (run / MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in rows))
     dark = json.loads((run / "dark.json").read_text())
     dark["version"] = "1.0.0"  # an older minor version still loads
@@ -143,12 +144,12 @@ def test_moved_inputs_old_and_broken_traces_are_reported_not_fatal(run_dir, tmp_
     html, page = parse(write_report(run))
     assert (run / "report.html").is_file()
     text = "".join(page.text)
-    assert "noisy: input not found" in text
+    assert "clean: no preview of the input" in text
     assert "clean.json: unreadable trace" in text and "2.0.0" in text
     assert "<script>alert" not in html and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     cards = {c["data-name"]: c for c in page.cards}
     assert set(cards) == set(by_name) and "data-before" not in cards["clean"]
-    # The moved input shows a placeholder; its restored image is still shown.
+    # The moved input still shows (its preview lives in the run folder); the missing preview is a placeholder.
     assert sum(img["alt"] == "before" for img in page.imgs) == 2 and len(page.imgs) == 5
 
 

@@ -1,0 +1,246 @@
+"""One batch worker: backends loaded once, then one input at a time into the output folder.
+
+Shared by the local engine (in-process or a process pool) and the Ray engine, so both write exactly the same files.
+Per image, in this order: run (or resume) the graph on its checkpoint, check the final state is complete (a crash
+between a node's saved writes and the next checkpoint can leave one that only looks finished; then the image starts
+again), write a preview of the input for the report, the restored image and the trace (each atomically), and only
+then delete the work files. The manifest row is appended by the driver, after all that.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.manifest import Item
+from agent.state import Context, RestoreState, Settings
+from reasoner.files import DiskFullError, is_disk_full
+
+#: Inputs' previews for the report (the report reads nothing outside the run folder).
+PREVIEWS = ".rnr/previews"
+PREVIEW_SIDE = 1024
+
+
+class Worker:
+    """Backends for a batch, and :meth:`process` to restore one input with them."""
+
+    def __init__(self, ctx: Context, *, protect: frozenset[str] = frozenset()) -> None:
+        """``protect``: absolute paths the run must never write (its inputs)."""
+        self.ctx = ctx
+        self.protect = protect
+
+    @classmethod
+    def load(cls, backends: dict, settings: dict | Settings, max_pixels: int | None = None) -> Worker:
+        """Build the backends named in ``backends`` (see :func:`agent.run.make_context`)."""
+        from agent.run import make_context
+
+        settings = settings if isinstance(settings, Settings) else Settings(**settings)
+        ctx = make_context(**backends, settings=settings)
+        ctx.max_pixels = max_pixels
+        return cls(ctx)
+
+    def process(
+        self,
+        item: Item,
+        out: Path,
+        *,
+        on_update: Callable[[str, dict], None] | None = None,
+        checkpoint: str | None = None,
+    ) -> dict:
+        """Restore one input into ``out``; returns its manifest row (status "failed" with the error on failure).
+
+        ``checkpoint`` is a ``postgres://`` URL for shared checkpoints; ``None`` keeps a SQLite file in the work dir.
+
+        Raises:
+            DiskFullError: The disk filled up; this image's work files are removed, the batch should stop.
+
+        """
+        from agent.checkpoint import is_postgres_url, open_checkpointer
+        from agent.graph import final_pixels, finish_trace
+        from agent.io import write_text_atomic
+        from agent.run import run_graph, thread_id
+        from reasoner.imageio import ImageLoadError, file_sha256, save_image
+
+        ctx = self.ctx
+        t0 = time.perf_counter()
+        row = {"input": str(item.path), "input_abs": os.path.abspath(item.path), "name": item.name,
+               "output": f"{item.name}.png", "trace": f"{item.name}.json"}  # fmt: skip
+        work: Path | None = None
+        shared = is_postgres_url(checkpoint)
+        try:
+            row["sha256"] = item.sha256 or file_sha256(item.path)  # resume keys inputs by path and content
+            thread = thread_id(item.path, ctx, sha256=row["sha256"])
+            work = out / ".rnr" / "work" / thread
+            config = {"configurable": {"thread_id": thread}}
+
+            def attempt() -> RestoreState:
+                work.mkdir(parents=True, exist_ok=True)
+                saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
+                try:
+                    state = run_graph(item.path, ctx, work, checkpointer=saver, thread=thread, on_update=on_update)
+                finally:
+                    saver.conn.close()
+                if not complete(state):
+                    raise IncompleteState(f"thread {thread} ended without a decided, exported state")
+                return state
+
+            def forget() -> None:
+                # The thread goes with the work files it refers to: a checkpoint without them cannot resume.
+                if shared:
+                    saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
+                    try:
+                        saver.delete_thread(thread)
+                    finally:
+                        saver.conn.close()
+                shutil.rmtree(work, ignore_errors=True)
+
+            if shared:
+                saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
+                try:
+                    resuming = saver.get_tuple(config) is not None
+                finally:
+                    saver.conn.close()
+            else:
+                resuming = (work / "checkpoint.sqlite").exists()
+            try:
+                state = attempt()
+            except ImageLoadError:
+                raise
+            except Exception as e:  # noqa: BLE001 - re-raised below unless a fresh start helps
+                if not resuming or _disk_full(e):
+                    raise
+                # A run killed mid-step (or mid-clean-up) can leave a checkpoint that no longer matches its work
+                # files; the graph is deterministic, so starting again gives what the uninterrupted run would have.
+                forget()
+                state = attempt()
+            pixels = final_pixels(state)
+            t_io = time.perf_counter()
+            self._write_preview(out, item.name, state)
+            target = out / row["output"]
+            if os.path.abspath(target) in self.protect or os.path.realpath(target) in self.protect:
+                raise ValueError(f"{target} is one of this run's inputs; it is never overwritten (pick another --out)")
+            save_image(target, pixels)
+            trace = finish_trace(state.trace, row["output"], time.perf_counter() - t_io)
+            write_text_atomic(out / row["trace"], trace.model_dump_json(indent=1))
+            forget()
+            status = "ok" if state.decision in ("accepted", "rolled_back") else "unchanged"
+            row.update(status=status, decision=state.decision, overall_before=trace.overall_before,
+                       overall_after=trace.overall_after, timings=trace.timings)  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch; the error is recorded
+            if _disk_full(e):
+                if work is not None:
+                    shutil.rmtree(work, ignore_errors=True)  # its temporary files only hold the disk full
+                raise e if isinstance(e, DiskFullError) else DiskFullError(out) from None
+            if isinstance(e, ImageLoadError):
+                error = str(e)
+            elif isinstance(e, OSError | ValueError):
+                error = f"{item.path}: {' '.join(str(e).split())}"
+            else:
+                error = f"{item.path}: {type(e).__name__}: {' '.join(str(e).split())}"
+            row.update(status="failed", error=error)
+        row["seconds"] = round(time.perf_counter() - t0, 4)
+        return row
+
+    def _write_preview(self, out: Path, name: str, state: RestoreState) -> None:
+        import cv2
+        import numpy as np
+
+        from reasoner.files import write_bytes_atomic
+        from reasoner.imageio import to_uint8
+
+        pixels = np.load(state.input_npy, mmap_mode="r")
+        h, w = pixels.shape[:2]
+        s = min(1.0, PREVIEW_SIDE / max(h, w))
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        small = to_uint8(cv2.resize(np.asarray(pixels), size, interpolation=cv2.INTER_AREA))
+        small = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if ok:
+            (out / PREVIEWS).mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(out / PREVIEWS / f"{name}.jpg", buf.tobytes())
+
+
+class IncompleteState(RuntimeError):
+    """A checkpointed thread that stopped without a decision and a trace."""
+
+
+def complete(state: RestoreState) -> bool:
+    """Whether a thread's final state has what the outputs are made of: a decision, a trace, its arrays on disk."""
+    if state.trace is None or state.decision is None or not state.input_npy:
+        return False
+    arrays = [Path(state.input_npy)]
+    if state.chosen is not None:
+        arrays.append(Path(state.work_dir) / f"attempt{state.chosen}.npy")
+    return all(p.is_file() for p in arrays)
+
+
+def _disk_full(e: BaseException | None) -> bool:
+    """A full disk anywhere in the exception's chain (SQLite says so in words, numpy and files with ENOSPC)."""
+    seen = 0
+    while e is not None and seen < 8:
+        if is_disk_full(e) or (isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e)):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+# ----- pool workers: die with their parent, leave interrupts to it
+
+_WORKER: Worker | None = None
+
+
+def init_pool_worker(backends: dict, settings: dict, max_pixels: int | None, protect: frozenset[str]) -> None:
+    """Initializer of a pool process: load the backends, and make sure this process never outlives the driver."""
+    global _WORKER
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: the driver decides what stops
+    _die_with_parent()
+    _close_run_lock()
+    _WORKER = Worker.load(backends, settings, max_pixels)
+    _WORKER.protect = protect
+
+
+def pool_process(item: Item, out: Path, checkpoint: str | None) -> dict:
+    """Process one item in a pool worker (see :func:`init_pool_worker`)."""
+    assert _WORKER is not None, "init_pool_worker did not run"
+    return _WORKER.process(item, out, checkpoint=checkpoint)
+
+
+def _die_with_parent() -> None:
+    parent = os.getppid()
+    try:  # Linux: the kernel kills us when the parent dies, even by SIGKILL
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:  # elsewhere (and as a second guard): poll for re-parenting
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="rnr-parent-watch", daemon=True).start()
+
+
+def _close_run_lock() -> None:
+    """Close this process's inherited copy of the run lock: the lock then lives exactly as long as the driver."""
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        return
+    for entry in list(fd_dir.iterdir()):
+        try:
+            if os.readlink(entry).endswith(f"{os.sep}.rnr{os.sep}lock"):
+                os.close(int(entry.name))
+        except (OSError, ValueError):
+            continue
