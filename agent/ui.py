@@ -128,7 +128,7 @@ class UIRuns:
             if key not in self._contexts:
                 ctx = make_context(reasoner, scorer, restorer, index or None, Settings(max_attempts=int(attempts)),
                                    reasoner_model or None, scorer_model or None, restorer_model or None)  # fmt: skip
-                self._contexts[key] = dataclasses.replace(ctx, review=True)
+                self._contexts[key] = dataclasses.replace(ctx, review=True, max_pixels=self.max_pixels)
             return key, self._contexts[key]
 
     def new_session(self, path: str, ctx_key: tuple) -> dict:
