@@ -25,6 +25,7 @@ from agent.trace import AttemptTrace, ReviewTrace, Trace
 from reasoner.imageio import from_array, load_image
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
 from restorer.base import ReferenceImage
+from restorer.metrics import structure_score
 from restorer.plan import plan_from_record
 
 
@@ -50,35 +51,6 @@ def _npy(state: RestoreState, name: str, pixels: np.ndarray) -> str:
     np.save(tmp, np.ascontiguousarray(pixels, dtype=np.float32))
     tmp.replace(path)  # a checkpoint never points at a half-written array
     return str(path)
-
-
-def structure_score(a: np.ndarray, b: np.ndarray) -> float:
-    """Local structural correlation of two images' low-passed luma: 1 = same structure, whatever the tone.
-
-    SSIM's structure term (local correlation in Gaussian windows), averaged with weights on the first image's
-    local contrast, at <= 128 px after area down-scaling. Local correlation ignores any tone change that is locally
-    affine (exposure, gamma, dehazing's depth-varying contrast stretch), and the scale and low-pass make noise,
-    compression and sharpening barely move it, while warps, hallucinated content and heavy smearing do.
-    """
-
-    def low(x: np.ndarray) -> np.ndarray:
-        y = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        s = 128 / max(y.shape)
-        if s < 1:
-            y = cv2.resize(
-                y, (max(8, round(y.shape[1] * s)), max(8, round(y.shape[0] * s))), interpolation=cv2.INTER_AREA
-            )
-        return cv2.GaussianBlur(y, (0, 0), 1.0).astype(np.float64)
-
-    la, lb = low(a), low(b)
-    g = lambda x: cv2.GaussianBlur(x, (0, 0), 4.0)  # noqa: E731
-    ma, mb = g(la), g(lb)
-    va, vb = np.maximum(g(la * la) - ma * ma, 0), np.maximum(g(lb * lb) - mb * mb, 0)
-    corr = (g(la * lb) - ma * mb) / np.sqrt(va * vb + 1e-10)
-    w = np.sqrt(va)
-    if w.sum() < 1e-6:  # a flat input has no structure to lose
-        return 1.0
-    return float(np.clip((corr * w).sum() / w.sum(), -1.0, 1.0))
 
 
 @_timed("diagnose")

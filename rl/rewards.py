@@ -36,6 +36,7 @@ from reasoner.imageio import from_array, to_uint8
 from reasoner.schema import DiagnosisRecord, Provenance
 from reasoner.version import rnr_version
 from reasoner.vlm_output import CompletionError, parse_completion, to_record
+from restorer.metrics import psnr, ssim, structure_score
 
 #: Restorations kept per configuration (uint8 images; a 256x384 crop is ~0.3 MB).
 CACHE_SIZE = 512
@@ -368,27 +369,13 @@ class SeverityReduction(_Restoring):
         return out
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of two 8-bit RGB images (channels averaged)."""
-    from skimage.metrics import structural_similarity
-
-    win = min(7, *a.shape[:2]) // 2 * 2 + 1 if min(a.shape[:2]) < 7 else 7
-    return float(structural_similarity(a, b, channel_axis=2, data_range=255, win_size=win))
-
-
-def psnr(a: np.ndarray, b: np.ndarray, cap: float = 60.0) -> float:
-    """PSNR in dB of two 8-bit images, capped (identical images give ``cap``)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return cap if mse <= 0 else min(cap, 10 * np.log10(255.0**2 / mse))
-
-
 class Fidelity(_Restoring):
     """Fidelity change of the restoration against the clean image, or structural drift from the input.
 
     With a ``clean`` column (synthetic data): ``dSSIM + dPSNR / psnr_scale`` of the restored image relative to the
     input, both against the clean image, clipped to [-1, 1] — negative when restoration moved away from the truth
     (over-processing: deblurring a sharp image, smoothing texture). Without one (real data), ``drift_scale * (s - 1)``
-    where ``s`` is :func:`agent.graph.structure_score` of input and result (0 for an untouched image, negative as
+    where ``s`` is :func:`restorer.metrics.structure_score` of input and result (0 for an untouched image, negative as
     structure is lost). ``None`` when the completion does not parse or the restoration fails.
 
     >>> import numpy as np
@@ -410,8 +397,6 @@ class Fidelity(_Restoring):
 
     def __call__(self, prompts, completions, *, image, clean=None, **kwargs) -> list[float | None]:
         """One score per completion."""
-        from agent.graph import structure_score
-
         images, outcomes = self._outcomes(completions, image)
         cleans = clean if clean is not None else [None] * len(images)
         out: list[float | None] = []
