@@ -1,0 +1,92 @@
+"""Small helpers every package shares: one-line errors, torch dtype names, working sizes, image arrays.
+
+Standard library and numpy only (torch is imported inside :func:`torch_dtype`), so the lowest layers can use them;
+``restorer``, ``retrieval``, ``rl`` and ``agent`` import these instead of keeping copies.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Accepted dtype names (and their short forms) for model backends.
+DTYPE_NAMES: dict[str, str] = {
+    "float32": "float32", "fp32": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16",
+}  # fmt: skip
+
+
+def one_line(error: BaseException | str, limit: int | None = None, *, with_type: bool = False) -> str:
+    r"""An error (or text) as one line: whitespace runs folded, optionally cut to ``limit`` characters.
+
+    >>> one_line(ValueError("bad\\n  value"))
+    'bad value'
+    >>> one_line(KeyError("x"), with_type=True)
+    "KeyError: 'x'"
+    """
+    text = " ".join(str(error).split())
+    if isinstance(error, BaseException):
+        if not text:
+            text = type(error).__name__
+        elif with_type:
+            text = f"{type(error).__name__}: {text}"
+    return text if limit is None or len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def dtype_name(name: str, *, accelerator: bool = False) -> str:
+    """The canonical dtype name for ``name`` ("auto": bfloat16 on an accelerator, float32 on CPU).
+
+    >>> dtype_name("bf16"), dtype_name("auto"), dtype_name("auto", accelerator=True)
+    ('bfloat16', 'float32', 'bfloat16')
+
+    Raises:
+        ValueError: For an unknown name, listing the valid ones.
+
+    """
+    if name == "auto":
+        return "bfloat16" if accelerator else "float32"
+    try:
+        return DTYPE_NAMES[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; choose auto, float32, bfloat16 or float16") from None
+
+
+def torch_dtype(name, device: str | None = None):
+    """The ``torch.dtype`` for a name (a dtype is returned as is); "auto" follows ``device`` (:func:`dtype_name`)."""
+    import torch
+
+    if isinstance(name, torch.dtype):
+        return name
+    accelerator = device is not None and not str(device).startswith("cpu")
+    return getattr(torch, dtype_name(name, accelerator=accelerator))
+
+
+def working_size(height: int, width: int, area: int, grid: int) -> tuple[int, int]:
+    """``(h, w)`` of about ``area`` pixels with the aspect of ``height x width``, each side a multiple of ``grid``.
+
+    >>> working_size(37, 53, 64 * 64, 8)
+    (56, 80)
+    """
+    ratio = width / height
+    h = max(grid, round(math.sqrt(area / ratio) / grid) * grid)
+    w = max(grid, round(math.sqrt(area * ratio) / grid) * grid)
+    return int(h), int(w)
+
+
+def as_rgb_float(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """``image`` checked to be a finite float ``HxWx3`` RGB array in [0, 1] (values clipped), as float32.
+
+    Raises:
+        ValueError: For another shape or dtype, an empty array, or NaN/inf values (one line).
+
+    """
+    x = np.asarray(image)
+    if x.ndim != 3 or x.shape[2] != 3 or x.size == 0 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(
+            f"{what}: expected a float HxWx3 RGB image in [0, 1], got a {x.dtype} array of shape {x.shape}"
+        )
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what}: the image holds NaN or infinite values")
+    return np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
