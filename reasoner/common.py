@@ -21,7 +21,7 @@ DTYPE_NAMES: dict[str, str] = {
 def one_line(error: BaseException | str, limit: int | None = None, *, with_type: bool = False) -> str:
     r"""An error (or text) as one line: whitespace runs folded, optionally cut to ``limit`` characters.
 
-    >>> one_line(ValueError("bad\\n  value"))
+    >>> one_line(ValueError("bad\n  value"))
     'bad value'
     >>> one_line(KeyError("x"), with_type=True)
     "KeyError: 'x'"
