@@ -1,6 +1,6 @@
 """Restoration: image + diagnosis + references + plan -> image. Imports nothing heavy."""
 
-from restorer.base import DEFAULT_RESTORER, RESTORERS, ReferenceImage, Restorer, load_restorer
+from restorer.base import DEFAULT_RESTORER, RESTORERS, ReferenceImage, RestoreOutput, Restorer, load_restorer
 from restorer.plan import RESTORE_ORDER, Operation, Plan, plan_from_record
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Operation",
     "Plan",
     "ReferenceImage",
+    "RestoreOutput",
     "Restorer",
     "load_restorer",
     "plan_from_record",

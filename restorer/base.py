@@ -22,16 +22,30 @@ class ReferenceImage:
     id: str = ""
 
 
+@dataclass(frozen=True, eq=False)
+class RestoreOutput:
+    """What a restorer returns: the restored pixels, and what a model restorer reports of its run for the trace.
+
+    Attributes:
+        pixels: ``float32 HxWx3 RGB in [0, 1]``, the input's shape, a new array.
+        run: JSON-able settings that reproduce the run (prompt, seed, steps, references, ...), or None.
+
+    """
+
+    pixels: np.ndarray
+    run: dict | None = None
+
+
 @runtime_checkable
 class Restorer(Protocol):
-    """Restores an image given its diagnosis, references and the plan; returns a new image of the same size."""
+    """Restores an image given its diagnosis, references and the plan."""
 
     name: str
 
     def restore(
         self, image: np.ndarray, record: DiagnosisRecord, references: Sequence[ReferenceImage], plan: Plan
-    ) -> np.ndarray:
-        """``image`` is ``float32 HxWx3 RGB in [0, 1]`` and is not modified; the result has the same shape."""
+    ) -> RestoreOutput:
+        """``image`` is ``float32 HxWx3 RGB in [0, 1]`` and is not modified; the pixels returned have its shape."""
         ...
 
 
