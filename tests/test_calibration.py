@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from reasoner.calibration import DEFAULT_PATH, FACTOR_TARGETS, load_calibration
+from reasoner.measure.calibration import DEFAULT_PATH, FACTOR_TARGETS, load_calibration
 from reasoner.measure import MeasureReasoner
 from rl.calibrate import fit, synth_training_case, write
 from rl.degradations import BlurParams, apply

@@ -1,9 +1,9 @@
-"""Blur kernels measured from spectral zeros (``reasoner.psf``) on real photos with synthesised blur."""
+"""Blur kernels measured from spectral zeros (``reasoner.measure.psf``) on real photos with synthesised blur."""
 
 import numpy as np
 import pytest
 
-from reasoner.psf import defocus_radius, motion_length
+from reasoner.measure.psf import defocus_radius, motion_length
 from rl.degradations import BlurParams, JpegParams, MotionBlurParams, NoiseParams, apply
 from rl.photos import load_photo
 

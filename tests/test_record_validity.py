@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reasoner.measure as measure_mod
-from reasoner.features import measure_all
+import reasoner.measure.backend as measure_mod
+from reasoner.measure.features import measure_all
 from reasoner.measure import MIN_SIDE, MeasureReasoner
 from reasoner.schema import (
     DEGRADATION_MODELS,

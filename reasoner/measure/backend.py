@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reasoner import psf
-from reasoner.calibration import FACTOR_TARGETS, Calibration, from_target, load_calibration, to_target
-from reasoner.features import global_view, measure_all, tone_stats
 from reasoner.imageio import LoadedImage, from_array, load_image
+from reasoner.measure import psf
+from reasoner.measure.calibration import FACTOR_TARGETS, Calibration, from_target, load_calibration, to_target
+from reasoner.measure.features import global_view, measure_all, tone_stats
+from reasoner.measure.semantics import describe, scene_stats
 from reasoner.schema import (
     KINDS,
     DiagnosisRecord,
@@ -34,7 +35,6 @@ from reasoner.schema import (
     make_degradation,
     stored_evidence,
 )
-from reasoner.semantics import describe, scene_stats
 from reasoner.severity import (
     LEVEL_THRESHOLDS,
     blur_sigma,
