@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from reasoner.common import torch_dtype
 from reasoner.imageio import to_uint8
 
 EXTRA_HINT = "install with: pip install 'reason-restore[vlm]'"
@@ -57,7 +58,8 @@ class HFEmbedder:
     Args:
         model: A Hugging Face model id or a local folder holding the model and its image processor config.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, or ``"auto"`` (CUDA when available).
-        dtype: ``None`` (float32), a torch dtype, or its name (``"float16"``, ``"bfloat16"``).
+        dtype: ``None`` (float32), a torch dtype, or a name for :func:`reasoner.common.torch_dtype` (``"float32"``,
+            ``"bfloat16"``, ``"float16"``, their short forms, or ``"auto"``: bfloat16 on an accelerator).
         revision: Branch, tag or commit of a hub model.
         kind: ``"dinov2"`` (CLS token, or ``pooling="mean"`` over patch tokens), ``"clip"`` / ``"siglip"``
             (``get_image_features``), ``"generic"`` (pooler output, else mean of the last hidden state), or
@@ -95,12 +97,10 @@ class HFEmbedder:
             raise ValueError(f"unknown kind {kind!r}; choose auto, dinov2, clip, siglip or generic")
         if pooling not in ("cls", "mean"):
             raise ValueError(f"unknown pooling {pooling!r}; choose cls or mean")
-        if isinstance(dtype, str):
-            if not isinstance(getattr(torch, dtype, None), torch.dtype):
-                raise ValueError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16")
-            dtype = getattr(torch, dtype)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype is not None:
+            dtype = torch_dtype(dtype, device)
         local = Path(model).expanduser()
         source = str(local.resolve()) if local.is_dir() else model
         self._torch = torch

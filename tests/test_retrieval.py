@@ -298,24 +298,24 @@ def test_duplicates_skipped_and_bad_inputs_reported(tmp_path, embedder):
 
 
 def test_failed_write_leaves_the_previous_library_intact(tmp_path, embedder, monkeypatch):
-    import retrieval.library as L
+    import retrieval.library_store as store  # where a library's writes happen
 
     with ReferenceLibrary.create(tmp_path / "lib", embedder) as lib:
         add_photos(lib, SCENES[:2])
-    real = L._atomic_write
+    real = store.write_bytes_atomic
 
     def crash(path, data):
         if path.suffix == ".faiss":
             raise OSError("disk full (simulated)")
         real(path, data)
 
-    monkeypatch.setattr(L, "_atomic_write", crash)
+    monkeypatch.setattr(store, "write_bytes_atomic", crash)
     with ReferenceLibrary.open(tmp_path / "lib", embedder) as lib:
         with pytest.raises(OSError, match="simulated"):
             add_photos(lib, SCENES[2:4])
         assert len(lib) == 2  # the transaction rolled back
         assert lib.search(first_view("coffee"), k=5, threshold=float("-inf"))[0].id == "coffee"
-    monkeypatch.setattr(L, "_atomic_write", real)
+    monkeypatch.setattr(store, "write_bytes_atomic", real)
     with ReferenceLibrary.open(tmp_path / "lib", embedder) as lib:
         assert len(lib) == 2 and len(lib.search(first_view("camera"), k=5, threshold=float("-inf"))) == 2
         assert len(add_photos(lib, SCENES[2:4])) == 2 and len(lib) == 4
