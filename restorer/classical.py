@@ -1,46 +1,21 @@
 """The default CPU restorer: classical OpenCV / scikit-image operators driven by the plan's physical factors.
 
-Each operation of the plan runs, in the plan's order, the operator of :mod:`restorer.operators` for its kind with
-the record's factors (``op.params``) scaled by ``op.strength``; reference-guided colour transfer runs last.
+Each operation of the plan runs, in the plan's order, its kind's operator from :data:`restorer.operators.OPERATORS`
+with the record's factors (``op.params``) scaled by ``op.strength``; reference-guided colour transfer runs last.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from reasoner.kinds import LOWPASS
 from reasoner.schema import DiagnosisRecord
-from restorer import operators as ops
 from restorer.base import ReferenceImage
+from restorer.operators import OPERATORS, transfer_color
+from restorer.operators.filters import as_image
 from restorer.plan import Operation, Plan
-
-#: Share of the noise std that the denoiser leaves behind as error (0.5 at sigma 10 to 0.3 at sigma 50 on the held-out
-#: photos); what the deconvolution operators are told to expect after a denoise step.
-RESIDUAL_NOISE = 0.35
-
-# kind -> (operator, factor names it reads). Operators take (image, *factors, strength=..., [noise=...]).
-_OPERATORS: dict[str, tuple[Callable[..., np.ndarray], tuple[str, ...]]] = {
-    "noise": (ops.denoise, ("sigma", "model")),
-    "jpeg": (ops.deblock, ("quality",)),
-    "blur": (ops.deblur, ("sigma", "kernel")),
-    "motion_blur": (ops.deblur_motion, ("length", "angle")),
-    "haze": (ops.dehaze, ("transmission", "airlight", "beta")),
-    "low_light": (ops.brighten, ("exposure", "gamma")),
-    "rain": (ops.derain, ("density", "angle")),
-    "low_resolution": (ops.sharpen_resolution, ("scale",)),
-}
-_TOLD_NOISE = frozenset({"blur", "motion_blur", "low_resolution"})
-
-
-def _as_image(image: np.ndarray) -> np.ndarray:
-    x = np.asarray(image)
-    if x.ndim != 3 or x.shape[2] != 3 or x.size == 0 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"expected a float HxWx3 RGB image in [0, 1], got a {x.dtype} array of shape {x.shape}")
-    x = np.array(x, dtype=np.float32, order="C", copy=True)
-    if not np.isfinite(x).all():
-        raise ValueError("image contains NaN or infinite values")
-    return np.clip(x, 0.0, 1.0, out=x)
 
 
 class ClassicalRestorer:
@@ -71,20 +46,20 @@ class ClassicalRestorer:
         Operations with strength 0 are skipped; an empty plan (and no colour transfer) returns an exact copy.
         Factors missing from ``op.params`` are taken from the record's entry for that kind.
         """
-        x = _as_image(image)
+        x = as_image(image)
         noise_left: float | None = None  # std (0-255) of the noise a denoise step left, for the deconvolutions
         for op in plan.operations:
             if op.strength <= 0:
                 continue
-            operator, names = _OPERATORS[op.kind]
-            params = _factors(op, record, names)
-            extra = {"noise": noise_left} if op.kind in _TOLD_NOISE else {}
-            x = operator(x, *params, strength=op.strength, **extra)
-            if op.kind == "noise":
-                noise_left = float(params[0]) * max(RESIDUAL_NOISE, 1.0 - (1.0 - RESIDUAL_NOISE) * op.strength)
+            operator = OPERATORS[op.kind]
+            params = _factors(op, record, operator.factors)
+            extra = {"noise": noise_left} if op.kind in LOWPASS else {}
+            x = operator.run(x, *params, strength=op.strength, **extra)
+            if operator.leaves_noise is not None:
+                noise_left = operator.leaves_noise(*params, strength=op.strength)
         weight = self.color_transfer_weight(references) if plan.use_references else 0.0
         if weight > 0:
-            x = ops.transfer_color(x, max(references, key=lambda r: r.score).pixels, weight)
+            x = transfer_color(x, max(references, key=lambda r: r.score).pixels, weight)
         return x
 
     def color_transfer_weight(self, references: Sequence[ReferenceImage]) -> float:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prompts import load_prompt
+from reasoner.kinds import check_table
 from reasoner.schema import DiagnosisRecord
 from reasoner.severity import level_for
 from restorer.plan import Operation, Plan
@@ -35,8 +36,8 @@ def _f(params: dict, name: str, default: float = 0.0) -> float:
     return float(value) if isinstance(value, int | float) else default
 
 
-# kind -> phrase from (level word, factors); levels: "slight" / "moderate" / "heavy".
-_PHRASES: dict[str, Callable[[str, dict], str]] = {
+#: kind -> its phrase from (level word, the operation's factors); level words: "slight" / "moderate" / "heavy".
+PHRASES: dict[str, Callable[[str, dict], str]] = {
     "jpeg": lambda lv, p: f"Remove the {lv} JPEG blocking and ringing (quality about {int(_f(p, 'quality', 50))})",
     "noise": lambda lv, p: (
         f"Remove the {lv} {'sensor (signal-dependent)' if p.get('model') == 'poisson_gaussian' else 'Gaussian'} "
@@ -60,12 +61,13 @@ _PHRASES: dict[str, Callable[[str, dict], str]] = {
         f"Remove the {lv} haze (transmission about {_f(p, 'transmission', 1):.2f}) and restore distant contrast"
     ),
 }
+check_table(PHRASES, "restorer.instructions.PHRASES")
 _LEVEL_WORDS = {"none": "slight", "mild": "slight", "moderate": "moderate", "severe": "heavy"}
 
 
 def remove_line(op: Operation) -> str:
     """One instruction line for ``op``: the kind, how bad it is, its physical factors, and how strongly to act."""
-    phrase = _PHRASES[op.kind](_LEVEL_WORDS[level_for(op.severity)], op.params)
+    phrase = PHRASES[op.kind](_LEVEL_WORDS[level_for(op.severity)], op.params)
     if op.strength < GENTLE_BELOW:
         phrase += ", gently"
     elif op.strength > FIRM_ABOVE:

@@ -1,17 +1,20 @@
 """The restoration plan: ordered operations with parameters from the diagnosis record, plus an edit instruction.
 
-Operations run in reverse physical order (compression and noise first, scene-level haze last), each with the
-physical factors the record gave for its kind and a ``strength`` multiplier the agent adjusts between attempts.
+Operations run in restoration order (:func:`reasoner.kinds.restoration_order`: the reverse of the physical order,
+compression and noise first, scene-level haze last), each with the physical factors the record gave for its kind
+and a ``strength`` multiplier the agent adjusts between attempts.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reasoner.kinds import KINDS, restoration_order
 from reasoner.schema import DegradationKind, DiagnosisRecord
-from reasoner.severity import PHYSICAL_ORDER, level_for
+from reasoner.severity import level_for
 
-RESTORE_ORDER: tuple[str, ...] = tuple(reversed(PHYSICAL_ORDER))
+#: Every kind in restoration order (:func:`reasoner.kinds.restoration_order`).
+RESTORE_ORDER: tuple[str, ...] = tuple(restoration_order(KINDS))
 
 
 class Operation(BaseModel):

@@ -1,5 +1,7 @@
 """The classical restorer against synthesised degradations of held-out real photos, and its contract."""
 
+import inspect
+import math
 import subprocess
 import sys
 
@@ -8,9 +10,13 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
+from reasoner.kinds import KINDS, LOWPASS, check_table
 from restorer import Operation, Plan, ReferenceImage, Restorer, load_restorer, plan_from_record
 from restorer import operators as O
 from restorer.classical import ClassicalRestorer
+from restorer.instructions import PHRASES
+from restorer.operators import OPERATORS
+from restorer.operators import kernels as K
 from rl import degradations as D
 from rl.ground_truth import ground_truth
 from rl.photos import load_photo
@@ -251,6 +257,19 @@ def test_disk_kernel_matches_the_synthesis():
         np.testing.assert_allclose(O.disk_kernel(r), D.disk_kernel(r), atol=1e-6)
 
 
+@pytest.mark.parametrize("length, angle", [(5.0, 0.0), (9.0, 30.0), (15.0, 100.0), (31.0, 145.0), (7.3, 90.0)])
+def test_float32_kernels_are_bit_identical_to_the_synthesis(length, angle):
+    # The kernels' one home is restorer.operators.kernels: in float32 they must equal what synthesis computed in
+    # float32 bit for bit, so moving rl onto them leaves every synthesised image unchanged.
+    half = (length - 1.0) / 2.0
+    dx, dy = half * math.cos(math.radians(angle)), -half * math.sin(math.radians(angle))
+    assert np.array_equal(K.stroke_kernel(dx, dy, 0.5, dtype=np.float32), D.motion_kernel(length, angle))
+    assert np.array_equal(K.line_kernel(length, angle, dtype=np.float32), D.motion_kernel(length, angle))
+    radius = length / 4.0
+    assert np.array_equal(K.disk_kernel(radius, dtype=np.float32), D.disk_kernel(radius))
+    assert not K.line_kernel(length, angle).flags.writeable  # cached and shared
+
+
 @pytest.mark.parametrize("sigma", [2.0, 5.0, 10.0])
 def test_estimate_noise(sigma):
     img = D.apply(_crop("astronaut"), [D.BlurParams("gaussian", sigma=1.0), D.NoiseParams(sigma, seed=9)])
@@ -287,6 +306,28 @@ def test_operators_do_not_modify_their_input():
     for call in calls:
         out = call(img)
         assert out.shape == img.shape and out.dtype == np.float32 and not np.shares_memory(out, img)
+
+
+@pytest.mark.parametrize(
+    "table, name",
+    [
+        (OPERATORS, "restorer.operators.OPERATORS"),  # how the classical restorer undoes each kind
+        (PHRASES, "restorer.instructions.PHRASES"),  # how the edit instruction names each kind
+    ],
+    ids=["operators", "phrases"],
+)
+def test_every_kind_has_an_entry_in_the_restorer_tables(table, name):
+    assert list(check_table(table, name)) and set(table) == set(KINDS)
+    for kind in KINDS:  # a table missing any one kind is refused
+        with pytest.raises(ImportError, match=rf"{name}: missing kinds \['{kind}'\]"):
+            check_table({k: v for k, v in table.items() if k != kind}, name)
+
+
+def test_operators_read_their_kinds_factors():
+    for kind, op in OPERATORS.items():
+        assert set(op.factors) <= set(KINDS[kind].factors.model_fields), kind
+        # deconvolutions (the low-pass kinds) are told the noise a denoise step left
+        assert ("noise" in inspect.signature(op.run).parameters) == (kind in LOWPASS), kind
 
 
 def test_registry_and_protocol():

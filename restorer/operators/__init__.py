@@ -1,0 +1,97 @@
+"""Classical restoration operators, one module per degradation kind, registered in :data:`OPERATORS`.
+
+Every operator takes and returns ``float32 HxWx3 RGB in [0, 1]`` (a new array; the input is never modified) and a
+``strength`` multiplier on its physical factor: 1 undoes the degradation as diagnosed, 0 returns a copy of the
+input, values up to 3 act as if the degradation were that much stronger. Operators of the low-pass kinds
+(:data:`reasoner.kinds.LOWPASS`) deconvolve, so they also take ``noise``: the std (0-255) left by a denoise step.
+Constants marked "tuned" were fitted for PSNR on crops of the held-out photos (``rl.photos.EVALUATION_PHOTOS``)
+degraded by ``rl.degradations``.
+
+Modules: :mod:`~.kernels` (blur kernels, shared with synthesis), :mod:`~.filters` (image check, noise estimate,
+non-local means), :mod:`~.deconvolution`, then one per kind (:mod:`~.deblock`, :mod:`~.denoise`, :mod:`~.deblur`,
+:mod:`~.motion_deblur`, :mod:`~.dehaze`, :mod:`~.low_light`, :mod:`~.derain`, :mod:`~.super_resolution`) and
+:mod:`~.color_transfer` for reference-guided colour.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from reasoner.kinds import LOWPASS, check_table
+from restorer.operators.color_transfer import transfer_color
+from restorer.operators.deblock import deblock
+from restorer.operators.deblur import deblur
+from restorer.operators.deconvolution import deconvolve
+from restorer.operators.dehaze import dehaze, guided_filter
+from restorer.operators.denoise import RESIDUAL_NOISE, denoise, residual_noise, unclip
+from restorer.operators.derain import derain
+from restorer.operators.filters import estimate_noise
+from restorer.operators.kernels import MAX_PSF_RADIUS, disk_kernel, gaussian_kernel, line_kernel, stroke_kernel
+from restorer.operators.low_light import brighten
+from restorer.operators.motion_deblur import deblur_motion
+from restorer.operators.super_resolution import sharpen_resolution
+
+
+@dataclass(frozen=True)
+class Operator:
+    """How the classical restorer undoes one kind.
+
+    Attributes:
+        run: ``run(image, *factors, strength=..., [noise=...])`` -> image.
+        factors: Names of the record's factors ``run`` takes, in its positional order.
+        leaves_noise: ``leaves_noise(*factors, strength=...)``: the noise std (0-255) left after ``run``, which
+            the deconvolutions that follow are told; None when ``run`` does not change the noise level it is told.
+
+    """
+
+    run: Callable[..., np.ndarray]
+    factors: tuple[str, ...]
+    leaves_noise: Callable[..., float] | None = None
+
+
+#: kind -> its operator; every kind of :data:`reasoner.kinds.KINDS` has one.
+OPERATORS: dict[str, Operator] = check_table(
+    {
+        "haze": Operator(dehaze, ("transmission", "airlight", "beta")),
+        "rain": Operator(derain, ("density", "angle")),
+        "motion_blur": Operator(deblur_motion, ("length", "angle")),
+        "blur": Operator(deblur, ("sigma", "kernel")),
+        "low_resolution": Operator(sharpen_resolution, ("scale",)),
+        "low_light": Operator(brighten, ("exposure", "gamma")),
+        "noise": Operator(denoise, ("sigma", "model"), residual_noise),
+        "jpeg": Operator(deblock, ("quality",)),
+    },
+    "restorer.operators.OPERATORS",
+)
+for _kind in LOWPASS:  # pragma: no branch - a deconvolution that cannot be told the noise would guess it
+    if "noise" not in inspect.signature(OPERATORS[_kind].run).parameters:  # pragma: no cover
+        raise ImportError(f"restorer.operators: the {_kind} operator must take noise= (it is a low-pass kind)")
+
+__all__ = [
+    "MAX_PSF_RADIUS",
+    "OPERATORS",
+    "RESIDUAL_NOISE",
+    "Operator",
+    "brighten",
+    "deblock",
+    "deblur",
+    "deblur_motion",
+    "deconvolve",
+    "dehaze",
+    "denoise",
+    "derain",
+    "disk_kernel",
+    "estimate_noise",
+    "gaussian_kernel",
+    "guided_filter",
+    "line_kernel",
+    "residual_noise",
+    "sharpen_resolution",
+    "stroke_kernel",
+    "transfer_color",
+    "unclip",
+]
