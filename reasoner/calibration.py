@@ -6,6 +6,7 @@ The committed calibration file itself stays at ``reasoner/calibration/measure.js
 from reasoner.measure.calibration import (
     DEFAULT_PATH,
     EXCLUDED,
+    FACTOR_HEADS,
     FACTOR_TARGETS,
     FORMAT,
     LOG_FEATURES,
@@ -22,6 +23,7 @@ from reasoner.measure.calibration import (
 __all__ = [
     "DEFAULT_PATH",
     "EXCLUDED",
+    "FACTOR_HEADS",
     "FACTOR_TARGETS",
     "FORMAT",
     "LOG_FEATURES",

@@ -41,7 +41,9 @@ def resolve_backend(
     if not isinstance(name_or_path, str):
         raise ValueError(f"unknown {what} {name_or_path!r}; choose one of {choices or sorted(registry)}")
     if not allow_path and name_or_path not in registry:
-        raise ValueError(f"unknown {what} {name_or_path!r}; only registered names are accepted here: {sorted(registry)}")
+        raise ValueError(
+            f"unknown {what} {name_or_path!r}; only registered names are accepted here: {sorted(registry)}"
+        )
     target = registry.get(name_or_path, name_or_path)
     module, sep, attr = target.partition(":")
     if not sep or not module or not attr:

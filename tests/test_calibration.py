@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from reasoner.measure.calibration import DEFAULT_PATH, FACTOR_TARGETS, load_calibration
 from reasoner.measure import MeasureReasoner
+from reasoner.measure.calibration import DEFAULT_PATH, FACTOR_TARGETS, load_calibration
 from rl.calibrate import fit, synth_training_case, write
 from rl.degradations import BlurParams, apply
 from rl.photos import load_photo

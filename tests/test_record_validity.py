@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reasoner.measure.backend as measure_mod
-from reasoner.measure.features import measure_all
 from reasoner.measure import MIN_SIDE, MeasureReasoner
+from reasoner.measure.features import measure_all
 from reasoner.schema import (
     DEGRADATION_MODELS,
     KINDS,

@@ -2,20 +2,37 @@
 
 Modules: :mod:`~reasoner.measure.features` (the statistics), :mod:`~reasoner.measure.psf` (blur kernels read off
 spectral zeros), :mod:`~reasoner.measure.semantics` (coarse scene cues), :mod:`~reasoner.measure.calibration`
-(statistics to severities, presence and factors), :mod:`~reasoner.measure.backend` (:class:`MeasureReasoner`).
-No torch, no model weights.
+(statistics to severities, presence and factors), :mod:`~reasoner.measure.entries` (per-kind record entries),
+:mod:`~reasoner.measure.reasoning` (per-kind evidence and the chain of thought), :mod:`~reasoner.measure.backend`
+(:class:`MeasureReasoner`). No torch, no model weights.
 """
 
-# rl/text_policy.py and rl/synth.py still import these private names from here.
-from reasoner.measure.backend import (  # noqa: F401
-    _STEPS,
+from reasoner.measure.backend import MIN_SIDE, MeasureReasoner
+from reasoner.measure.entries import (
     ASSUMED_MEAN_DEPTH,
     DEFOCUS_SURE,
+    ENTRIES,
     FACTOR_DIGITS,
+    IMPLIED,
     JPEG_DIRECT_SCORE,
-    MIN_SIDE,
-    MeasureReasoner,
-    _factors_from_severity,
+    implied_factors,
 )
+from reasoner.measure.reasoning import EVIDENCE, Evidence
 
-__all__ = ["ASSUMED_MEAN_DEPTH", "DEFOCUS_SURE", "FACTOR_DIGITS", "JPEG_DIRECT_SCORE", "MIN_SIDE", "MeasureReasoner"]
+# Old names that rl/synth.py and rl/text_policy.py import; they go once those use EVIDENCE and implied_factors.
+_STEPS = tuple((kind, ev.statistics, ev.template) for kind, ev in EVIDENCE.items())
+_factors_from_severity = implied_factors
+
+__all__ = [
+    "ASSUMED_MEAN_DEPTH",
+    "DEFOCUS_SURE",
+    "ENTRIES",
+    "EVIDENCE",
+    "FACTOR_DIGITS",
+    "IMPLIED",
+    "JPEG_DIRECT_SCORE",
+    "MIN_SIDE",
+    "Evidence",
+    "MeasureReasoner",
+    "implied_factors",
+]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reasoner.kinds import check_table
+
 DEFAULT_PATH = Path(__file__).parent.parent / "calibration" / "measure.json"
 FORMAT = "rnr.measure_calibration"
 
@@ -41,17 +43,24 @@ EXCLUDED = (
 
 
 #: Factor heads: per kind, the physical factors regressed directly (trained only on images that carry the kind) and
-#: the space each is regressed in. Inverting the severity map instead gives one number per kind, which cannot split
-#: under-exposure into exposure and gamma, and carries the severity head's bias towards "absent".
-FACTOR_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
-    "noise": (("sigma", "log"),),
-    "blur": (("sigma", "log"),),
-    "motion_blur": (("length", "log"),),
-    "haze": (("transmission", "logit"),),
-    "low_light": (("exposure", "log"), ("gamma", "identity")),
-    "rain": (("density", "log"),),
-    "low_resolution": (("scale", "log"),),
-}
+#: the space each is regressed in, or None for a kind without a head. Inverting the severity map instead gives one
+#: number per kind, which cannot split under-exposure into exposure and gamma, and carries the severity head's bias
+#: towards "absent". JPEG has no head: its quality is read off the DCT quantisation steps, or else the severity map's.
+FACTOR_HEADS: dict[str, tuple[tuple[str, str], ...] | None] = check_table(
+    {
+        "noise": (("sigma", "log"),),
+        "blur": (("sigma", "log"),),
+        "motion_blur": (("length", "log"),),
+        "haze": (("transmission", "logit"),),
+        "low_light": (("exposure", "log"), ("gamma", "identity")),
+        "jpeg": None,
+        "rain": (("density", "log"),),
+        "low_resolution": (("scale", "log"),),
+    },
+    "reasoner.measure FACTOR_HEADS",
+)
+#: The kinds that have a factor head, and their targets (what ``rnr calibrate`` fits and the calibration file holds).
+FACTOR_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {k: t for k, t in FACTOR_HEADS.items() if t is not None}
 
 
 def to_target(value: float, space: str) -> float:

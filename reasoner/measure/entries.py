@@ -1,0 +1,208 @@
+"""Per-kind record entries of the ``measure`` backend: from calibrated severity and factors to a typed degradation.
+
+Two tables keyed by :data:`reasoner.kinds.KINDS` (checked at import): :data:`IMPLIED`, the factors a severity
+implies (the kind's inverse severity map, or a measured split of it), and :data:`ENTRIES`, the function that writes
+a kind's entry. Entry writers add what is measured directly (angles, airlight, the noise model, a defocus disk's or a
+motion's length read off spectral zeros, JPEG quantisation steps) to the calibration's factors, and clip each factor
+to the range the estimate is trusted in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from reasoner.kinds import KINDS, check_table
+from reasoner.measure import psf
+from reasoner.measure.calibration import FACTOR_TARGETS, from_target, to_target
+from reasoner.schema import Degradation, make_degradation
+from reasoner.severity import low_light_gain_for
+
+#: Mean of the synthesis depth map (normalised 0-1); beta is reported as -ln(t) / this, an assumption.
+ASSUMED_MEAN_DEPTH = 0.5
+#: Probability above which blur is reported as a defocus disk rather than a Gaussian.
+DEFOCUS_SURE = 0.98
+#: Periodicity score above which the quality read from DCT quantisation steps is used as is.
+JPEG_DIRECT_SCORE = 0.5
+#: Decimal places each factor is reported with (the estimates are not more precise than this).
+FACTOR_DIGITS: dict[str, int] = {
+    "sigma": 2,
+    "length": 1,
+    "angle": 1,
+    "transmission": 3,
+    "airlight": 3,
+    "beta": 3,
+    "exposure": 3,
+    "gamma": 3,
+    "density": 4,
+    "scale": 2,
+}
+
+
+def rounded(x: float, nd: int = 3) -> float:
+    """``x`` rounded to ``nd`` decimals, as a plain float (how severities and confidences are reported)."""
+    return float(round(float(x), nd))
+
+
+def clip(x: float, lo: float, hi: float) -> float:
+    """``x`` clipped to ``[lo, hi]``, as a plain float."""
+    return min(max(float(x), lo), hi)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+# --- factors a severity implies ---------------------------------------------------------------------------------
+
+
+def _severity_map(kind: str) -> Callable[[float, Mapping[str, float]], dict]:
+    spec = KINDS[kind]
+    return lambda severity, stats: spec.factors_for(severity)
+
+
+def _low_light_split(severity: float, stats: Mapping[str, float]) -> dict:
+    # The severity fixes only the mid-tone gain; the brightest highlights tell how much of it is exposure (a linear
+    # squash keeps them below 0.95 times the exposure) and gamma takes the rest.
+    gain = low_light_gain_for(severity)
+    exposure = min(max(stats["lum_p995"] / 0.95, gain), 1.0)
+    return {"exposure": exposure, "gamma": min(max(1.0 + math.log2(exposure / gain), 1.0), 5.0)}
+
+
+#: Factors a severity alone implies, per kind: the inverse severity map of :mod:`reasoner.kinds`, except low light,
+#: which splits its gain into exposure and gamma using the highlights.
+IMPLIED: dict[str, Callable[[float, Mapping[str, float]], dict]] = check_table(
+    {kind: _severity_map(kind) for kind in KINDS} | {"low_light": _low_light_split}, "reasoner.measure IMPLIED"
+)
+
+
+def implied_factors(kind: str, severity: float, stats: Mapping[str, float]) -> dict:
+    """Factors of ``kind`` implied by ``severity`` alone (:data:`IMPLIED`); ``stats`` are the image's statistics.
+
+    >>> implied_factors("jpeg", 0.5, {})
+    {'quality': 55}
+    """
+    return IMPLIED[kind](severity, stats)
+
+
+def blended_factors(
+    kind: str, severity: float, p: float, stats: Mapping[str, float], head: Mapping[str, float] | None
+) -> dict:
+    """Factors of ``kind``: the factor head's, pulled towards the severity map's as presence gets doubtful.
+
+    The head is trained only on images that carry the kind, so on a borderline detection (often a false one) it
+    still answers with a typical, strong degradation; the severity head's answer is the cautious one. They are
+    blended in the head's regression space, all head at p >= 0.9, all severity map at p <= 0.5. Without a head
+    (older calibrations, or a kind that has none) the severity map's factors are returned.
+    """
+    fallback = implied_factors(kind, severity, stats)
+    if head is None:
+        return fallback
+    w = clip((p - 0.5) / 0.4, 0.0, 1.0)
+    out = dict(fallback)
+    for name, space in FACTOR_TARGETS[kind]:
+        mixed = w * to_target(head[name], space) + (1 - w) * to_target(fallback[name], space)
+        out[name] = from_target(mixed, space)
+    return out
+
+
+# --- entry writers ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What is known about one kind in one image when its entry is written.
+
+    Attributes:
+        kind: The degradation kind.
+        severity: Calibrated severity, rounded (:func:`rounded`).
+        confidence: Presence probability, rounded.
+        factors: :func:`blended_factors` at that severity.
+        prob: Every presence label's probability (kinds and auxiliary labels such as ``noise_poisson``).
+        stats: The image's statistics (:func:`reasoner.measure.features.measure_all`).
+        rgb: The image, ``float32 HxWx3 RGB in [0, 1]``.
+
+    """
+
+    kind: str
+    severity: float
+    confidence: float
+    factors: Mapping[str, float]
+    prob: Mapping[str, float]
+    stats: Mapping[str, float]
+    rgb: np.ndarray
+
+    def entry(self, severity: float | None = None, **factors) -> Degradation:
+        """The entry with these factors (reported to :data:`FACTOR_DIGITS`), at ``severity`` if given."""
+        s = self.severity if severity is None else severity
+        return make_degradation(self.kind, s, self.confidence, digits=FACTOR_DIGITS, **factors)
+
+
+def _noise(r: Reading) -> Degradation:
+    model = "poisson_gaussian" if r.prob.get("noise_poisson", 0.0) >= 0.5 else "gaussian"
+    return r.entry(sigma=clip(r.factors["sigma"], 0.5, 255.0), model=model)
+
+
+def _blur(r: Reading) -> Degradation:
+    # A disk PSF of the wrong radius puts spectral zeros in the wrong place and wrecks deconvolution, while a Gaussian
+    # of the same spread is a safe approximation: say "defocus" only when sure. A disk whose zero rings are seen in
+    # the spectrum is measured, radius included (reasoner.measure.psf).
+    disk = psf.defocus_radius(_luma(r.rgb))
+    if disk is not None:
+        return r.entry(sigma=disk[0] / 2, kernel="defocus")
+    shape = "defocus" if r.prob.get("blur_defocus", 0.0) >= DEFOCUS_SURE else "gaussian"
+    return r.entry(sigma=clip(r.factors["sigma"], 0.3, 50.0), kernel=shape)
+
+
+def _motion_blur(r: Reading) -> Degradation:
+    # Motion removes spectral energy along its direction; frequency angle == motion angle. (make_degradation wraps the
+    # angle into [0, 180) after rounding: 179.96 is stored as 0.0.)
+    angle = r.stats["orient_min_angle"] % 180
+    seen = psf.motion_length(_luma(r.rgb), angle)
+    length = seen[0] if seen is not None else clip(r.factors["length"], 2.0, 500.0)
+    return r.entry(length=length, angle=angle)
+
+
+def _haze(r: Reading) -> Degradation:
+    t = clip(r.factors["transmission"], 0.02, 0.99)
+    air = [r.stats[f"airlight_{c}"] for c in "rgb"]
+    return r.entry(transmission=t, airlight=air, beta=-math.log(t) / ASSUMED_MEAN_DEPTH)
+
+
+def _low_light(r: Reading) -> Degradation:
+    return r.entry(exposure=clip(r.factors["exposure"], 0.01, 1.0), gamma=clip(r.factors["gamma"], 1.0, 5.0))
+
+
+def _jpeg(r: Reading) -> Degradation:
+    if r.stats["jpeg_read_score"] >= JPEG_DIRECT_SCORE and r.stats["jpeg_quality_read"] < 100:
+        # Quantisation steps read off the DCT grid give the encoder's quality itself; trust it over the map.
+        q = int(r.stats["jpeg_quality_read"])
+        return r.entry(rounded(KINDS["jpeg"].severity_of({"quality": q})), quality=q)
+    return r.entry(quality=r.factors["quality"])
+
+
+def _rain(r: Reading) -> Degradation:
+    return r.entry(density=clip(r.factors["density"], 1e-4, 1.0), angle=r.stats["rain_angle"])
+
+
+def _low_resolution(r: Reading) -> Degradation:
+    return r.entry(scale=clip(r.factors["scale"], 1.0, 16.0))
+
+
+#: The function that writes each kind's entry.
+ENTRIES: dict[str, Callable[[Reading], Degradation]] = check_table(
+    {
+        "haze": _haze,
+        "rain": _rain,
+        "motion_blur": _motion_blur,
+        "blur": _blur,
+        "low_resolution": _low_resolution,
+        "low_light": _low_light,
+        "noise": _noise,
+        "jpeg": _jpeg,
+    },
+    "reasoner.measure ENTRIES",
+)
