@@ -1,9 +1,11 @@
 """Versioned prompt templates (system + user) for diagnosis, re-scoring and the restorer's edit instruction.
 
 Templates live next to this file as ``<task>/v<N>.system.txt`` and ``<task>/v<N>.user.txt``. The degradation
-vocabulary they show the model is rendered from the record schema (kinds, factor names, units, bounds, level
-thresholds), so the prompt cannot drift from what the grammar and the parser accept. Snapshot tests pin the
-rendered text: changing a template means adding a version, or updating the snapshot on purpose.
+vocabulary they show the model (kinds, factor names, units, bounds, level thresholds) is rendered from the record
+schema by :mod:`reasoner.prompting` and committed as ``vocabulary.json``, which fills those template values unless a
+caller gives them; a test regenerates it and fails on drift, so the prompt cannot drift from what the grammar and
+the parser accept. This package holds templates only and imports nothing from the rest of the project. Snapshot
+tests pin the rendered text: changing a template means adding a version, or updating the snapshot on purpose.
 
     >>> p = load_prompt("diagnose")
     >>> p.version, "motion_blur" in p.render(width=64, height=48)[0]
@@ -12,12 +14,17 @@ rendered text: changing a template means adding a version, or updating the snaps
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 PROMPT_DIR = Path(__file__).parent
 TASKS = ("diagnose", "rescore", "edit")
+#: Template values rendered from the record schema (``vocabulary``, ``levels``, ``max_steps``); written by
+#: ``python -m reasoner.prompting``.
+VOCABULARY_PATH = PROMPT_DIR / "vocabulary.json"
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class Prompt:
     user: str
 
     def render(self, **values) -> tuple[str, str]:
-        """(system, user) with ``values`` filled in; the schema vocabulary is supplied unless given."""
+        """(system, user) with ``values`` filled in; the schema vocabulary (:func:`vocabulary_values`) unless given."""
         fill = {**vocabulary_values(), **values}
         try:
             return self.system.format(**fill).strip(), self.user.format(**fill).strip()
@@ -67,35 +74,12 @@ def load_prompt(task: str, version: str | None = None) -> Prompt:
 
 
 def vocabulary_values() -> dict[str, object]:
-    """Template values derived from the record schema: ``vocabulary``, ``levels``, ``max_steps``."""
-    from reasoner.schema import DEGRADATION_MODELS, KINDS, LEVEL_THRESHOLDS
-    from reasoner.vlm_output import MAX_STEPS
-
-    lines = []
-    for kind in KINDS:
-        factors = DEGRADATION_MODELS[kind].model_fields["factors"].annotation
-        doc = (factors.__doc__ or "").strip().splitlines()[0]
-        parts = []
-        for name, field in factors.model_fields.items():
-            parts.append(f"{name} ({_bounds(field)}): {field.description}")
-        lines.append(f"- {kind}: {doc}\n    " + "\n    ".join(parts))
-    mild, moderate, severe = LEVEL_THRESHOLDS
-    levels = f"none below {mild}, mild from {mild}, moderate from {moderate}, severe from {severe}"
-    return {"vocabulary": "\n".join(lines), "levels": levels, "max_steps": MAX_STEPS}
+    """The committed template values rendered from the record schema: ``vocabulary``, ``levels``, ``max_steps``."""
+    return dict(_vocabulary())
 
 
-def _bounds(field) -> str:
-    from typing import get_args
-
-    lo = hi = None
-    for m in field.metadata:
-        for attr in ("ge", "gt"):
-            lo = getattr(m, attr, None) if getattr(m, attr, None) is not None else lo
-        for attr in ("le", "lt"):
-            hi = getattr(m, attr, None) if getattr(m, attr, None) is not None else hi
-    choices = get_args(field.annotation)
-    if choices and all(isinstance(c, str) for c in choices):
-        return " or ".join(choices)
-    if lo is None and hi is None:
-        return "list of 3 numbers in [0, 1]" if "list" in str(field.annotation) else str(field.annotation)
-    return f"{lo} to {hi}"
+@lru_cache(maxsize=1)
+def _vocabulary() -> dict[str, object]:
+    # Multi-line values are committed as lists of lines (readable diffs).
+    values = json.loads(VOCABULARY_PATH.read_text(encoding="utf-8"))
+    return {k: "\n".join(v) if isinstance(v, list) else v for k, v in values.items()}

@@ -1,6 +1,8 @@
 """Prompt templates: versioned, rendered from the schema vocabulary, and pinned by snapshots."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,27 @@ def test_rendered_prompt_matches_snapshot(task):
     if os.environ.get("RNR_UPDATE_SNAPSHOTS"):
         snap.write_text(text)
     assert snap.read_text() == text
+
+
+def test_committed_vocabulary_matches_the_schema():
+    # Golden test: the vocabulary prompts show is rendered from reasoner.schema and committed, so that prompts imports
+    # nothing from reasoner. Regenerate with `python -m reasoner.prompting` after an intended schema change.
+    from prompts import VOCABULARY_PATH, vocabulary_values
+    from reasoner.prompting import vocabulary_text
+    from reasoner.prompting import vocabulary_values as from_schema
+
+    assert VOCABULARY_PATH.read_text(encoding="utf-8") == vocabulary_text()
+    assert vocabulary_values() == from_schema()
+
+
+def test_prompts_import_nothing_from_reasoner():
+    # Layering: reasoner -> prompts, never back (prompts holds templates only).
+    code = (
+        "import sys, prompts; prompts.load_prompt('diagnose').render(width=1, height=1); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('reasoner', 'agent', 'rl', 'restorer')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_vocabulary_comes_from_the_schema():
