@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from prompts import load_prompt
+from reasoner.common import one_line
 from reasoner.imageio import LoadedImage
 from reasoner.schema import DiagnosisRecord
 from reasoner.vlm_output import CompletionError, completion_schema, split_thinking
@@ -100,11 +101,6 @@ def backoff_delay(attempt: int, backoff: float, retry_after: float | None = None
     return min(delay, MAX_DELAY_S)
 
 
-def _one_line(text: object, limit: int = 200) -> str:
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 3] + "..."
-
-
 def _status_detail(err) -> str:
     # Servers word errors as OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, a bare {"message"} or
     # {"error": "..."}; else the body text will do.
@@ -114,10 +110,10 @@ def _status_detail(err) -> str:
         found = inner.get("message") if isinstance(inner, dict) else inner
         found = found or body.get("detail") or body.get("message")
         if found:
-            return _one_line(found if isinstance(found, str) else json.dumps(found))
+            return one_line(found if isinstance(found, str) else json.dumps(found), 200)
     response = getattr(err, "response", None)
     text = getattr(response, "text", "") if response is not None else ""
-    return _one_line(text or getattr(err, "message", "") or type(err).__name__)
+    return one_line(text or getattr(err, "message", "") or type(err).__name__, 200)
 
 
 def _retry_after(err: Exception) -> float | None:
@@ -357,7 +353,7 @@ class OpenAIReasoner:
                 wait = backoff_delay(attempt, self.backoff)
             except openai.APIConnectionError as e:
                 cause = e.__cause__ or e
-                last = _one_line(f"{type(cause).__name__}: {cause}")
+                last = one_line(cause, 200, with_type=True)
                 wait = backoff_delay(attempt, self.backoff)
             if attempt < self.max_retries:
                 with self._lock:

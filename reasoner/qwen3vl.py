@@ -33,6 +33,7 @@ except ImportError as e:  # pragma: no cover - exercised only on installs withou
     ) from e
 
 from prompts import load_prompt
+from reasoner.common import dtype_name, one_line, torch_dtype
 from reasoner.imageio import LoadedImage, from_array, load_image, to_uint8
 from reasoner.schema import DiagnosisRecord, Provenance
 from reasoner.version import rnr_version
@@ -40,7 +41,6 @@ from reasoner.vlm_output import CompletionError, completion_schema, parse_comple
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class Qwen3VLReasoner:
@@ -49,7 +49,7 @@ class Qwen3VLReasoner:
     Args:
         model: Hub id (``Qwen/Qwen3-VL-2B-Instruct``, ``Qwen/Qwen3-VL-4B-Thinking``, ...) or checkpoint folder.
         revision: Hub revision (branch, tag or commit) to load.
-        dtype: ``"auto"`` (the checkpoint's), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        dtype: ``"auto"`` (the checkpoint's), ``"float32"``, ``"bfloat16"`` or ``"float16"`` (or fp32, bf16, fp16).
         device: Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); CPU when None.
         attn_implementation: Passed to ``from_pretrained`` (``"sdpa"``, ``"eager"``, ``"flash_attention_2"``).
         min_pixels: Smallest image area fed to the vision encoder (default: the checkpoint's processor's).
@@ -94,8 +94,8 @@ class Qwen3VLReasoner:
     ):
         if thinking not in ("auto", True, False):
             raise ValueError(f"thinking must be 'auto', True or False, not {thinking!r}")
-        if dtype != "auto" and dtype not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {['auto', *_DTYPES]}")
+        if dtype != "auto":  # "auto" is the checkpoint's own dtype here, left to from_pretrained
+            dtype = dtype_name(dtype)
         if max_new_tokens < 1 or max_thinking_tokens < 0 or batch_size < 1 or temperature < 0:
             raise ValueError(
                 "max_new_tokens and batch_size must be positive; max_thinking_tokens and temperature non-negative"
@@ -353,7 +353,7 @@ def _load(model_id: str, revision, dtype: str, device, attn_implementation, trus
         raise ValueError(f"model folder {model_id} has no config.json; pass a Qwen3-VL checkpoint folder")
     source = str(path) if looks_local else model_id
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-    model_kwargs = {"dtype": _DTYPES.get(dtype, dtype)}
+    model_kwargs = {"dtype": dtype if dtype == "auto" else torch_dtype(dtype)}
     if attn_implementation:
         model_kwargs["attn_implementation"] = attn_implementation
     try:
@@ -364,8 +364,7 @@ def _load(model_id: str, revision, dtype: str, device, attn_implementation, trus
     except ImportError:
         raise
     except Exception as e:  # hub, file and config errors alike become one line naming the model
-        reason = " ".join(str(e).split())[:300] or type(e).__name__
-        raise ValueError(f"cannot load Qwen3-VL model {model_id!r}: {reason}") from e
+        raise ValueError(f"cannot load Qwen3-VL model {model_id!r}: {one_line(e, 300)}") from e
     if not hasattr(processor, "image_processor"):
         raise ValueError(f"cannot load Qwen3-VL model {model_id!r}: its processor has no image processor")
     return processor, model.to(device).eval()

@@ -17,22 +17,15 @@ import json
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from reasoner.schema import (
+    DEGRADATION_MODELS,
     KINDS,
-    BlurFactors,
     DegradationKind,
     DiagnosisRecord,
-    HazeFactors,
     ImageInfo,
-    JpegFactors,
-    LowLightFactors,
-    LowResolutionFactors,
-    MotionBlurFactors,
-    NoiseFactors,
     Provenance,
-    RainFactors,
     ReasoningStep,
     Semantics,
     combined_severity,
@@ -63,9 +56,11 @@ class StepOut(_Strict):
     kinds: list[DegradationKind] = Field(max_length=8, description="Degradation kinds the step is about.")
 
 
-def _entry(name: str, factors: type[BaseModel]) -> type[BaseModel]:
+def _entry(kind: str) -> type[BaseModel]:
+    """The completion model of one kind's estimate: severity, confidence and the kind's factor model."""
+    factors = DEGRADATION_MODELS[kind].model_fields["factors"].annotation
     return type(
-        name,
+        "".join(part.capitalize() for part in kind.split("_")) + "Out",
         (_Strict,),
         {
             "__doc__": f"Estimate for one kind; factors as in {factors.__name__}.",
@@ -77,27 +72,17 @@ def _entry(name: str, factors: type[BaseModel]) -> type[BaseModel]:
     )
 
 
-NoiseOut = _entry("NoiseOut", NoiseFactors)
-BlurOut = _entry("BlurOut", BlurFactors)
-MotionBlurOut = _entry("MotionBlurOut", MotionBlurFactors)
-HazeOut = _entry("HazeOut", HazeFactors)
-LowLightOut = _entry("LowLightOut", LowLightFactors)
-JpegOut = _entry("JpegOut", JpegFactors)
-RainOut = _entry("RainOut", RainFactors)
-LowResolutionOut = _entry("LowResolutionOut", LowResolutionFactors)
+#: The completion model of each kind's estimate (``NoiseOut``, ``MotionBlurOut``, ...).
+ENTRY_MODELS: dict[str, type[BaseModel]] = {kind: _entry(kind) for kind in KINDS}
 
-
-class DegradationsOut(_Strict):
-    """One key per kind, in physical order; ``null`` when the kind is absent."""
-
-    haze: HazeOut | None
-    rain: RainOut | None
-    motion_blur: MotionBlurOut | None
-    blur: BlurOut | None
-    low_resolution: LowResolutionOut | None
-    low_light: LowLightOut | None
-    noise: NoiseOut | None
-    jpeg: JpegOut | None
+#: Built from the kinds, so a new kind gets its key (the model's docstring is what the JSON Schema describes).
+DegradationsOut: type[BaseModel] = create_model(
+    "DegradationsOut",
+    __base__=_Strict,
+    __doc__="One key per kind, in physical order; ``null`` when the kind is absent.",
+    __module__=__name__,
+    **{kind: (model | None, ...) for kind, model in ENTRY_MODELS.items()},
+)
 
 
 class SemanticsOut(_Strict):
