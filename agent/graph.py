@@ -22,9 +22,11 @@ from pydantic import BaseModel
 
 from agent.state import Context, RestoreState
 from agent.trace import AttemptTrace, ReviewTrace, Trace
+from reasoner.common import one_line
 from reasoner.imageio import from_array, load_image
+from reasoner.kinds import LOWPASS
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
-from restorer.base import ReferenceImage
+from restorer.base import ReferenceImage, RestoreOutput
 from restorer.metrics import structure_score
 from restorer.plan import plan_from_record
 
@@ -219,15 +221,21 @@ def restore(state: RestoreState, ctx: Context) -> dict:
     t0 = time.perf_counter()
     try:
         out = ctx.restorer.restore(src, _record_of(state, state.plan_source), refs, state.plan)
+        if isinstance(out, np.ndarray):  # a restorer written before RestoreOutput: pixels without a run report
+            out = RestoreOutput(out)
+        elif not isinstance(out, RestoreOutput):
+            raise TypeError(
+                f"{type(ctx.restorer).__name__}.restore returned a {type(out).__name__}, not a RestoreOutput"
+            )
     except Exception as e:  # a backend failure is an attempt that failed, not a crashed run
-        why = f"{type(e).__name__}: {e}"
+        why = one_line(e, with_type=True)
         return {"pending": None, "pending_s": time.perf_counter() - t0, "pending_error": why, "pending_run": None}
-    run = getattr(ctx.restorer, "last_run", None)  # model restorers report prompt, seed, ... for reproduction
     return {
-        "pending": _npy(state, f"attempt{n}", out),
+        "pending": _npy(state, f"attempt{n}", out.pixels),
         "pending_s": time.perf_counter() - t0,
         "pending_error": None,
-        "pending_run": _jsonable(run) if run else None,
+        # model restorers report prompt, seed, ... so the attempt can be reproduced
+        "pending_run": _jsonable(out.run) if out.run else None,
     }
 
 
@@ -286,16 +294,13 @@ def _best(state: RestoreState, min_gain: float) -> int | None:
     return min(ok, key=lambda a: a.overall_after).index if ok else None
 
 
-#: Kinds whose operator is a deconvolution. A residual after deconvolving means the kernel was off, not too weak:
-#: a wider kernel rings (a 30% wider one cost 7 dB on a held-out photo) while the scorer sees only a sharper image.
-DECONVOLUTIONS = frozenset({"blur", "motion_blur", "low_resolution"})
-
-
 def _strengthenable(last: AttemptTrace, original: set[str]) -> set[str]:
     """Kinds the input had that ``last`` left behind and a stronger pass may still remove."""
     if last.record_after is None:
         return original
-    return ({d.kind for d in last.record_after.detected()} & original) - DECONVOLUTIONS
+    # Low-pass kinds are deconvolved: a residual means the kernel was off, not too weak, and a wider kernel rings (a
+    # 30% wider one cost 7 dB on a held-out photo) while the scorer sees only a sharper image.
+    return ({d.kind for d in last.record_after.detected()} & original) - LOWPASS
 
 
 @_timed("decide")

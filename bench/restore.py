@@ -30,7 +30,7 @@ from rich.table import Table  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
 from reasoner.schema import KINDS  # noqa: E402
-from restorer import Operation, Plan, load_restorer, plan_from_record  # noqa: E402
+from restorer import RESTORE_ORDER, Operation, Plan, load_restorer, plan_from_record  # noqa: E402
 from rl.cases import evaluation_cases  # noqa: E402
 
 #: What a tool does when nobody tells it the parameters: mid-range settings for every kind.
@@ -44,7 +44,6 @@ BLIND = {
     "rain": {"density": 0.03, "angle": 90.0},
     "haze": {"transmission": 0.6, "airlight": [0.9, 0.9, 0.9], "beta": 1.0},
 }
-RESTORE_ORDER = ("jpeg", "noise", "low_light", "low_resolution", "blur", "motion_blur", "rain", "haze")
 
 
 def blind_plan(kinds) -> Plan:
@@ -83,10 +82,11 @@ def run_case(case) -> dict:
     res = {"name": case.name, "group": case.group, "kinds": [d.kind for d in case.record.detected()], "m": {}}
     res["m"]["identity"] = _metrics(image, case.clean)
     for k in KINDS:
-        res["m"][f"blind:{k}"] = _metrics(classical.restore(image, case.record, [], blind_plan([k])), case.clean)
-    chain = classical.restore(image, case.record, [], blind_plan(RESTORE_ORDER))
+        blind = classical.restore(image, case.record, [], blind_plan([k])).pixels
+        res["m"][f"blind:{k}"] = _metrics(blind, case.clean)
+    chain = classical.restore(image, case.record, [], blind_plan(RESTORE_ORDER)).pixels
     res["m"]["blind chain"] = _metrics(chain, case.clean)
-    oracle = classical.restore(image, case.record, [], plan_from_record(case.record))
+    oracle = classical.restore(image, case.record, [], plan_from_record(case.record)).pixels
     res["m"]["oracle"] = _metrics(oracle, case.clean)
     t0 = time.perf_counter()
     agent, trace = restore_image(image)
@@ -133,7 +133,7 @@ def contact_sheet(cases, path: Path, n: int = 6) -> None:
     for c in [c for c in cases if c.group == "mixed"][:n]:
         image = eight_bit(c.image)
         agent, _ = restore_image(image)
-        oracle = classical.restore(image, c.record, [], plan_from_record(c.record))
+        oracle = classical.restore(image, c.record, [], plan_from_record(c.record)).pixels
         tiles = [np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8) for x in (image, agent, oracle, c.clean)]
         tiles = [np.ascontiguousarray(cv2.resize(x, (256, 256), interpolation=cv2.INTER_AREA)) for x in tiles]
         for t, label in zip(tiles, ("degraded", "agent", "oracle", "clean"), strict=True):

@@ -12,7 +12,7 @@ import numpy as np
 
 from reasoner.kinds import LOWPASS
 from reasoner.schema import DiagnosisRecord
-from restorer.base import ReferenceImage
+from restorer.base import ReferenceImage, RestoreOutput
 from restorer.operators import OPERATORS, transfer_color
 from restorer.operators.filters import as_image
 from restorer.plan import Operation, Plan
@@ -40,11 +40,11 @@ class ClassicalRestorer:
 
     def restore(
         self, image: np.ndarray, record: DiagnosisRecord, references: Sequence[ReferenceImage], plan: Plan
-    ) -> np.ndarray:
-        """Restore ``image`` (float32 HxWx3 RGB in [0, 1], not modified); returns a new image of the same shape.
+    ) -> RestoreOutput:
+        """Restore ``image`` (float32 HxWx3 RGB in [0, 1], not modified); the pixels are a new image of its shape.
 
         Operations with strength 0 are skipped; an empty plan (and no colour transfer) returns an exact copy.
-        Factors missing from ``op.params`` are taken from the record's entry for that kind.
+        Factors missing from ``op.params`` are taken from the record's entry for that kind. ``run`` is None.
         """
         x = as_image(image)
         noise_left: float | None = None  # std (0-255) of the noise a denoise step left, for the deconvolutions
@@ -60,7 +60,7 @@ class ClassicalRestorer:
         weight = self.color_transfer_weight(references) if plan.use_references else 0.0
         if weight > 0:
             x = transfer_color(x, max(references, key=lambda r: r.score).pixels, weight)
-        return x
+        return RestoreOutput(x)
 
     def color_transfer_weight(self, references: Sequence[ReferenceImage]) -> float:
         """Blend weight of the colour transfer for these references: 0 below the threshold score, then linear."""

@@ -12,11 +12,9 @@ reference is injected into the UNet decoder's self-attention (:mod:`restorer.ref
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -31,15 +29,15 @@ except ImportError as e:  # pragma: no cover - exercised only on installs withou
         f"the diffusion restorer needs {e.name}; install with: pip install 'reason-restore[diffusion]'", name=e.name
     ) from e
 
+from reasoner.common import as_rgb_float, torch_dtype, working_size
 from reasoner.schema import DiagnosisRecord
-from restorer.base import ReferenceImage
+from restorer.base import ReferenceImage, RestoreOutput
 from restorer.plan import Plan
 
 #: Overall severity at (and below) which img2img runs at ``min_strength``.
 SEVERITY_FLOOR = 0.1
 DEFAULT_PROMPT = "{description} {instruction} A sharp, clean, detailed, high-quality photo."
 DEFAULT_NEGATIVE = "blurry, noisy, grainy, jpeg artifacts, hazy, low quality, distorted, oversaturated"
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def strength_for(overall_severity: float, min_strength: float = 0.1, max_strength: float = 0.6) -> float:
@@ -52,29 +50,10 @@ def strength_for(overall_severity: float, min_strength: float = 0.1, max_strengt
     return round(min_strength + (max_strength - min_strength) * frac, 6)
 
 
-def working_size(height: int, width: int, resolution: int, grid: int) -> tuple[int, int]:
-    """``(h, w)`` with about ``resolution**2`` pixels, the input's aspect, each side a positive multiple of ``grid``.
-
-    >>> working_size(30, 45, 64, 8)
-    (56, 80)
-    """
-    scale = resolution / math.sqrt(height * width)
-    return max(grid, round(height * scale / grid) * grid), max(grid, round(width * scale / grid) * grid)
-
-
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
-
-
-def _as_image(image: np.ndarray) -> np.ndarray:
-    x = np.asarray(image)
-    if x.ndim != 3 or x.shape[2] != 3 or x.size == 0 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"expected a float HxWx3 RGB image in [0, 1], got a {x.dtype} array of shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("image contains NaN or infinite values")
-    return np.clip(x.astype(np.float32), 0.0, 1.0)
 
 
 def _pipeline_class(spec: str | type) -> type:
@@ -150,8 +129,6 @@ class DiffusionRestorer:
             raise ValueError(f"need 0 <= min_strength <= max_strength <= 1, got {min_strength!r}, {max_strength!r}")
         if not 0.0 <= reference_weight <= 1.0:
             raise ValueError(f"reference_weight must be in [0, 1], got {reference_weight!r}")
-        if dtype != "auto" and dtype not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {['auto', *_DTYPES]}")
         if resolution is not None and resolution < 8:
             raise ValueError(f"resolution must be at least 8 pixels, got {resolution!r}")
         self.prompt_template = prompt_template or DEFAULT_PROMPT
@@ -174,10 +151,7 @@ class DiffusionRestorer:
                 raise ValueError(f"unknown color_fix {color_fix!r}; choose one of {list(METHODS)}, a callable or None")
         self.color_fix = color_fix
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if dtype == "auto":
-            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        else:
-            self.dtype = _DTYPES[dtype]
+        self.dtype = torch_dtype(dtype, str(self.device))
         self.pipe = _pipeline_class(pipeline_class).from_pretrained(self.model_id, dtype=self.dtype)
         if cpu_offload:
             self.pipe.enable_model_cpu_offload(device=self.device)
@@ -191,7 +165,6 @@ class DiffusionRestorer:
             )
         self.grid, native = self._grid_and_native()
         self.resolution = int(resolution or native)
-        self.last_run: dict[str, Any] = {}
 
     def _grid_and_native(self) -> tuple[int, int]:
         vae_factor = int(getattr(self.pipe, "vae_scale_factor", 8))
@@ -230,19 +203,18 @@ class DiffusionRestorer:
 
     def restore(
         self, image: np.ndarray, record: DiagnosisRecord, references: Sequence[ReferenceImage], plan: Plan
-    ) -> np.ndarray:
-        """Restore ``image`` (float32 HxWx3 RGB in [0, 1], not modified); returns a new image of the same shape.
+    ) -> RestoreOutput:
+        """Restore ``image`` (float32 HxWx3 RGB in [0, 1], not modified) into new pixels of the same shape.
 
-        A plan with nothing to do (no operation of positive strength) returns an exact copy. ``last_run`` holds the
-        prompt, seed, strength, steps, working resolution and reference ids of the call, for the trace.
+        The output's ``run`` holds the prompt, seed, strength, steps, working resolution and reference ids of the
+        call, for the trace. A plan with nothing to do (no operation of positive strength) returns an exact copy.
         """
-        x = _as_image(image)
+        x = as_rgb_float(image)
         h, w = x.shape[:2]
         if not any(op.strength > 0 for op in plan.operations):
-            self.last_run = {"skipped": True, "reason": "empty plan"}
-            return x.copy()
+            return RestoreOutput(x, {"skipped": True, "reason": "empty plan"})
         t0 = time.perf_counter()
-        size = working_size(h, w, self.resolution, self.grid)
+        size = working_size(h, w, self.resolution**2, self.grid)
         prompt, strength = self.prompt(record, plan), self.strength(record, plan)
         pixels = _resize(torch.from_numpy(x).permute(2, 0, 1)[None], size)
         ref = max(references, key=lambda r: r.score) if references else None
@@ -261,7 +233,7 @@ class DiffusionRestorer:
             call["negative_prompt"] = self.negative_prompt
         with torch.inference_mode():
             if use_ref:
-                out = self._call_with_reference(call, _as_image(ref.pixels), size)
+                out = self._call_with_reference(call, as_rgb_float(ref.pixels, "reference"), size)
             else:
                 out = self.pipe(**call).images
         out = _resize(out.float().cpu().clamp(0.0, 1.0), (h, w))[0].permute(1, 2, 0).numpy()
@@ -269,7 +241,7 @@ class DiffusionRestorer:
         fixed = self._color_fix(out, x, plan)
         if fixed is not None:
             out = np.clip(np.asarray(fixed, dtype=np.float32), 0.0, 1.0)
-        self.last_run = {
+        run = {
             "model": self.model_id,
             "pipeline": type(self.pipe).__name__,
             "prompt": prompt,
@@ -285,7 +257,7 @@ class DiffusionRestorer:
             "color_fix": self._color_fix_name(plan),
             "elapsed_s": round(time.perf_counter() - t0, 3),
         }
-        return out
+        return RestoreOutput(out, run)
 
     def _color_fix_name(self, plan: Plan) -> str:
         if self.color_fix is None:

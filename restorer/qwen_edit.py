@@ -5,22 +5,24 @@ then up to ``max_references`` retrieved references; ``QwenImageEditPipeline`` (Q
 image alone. The instruction is rendered from the record and plan by :mod:`restorer.instructions`. Inputs of any size
 are resized to the model's working area on its resolution grid (multiples of twice the VAE factor) with their
 aspect kept, and the output is resized back to the input's exact size; a colour fix (:mod:`restorer.color_fix`)
-then pulls the low frequencies back to the input. Every run's settings are in :attr:`QwenEditRestorer.last_run`.
+then pulls the low frequencies back to the input. Every run's settings come back as the output's ``run``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator, Sequence
+import inspect
+import time
+import types
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 try:
+    import diffusers
     import torch
     from diffusers import DiffusionPipeline, QwenImageEditPipeline, QwenImageEditPlusPipeline
-    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit, pipeline_qwenimage_edit_plus
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus
     from transformers import Qwen2VLProcessor
     from transformers.utils import is_torchvision_available
 except ImportError as e:  # pragma: no cover - exercised only on installs without the extra
@@ -29,8 +31,9 @@ except ImportError as e:  # pragma: no cover - exercised only on installs withou
         name=e.name,
     ) from e
 
+from reasoner.common import as_rgb_float, one_line, torch_dtype, working_size
 from reasoner.schema import DiagnosisRecord
-from restorer.base import ReferenceImage
+from restorer.base import ReferenceImage, RestoreOutput
 from restorer.color_fix import METHODS, color_fix, fix_applies
 from restorer.instructions import NEGATIVE_PROMPT, render_instruction
 from restorer.plan import Plan
@@ -70,44 +73,43 @@ def fit_template_start(pipe) -> int:
     return pipe.prompt_template_encode_start_idx
 
 
-def working_size(width: int, height: int, area: int, grid: int) -> tuple[int, int]:
-    """(width, height) of about ``area`` pixels with the aspect of ``width x height``, both multiples of ``grid``.
+def sized_call(pipe, plus: bool, area: int) -> Callable:
+    """``pipe``'s ``__call__`` resizing its input pictures to about ``area`` pixels rather than ~1 MP.
 
-    >>> working_size(53, 37, 64 * 64, 8)
-    (80, 56)
+    The pipelines read their working area from module constants (Plus: ``VAE_IMAGE_SIZE``, ``CONDITION_IMAGE_SIZE``)
+    or compute it inside ``__call__`` (Edit: ``calculate_dimensions(1024 * 1024, ...)``); neither is an argument.
+    The callable returned runs upstream's ``__call__`` code with globals of its own, a copy of the module's with
+    those names bound for ``area``, so the module is never changed and calls at different areas can run at once
+    (threads, several restorers). Upstream's ``calculate_dimensions`` also rounds a side of a very elongated picture
+    to 0, so every side is kept at least 32 px. Call it under ``torch.inference_mode()`` (upstream's ``no_grad``
+    decorator is not part of the code it reuses).
+
+    Raises:
+        RuntimeError: When this diffusers' ``__call__`` no longer reads those names (the area would be ignored).
+
     """
-    ratio = width / height
-    w = max(grid, round(math.sqrt(area * ratio) / grid) * grid)
-    h = max(grid, round(math.sqrt(area / ratio) / grid) * grid)
-    return int(w), int(h)
+    fn = inspect.unwrap(type(pipe).__call__)
+    needed = ("calculate_dimensions", *(("VAE_IMAGE_SIZE", "CONDITION_IMAGE_SIZE") if plus else ()))
+    missing = [n for n in needed if n not in fn.__code__.co_names or n not in fn.__globals__]
+    if missing:
+        raise RuntimeError(
+            f"{type(pipe).__name__}.__call__ of diffusers {diffusers.__version__} no longer reads {missing}, so the "
+            "qwen-image-edit restorer cannot set its working area; install the diffusers of requirements/test.txt"
+        )
 
-
-@contextlib.contextmanager
-def _working_area(plus: bool, area: int) -> Iterator[None]:
-    """Make the pipeline module resize its input pictures to ``area`` pixels rather than ~1 MP, for one call.
-
-    The pipelines read their working area from module constants (Plus) or compute it inside ``__call__`` (Edit);
-    neither is an argument. Their ``calculate_dimensions`` also rounds a side of a very elongated picture to 0,
-    so it is wrapped to keep every side at least 32 px. Not thread-safe: one pipeline call per process at a time.
-    """
-    mod = pipeline_qwenimage_edit_plus if plus else pipeline_qwenimage_edit
-    upstream = mod.calculate_dimensions
-    saved = (mod.VAE_IMAGE_SIZE, mod.CONDITION_IMAGE_SIZE) if plus else None
+    upstream = fn.__globals__["calculate_dimensions"]
 
     def dims(target, ratio):
         w, h, *rest = upstream(target if plus else area, ratio)
         return (max(w, 32), max(h, 32), *rest)
 
-    mod.calculate_dimensions = dims
+    names = {"calculate_dimensions": dims}
     if plus:
-        mod.VAE_IMAGE_SIZE = area
-        mod.CONDITION_IMAGE_SIZE = max(int(NATIVE_CONDITION_AREA * area / NATIVE_AREA), MIN_CONDITION_SIDE**2)
-    try:
-        yield
-    finally:
-        mod.calculate_dimensions = upstream
-        if plus:
-            mod.VAE_IMAGE_SIZE, mod.CONDITION_IMAGE_SIZE = saved
+        condition = max(int(NATIVE_CONDITION_AREA * area / NATIVE_AREA), MIN_CONDITION_SIDE**2)
+        names |= {"VAE_IMAGE_SIZE": area, "CONDITION_IMAGE_SIZE": condition}
+    call = types.FunctionType(fn.__code__, {**fn.__globals__, **names}, fn.__name__, fn.__defaults__, fn.__closure__)
+    call.__kwdefaults__ = fn.__kwdefaults__
+    return types.MethodType(call, pipe)
 
 
 @dataclass
@@ -195,7 +197,7 @@ class QwenEditRestorer:
         self.negative_prompt, self.max_references = negative_prompt, int(max_references)
         self.resolution, self.color_fix = resolution, color_fix
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = _dtype(dtype, self.device)
+        self.dtype = torch_dtype(dtype, self.device)
         self.plus = pipeline == "plus" or (pipeline == "auto" and _names_plus(self.model))
         self.pipe = load_pipeline(self.model, self.plus, self.dtype)
         if cpu_offload and self.device != "cpu":
@@ -209,34 +211,29 @@ class QwenEditRestorer:
         self.pipe.set_progress_bar_config(disable=not progress)
         fit_template_start(self.pipe)
         self.grid = self.pipe.vae_scale_factor * 2
-        #: The last :meth:`restore` call's :class:`EditRun` as a JSON-ready dict (None before one, or when it did
-        #: not call the model); the agent records it per attempt as ``restorer_run``.
-        self.last_run: dict | None = None
+        self.area = self.resolution**2 if self.resolution else NATIVE_AREA
+        self._call = sized_call(self.pipe, self.plus, self.area)
 
     def restore(
         self, image: np.ndarray, record: DiagnosisRecord, references: Sequence[ReferenceImage], plan: Plan
-    ) -> np.ndarray:
-        """Restore ``image`` (float32 HxWx3 RGB in [0, 1], not modified); returns float32 of the same shape.
+    ) -> RestoreOutput:
+        """Restore ``image`` (float32 HxWx3 RGB in [0, 1], not modified) into float32 pixels of the same shape.
 
-        A plan with nothing to run returns an exact copy without calling the model.
+        The output's ``run`` is the call's :class:`EditRun` as a JSON-ready dict, which the agent records per
+        attempt as ``restorer_run``. A plan with nothing to run returns an exact copy, without calling the model
+        (``run`` None). Calls may run concurrently from several threads.
         """
-        import time
-
-        x = np.asarray(image, np.float32)
-        if x.ndim != 3 or x.shape[2] != 3 or x.size == 0:
-            raise ValueError(f"expected a float HxWx3 RGB image in [0, 1], got an array of shape {x.shape}")
-        self.last_run = None
+        x = as_rgb_float(image)
         if not any(op.strength > 0 for op in plan.operations):
-            return np.array(x, copy=True)
+            return RestoreOutput(x)
         t0 = time.perf_counter()
         h0, w0 = x.shape[:2]
         refs = sorted(references, key=lambda r: -r.score)[: self.max_references] if self.plus else []
         prompt = render_instruction(record, plan, [r.score for r in refs], negative=self.negative_prompt)
-        area = self.resolution**2 if self.resolution else NATIVE_AREA
-        w, h = working_size(w0, h0, area, self.grid)
+        h, w = working_size(h0, w0, self.area, self.grid)
         pictures = [_to_pil(x)] + [_to_pil(r.pixels) for r in refs]
-        with _working_area(self.plus, area), torch.inference_mode():
-            out = self.pipe(
+        with torch.inference_mode():
+            out = self._call(
                 image=pictures if self.plus else pictures[0],
                 prompt=prompt.text,
                 negative_prompt=self.negative_prompt if self.guidance > 1 else None,
@@ -254,7 +251,7 @@ class QwenEditRestorer:
         out = np.clip(cv2.resize(out, (w0, h0), interpolation=interp), 0.0, 1.0)
         fix = self.color_fix if fix_applies(plan.kinds) else None
         out = color_fix(out, x, fix)
-        self.last_run = EditRun(
+        run = EditRun(
             model=self.model,
             pipeline=type(self.pipe).__name__,
             template=prompt.template,
@@ -269,18 +266,8 @@ class QwenEditRestorer:
             working_size=(w, h),
             color_fix=fix,
             elapsed_s=round(time.perf_counter() - t0, 3),
-        ).to_dict()
-        return out.astype(np.float32, copy=False)
-
-
-def _dtype(name: str, device: str):
-    if name == "auto":
-        return torch.float32 if str(device).startswith("cpu") else torch.bfloat16
-    table = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
-             "float32": torch.float32, "fp32": torch.float32}  # fmt: skip
-    if name not in table:
-        raise ValueError(f"unknown dtype {name!r}; choose 'auto', 'bfloat16', 'float16' or 'float32'")
-    return table[name]
+        )
+        return RestoreOutput(out.astype(np.float32, copy=False), run.to_dict())
 
 
 def _names_plus(model: str) -> bool:
@@ -288,7 +275,9 @@ def _names_plus(model: str) -> bool:
     try:
         return DiffusionPipeline.load_config(model).get("_class_name") == QwenImageEditPlusPipeline.__name__
     except OSError as e:
-        raise ValueError(f"cannot read the pipeline config of {model!r} ({e}); pass a hub id or a local folder") from e
+        raise ValueError(
+            f"cannot read the pipeline config of {model!r} ({one_line(e)}); pass a hub id or a local folder"
+        ) from e
 
 
 def load_pipeline(model: str, plus: bool | None = None, dtype=None, **kwargs):

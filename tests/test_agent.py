@@ -226,15 +226,16 @@ def test_two_workers_match_one(tmp_path):
 
 
 def test_model_restorer_run_is_recorded_in_the_trace():
-    # A restorer exposing ``last_run`` (prompt, seed, ...) gets it recorded per attempt, so the run can be reproduced.
+    # A restorer's run report (prompt, seed, ...) is recorded per attempt, so the run can be reproduced.
+    from restorer.base import RestoreOutput
     from restorer.classical import ClassicalRestorer
 
     class Reporting(ClassicalRestorer):
         name = "reporting"
 
         def restore(self, image, record, references, plan):
-            self.last_run = {"prompt": plan.instruction, "seed": np.int64(7), "size": (4, 5)}
-            return super().restore(image, record, references, plan)
+            run = {"prompt": plan.instruction, "seed": np.int64(7), "size": (4, 5)}
+            return RestoreOutput(super().restore(image, record, references, plan).pixels, run)
 
     ctx = make_context()
     ctx = ctx.__class__(ctx.reasoner, ctx.scorer, Reporting(), ctx.library, ctx.settings, ctx.backends)

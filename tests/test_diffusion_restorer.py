@@ -10,10 +10,11 @@ pytest.importorskip("diffusers")
 
 from agent.run import make_context, restore_image  # noqa: E402
 from agent.trace import Trace  # noqa: E402
+from reasoner.common import working_size  # noqa: E402
 from reasoner.imageio import from_array  # noqa: E402
 from reasoner.measure import MeasureReasoner  # noqa: E402
 from restorer.base import ReferenceImage  # noqa: E402
-from restorer.diffusion import DiffusionRestorer, strength_for, working_size  # noqa: E402
+from restorer.diffusion import DiffusionRestorer, strength_for  # noqa: E402
 from restorer.plan import Plan, plan_from_record  # noqa: E402
 from restorer.ref_attention import ReferenceAttention, encode_reference  # noqa: E402
 from restorer.tiny_img2img import build_tiny_img2img  # noqa: E402
@@ -62,15 +63,15 @@ def reference():
 def test_real_call_path_and_output_contract(rst, noisy, diagnosed):
     record, plan = diagnosed
     before = noisy.copy()
-    out = rst.restore(noisy, record, [], plan)
+    result = rst.restore(noisy, record, [], plan)
+    out, run = result.pixels, result.run
     assert out.shape == noisy.shape and out.dtype == np.float32 and 0.0 <= out.min() <= out.max() <= 1.0
     assert np.array_equal(noisy, before)  # input untouched
-    run = rst.last_run
     assert run["pipeline"] == "StableDiffusionImg2ImgPipeline" and run["seed"] == 0 and run["steps"] == 4
     assert plan.instruction in run["prompt"] and record.semantics.description.rstrip(".") in run["prompt"]
     assert run["reference_ids"] == [] and run["resolution"] == "56x72"  # 48x64 input at ~64^2 px on the 4 px grid
     # Same seed, same inputs: the same image.
-    assert np.array_equal(out, rst.restore(noisy, record, [], plan))
+    assert np.array_equal(out, rst.restore(noisy, record, [], plan).pixels)
 
 
 # (overall severity, plan strength multiplier, expected img2img strength): min 0.1 at <= 0.1, linear to 0.6 at 1.
@@ -97,9 +98,9 @@ def test_strength_follows_severity(rst20, noisy, diagnosed, overall, scale, expe
     plan = plan.model_copy(deep=True)
     for op in plan.operations:
         op.strength = scale
-    rst20.restore(noisy, record, [], plan)
-    assert rst20.last_run["strength"] == pytest.approx(expected)
-    assert rst20.last_run["steps_run"] == max(1, round(20 * expected))
+    run = rst20.restore(noisy, record, [], plan).run
+    assert run["strength"] == pytest.approx(expected)
+    assert run["steps_run"] == max(1, round(20 * expected))
 
 
 def test_strength_map_is_monotonic():
@@ -109,7 +110,7 @@ def test_strength_map_is_monotonic():
 
 def test_empty_plan_returns_the_input(rst, noisy, diagnosed):
     out = rst.restore(noisy, diagnosed[0], [], Plan())
-    assert np.array_equal(out, noisy) and out is not noisy and rst.last_run["skipped"]
+    assert np.array_equal(out.pixels, noisy) and out.pixels is not noisy and out.run["skipped"]
 
 
 # Odd sizes and aspects come back at exactly their own size; the working size keeps the aspect on the grid.
@@ -117,35 +118,36 @@ def test_empty_plan_returns_the_input(rst, noisy, diagnosed):
 def test_any_size_comes_back_at_its_size(rst, diagnosed, shape):
     img = np.random.default_rng(0).random((*shape, 3), dtype=np.float32)
     out = rst.restore(img, diagnosed[0], [], diagnosed[1])
-    assert out.shape == img.shape and out.dtype == np.float32
-    w, h = map(int, rst.last_run["resolution"].split("x"))
+    assert out.pixels.shape == img.shape and out.pixels.dtype == np.float32
+    w, h = map(int, out.run["resolution"].split("x"))
     assert h % rst.grid == 0 and w % rst.grid == 0
     assert abs(np.log((w / h) / (shape[1] / shape[0]))) < 0.35
 
 
 def test_working_size_examples():
-    assert working_size(512, 512, 512, 8) == (512, 512)
-    assert working_size(1000, 500, 64, 8) == (88, 48)
-    assert working_size(3, 3000, 64, 8) == (8, 2024)  # a sliver keeps one grid cell
+    # The restorer sizes its calls with reasoner.common.working_size(h, w, resolution**2, grid).
+    assert working_size(512, 512, 512**2, 8) == (512, 512)
+    assert working_size(1000, 500, 64**2, 8) == (88, 48)
+    assert working_size(3, 3000, 64**2, 8) == (8, 2024)  # a sliver keeps one grid cell
 
 
 def test_reference_attention_changes_output_only_when_enabled(tiny_dir, noisy, diagnosed, reference):
     record, plan = diagnosed
-    plain = TinyDiffusionRestorer().restore(noisy, record, [reference], plan)
+    plain = TinyDiffusionRestorer().restore(noisy, record, [reference], plan).pixels
     on = TinyDiffusionRestorer(reference_attention=True)
     with_ref = on.restore(noisy, record, [reference], plan)
-    assert np.abs(with_ref - plain).max() > 1e-4
-    assert on.last_run["reference_ids"] == ["coffee-0"] and on.last_run["reference_weight"] == 0.5
+    assert np.abs(with_ref.pixels - plain).max() > 1e-4
+    assert with_ref.run["reference_ids"] == ["coffee-0"] and with_ref.run["reference_weight"] == 0.5
     # Switched off per run (attribute, or the plan forbids references, or there are none): the plain output.
     on.reference_attention = False
-    assert np.array_equal(on.restore(noisy, record, [reference], plan), plain)
+    assert np.array_equal(on.restore(noisy, record, [reference], plan).pixels, plain)
     on.reference_attention = True
     no_refs = plan.model_copy(update={"use_references": False})
-    assert np.array_equal(on.restore(noisy, record, [reference], no_refs), plain)
-    assert np.array_equal(on.restore(noisy, record, [], plan), plain)
+    assert np.array_equal(on.restore(noisy, record, [reference], no_refs).pixels, plain)
+    assert np.array_equal(on.restore(noisy, record, [], plan).pixels, plain)
     # Weight 0 installs the processors but mixes nothing in: the plain output up to float rounding.
     zero = TinyDiffusionRestorer(reference_attention=True, reference_weight=0.0)
-    np.testing.assert_allclose(zero.restore(noisy, record, [reference], plan), plain, atol=1e-5)
+    np.testing.assert_allclose(zero.restore(noisy, record, [reference], plan).pixels, plain, atol=1e-5)
 
 
 def _processors(unet):
@@ -189,17 +191,18 @@ def test_color_fix_hook_gets_output_and_input(tiny_dir, noisy, diagnosed):
 
     rst = TinyDiffusionRestorer(color_fix=keep_input)
     out = rst.restore(noisy, *diagnosed[:1], [], diagnosed[1])
-    assert seen == [(noisy.shape, noisy.shape)] and np.allclose(out, noisy)
-    assert rst.last_run["color_fix"] == "keep_input"
+    assert seen == [(noisy.shape, noisy.shape)] and np.allclose(out.pixels, noisy)
+    assert out.run["color_fix"] == "keep_input"
 
 
 def test_color_fix_by_method_name(tiny_dir, noisy, diagnosed):
     pytest.importorskip("restorer.color_fix")
     record, plan = diagnosed
-    plain = TinyDiffusionRestorer().restore(noisy, record, [], plan)
+    plain = TinyDiffusionRestorer().restore(noisy, record, [], plan).pixels
     fixer = TinyDiffusionRestorer(color_fix="wavelet")
-    fixed = fixer.restore(noisy, record, [], plan)
-    assert fixer.last_run["color_fix"] == "wavelet"
+    result = fixer.restore(noisy, record, [], plan)
+    fixed = result.pixels
+    assert result.run["color_fix"] == "wavelet"
     # The low frequencies come from the input: the mean colour is the input's, not the random model's.
     assert (
         np.abs(fixed.mean((0, 1)) - noisy.mean((0, 1))).max() < np.abs(plain.mean((0, 1)) - noisy.mean((0, 1))).max()
@@ -208,10 +211,9 @@ def test_color_fix_by_method_name(tiny_dir, noisy, diagnosed):
     tone = plan.model_copy(
         update={"operations": [op.model_copy(update={"kind": "low_light"}) for op in plan.operations]}
     )
-    assert np.array_equal(
-        fixer.restore(noisy, record, [], tone), TinyDiffusionRestorer().restore(noisy, record, [], tone)
-    )
-    assert fixer.last_run["color_fix"].startswith("none")
+    toned = fixer.restore(noisy, record, [], tone)
+    assert np.array_equal(toned.pixels, TinyDiffusionRestorer().restore(noisy, record, [], tone).pixels)
+    assert toned.run["color_fix"].startswith("none")
 
 
 @pytest.mark.parametrize(
@@ -276,6 +278,7 @@ def test_references_reach_the_restorer_through_the_graph(tiny_dir, tmp_path):
 def test_reference_attention_without_guidance(tiny_dir, noisy, diagnosed, reference):
     # guidance 1 runs the UNet on one sample per step instead of the (uncond, cond) pair.
     record, plan = diagnosed
-    plain = TinyDiffusionRestorer(guidance=1.0).restore(noisy, record, [reference], plan)
-    with_ref = TinyDiffusionRestorer(guidance=1.0, reference_attention=True).restore(noisy, record, [reference], plan)
+    plain = TinyDiffusionRestorer(guidance=1.0).restore(noisy, record, [reference], plan).pixels
+    on = TinyDiffusionRestorer(guidance=1.0, reference_attention=True)
+    with_ref = on.restore(noisy, record, [reference], plan).pixels
     assert with_ref.shape == plain.shape and np.abs(with_ref - plain).max() > 1e-4

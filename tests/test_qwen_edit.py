@@ -3,6 +3,7 @@
 import importlib
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import ClassVar
 
@@ -11,12 +12,13 @@ import pytest
 
 pytest.importorskip("diffusers")
 
+from reasoner.common import working_size  # noqa: E402
 from reasoner.measure import MeasureReasoner  # noqa: E402
 from reasoner.schema import DiagnosisRecord  # noqa: E402
 from restorer.base import ReferenceImage  # noqa: E402
 from restorer.instructions import NEGATIVE_PROMPT, remove_line, render_instruction  # noqa: E402
 from restorer.plan import Operation, Plan, plan_from_record  # noqa: E402
-from restorer.qwen_edit import QwenEditRestorer, load_pipeline, working_size  # noqa: E402
+from restorer.qwen_edit import QwenEditRestorer, load_pipeline  # noqa: E402
 from rl import degradations as D  # noqa: E402
 from rl.photos import load_photo  # noqa: E402
 
@@ -66,11 +68,11 @@ def test_tiny_restorer_command_saves_a_loadable_pipeline(tiny_edit_dir, tmp_path
 def test_restore_runs_the_pipeline_and_keeps_odd_sizes(restorer, image_and_record):
     img, rec = image_and_record
     before = img.copy()
-    out = restorer.restore(img, rec, [], NOISE)
+    result = restorer.restore(img, rec, [], NOISE)
+    out, run = result.pixels, result.run
     assert out.shape == img.shape == (37, 53, 3) and out.dtype == np.float32
     assert np.isfinite(out).all() and 0.0 <= out.min() and out.max() <= 1.0
     assert np.array_equal(img, before)  # the input is not modified
-    run = restorer.last_run
     assert run["input_size"] == [53, 37] and run["working_size"] == [80, 56]  # aspect kept on the 8-px grid
     assert run["pipeline"] == "QwenImageEditPlusPipeline" and run["template"] == "edit/v2"
     assert run["seed"] == 0 and run["steps"] == 2 and run["guidance"] == 4.0
@@ -81,23 +83,61 @@ def test_restore_runs_the_pipeline_and_keeps_odd_sizes(restorer, image_and_recor
 @pytest.mark.parametrize(
     ("shape", "area", "grid", "expected"),
     [
-        ((37, 53), 64 * 64, 8, (80, 56)),  # landscape odd size: aspect kept, both sides on the grid
-        ((53, 37), 64 * 64, 8, (56, 80)),  # the same, portrait
+        ((37, 53), 64 * 64, 8, (56, 80)),  # landscape odd size: aspect kept, both sides on the grid
+        ((53, 37), 64 * 64, 8, (80, 56)),  # the same, portrait
         ((64, 64), 64 * 64, 8, (64, 64)),  # already on the grid: unchanged
-        ((10, 400), 64 * 64, 8, (408, 8)),  # extreme aspect: the short side never rounds to 0
-        ((768, 1024), 1024 * 1024, 16, (1184, 880)),  # the real model's ~1 MP on its 16-px grid
+        ((10, 400), 64 * 64, 8, (8, 408)),  # extreme aspect: the short side never rounds to 0
+        ((768, 1024), 1024 * 1024, 16, (880, 1184)),  # the real model's ~1 MP on its 16-px grid
     ],
 )
 def test_working_size(shape, area, grid, expected):
-    h, w = shape
-    assert working_size(w, h, area, grid) == expected
+    # The restorer sizes its calls with reasoner.common.working_size: (h, w) in, (h, w) out.
+    assert working_size(*shape, area, grid) == expected
+
+
+def _vae_size(area: int, height: int, width: int) -> tuple[int, int]:
+    """(h, w) the Plus pipeline's VAE sees a ``height x width`` picture at for ``area`` (upstream's rule, >= 32 px)."""
+    from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit_plus import calculate_dimensions
+
+    w, h = calculate_dimensions(area, width / height)
+    return max(h, 32), max(w, 32)
+
+
+def test_concurrent_restores_at_different_working_sizes_each_get_their_own(tiny_edit_dir, image_and_record):
+    # Two restorers with different working areas run in two threads, both inside their pipeline call at once (a
+    # barrier in check_inputs, before the pictures are resized): each must resize for its own area, so the sizing
+    # cannot live in anything the two calls share (diffusers' module constants).
+    from concurrent.futures import ThreadPoolExecutor
+
+    img, rec = image_and_record
+    restorers = {
+        res: QwenEditRestorer(str(tiny_edit_dir), steps=1, resolution=res, progress=False) for res in (64, 48)
+    }
+    barrier, seen = threading.Barrier(len(restorers), timeout=120), {res: [] for res in restorers}
+    for res, r in restorers.items():
+
+        def checked(*args, _check=r.pipe.check_inputs, **kwargs):
+            barrier.wait()
+            return _check(*args, **kwargs)
+
+        def recorded(image, height, width, *args, _pre=r.pipe.image_processor.preprocess, _seen=seen[res], **kwargs):
+            _seen.append((height, width))
+            return _pre(image, height, width, *args, **kwargs)
+
+        r.pipe.check_inputs, r.pipe.image_processor.preprocess = checked, recorded
+    with ThreadPoolExecutor(len(restorers)) as pool:
+        outs = list(pool.map(lambda r: r.restore(img, rec, [], NOISE), restorers.values()))
+    assert seen == {res: [_vae_size(res * res, *img.shape[:2])] for res in restorers}
+    assert _vae_size(64 * 64, *img.shape[:2]) != _vae_size(48 * 48, *img.shape[:2])  # the case tells them apart
+    for res, out in zip(restorers, outs, strict=True):
+        assert out.pixels.shape == img.shape and out.run["working_size"][::-1] == list(working_size(37, 53, res**2, 8))
 
 
 @pytest.mark.parametrize("shape", [(37, 53), (61, 29), (40, 40), (6, 300)])  # (6, 300): a strip
 def test_output_has_the_input_size(restorer, image_and_record, shape):
     _, rec = image_and_record
     img = np.random.default_rng(0).random((*shape, 3), dtype=np.float32)
-    assert restorer.restore(img, rec, [], NOISE).shape == (*shape, 3)
+    assert restorer.restore(img, rec, [], NOISE).pixels.shape == (*shape, 3)
 
 
 def test_references_condition_the_output(restorer, image_and_record):
@@ -106,13 +146,14 @@ def test_references_condition_the_output(restorer, image_and_record):
     refs = [
         ReferenceImage(rng.random((48, 48, 3), dtype=np.float32), s, f"ref{i}") for i, s in enumerate((0.3, 0.9, 0.6))
     ]
-    plain = restorer.restore(img, rec, [], NOISE)
-    again = restorer.restore(img, rec, [], NOISE)
-    with_refs = restorer.restore(img, rec, refs, NOISE)
+    plain = restorer.restore(img, rec, [], NOISE).pixels
+    again = restorer.restore(img, rec, [], NOISE).pixels
+    result = restorer.restore(img, rec, refs, NOISE)
+    with_refs = result.pixels
     assert np.array_equal(plain, again)  # same seed, same inputs: same output
     assert np.abs(with_refs - plain).max() > 1e-3  # the references reach the model
-    assert restorer.last_run["reference_ids"] == ["ref1", "ref2"]  # top max_references=2 by score
-    assert "Picture 2 and Picture 3 are clean reference photos" in restorer.last_run["prompt"]
+    assert result.run["reference_ids"] == ["ref1", "ref2"]  # top max_references=2 by score
+    assert "Picture 2 and Picture 3 are clean reference photos" in result.run["prompt"]
 
 
 def test_single_pipeline_ignores_references(tmp_path, image_and_record):
@@ -123,26 +164,26 @@ def test_single_pipeline_ignores_references(tmp_path, image_and_record):
     r = QwenEditRestorer(str(folder), steps=1, guidance=1.0, resolution=48, progress=False)
     ref = ReferenceImage(np.full((32, 32, 3), 0.5, np.float32), 0.9, "r")
     out = r.restore(img, rec, [ref], NOISE)
-    assert out.shape == img.shape
-    assert r.last_run["pipeline"] == "QwenImageEditPipeline" and r.last_run["reference_ids"] == []
-    assert r.last_run["negative_prompt"] == ""  # guidance 1: no classifier-free guidance, no negative prompt
+    assert out.pixels.shape == img.shape
+    assert out.run["pipeline"] == "QwenImageEditPipeline" and out.run["reference_ids"] == []
+    assert out.run["negative_prompt"] == ""  # guidance 1: no classifier-free guidance, no negative prompt
 
 
 def test_empty_plan_returns_a_copy_without_the_model(restorer, image_and_record):
     img, rec = image_and_record
     out = restorer.restore(img, rec, [], Plan())
-    assert np.array_equal(out, img) and out is not img and restorer.last_run is None
+    assert np.array_equal(out.pixels, img) and out.pixels is not img and out.run is None
 
 
 def test_colour_fix_pulls_the_output_towards_the_input(tiny_edit_dir, image_and_record):
     img, rec = image_and_record
     fixed = QwenEditRestorer(str(tiny_edit_dir), steps=2, resolution=64, color_fix="wavelet", progress=False)
     out = fixed.restore(img, rec, [], NOISE)
-    assert fixed.last_run["color_fix"] == "wavelet"
-    assert abs(out.mean() - img.mean()) < 0.02
+    assert out.run["color_fix"] == "wavelet"
+    assert abs(out.pixels.mean() - img.mean()) < 0.02
     dark = Plan(operations=[Operation(kind="low_light", severity=0.6, params={"exposure": 0.3, "gamma": 1.2})])
-    fixed.restore(img, rec, [], dark)
-    assert fixed.last_run["color_fix"] is None  # brightening is the task: no fix back to the dark input
+    # brightening is the task: no fix back to the dark input
+    assert fixed.restore(img, rec, [], dark).run["color_fix"] is None
 
 
 # --- instruction rendering ---------------------------------------------------------------------------------------
