@@ -1,13 +1,14 @@
 """Ground-truth records for synthesised degradations, in the same schema as predictions.
 
 :func:`ground_truth` describes ops from :mod:`rl.degradations` as a validated
-:class:`~reasoner.schema.DiagnosisRecord`; :func:`synthesize` samples, applies and records in one go.
+:class:`~reasoner.schema.DiagnosisRecord` (each step's observation is the op's model's ``describe``, in
+``rl/degradations/<kind>.py``); :func:`synthesize` samples, applies and records in one go.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 
@@ -16,35 +17,7 @@ import numpy as np
 from reasoner import schema
 from reasoner.imageio import to_uint8
 from reasoner.version import rnr_version
-from rl.degradations import Params, _as_image, _ordered, apply, factors, sample_ops
-
-_OBSERVATIONS: dict[str, Callable[[Params, dict], str]] = {
-    "noise": lambda p, f: (
-        f"synthesised Gaussian noise with sigma={p.sigma:.1f} (0-255)"
-        if p.model == "gaussian"
-        else f"synthesised Poisson-Gaussian noise, sigma={p.sigma:.1f} (0-255, mid-grey), shot fraction {p.rho:.2f}"
-    ),
-    "blur": lambda p, f: (
-        f"synthesised Gaussian blur with sigma={p.sigma:.2f} px"
-        if p.kernel == "gaussian"
-        else f"synthesised defocus blur with disk radius={p.radius:.2f} px (equivalent sigma={f['sigma']:.2f} px)"
-    ),
-    "motion_blur": lambda p, f: f"synthesised linear motion blur of length={p.length:.1f} px, angle={p.angle:.1f} deg",
-    "haze": lambda p, f: (
-        "synthesised haze with beta={:.2f}, airlight=({:.2f}, {:.2f}, {:.2f}), horizon at {:.2f} "
-        "of the height, mean transmission={:.3f}".format(p.beta, *p.airlight, p.horizon, f["transmission"])
-    ),
-    "low_light": lambda p, f: (
-        f"synthesised under-exposure with exposure={p.exposure:.3f}, gamma={p.gamma:.2f}, "
-        f"read noise sigma={p.read_sigma:.1f} (0-255)"
-    ),
-    "jpeg": lambda p, f: f"synthesised JPEG compression at quality={p.quality} (4:2:0 chroma subsampling)",
-    "rain": lambda p, f: (
-        f"synthesised rain streaks at angle={p.angle:.1f} deg, brightness={p.brightness:.2f}, "
-        f"coverage={f['density']:.4f}"
-    ),
-    "low_resolution": lambda p, f: f"synthesised {f['scale']:.2f}x area down-sampling, bicubic up-sampling back",
-}
+from rl.degradations import Params, apply, as_image, describe, factors, ordered, sample_ops
 
 
 def _flat_params(p: Params) -> dict[str, float | int | str]:
@@ -61,7 +34,7 @@ def _flat_params(p: Params) -> dict[str, float | int | str]:
 
 def image_info(img: np.ndarray) -> schema.ImageInfo:
     """Identity of a float HxWx3 image: SHA-256 of its :func:`to_uint8` pixels (what a lossless save holds)."""
-    x = _as_image(img)
+    x = as_image(img)
     digest = hashlib.sha256(to_uint8(x).tobytes()).hexdigest()
     return schema.ImageInfo(path=None, sha256=digest, width=x.shape[1], height=x.shape[0], source_mode="RGB")
 
@@ -90,7 +63,7 @@ def ground_truth(
         raise TypeError(f"image must be an ImageInfo or the degraded pixels, got {type(image).__name__}")
     degradations, steps = [], []
     settings: dict[str, str | int | float | bool] = {} if seed is None else {"seed": int(seed)}
-    for op in _ordered(ops):
+    for op in ordered(ops):
         severity, fac = factors(op, (image.height, image.width))
         entry = schema.make_degradation(op.kind, severity, 1.0, **fac)
         flat = _flat_params(op)
@@ -98,7 +71,7 @@ def ground_truth(
         evidence = schema.stored_evidence(numbers)
         steps.append(
             schema.ReasoningStep(
-                observation=_OBSERVATIONS[op.kind](op, fac),
+                observation=describe(op, fac),
                 evidence=evidence,
                 kinds=[op.kind],
                 inference=f"ground truth: {op.kind.replace('_', ' ')} at severity {severity:.2f} ({entry.level})",

@@ -10,8 +10,9 @@ it can see, and the verdicts are always right. Targets are :func:`reasoner.vlm_o
 Scene semantics come from short captions of the bundled photos (a crop may miss part of what they name) plus
 content flags measured on the clean crop where a caption does not settle them.
 
-The set is a Hugging Face ``datasets`` folder (``Dataset.save_to_disk``), written atomically. Heavy imports
-(``datasets``) live inside :func:`write_dataset`.
+The set is a Hugging Face ``datasets`` folder (``Dataset.save_to_disk``), written atomically. Training reads it
+through :func:`sft_dataset` (prompt-completion rows) and :func:`prompt_dataset` (GRPO prompts with the ground truth
+and the regenerated clean crop). Heavy imports (``datasets``) live inside the functions.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from reasoner.calibration import load_calibration
 from reasoner.features import global_view, measure_all
 from reasoner.imageio import to_uint8
-from reasoner.measure import _STEPS as MEASURED_STEPS  # the measure backend's cited statistics, one template per kind
+from reasoner.measure import EVIDENCE  # the measure backend's cited statistics, one template per kind
 from reasoner.schema import KINDS, DiagnosisRecord, ReasoningStep, Semantics, level_for
 from reasoner.semantics import describe, scene_stats
 from reasoner.vlm_output import MAX_STEPS, Completion, completion_json, from_record
@@ -78,6 +79,19 @@ def _crop(img: np.ndarray, rng: np.random.Generator, height: int, width: int) ->
     return np.ascontiguousarray(out[:, ::-1] if rng.random() < 0.5 else out)
 
 
+def _draw_crop(
+    seed: int, index: int, photos: Sequence[str], size: Sequence[int]
+) -> tuple[np.random.Generator, str, np.ndarray, int]:
+    """The first draws of sample ``index`` (:func:`make_sample` and :func:`clean_crop` share them).
+
+    Returns the generator (for the draws that follow), the photo, the clean crop and the sample's degradation seed.
+    """
+    rng = np.random.default_rng([seed, index])
+    photo = photos[int(rng.integers(len(photos)))]
+    clean = _crop(load_photo(photo), rng, *size)
+    return rng, photo, clean, int(rng.integers(2**31))
+
+
 def _semantics(photo: str, clean: np.ndarray) -> Semantics:
     small = global_view(clean)
     measured = describe(small, scene_stats(small), float(np.mean(small)))
@@ -113,12 +127,11 @@ def reasoning_steps(record: DiagnosisRecord, pixels: np.ndarray) -> list[Reasoni
     """
     feats = measure_all(pixels)
     values = feats | {f"pct_{k}": 100 * v for k, v in feats.items()}
-    templates = {kind: (keys, template) for kind, keys, template in MEASURED_STEPS}
     _, prob = load_calibration().predict(feats)
     degs = record.degradations
 
     def step(kind: str, inference: str) -> ReasoningStep:
-        keys, template = templates[kind]
+        keys, template = EVIDENCE[kind]
         evidence = {k: round(float(feats[k]), 3) for k in keys}
         return ReasoningStep(
             observation=template.format(**values), evidence=evidence, inference=inference, kinds=[kind]
@@ -168,10 +181,7 @@ def make_sample(
     """
     from PIL import Image
 
-    rng = np.random.default_rng([seed, index])
-    photo = photos[int(rng.integers(len(photos)))]
-    clean = _crop(load_photo(photo), rng, *size)
-    sample_seed = int(rng.integers(2**31))
+    rng, photo, clean, sample_seed = _draw_crop(seed, index, photos, size)
     if rng.random() < clean_fraction:
         degraded, record = clean, ground_truth([], clean, seed=sample_seed)
     else:
@@ -346,3 +356,91 @@ def load_dataset(path: str | Path):
     if missing:
         raise ValueError(f"{path} lacks columns {missing}; write it with `rnr synth`")
     return ds
+
+
+# ------------------------------------------------------------------------------------- training views of a set
+
+
+def _chat(prompts: dict, prompt_id: str, width: int, height: int) -> list[dict]:
+    # A string user turn: TRL puts the image block before its text, the order the backends send.
+    system, user = prompts[prompt_id].render(width=width, height=height)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _open(path: str | Path, max_samples: int | None):
+    from prompts import load_prompt
+
+    ds = load_dataset(path)
+    if max_samples is not None:
+        ds = ds.select(range(min(int(max_samples), len(ds))))
+    return ds, {pid: load_prompt(*pid.split("/", 1)) for pid in set(ds["prompt_id"])}
+
+
+def sft_dataset(path: str | Path, max_samples: int | None = None):
+    """The set as TRL conversational prompt-completion rows with one ``image`` each (supervised fine-tuning).
+
+    The prompt is the ``diagnose`` prompt the set was written for, exactly as the backends send it; the completion
+    is the ``target``. Rows are built on access (``with_transform``), so nothing is copied next to the set.
+    """
+    ds, prompts = _open(path, max_samples)
+
+    def to_chat(batch: dict) -> dict:
+        rows = zip(batch["prompt_id"], batch["width"], batch["height"], batch["target"], strict=True)
+        prompt, completion = [], []
+        for pid, width, height, target in rows:
+            prompt.append(_chat(prompts, pid, width, height))
+            completion.append([{"role": "assistant", "content": target}])
+        return {"image": batch["image"], "prompt": prompt, "completion": completion}
+
+    return ds.with_transform(to_chat, columns=["image", "prompt_id", "width", "height", "target"])
+
+
+def generator_settings(ds) -> dict | None:
+    """The :func:`write_dataset` settings a set was drawn with (seed, size, photos, ...), or ``None`` if unknown."""
+    try:
+        info = json.loads(ds.info.description or "")
+    except (TypeError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("generator") == "rl.synth.write_dataset" else None
+
+
+def clean_crop(generator: dict, index: int, photo: str, seed: int) -> np.ndarray | None:
+    """The clean crop of sample ``index`` as ``uint8``, or ``None`` when it cannot be reproduced.
+
+    Repeats :func:`make_sample`'s draws from ``(generator seed, index)``; the redrawn photo and sample seed must
+    equal the row's, which checks the crop is the one the sample was made from.
+    """
+    _, drawn, clean, sample_seed = _draw_crop(
+        int(generator["seed"]), int(index), list(generator["photos"]), generator["size"]
+    )
+    return to_uint8(clean) if drawn == photo and sample_seed == int(seed) else None
+
+
+def prompt_dataset(path: str | Path, max_samples: int | None = None):
+    """The set as TRL conversational prompts with ``image``, ``record`` and ``clean`` (PIL or None) columns (GRPO).
+
+    ``clean`` is the clean crop, regenerated from the set's generator settings (:func:`clean_crop`), for the
+    fidelity reward; ``None`` where it cannot be reproduced.
+    """
+    from PIL import Image
+
+    ds, prompts = _open(path, max_samples)
+    if "record" not in ds.column_names:
+        raise ValueError(f"{path} lacks the record column; write it with `rnr synth`")
+    generator = generator_settings(ds)
+    ds = ds.add_column("index", list(range(len(ds))))
+
+    def to_chat(batch: dict) -> dict:
+        prompt, clean = [], []
+        for i, pid, width, height, photo, seed in zip(
+            batch["index"], batch["prompt_id"], batch["width"], batch["height"], batch["photo"], batch["seed"],
+            strict=True,
+        ):  # fmt: skip
+            prompt.append(_chat(prompts, pid, width, height))
+            crop = clean_crop(generator, i, photo, seed) if generator else None
+            clean.append(None if crop is None or crop.shape[:2] != (height, width) else Image.fromarray(crop))
+        return {"prompt": prompt, "image": batch["image"], "record": batch["record"], "clean": clean}
+
+    return ds.with_transform(
+        to_chat, columns=["index", "image", "record", "prompt_id", "width", "height", "photo", "seed"]
+    )

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from reasoner.schema import KINDS, DiagnosisRecord
+from reasoner.kinds import KINDS, check_table
+from reasoner.schema import DiagnosisRecord
 
 #: Completion formats of the text policy.
 COMPLETIONS = ("json", "compact")
@@ -114,30 +116,34 @@ def compact_target(record: DiagnosisRecord | str) -> str:
     return ", ".join(pairs) or "clean"
 
 
-def _factors(kind: str, severity: float, stats: dict[str, float]) -> dict:
-    """Factors of ``kind`` at ``severity``: inverse severity maps, directions and colours from the statistics."""
+def _haze_factors(f: dict, stats: dict[str, float]) -> dict:
     import math
 
-    from reasoner.measure import ASSUMED_MEAN_DEPTH, _factors_from_severity
-    from reasoner.severity import jpeg_quality
+    from reasoner.measure import ASSUMED_MEAN_DEPTH
 
-    if kind == "jpeg":
-        return {"quality": jpeg_quality(severity)}
-    f = _factors_from_severity(kind, severity, stats)
-    if kind == "noise":
-        f["model"] = "gaussian"
-    elif kind == "blur":
-        f["kernel"] = "gaussian"
-    elif kind == "motion_blur":
-        f["angle"] = round(stats.get("orient_min_angle", 0.0) % 180, 1)
-    elif kind == "rain":
-        f["angle"] = round(stats.get("rain_angle", 90.0) % 180, 1)
-    elif kind == "haze":
-        t = min(max(f["transmission"], 0.02), 0.99)
-        f["transmission"] = t
-        f["airlight"] = [min(max(stats.get(f"airlight_{c}", 1.0), 0.0), 1.0) for c in "rgb"]
-        f["beta"] = -math.log(t) / ASSUMED_MEAN_DEPTH
-    return f
+    t = min(max(f["transmission"], 0.02), 0.99)
+    airlight = [min(max(stats.get(f"airlight_{c}", 1.0), 0.0), 1.0) for c in "rgb"]
+    return {**f, "transmission": t, "airlight": airlight, "beta": -math.log(t) / ASSUMED_MEAN_DEPTH}
+
+
+#: Per kind: the factors a severity alone cannot give (shapes, directions, colours), from defaults or statistics.
+COMPLETE_FACTORS: dict[str, Callable[[dict, dict[str, float]], dict]] = check_table({
+    "haze": _haze_factors,
+    "rain": lambda f, stats: {**f, "angle": round(stats.get("rain_angle", 90.0) % 180, 1)},
+    "motion_blur": lambda f, stats: {**f, "angle": round(stats.get("orient_min_angle", 0.0) % 180, 1)},
+    "blur": lambda f, stats: {**f, "kernel": "gaussian"},
+    "low_resolution": lambda f, stats: f,
+    "low_light": lambda f, stats: f,
+    "noise": lambda f, stats: {**f, "model": "gaussian"},
+    "jpeg": lambda f, stats: f,
+}, "rl.text_policy.COMPLETE_FACTORS")  # fmt: skip
+
+
+def _factors(kind: str, severity: float, stats: dict[str, float]) -> dict:
+    """Factors of ``kind`` at ``severity``: inverse severity maps, directions and colours from the statistics."""
+    from reasoner.measure import implied_factors
+
+    return COMPLETE_FACTORS[kind](implied_factors(kind, severity, stats), stats)
 
 
 def expand_compact(text: str, stats: dict[str, float]) -> str:
@@ -246,7 +252,7 @@ def text_prompt_dataset(
     warm-starting with supervised steps. ``prompt`` is one of :data:`PROMPTS`; ``bins`` renders the statistics it
     names as bin indices (:func:`render_stats`).
     """
-    from rl.grpo import prompt_dataset
+    from rl.synth import prompt_dataset
 
     if completion not in COMPLETIONS:
         raise ValueError(f"completion={completion!r} is not one of {list(COMPLETIONS)}")

@@ -334,3 +334,80 @@ def test_output_is_float32_rgb_in_unit_range(kind, photo):
     out = D.APPLIERS[kind](photo.astype(np.float64), D.SAMPLERS[kind](np.random.default_rng(6)))
     assert out.dtype == np.float32 and out.shape == photo.shape
     assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+# ------------------------------------------------------------------------------------- per-kind tables and registry
+
+
+def _rl_kind_tables() -> dict[str, tuple[object, object]]:
+    """Every per-kind table in rl: name -> (table, the check that guards it at import)."""
+    from reasoner.kinds import check_table
+    from rl.text_policy import COMPLETE_FACTORS
+
+    return {
+        "rl.degradations.MODELS": (D.MODELS, D.check_models),
+        "rl.degradations.SAMPLERS": (D.SAMPLERS, lambda t: check_table(t, "SAMPLERS")),
+        "rl.degradations.APPLIERS": (D.APPLIERS, lambda t: check_table(t, "APPLIERS")),
+        "rl.text_policy.COMPLETE_FACTORS": (COMPLETE_FACTORS, lambda t: check_table(t, "COMPLETE_FACTORS")),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_rl_kind_tables()))
+def test_every_rl_kind_table_covers_every_kind_and_its_check_catches_a_gap(name):
+    from reasoner.kinds import KINDS as SPECS
+
+    table, check = _rl_kind_tables()[name]
+    assert list(table) == list(SPECS)  # every kind, in physical order
+    check(table)
+    for missing in SPECS:  # a table that misses any one kind fails its check, naming the kind
+        with pytest.raises(ImportError, match=missing):
+            check({k: v for k, v in table.items() if k != missing})
+
+
+def test_registry_models_are_complete_and_filed_under_their_kind():
+    for kind, models in D.MODELS.items():
+        default = models[D.DEFAULT_MODEL]
+        p = default.sample(np.random.default_rng(0))
+        assert type(p) is default.params and p.kind == kind and D.model_of(p) is default
+        severity, factors = D.factors(p, (64, 64))
+        assert 0.0 <= severity <= 1.0 and default.describe(p, factors).startswith("synthesised")
+    misfiled = {**D.MODELS, "rain": {"rnr": D.MODELS["noise"]["rnr"]}}
+    with pytest.raises(ImportError, match="wrong kind"):
+        D.check_models(misfiled)
+    with pytest.raises(ImportError, match="no 'rnr' model"):
+        D.check_models({**D.MODELS, "rain": {}})
+    with pytest.raises(ValueError, match="not degradation parameters"):
+        D.factors(object(), (8, 8))
+
+
+def test_a_second_model_of_a_kind_is_one_registration(monkeypatch):
+    """A new model: its own parameter class, sampler, applier, factors and phrase, filed under its kind; no more."""
+    import dataclasses as dc
+
+    from rl.degradations import registry
+
+    @dc.dataclass(frozen=True)
+    class GreyNoiseParams:  # the same noise on all three channels
+        kind = "noise"
+        sigma: float
+        seed: int = 0
+
+    def apply_grey(img, p):
+        noise = np.random.default_rng(p.seed).standard_normal(img.shape[:2], dtype=np.float32) * (p.sigma / 255)
+        return np.clip(img + noise[..., None], 0, 1).astype(np.float32)
+
+    grey = D.DegradationModel(
+        "noise", "grey", GreyNoiseParams, lambda rng, sigma=(5.0, 50.0): GreyNoiseParams(rng.uniform(*sigma), 1),
+        apply_grey, lambda p, shape: {"sigma": p.sigma, "model": "gaussian"}, lambda p, f: f"grey noise {p.sigma:.1f}",
+    )  # fmt: skip
+    models = {**D.MODELS, "noise": {**D.MODELS["noise"], "grey": grey}}
+    D.check_models(models)
+    monkeypatch.setattr(registry, "MODELS", models)  # what `MODELS = (..., grey)` in noise.py amounts to
+    ops = D.sample_ops(np.random.default_rng(0), ["noise", "jpeg"], models={"noise": "grey"})
+    assert isinstance(ops[0], GreyNoiseParams)
+    out = D.apply(PHOTOS["coffee"], ops)
+    assert out.shape == PHOTOS["coffee"].shape
+    record = G.ground_truth(ops, out)
+    assert record.reasoning[0].observation.startswith("grey noise") and record.degradations[0].kind == "noise"
+    with pytest.raises(ValueError, match="unknown noise model"):
+        D.sample_ops(np.random.default_rng(0), ["noise"], models={"noise": "bsrgan"})
