@@ -1,4 +1,4 @@
-"""``rnr synth`` (SFT data) and ``rnr train sft``. Heavy imports (datasets, torch, TRL) live inside the commands."""
+"""``rnr synth`` (training data) and ``rnr train sft|grpo``; heavy imports (datasets, torch, TRL) inside commands."""
 
 from __future__ import annotations
 
@@ -51,6 +51,17 @@ def _check_recipe(config: Path, example: str) -> None:
         raise typer.BadParameter(f"{config} does not exist; see {example}", param_hint="--config")
 
 
+def _print_recipe(kind: str, config: Path, overrides: list[str], as_json: bool) -> None:
+    """Print the effective recipe (YAML, or one JSON document with --json) and stop; nothing is loaded or trained."""
+    from rl.recipe import GRPORecipe, RecipeError, SFTRecipe
+
+    try:
+        recipe = (SFTRecipe if kind == "sft" else GRPORecipe).load(config, overrides)
+    except RecipeError as e:
+        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
+    sys.stdout.write(json.dumps(recipe.model_dump(mode="json")) + "\n" if as_json else recipe.to_yaml())
+
+
 def _run_recipe(run, as_json: bool):
     """``run(log)`` under the CLI's conventions: progress to stderr (none with --json), one-line errors.
 
@@ -58,7 +69,7 @@ def _run_recipe(run, as_json: bool):
     """
     from rich.console import Console
 
-    from rl.sft import SFTConfigError
+    from rl.recipe import RecipeError
 
     stderr = Console(stderr=True)
     if as_json:
@@ -66,7 +77,7 @@ def _run_recipe(run, as_json: bool):
     log = None if as_json else (lambda line: stderr.print(line, highlight=False, soft_wrap=True))
     try:
         return run(log), stderr
-    except SFTConfigError as e:
+    except RecipeError as e:
         raise typer.BadParameter(str(e), param_hint="--config/--set") from None
     except (FileExistsError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
@@ -138,12 +149,17 @@ def synth(
 def sft(
     config: Path = typer.Option(Path("rl/recipes/sft.yaml"), "--config", "-c", help="YAML recipe."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe field: KEY=VALUE (repeat; lora.r=8)."),
+    print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the effective recipe and stop."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (no progress)."),
 ) -> None:
     """Supervised fine-tuning of a Qwen3-VL reasoner with TRL; the output folder loads with --reasoner qwen3vl."""
     _check_recipe(config, "rl/recipes/sft.yaml")
+    if print_recipe:
+        _print_recipe("sft", config, overrides, as_json)
+        return
     try:
-        from rl.sft import read_manifest, train_sft
+        from rl.sft import train_sft
+        from rl.training import read_manifest
     except ImportError as e:
         _fail(str(e))
     out, stderr = _run_recipe(lambda log: train_sft(config, overrides, log=log), as_json)
@@ -174,14 +190,18 @@ def grpo(
         False, "--dry-run", help="Score the policy's generations on a few samples; no training."
     ),
     samples: int = typer.Option(4, "--samples", min=1, help="Samples for --dry-run."),
+    print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the effective recipe and stop."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (no progress)."),
 ) -> None:
     """GRPO of a Qwen3-VL reasoner with restoration rewards (TRL); the output loads with --reasoner qwen3vl."""
     _check_recipe(config, "rl/recipes/grpo.yaml")
+    if print_recipe:
+        _print_recipe("grpo", config, overrides, as_json)
+        return
     try:
         from rl.grpo import dry_run as run_dry
         from rl.grpo import train_grpo
-        from rl.sft import read_manifest
+        from rl.training import read_manifest
     except ImportError as e:
         _fail(str(e))
     if dry_run:

@@ -224,8 +224,12 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=8, help="completions per prompt (GRPO group size)")
     ap.add_argument("--prompts-per-step", type=int, default=4)
     ap.add_argument("--eval-samples", type=int, default=8)
-    ap.add_argument("--tune", action="store_true", help="evaluate on a split of the training photos (seed 2), not "
-                    "on the held-out photos: for choosing settings without looking at the held-out set")
+    ap.add_argument(
+        "--tune",
+        action="store_true",
+        help="evaluate on a split of the training photos (seed 2), not "
+        "on the held-out photos: for choosing settings without looking at the held-out set",
+    )
     ap.add_argument("--warm", type=Path, help="reuse this warm-start folder (same --train/--sft-* settings)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (data, warm start, GRPO output)")
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
@@ -233,12 +237,12 @@ def main() -> None:
 
     import torch
 
-    from rl.grpo import load_config, policy_rewards, train_grpo
-    from rl.rewards import shutdown
-    from rl.sft import read_manifest
+    from rl.grpo import policy_rewards, reward_engine, train_grpo
+    from rl.recipe import GRPORecipe
     from rl.synth import write_dataset
     from rl.text_policy import stat_bins, text_prompt_dataset
     from rl.tiny_text import build_tiny_text_policy
+    from rl.training import read_manifest
 
     torch.set_num_threads(1)
     t0 = time.time()
@@ -271,19 +275,19 @@ def main() -> None:
         warm = warm_start(base, train, work / "warm", args.sft_steps, args.sft_lr, args.sft_batch, say)
     t_warm = time.time() - t0
 
-    cfg = load_config(recipe(warm, grpo_dir, work / "grpo", bins, args))
-    fns, _ = policy_rewards(cfg)
-    truth = score(fns, held, [[row["target"]] for row in held])
-    degenerate = score(fns, held, [[DEGENERATE] for _ in held])
-    clean = score(fns, held, [["clean"] for _ in held])
-    start = score(fns, held, sample(warm, held, args.eval_samples, seed=1))
-    say(f"start: { {k: round(v['mean'], 3) for k, v in start.items() if v['mean'] is not None} }")
-    t1 = time.time()
-    out = train_grpo(cfg, log=say)
-    grpo_s = time.time() - t1
-    end = score(fns, held, sample(out, held, args.eval_samples, seed=1))
-    say(f"end: { {k: round(v['mean'], 3) for k, v in end.items() if v['mean'] is not None} }")
-    shutdown()
+    cfg = GRPORecipe.load(recipe(warm, grpo_dir, work / "grpo", bins, args))
+    with reward_engine(cfg) as engine:
+        fns, _ = policy_rewards(cfg, engine)
+        truth = score(fns, held, [[row["target"]] for row in held])
+        degenerate = score(fns, held, [[DEGENERATE] for _ in held])
+        clean = score(fns, held, [["clean"] for _ in held])
+        start = score(fns, held, sample(warm, held, args.eval_samples, seed=1))
+        say(f"start: { {k: round(v['mean'], 3) for k, v in start.items() if v['mean'] is not None} }")
+        t1 = time.time()
+        out = train_grpo(cfg, log=say)
+        grpo_s = time.time() - t1
+        end = score(fns, held, sample(out, held, args.eval_samples, seed=1))
+        say(f"end: { {k: round(v['mean'], 3) for k, v in end.items() if v['mean'] is not None} }")
     manifest = read_manifest(out)
     history = [h for h in manifest["log_history"] if "reward" in h]
 
@@ -300,12 +304,16 @@ def main() -> None:
             "evaluated": f"{len(held)} crops, "
             + ("calibration photos, synth seed 2 (tuning split)" if args.tune else "evaluation photos, synth seed 1"),
             "size": [h, w],
-            "warm_start": {"steps": args.sft_steps, "lr": args.sft_lr, "batch": args.sft_batch,
-                           "reused": bool(args.warm)},
+            "warm_start": {
+                "steps": args.sft_steps,
+                "lr": args.sft_lr,
+                "batch": args.sft_batch,
+                "reused": bool(args.warm),
+            },
             "grpo_steps": args.grpo_steps,
             "eval_samples_per_crop": args.eval_samples,
             "weights": WEIGHTS,
-            "recipe": {k: v for k, v in cfg.items() if k not in ("model", "dataset", "output_dir", "text_bins")},
+            "recipe": cfg.model_dump(mode="json", exclude={"model", "dataset", "output_dir", "text_bins"}),
             "text_bins": bins,
         },
         "held_out": rows,

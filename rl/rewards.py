@@ -13,20 +13,16 @@ never a made-up number.
   structural drift from the input (real data), so that over-processing does not pay.
 - :class:`DiagnosisAccuracy` (``diagnosis_accuracy``): kind F1 and severity error against the ``record`` column.
 
-Rewards are picklable callable classes with a stable ``__name__`` (TRL's log key). Restorations run in a process
-pool shared by the rewards of one configuration and are cached by (image sha256, plan JSON), so the severity and
-fidelity rewards restore each completion once. Imports no torch.
+Rewards are picklable callable classes with a stable ``__name__`` (TRL's log key). The restoring ones run plans
+through a :class:`~rl.reward_engine.RewardEngine`, which owns the worker pool and the caches: pass one engine to the
+rewards of a run (:func:`build_rewards`) so the severity and fidelity rewards restore each completion once, and
+close it with the run (``with RewardEngine(...) as engine:``). A restoring reward built without an engine makes its
+own from its keyword arguments (``reward.close()`` stops its pool). Imports no torch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import multiprocessing
-from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,9 +33,7 @@ from reasoner.schema import DiagnosisRecord, Provenance
 from reasoner.version import rnr_version
 from reasoner.vlm_output import CompletionError, parse_completion, to_record
 from restorer.metrics import psnr, ssim, structure_score
-
-#: Restorations kept per configuration (uint8 images; a 256x384 crop is ~0.3 MB).
-CACHE_SIZE = 512
+from rl.reward_engine import Outcome, RewardEngine
 
 
 def completion_text(completion: Any) -> str:
@@ -75,10 +69,6 @@ def as_uint8(image: Any) -> np.ndarray:
     return arr if arr.dtype == np.uint8 else to_uint8(arr.astype(np.float32))
 
 
-def _sha(u8: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(u8).tobytes()).hexdigest()
-
-
 _PROVENANCE = dict(backend="policy", rnr_version=rnr_version(), elapsed_s=0.0)
 
 
@@ -91,154 +81,6 @@ def parse_record(completion: Any, image: Any) -> DiagnosisRecord | None:
         return to_record(parsed, info, prov, thinking)
     except (CompletionError, ValueError):
         return None
-
-
-# --------------------------------------------------------------------------------------------------- restoration
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A restoration re-scored: the 8-bit result and the scorer's severities (``error`` set when it failed)."""
-
-    pixels: np.ndarray | None
-    overall: float = 0.0
-    severities: dict | None = None
-    error: str | None = None
-
-
-_WORKER_MODELS: dict[tuple, Any] = {}
-
-
-def _model(kind: str, name: str, kwargs: tuple) -> Any:
-    key = (kind, name, kwargs)
-    if key not in _WORKER_MODELS:
-        if kind == "restorer":
-            from restorer import load_restorer
-
-            _WORKER_MODELS[key] = load_restorer(name, **dict(kwargs))
-        else:
-            from reasoner import load_reasoner
-
-            _WORKER_MODELS[key] = load_reasoner(name, **dict(kwargs))
-    return _WORKER_MODELS[key]
-
-
-def _score(spec: tuple, u8: np.ndarray) -> Outcome:
-    """Worker job: the scorer's severities of an 8-bit image."""
-    rec = _model("scorer", spec[2], spec[3]).diagnose(u8.astype(np.float32) / 255.0)
-    return Outcome(None, rec.overall_severity, rec.severities())
-
-
-def _restore(spec: tuple, u8: np.ndarray, record_json: str, plan_json: str) -> Outcome:
-    """Worker job: restore ``u8`` with the plan, quantise to 8 bits, re-score; failures come back as ``error``."""
-    from restorer import Plan
-
-    try:
-        record = DiagnosisRecord.model_validate_json(record_json)
-        out = _model("restorer", spec[0], spec[1]).restore(
-            u8.astype(np.float32) / 255.0, record, [], Plan.model_validate_json(plan_json)
-        )
-        if out.shape != u8.shape or not np.isfinite(out).all():
-            return Outcome(None, error=f"restorer returned shape {out.shape} or non-finite values")
-        res = to_uint8(out)
-        scored = _score(spec, res)
-        return Outcome(res, scored.overall, scored.severities)
-    except Exception as e:  # a failed restoration is a missing score, not a crashed training step
-        return Outcome(None, error=f"{type(e).__name__}: {e}"[:500])
-
-
-class _Engine:
-    """Restores and scores in worker processes (or inline with ``workers=0``), with LRU caches."""
-
-    def __init__(self, spec: tuple, workers: int):
-        self.spec, self.workers = spec, workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._restored: OrderedDict[tuple[str, str], Outcome] = OrderedDict()
-        self._scores: OrderedDict[str, Outcome] = OrderedDict()
-        self.hits = self.misses = 0
-
-    def _map(self, fn, jobs: list[tuple]) -> list[Outcome]:
-        if not jobs:
-            return []
-        if self.workers <= 0:
-            return [fn(self.spec, *job) for job in jobs]
-        if self._pool is None:
-            # spawn: the trainer process holds torch/OpenMP threads, which a forked child can deadlock on.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        try:
-            futures = [self._pool.submit(fn, self.spec, *job) for job in jobs]
-            return [f.result() for f in futures]
-        except BrokenProcessPool as e:
-            self._pool = None
-            return [Outcome(None, error=f"worker process died: {e}")] * len(jobs)
-
-    @staticmethod
-    def _put(cache: OrderedDict, key, value) -> None:
-        cache[key] = value
-        while len(cache) > CACHE_SIZE:
-            cache.popitem(last=False)
-
-    def score(self, images: list[np.ndarray]) -> list[Outcome]:
-        """The scorer's severities of each (8-bit) input, cached by sha256."""
-        keys = [_sha(u8) for u8 in images]
-        # Results are collected here, not re-read from the cache: putting new entries may evict ones this call hit.
-        found = {k: self._scores[k] for k in keys if k in self._scores}
-        todo = {k: u8 for k, u8 in zip(keys, images, strict=True) if k not in found}
-        for k, out in zip(todo, self._map(_score, [(u8,) for u8 in todo.values()]), strict=True):
-            self._put(self._scores, k, out)
-            found[k] = out
-        return [found[k] for k in keys]
-
-    def restore(self, images: list[np.ndarray], records: list[DiagnosisRecord | None]) -> list[Outcome | None]:
-        """Restore each image with its record's plan and re-score it; ``None`` where the record is ``None``."""
-        from restorer import plan_from_record
-
-        keys: list[tuple[str, str] | None] = []
-        todo: dict[tuple[str, str], tuple] = {}
-        found: dict[tuple[str, str], Outcome] = {}  # hits kept here: the puts below may evict them from the cache
-        for u8, rec in zip(images, records, strict=True):
-            if rec is None:
-                keys.append(None)
-                continue
-            plan_json = plan_from_record(rec).model_dump_json()
-            key = (_sha(u8), plan_json)
-            keys.append(key)
-            if key in self._restored:
-                self.hits += 1
-                self._restored.move_to_end(key)  # least recently *used* goes first
-                found[key] = self._restored[key]
-            elif key not in todo:
-                self.misses += 1
-                todo[key] = (u8, rec.model_dump_json(), plan_json)
-        for key, out in zip(todo, self._map(_restore, list(todo.values())), strict=True):
-            todo[key] = out
-            if out.error is None:  # failures are retried next time, not cached
-                self._put(self._restored, key, out)
-        return [None if k is None else todo[k] if k in todo else found[k] for k in keys]
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
-
-
-_ENGINES: dict[tuple, _Engine] = {}
-
-
-def engine(restorer: str, restorer_kwargs: dict, scorer: str, scorer_kwargs: dict, workers: int) -> _Engine:
-    """The process-wide engine for this configuration (rewards with equal settings share pool and caches)."""
-    spec = (restorer, tuple(sorted(restorer_kwargs.items())), scorer, tuple(sorted(scorer_kwargs.items())))
-    key = (*spec, workers)
-    if key not in _ENGINES:
-        _ENGINES[key] = _Engine(spec, workers)
-    return _ENGINES[key]
-
-
-def shutdown() -> None:
-    """Stop every worker pool and drop the engines with their caches (pools also stop at interpreter exit)."""
-    for e in _ENGINES.values():
-        e.close()
-    _ENGINES.clear()
 
 
 # ------------------------------------------------------------------------------------------------------ rewards
@@ -258,20 +100,36 @@ class _Reward:
 
 
 class _Restoring(_Reward):
+    """Base of the rewards that restore: plans run through a :class:`~rl.reward_engine.RewardEngine`.
+
+    Args:
+        engine: The run's engine, shared with its other restoring rewards; ``None`` makes one from the keyword
+            arguments below (owned by this reward: :meth:`close` stops its pool).
+        restorer: Restorer of the reward's own engine (default ``classical``).
+        scorer: Scorer of the reward's own engine (default ``measure``; never the policy).
+        workers: Worker processes of the reward's own engine (default 1; 0 restores inline).
+        restorer_kwargs: Keyword arguments of the restorer.
+        scorer_kwargs: Keyword arguments of the scorer.
+
+    """
+
     def __init__(
         self,
-        restorer: str = "classical",
-        scorer: str = "measure",
-        workers: int = 1,
+        engine: RewardEngine | None = None,
+        *,
+        restorer: str | None = None,
+        scorer: str | None = None,
+        workers: int | None = None,
         restorer_kwargs: dict | None = None,
         scorer_kwargs: dict | None = None,
     ) -> None:
         super().__init__()
-        if scorer in ("qwen3vl", "policy"):
-            # Scoring with the model being trained lets it reward itself; use an independent scorer.
-            raise ValueError(f"scorer={scorer!r} would score the policy with itself; use measure (the default)")
-        self.restorer, self.scorer, self.workers = restorer, scorer, int(workers)
-        self.restorer_kwargs, self.scorer_kwargs = dict(restorer_kwargs or {}), dict(scorer_kwargs or {})
+        settings = dict(restorer=restorer, scorer=scorer, workers=workers, restorer_kwargs=restorer_kwargs,
+                        scorer_kwargs=scorer_kwargs)  # fmt: skip
+        given = {k: v for k, v in settings.items() if v is not None}
+        if engine is not None and given:
+            raise ValueError(f"{sorted(given)} belong to the engine passed to the reward, not to the reward")
+        self.engine = engine if engine is not None else RewardEngine(**given)
 
         #: The latest call's (input, restored or None, completion text) triples, for sample logging
         #: (rl/tb_samples.py); not pickled, not shown.
@@ -284,17 +142,33 @@ class _Restoring(_Reward):
         self.__dict__.update(state, _last_batch=[])
 
     @property
+    def restorer(self) -> str:
+        """The engine's restorer."""
+        return self.engine.restorer
+
+    @property
+    def scorer(self) -> str:
+        """The engine's scorer."""
+        return self.engine.scorer
+
+    @property
+    def workers(self) -> int:
+        """The engine's worker processes."""
+        return self.engine.workers
+
+    @property
     def last_batch(self) -> list[tuple[np.ndarray, np.ndarray | None, str]]:
         """``(input uint8, restored uint8 or None, completion text)`` of each completion of the latest call."""
         return list(self._last_batch)
 
-    def _engine(self) -> _Engine:
-        return engine(self.restorer, self.restorer_kwargs, self.scorer, self.scorer_kwargs, self.workers)
+    def close(self) -> None:
+        """Stop the engine's worker pool (the engine's owner usually does, by leaving its ``with`` block)."""
+        self.engine.close()
 
     def _outcomes(self, completions, image) -> tuple[list[np.ndarray], list[Outcome | None]]:
         images = [as_uint8(im) for im in image]
         records = [parse_record(c, u8) for c, u8 in zip(completions, images, strict=True)]
-        outcomes = self._engine().restore(images, records)
+        outcomes = self.engine.restore(images, records)
         self._last_batch = [
             (u8, None if a is None else a.pixels, completion_text(c))
             for u8, a, c in zip(images, outcomes, completions, strict=True)
@@ -353,7 +227,7 @@ class SeverityReduction(_Restoring):
         """One score per completion."""
         images, outcomes = self._outcomes(completions, image)
         scored = [u8 for u8, a in zip(images, outcomes, strict=True) if a is not None and a.error is None]
-        before = iter(self._engine().score(scored))  # inputs are scored only where a restoration is compared
+        before = iter(self.engine.score(scored))  # inputs are scored only where a restoration is compared
         out: list[float | None] = []
         for _p, a in zip(prompts, outcomes, strict=True):
             if a is None or a.error is not None:
@@ -465,18 +339,22 @@ REWARDS: dict[str, type[_Reward]] = {
 }
 
 
-def build_rewards(spec: dict[str, float | dict], shared: dict | None = None) -> tuple[list[_Reward], list[float]]:
+def build_rewards(
+    spec: dict[str, float | dict], engine: RewardEngine | None = None
+) -> tuple[list[_Reward], list[float]]:
     """Reward instances and weights from a recipe's ``rewards`` mapping.
 
-    Each value is a weight, or a mapping with ``weight`` and the reward's keyword arguments; ``shared`` keyword
-    arguments (restorer, scorer, workers) go to the rewards that take them.
+    Each value is a weight, or a mapping with ``weight`` and the reward's keyword arguments. The restoring rewards
+    share ``engine`` (the caller owns it and closes it); without one, each makes its own.
 
     >>> fns, weights = build_rewards({"format": 0.2, "diagnosis_accuracy": {"weight": 0.5, "f1_weight": 0.7}})
     >>> [f.__name__ for f in fns], weights
     (['format', 'diagnosis_accuracy'], [0.2, 0.5])
-    """
-    import inspect
 
+    Raises:
+        ValueError: For an unknown reward or option, naming the reward.
+
+    """
     fns, weights = [], []
     for name, value in spec.items():
         if name not in REWARDS:
@@ -484,13 +362,11 @@ def build_rewards(spec: dict[str, float | dict], shared: dict | None = None) -> 
         opts = dict(value) if isinstance(value, dict) else {"weight": value}
         weight = float(opts.pop("weight", 1.0))
         cls = REWARDS[name]
-        accepted = set(inspect.signature(cls.__init__).parameters) | (
-            set(inspect.signature(_Restoring.__init__).parameters) if issubclass(cls, _Restoring) else set()
-        )
-        kwargs = {k: v for k, v in (shared or {}).items() if k in accepted} | opts
+        if engine is not None and issubclass(cls, _Restoring):
+            opts["engine"] = engine
         try:
-            fns.append(cls(**kwargs))
-        except TypeError as e:
+            fns.append(cls(**opts))
+        except (TypeError, ValueError) as e:
             raise ValueError(f"reward {name!r}: {e}") from None
         weights.append(weight)
     return fns, weights

@@ -13,12 +13,13 @@ from typer.testing import CliRunner
 from reasoner.schema import DiagnosisRecord
 from reasoner.vlm_output import completion_json, from_record
 from rl import rewards as rewards_mod
-from rl.synth import load_dataset, write_dataset
+from rl.recipe import GRPORecipe, RecipeError
+from rl.synth import clean_crop, load_dataset, prompt_dataset, write_dataset
 
 pytest.importorskip("trl")
 pytest.importorskip("datasets")
 
-from rl.grpo import DEFAULTS, GRPOConfigError, clean_crop, dry_run, load_config, prompt_dataset  # noqa: E402
+from rl.grpo import dry_run  # noqa: E402
 
 RECIPE = Path(__file__).parents[1] / "rl" / "recipes" / "grpo.yaml"
 BASE = {"model": "m", "dataset": "d", "output_dir": "o"}
@@ -29,11 +30,21 @@ def grpo_data(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("grpo") / "data", 4, seed=5, size=(64, 96), clean_fraction=0.25)
 
 
+def load_config(config, overrides=None) -> GRPORecipe:
+    return GRPORecipe.load(config, overrides)
+
+
 def test_recipe_parsing_and_overrides():
     cfg = load_config(RECIPE, ["model=x", "rewards.fidelity=1.0", "vllm.mode=server", "num_generations=2"])
-    assert cfg["model"] == "x" and cfg["rewards"]["fidelity"] == 1.0 and cfg["rewards"]["format"] == 0.2
-    assert cfg["vllm"] == {"mode": "server"} and cfg["lora"]["r"] == 16 and cfg["scorer"] == "measure"
-    assert set(load_config(BASE)) == set(DEFAULTS)
+    assert cfg.model == "x" and cfg.rewards["fidelity"] == 1.0 and cfg.rewards["format"] == 0.2
+    assert cfg.vllm == {"mode": "server"} and cfg.lora.r == 16 and cfg.scorer == "measure"
+    assert load_config(BASE).model_dump(exclude=set(BASE)) == {
+        k: v for k, v in GRPORecipe.defaults().items() if k not in BASE
+    }
+    # The committed recipe sets only known fields, and the printed effective recipe loads back as it is.
+    import yaml
+
+    assert GRPORecipe.load(yaml.safe_load(cfg.to_yaml())) == cfg
     cases = [
         ({**BASE, "num_generation": 4}, None, "unknown recipe field"),
         ({"model": "m"}, None, "needs"),
@@ -42,9 +53,11 @@ def test_recipe_parsing_and_overrides():
         (BASE, ["vllm.port=1"], "unknown vllm field"),
         (BASE, ["lora={rank: 2}"], "unknown lora field"),
         (BASE, ["max_steps"], "KEY=VALUE"),
+        (BASE, ["dtype=fp8"], "unknown dtype"),  # reasoner.common's dtype names
+        (BASE, ["temperature=0"], "temperature"),  # a bound, named
     ]
     for config, overrides, message in cases:
-        with pytest.raises(GRPOConfigError, match=message):
+        with pytest.raises(RecipeError, match=message):
             load_config(config, overrides)
 
 
@@ -119,7 +132,7 @@ def test_grpo_tiny_run_logs_rewards_and_reloads(tiny_vlm_dir, grpo_data, tmp_pat
     import torch
 
     from reasoner.qwen3vl import Qwen3VLReasoner
-    from rl.sft import read_manifest
+    from rl.training import read_manifest
 
     torch.set_num_threads(1)
     for name, cls in [("format", TeachFormat), ("severity_reduction", TeachSeverity),
@@ -153,7 +166,6 @@ def test_grpo_tiny_run_logs_rewards_and_reloads(tiny_vlm_dir, grpo_data, tmp_pat
     row = load_dataset(grpo_data)[0]
     record = reasoner.diagnose(np.asarray(row["image"].convert("RGB")))
     assert record.provenance.model_id == str(out) and record.image.width == row["width"]
-    rewards_mod.shutdown()
 
 
 def test_dry_run_scores_untrained_generations(tiny_vlm_dir, grpo_data):
@@ -204,9 +216,9 @@ def test_compact_completions_expand_into_valid_records():
     assert render_stats(stats).splitlines() == ["Measured statistics:", "lum_p995 0.5", "noise_sigma_mid 3"]
     with pytest.raises(ValueError, match="unknown statistic"):
         render_stats(stats, ["speed"])
-    assert load_config({**BASE, "policy": "text", "completion": "compact"})["policy"] == "text"
+    assert load_config({**BASE, "policy": "text", "completion": "compact"}).policy == "text"
     for bad in ({"policy": "audio"}, {"completion": "compact"}, {"policy": "text", "text_stats": "edge_width"}):
-        with pytest.raises(GRPOConfigError):
+        with pytest.raises(RecipeError):
             load_config({**BASE, **bad})
 
 
@@ -235,7 +247,7 @@ def test_stats_prompt_with_binned_statistics(grpo_data):
         ({"text_bins": [1.0, 2.0]}, "text_bins"),  # not a mapping
     ]
     for extra, message in cases:
-        with pytest.raises(GRPOConfigError, match=message):
+        with pytest.raises(RecipeError, match=message):
             load_config({**BASE, "policy": "text", **extra})
     with pytest.raises(ValueError, match="stats with compact"):
         text_prompt_dataset(grpo_data, None, names, "json", "stats")
@@ -255,15 +267,15 @@ def test_text_policy_grpo_two_steps(tiny_text_dir, grpo_data, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rl.grpo import policy_rewards, train_grpo
-    from rl.sft import read_manifest
+    from rl.grpo import policy_rewards, reward_engine, train_grpo
     from rl.text_policy import TextReward, text_prompt_dataset
+    from rl.training import read_manifest
 
     torch.set_num_threads(1)
     ds = text_prompt_dataset(grpo_data, None, ["noise_sigma_mid", "edge_width"], "compact")
     assert "image" not in ds.column_names and ds[0]["prompt"][1]["content"].count("\n") > 3
     cfg = load_config({**BASE, "policy": "text", "completion": "compact", "reward_workers": 0})
-    fns, _ = policy_rewards(cfg)
+    fns, _ = policy_rewards(cfg, reward_engine(cfg))
     assert all(isinstance(f, TextReward) for f in fns)
     assert pickle.loads(pickle.dumps(fns[1])).__name__ == fns[1].__name__ == "severity_reduction"
     row = ds[0]
@@ -274,7 +286,12 @@ def test_text_policy_grpo_two_steps(tiny_text_dir, grpo_data, tmp_path):
 
     out = train_grpo(
         _tiny_text_recipe(
-            tiny_text_dir, grpo_data, tmp_path, max_completion_length=12, report_to="none", learning_rate=1e-3,
+            tiny_text_dir,
+            grpo_data,
+            tmp_path,
+            max_completion_length=12,
+            report_to="none",
+            learning_rate=1e-3,
             text_stats=["noise_sigma_mid", "edge_width", "jpeg_blockiness", "lum_mean"],
         )  # fmt: skip
     )
@@ -283,7 +300,6 @@ def test_text_policy_grpo_two_steps(tiny_text_dir, grpo_data, tmp_path):
     means = [h for h in manifest["log_history"] if "reward" in h][-1]
     assert means["rewards/format/mean"] == 0.0  # an untrained policy writes no valid pairs, and is scored so
     assert AutoModelForCausalLM.from_pretrained(out) is not None and (out / "tokenizer.json").is_file()
-    rewards_mod.shutdown()
 
 
 def test_tensorboard_gets_completion_samples_with_images(tiny_text_dir, grpo_data, tmp_path):
@@ -298,8 +314,14 @@ def test_tensorboard_gets_completion_samples_with_images(tiny_text_dir, grpo_dat
     torch.set_num_threads(1)
     out = train_grpo(
         _tiny_text_recipe(
-            tiny_text_dir, grpo_data, tmp_path, text_stats=["noise_sigma_mid", "edge_width"], max_completion_length=8,
-            report_to="tensorboard", log_samples=2, log_samples_every=1,
+            tiny_text_dir,
+            grpo_data,
+            tmp_path,
+            text_stats=["noise_sigma_mid", "edge_width"],
+            max_completion_length=8,
+            report_to="tensorboard",
+            log_samples=2,
+            log_samples_every=1,
         )  # fmt: skip
     )
     events = sorted((out / "trainer").rglob("events.out.tfevents*"))
@@ -316,4 +338,51 @@ def test_tensorboard_gets_completion_samples_with_images(tiny_text_dir, grpo_dat
     # An unparsed completion (the untrained policy's) is shown against a grey panel, a restored one as is.
     a, b = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 9, np.uint8)
     assert (side_by_side(a, None, gap=1)[:, 3:] == 128).all() and (side_by_side(a, b, gap=1)[:, 3:] == 9).all()
-    rewards_mod.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------- rl's layout
+
+
+def _rl_imports() -> dict[str, set[tuple[str, str]]]:
+    """rl module -> {(imported rl module, imported name or "")}, function-level imports included."""
+    import ast
+
+    root = Path(__file__).parents[1]
+    found: dict[str, set[tuple[str, str]]] = {}
+    for path in sorted((root / "rl").rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        edges = found.setdefault(module, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "rl":
+                edges.update((node.module, a.name) for a in node.names)
+            elif isinstance(node, ast.Import):
+                edges.update((a.name, "") for a in node.names if a.name.split(".")[0] == "rl")
+    return found
+
+
+def test_rl_has_no_import_cycles_or_private_cross_imports():
+    graph = _rl_imports()
+    private = sorted(
+        f"{m} imports {target}.{name}"
+        for m, edges in graph.items()
+        for target, name in edges
+        # private names only between the modules of one subpackage (rl.degradations), never between rl's modules
+        if name.startswith("_") and not (target.rsplit(".", 1)[0] == m.rsplit(".", 1)[0] != "rl")
+    )
+    assert not private, private
+    deps = {m: {t for t, _ in edges if t in graph and t != m} for m, edges in graph.items()}
+    # a package's __init__ re-exports its modules, which import each other: package-internal edges are no cycle
+    deps = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in deps.items()}
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), list(deps[start])
+        while todo:
+            t = todo.pop()
+            if t not in seen:
+                seen.add(t)
+                todo.extend(deps.get(t, ()))
+        return seen
+
+    cycles = sorted(m for m in deps if m in reach(m))
+    assert not cycles, cycles

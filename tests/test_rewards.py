@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import doctest
 import pickle
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 
+import rl.reward_engine as engine_mod
 import rl.rewards as rewards_mod
 from reasoner.schema import DiagnosisRecord
 from reasoner.vlm_output import completion_json, from_record
 from rl.ground_truth import ground_truth, synthesize
 from rl.photos import load_photo
+from rl.reward_engine import RewardEngine
 from rl.rewards import (
     REWARDS,
     DiagnosisAccuracy,
@@ -194,41 +197,50 @@ def test_restoring_rewards_keep_their_latest_batch_for_sample_logging(clean):
 def test_worker_pool_and_cache_agree_with_inline(clean):
     image, said, _ = _case(clean, "haze", "haze")
     inline = SeverityReduction(workers=0)([None], [said], image=[image])
-    rewards_mod.shutdown()  # the engine is shared per process: start from a fresh one whatever ran before
-    pooled_fn = SeverityReduction(workers=1)
-    try:
-        pooled = pooled_fn([None, None], [said, said], image=[image, image])
-        eng = pooled_fn._engine()
+    with RewardEngine(workers=1) as eng:
+        pooled = SeverityReduction(eng)([None, None], [said, said], image=[image, image])
         assert pooled == inline * 2 and eng.misses == 1 and eng.hits == 0  # same (image, plan): restored once
-        Fidelity(workers=1)([None], [said], image=[image], clean=[clean])
+        Fidelity(eng)([None], [said], image=[image], clean=[clean])
         assert eng.hits == 1  # the fidelity reward reuses the severity reward's restoration
-    finally:
-        rewards_mod.shutdown()
+        pool = eng._pool
+    assert eng._pool is None and engine_mod._WORKER is None  # the workers' backends lived in the workers only
+    with pytest.raises(RuntimeError):
+        pool.submit(int)  # leaving the block stopped the pool
 
 
-def test_full_cache_never_loses_a_hit_of_the_same_call(clean, monkeypatch):
+def test_full_cache_never_loses_a_hit_of_the_same_call(clean):
     """A batch with cached and new (image, plan) pairs on a full LRU: the new entries may evict the hits' entries."""
-    monkeypatch.setattr(rewards_mod, "CACHE_SIZE", 2)
-    rewards_mod.shutdown()
     cases = [_case(clean, kind, kind) for kind in ("noise", "haze", "jpeg")]
-    fn = SeverityReduction(workers=0)
-    try:
+    with RewardEngine(workers=0, cache_size=2) as eng:
+        fn = SeverityReduction(eng)
         first = fn([None], [cases[0][1]], image=[cases[0][0]])
         # the cached pair first, then two new ones: their puts evict the first pair (and the scorer cache too)
         again = fn([None] * 3, [c[1] for c in cases], image=[c[0] for c in cases])
         assert again[0] == first[0] and all(v is not None for v in again)
-        assert fn._engine().hits == 1 and len(fn._engine()._restored) == 2
-    finally:
-        rewards_mod.shutdown()
+        assert eng.hits == 1 and len(eng._restored) == 2
+
+
+def test_engines_hold_their_own_state():
+    """No process-wide state: two engines share nothing, a pickled engine keeps its settings but not pool or cache."""
+    a, b = RewardEngine(workers=0), RewardEngine(workers=0)
+    a.score([np.zeros((8, 8, 3), np.uint8)])
+    assert len(a._scores) == 1 and not b._scores
+    copy = pickle.loads(pickle.dumps(a))
+    assert (copy.restorer, copy.scorer, copy.workers) == ("classical", "measure", 0) and not copy._scores
+    for module in (rewards_mod, engine_mod):
+        assert not [k for k, v in vars(module).items() if isinstance(v, RewardEngine | OrderedDict)]
+    with pytest.raises(ValueError, match="belong to the engine"):
+        SeverityReduction(a, workers=2)
 
 
 def test_build_rewards_from_recipe_mapping():
-    fns, weights = build_rewards(
-        {"format": 0.2, "severity_reduction": {"weight": 1.0, "per_kind": True}, "fidelity": 0.5},
-        shared={"restorer": "classical", "scorer": "measure", "workers": 0},
-    )
+    with RewardEngine(workers=0) as engine:
+        fns, weights = build_rewards(
+            {"format": 0.2, "severity_reduction": {"weight": 1.0, "per_kind": True}, "fidelity": 0.5}, engine
+        )
     assert [f.__name__ for f in fns] == ["format", "severity_reduction", "fidelity"] and weights == [0.2, 1.0, 0.5]
     assert fns[1].per_kind and fns[1].workers == 0 and fns[2].scorer == "measure"
+    assert fns[1].engine is fns[2].engine is engine  # one engine: the fidelity reward reuses restorations
     with pytest.raises(ValueError, match="unknown reward"):
         build_rewards({"speed": 1.0})
     with pytest.raises(ValueError, match="fidelity"):
@@ -238,3 +250,4 @@ def test_build_rewards_from_recipe_mapping():
 def test_doctests():
     result = doctest.testmod(rewards_mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted >= 6
+    assert doctest.testmod(engine_mod).failed == 0

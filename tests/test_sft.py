@@ -98,28 +98,48 @@ def test_synth_rejects_bad_arguments(tmp_path):
 
 
 def test_recipe_loading_and_overrides(tmp_path):
-    pytest.importorskip("trl")
-    from rl.sft import DEFAULTS, SFTConfigError, load_config
+    from rl.recipe import RecipeError, SFTRecipe
 
     base = {"model": "m", "dataset": "d", "output_dir": "o"}
-    cfg = load_config(base, ["max_steps=5", "lora.r=4", "learning_rate=2e-4", "trainer.save_steps=10"])
-    assert cfg["max_steps"] == 5 and cfg["learning_rate"] == 2e-4 and cfg["trainer"] == {"save_steps": 10}
-    assert cfg["lora"]["r"] == 4 and cfg["lora"]["alpha"] == 32  # unspecified LoRA fields take their defaults
-    assert load_config(base)["seed"] == DEFAULTS["seed"]
+    cfg = SFTRecipe.load(base, ["max_steps=5", "lora.r=4", "learning_rate=2e-4", "trainer.save_steps=10"])
+    assert cfg.max_steps == 5 and cfg.learning_rate == 2e-4 and cfg.trainer == {"save_steps": 10}
+    assert cfg.lora.r == 4 and cfg.lora.alpha == 32  # unspecified LoRA fields take their defaults
+    assert SFTRecipe.load(base).seed == SFTRecipe.defaults()["seed"]
+    assert SFTRecipe.load(base, ["dtype=bf16"]).dtype == "bfloat16"  # reasoner.common's dtype names
     # The committed recipe documents and sets only known fields.
-    assert load_config(RECIPE)["lora"]["r"] == 16
+    assert SFTRecipe.load(RECIPE).lora.r == 16
     cases = [
         ({**base, "max_step": 3}, None, "unknown recipe field"),  # typo
         ({"model": "m"}, None, "needs"),  # dataset and output_dir missing
         (base, ["max_steps"], "KEY=VALUE"),  # override without a value
         ({**base, "lora": {"rank": 4}}, None, "unknown lora field"),
         ({**base, "device": "tpu"}, None, "device"),
+        ({**base, "dtype": "int8"}, None, "unknown dtype"),
+        ({**base, "per_device_train_batch_size": 0}, None, "per_device_train_batch_size"),
     ]
     for config, overrides, message in cases:
-        with pytest.raises(SFTConfigError, match=message):
-            load_config(config, overrides)
-    with pytest.raises(SFTConfigError, match="does not exist"):
-        load_config(tmp_path / "missing.yaml")
+        with pytest.raises(RecipeError, match=message) as caught:
+            SFTRecipe.load(config, overrides)
+        assert "\n" not in str(caught.value)  # one line
+    with pytest.raises(RecipeError, match="does not exist"):
+        SFTRecipe.load(tmp_path / "missing.yaml")
+
+
+def test_cli_prints_the_effective_recipe():
+    import yaml
+
+    from rl.recipe import SFTRecipe
+
+    sets = ["--set", "model=m", "--set", "lora.r=8"]
+    res = CliRunner().invoke(_cli(), ["train", "sft", "--config", str(RECIPE), "--print-recipe", *sets])
+    assert res.exit_code == 0, res.output
+    printed = yaml.safe_load(res.stdout)
+    assert printed["model"] == "m" and printed["lora"]["r"] == 8 and printed == SFTRecipe.load(printed).model_dump()
+    res = CliRunner().invoke(_cli(), ["train", "sft", "--config", str(RECIPE), "--print-recipe", "--json", *sets])
+    assert json.loads(res.stdout)["lora"]["r"] == 8
+    args = ["train", "sft", "--config", str(RECIPE), "--print-recipe", "--set", "max_step=1"]
+    res = CliRunner().invoke(_cli(), args)
+    assert res.exit_code == 2 and "unknown recipe field" in res.output
 
 
 def _cli():
@@ -150,7 +170,8 @@ def test_sft_round_trip_on_tiny_model(tiny_vlm_dir, synth_dir, tmp_path):
     from safetensors.torch import load_file
 
     from reasoner.qwen3vl import Qwen3VLReasoner
-    from rl.sft import read_manifest, train_sft
+    from rl.sft import train_sft
+    from rl.training import read_manifest
 
     torch.set_num_threads(1)
     out = tmp_path / "full"
