@@ -15,7 +15,9 @@ What the driver promises (each has a fault-injection test):
   uninterrupted run writes. SIGINT/SIGTERM abandon the image in flight (its checkpoint stays) and raise
   :class:`Interrupted`; pool workers die with the driver.
 - A full disk stops the batch with :class:`reasoner.files.DiskFullError` after removing the failed image's work files.
-- One driver per ``OUT`` (:class:`agent.runlock.RunLock`).
+- One driver per ``OUT`` (:class:`agent.runlock.RunLock`); a second is refused naming the first's pid.
+- What the run keeps in ``OUT`` (the manifest, ``.rnr`` and its lock, names, work and previews) is never written
+  through a symlink or opened as a FIFO planted under its name: the run refuses in one line naming it.
 
 With ``checkpoint="postgres://..."`` the per-image checkpoints live on that PostgreSQL server instead (one thread per
 image, deleted once the image is done), shared by every worker and host of the run, so a worker can resume an image
@@ -41,11 +43,12 @@ from agent.manifest import (
     append_claims,
     append_row,
     assign_names,
+    check_own,
     read_claims,
     read_manifest,
     seal_manifest,
 )
-from agent.runlock import RunLock
+from agent.runlock import RunLock, check_free
 from agent.state import Settings
 from agent.worker import Worker, init_pool_worker, pool_process
 
@@ -93,7 +96,8 @@ class BatchPlan:
 
 
 def check_new_run(out: Path, resume: bool) -> None:
-    """Refuse to write into a folder that already holds a run, unless resuming it."""
+    """Refuse a folder another run is writing (naming it), or one that already holds a run unless resuming it."""
+    check_free(out)
     if not resume and ((out / MANIFEST).exists() or (out / CLAIMS).exists()):
         raise FileExistsError(
             f"{out}: already holds a run ({MANIFEST}); pass --resume to continue it or pick another --out"
@@ -167,6 +171,7 @@ def plan_batch(
                             " (use --recursive for sub-folders)"))  # fmt: skip
     warnings: list[str] = []
     warn_all = (lambda m: (warnings.append(m), warn(m))) if warn else warnings.append
+    check_own(out / CLAIMS)  # a link, FIFO or folder planted under the names: refused before anything is read
     seal_manifest(out)
     previous = read_manifest(out, warn_all)
     claims = read_claims(out, warn_all)
@@ -215,19 +220,25 @@ def refused_row(item: Item, reason: str) -> dict:
 
 
 @contextmanager
-def interruptible() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Interrupted` (SIGINT already raises KeyboardInterrupt) while the block runs."""
+def interruptible() -> Iterator[list[int]]:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted` while the block runs; yields the signals caught so far.
+
+    An exception raised from a signal handler can be swallowed, or turned into another one, by library code it lands
+    in (numpy's C code makes it a TypeError): the list lets the caller see a signal whose exception never reached it.
+    """
+    caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
 
     def raise_interrupted(signum, frame):
+        caught.append(signum)
         raise Interrupted(signum)
 
     old_term = signal.signal(signal.SIGTERM, raise_interrupted)
     old_int = signal.signal(signal.SIGINT, raise_interrupted)
     try:
-        yield
+        yield caught
     finally:
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, old_int)
@@ -291,7 +302,7 @@ def run_batch(
     if pooled:
         check_backends(backends)
     existed = out.exists()
-    with interruptible(), RunLock(out) as lock:
+    with interruptible() as caught, RunLock(out) as lock:
         try:
             plan = plan_batch(inputs, out, resume, recursive=recursive, follow_symlinks=follow_symlinks,
                               warn=on_warning, scanned=scanned)  # fmt: skip
@@ -316,7 +327,12 @@ def run_batch(
             if worker is not None:
                 worker.protect = plan.protect
                 for it in plan.todo:
-                    record(worker.process(it, out, on_update=on_update, checkpoint=checkpoint))
+                    row = worker.process(it, out, on_update=on_update, checkpoint=checkpoint)
+                    if caught:  # the signal's exception was lost in library code: a failure may be that, not a fault
+                        if row["status"] != "failed":
+                            record(row)
+                        raise Interrupted(caught[0])
+                    record(row)
             else:
                 _run_pool(plan, backends, settings, limit, workers, checkpoint, record)
         except Interrupted as e:

@@ -135,7 +135,7 @@ def diagnose(
 
         write_jsonl_atomic(out, (r.model_dump(mode="json") for r in records))
     if failures:
-        stderr.print(f"{len(failures)} of {len(files)} image(s) failed:", highlight=False)
+        stderr.print(f"{len(failures)} of {len(files) + len(refused)} image(s) failed:", highlight=False)
         for path, msg in failures:
             stderr.print(f"  {msg}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)

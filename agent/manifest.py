@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from reasoner.files import DiskFullError, is_disk_full
+from reasoner.files import DiskFullError, is_disk_full, planted_reason
 
 MANIFEST = "manifest.jsonl"
 #: Names handed out, appended before any image is processed, so a name survives a crash before its manifest row.
@@ -79,6 +79,10 @@ def read_manifest(out: Path, warn: Callable[[str], None] | None = None) -> dict[
     """
     rows: dict[str, dict] = {}
     path = out / MANIFEST
+    if planted_reason(path):
+        if warn:
+            warn(f"{not_ours(path)}; not read")
+        return rows
     try:
         data = path.read_bytes() if path.is_file() else b""
     except OSError as e:
@@ -113,8 +117,20 @@ def append_row(out: Path, row: dict) -> None:
     _append_lines(out / MANIFEST, [row])
 
 
+def not_ours(path: Path) -> str:
+    """The one line saying ``path`` is in the way (see :func:`check_own`)."""
+    return f"{path}: {planted_reason(path)}, not a file rnr wrote; move it out of the way and run again"
+
+
+def check_own(path: Path) -> None:
+    """Refuse (FileExistsError) to write ``path`` when it is a symlink, folder, FIFO or device planted there."""
+    if planted_reason(path):
+        raise FileExistsError(not_ours(path))
+
+
 def _append_lines(path: Path, rows: list[dict]) -> None:
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    check_own(path)
     try:
         with open(path, "a", encoding="utf-8") as f:
             f.write(text)
@@ -130,6 +146,10 @@ def read_claims(out: Path, warn: Callable[[str], None] | None = None) -> dict[st
     """Output names handed out in ``out`` so far, by absolute input path (bad lines skipped with a warning)."""
     path = out / CLAIMS
     claims: dict[str, str] = {}
+    if planted_reason(path):
+        if warn:
+            warn(f"{not_ours(path)}; not read")
+        return claims
     try:
         data = path.read_bytes() if path.is_file() else b""
     except OSError:
@@ -166,6 +186,7 @@ def seal_manifest(out: Path) -> None:
 
 def seal_file(path: Path) -> None:
     """End a torn last line of a JSON Lines file."""
+    check_own(path)
     if path.is_file() and path.stat().st_size:
         with open(path, "rb+") as f:
             f.seek(-1, os.SEEK_END)
@@ -200,9 +221,18 @@ def assign_names(
     own stem, or that stem with the extension or a number appended, never one handed out to another input and never
     one whose image or trace already exists in ``out`` (a file no run here wrote).
     """
-    by_input = dict(claims)
+    # A name belongs to one input: the manifest's, else the first to claim it. A damaged or edited file naming a
+    # second input with it must not make the two share outputs (one would replace the other's).
+    owner: dict[str, str] = {}
     for row in previous.values():
-        by_input.setdefault(row.get("input_abs") or os.path.abspath(row["input"]), row["name"])
+        owner.setdefault(row["name"].lower(), row.get("input_abs") or os.path.abspath(row["input"]))
+    for key, name in claims.items():
+        owner.setdefault(name.lower(), key)
+    by_input = {key: name for key, name in claims.items() if owner[name.lower()] == key}
+    for row in previous.values():
+        key = row.get("input_abs") or os.path.abspath(row["input"])
+        if owner[row["name"].lower()] == key:
+            by_input.setdefault(key, row["name"])
     # Case-insensitive file systems fold a.png and A.png: names are compared folded.
     taken = {n.lower() for n in (*previous, *claims.values(), *RESERVED)} | {p.stem.lower() for p in _listing(out)}
     items = []

@@ -19,6 +19,10 @@ except ImportError:  # pragma: no cover - Windows: no flock; runs are not protec
     fcntl = None
 
 
+#: Folders a run keeps under ``.rnr`` (checked with the lock: a symlink there would take the run's writes elsewhere).
+KEPT_FOLDERS = ("work", "previews")
+
+
 class RunLockedError(RuntimeError):
     """Another live process holds the folder; ``str(err)`` is one line naming it and its pid."""
 
@@ -32,20 +36,30 @@ class RunLock:
         self.fd: int | None = None
 
     def acquire(self) -> RunLock:
-        """Take the lock, or raise :class:`RunLockedError` naming the holder's pid."""
+        """Take the lock, or raise :class:`RunLockedError` naming the holder's pid.
+
+        Raises:
+            RunLockedError: Another live run holds ``out``.
+            FileExistsError: ``.rnr`` or a file or folder the run keeps in it is a symlink, or the lock is not a
+                regular file: a run never writes through a link or into a FIFO planted there (one line naming it).
+
+        """
+        from reasoner.files import planted_reason
+
+        for p in (self.path.parent, *(self.path.parent / d for d in KEPT_FOLDERS), self.path):
+            why = planted_reason(p)
+            if why and (p == self.path or why != "is a folder"):  # the folders may be folders, nothing else may
+                raise FileExistsError(f"{p}: {why}, not what rnr keeps there; move it out of the way and run again")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.path, flags, 0o644)
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _holder(fd)
                 os.close(fd)
-                who = f"pid {holder.get('pid', '?')}"
-                who += f", started {holder['started']}" if "started" in holder else ""
-                raise RunLockedError(
-                    f"{self.out}: another rnr run is writing here ({who}); wait for it to finish or pick another --out"
-                ) from None
+                raise RunLockedError(_refusal(self.out, holder)) from None
         info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv[:8]}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -63,6 +77,31 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def check_free(out: str | os.PathLike) -> None:
+    """Raise :class:`RunLockedError` if a live run holds ``out`` now; creates nothing (for checks before the lock)."""
+    from reasoner.files import planted_reason
+
+    path = Path(out) / ".rnr" / "lock"
+    if fcntl is None or planted_reason(path):
+        return  # no lock to probe; RunLock.acquire refuses a planted one
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunLockedError(_refusal(Path(out), _holder(fd))) from None
+    finally:
+        os.close(fd)
+
+
+def _refusal(out: Path, holder: dict) -> str:
+    who = f"pid {holder.get('pid', '?')}"
+    who += f", started {holder['started']}" if "started" in holder else ""
+    return f"{out}: another rnr run is writing here ({who}); wait for it to finish or pick another --out"
 
 
 def _holder(fd: int) -> dict:

@@ -85,7 +85,10 @@ class Worker:
                 try:
                     state = run_graph(item.path, ctx, work, checkpointer=saver, thread=thread, on_update=on_update)
                 finally:
-                    saver.conn.close()
+                    # An interrupt can leave a checkpoint write in flight in LangGraph's background thread; closing
+                    # the connection under it crashes SQLite (SIGSEGV). The saver's lock waits for that write.
+                    with saver.lock:
+                        saver.conn.close()
                 if not complete(state):
                     raise IncompleteState(f"thread {thread} ended without a decided, exported state")
                 return state
@@ -136,7 +139,8 @@ class Worker:
             if _disk_full(e):
                 if work is not None:
                     shutil.rmtree(work, ignore_errors=True)  # its temporary files only hold the disk full
-                raise e if isinstance(e, DiskFullError) else DiskFullError(out) from None
+                where = e.path if isinstance(e, DiskFullError) else out
+                raise DiskFullError(where, _more_needed(item.path, out, ctx.settings.max_attempts, e)) from None
             if isinstance(e, ImageLoadError):
                 error = str(e)
             elif isinstance(e, OSError | ValueError):
@@ -178,6 +182,22 @@ def complete(state: RestoreState) -> bool:
     if state.chosen is not None:
         arrays.append(Path(state.work_dir) / f"attempt{state.chosen}.npy")
     return all(p.is_file() for p in arrays)
+
+
+def _more_needed(path: Path, out: Path, attempts: int, err: BaseException) -> int | None:
+    """About how much more space than is free now the image needs, or at least what the failed write wanted.
+
+    An image's work files peak at a float32 RGB array of the input and one per attempt.
+    """
+    from reasoner.imageio import header_size
+
+    size = header_size(path)
+    peak = size[0] * size[1] * 12 * (1 + attempts) if size else 0
+    try:
+        free = shutil.disk_usage(out).free
+    except OSError:
+        free = 0
+    return max(peak - free, getattr(err, "needed", None) or 0) or None
 
 
 def _disk_full(e: BaseException | None) -> bool:

@@ -106,6 +106,26 @@ def special_file_reason(path: str | os.PathLike) -> str | None:
     return None
 
 
+def planted_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path``, a file or folder a program keeps for itself (a manifest, a lock), is not one it made, or None.
+
+    A symlink (writing would go through it to wherever it points, reading would leave the folder), or something
+    other than a regular file: a folder, FIFO, socket or device (opening a FIFO blocks). None when it is absent or a
+    regular file. Uses ``lstat`` only, so it never blocks.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return f"is a symlink (to {os.readlink(path)})"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    return "is a FIFO, socket or device"
+
+
 #: Query parameters whose values are secrets wherever a URL is shown or recorded.
 _SECRET_KEYS = re.compile(r"pass|pwd|token|secret|key|auth|cred|sig", re.IGNORECASE)
 

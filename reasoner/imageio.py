@@ -44,6 +44,9 @@ class PixelLimit(int):
         obj.why = why
         return obj
 
+    def __reduce__(self):  # travels to pool and Ray workers by pickle (int's own reduce drops ``why``)
+        return (PixelLimit, (int(self), self.why))
+
 
 def available_memory() -> int | None:
     """Bytes of memory available to this process now: MemAvailable, capped by a cgroup limit; None if unknown."""
@@ -424,6 +427,23 @@ def file_sha256(path: str | os.PathLike) -> str:
     finally:
         os.close(fd)
     return h.hexdigest()
+
+
+def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(width, height)`` an image file's header declares (its first 256 KB read safely), or None if unknown."""
+    try:
+        fd = _open_regular(os.fspath(path))
+    except ImageLoadError:
+        return None
+    try:
+        head = os.read(fd, 1 << 18)
+        Image.init()
+        with Image.open(io.BytesIO(head), formats=[f for f in _FORMATS if f in Image.OPEN]) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - a header PIL cannot read from this much is simply unknown
+        return None
+    finally:
+        os.close(fd)
 
 
 def _open_regular(shown: str) -> int:
