@@ -40,6 +40,7 @@ $(VENV)/.installed-hf: requirements/test.txt $(VENV)/.installed
 	touch $@
 
 test: venv $(VENV)/.installed-hf
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # Refresh the lock from pyproject.toml's ranges (newest releases that satisfy them), for this machine's Python.
