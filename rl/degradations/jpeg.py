@@ -1,4 +1,9 @@
-"""JPEG compression: block-DCT quantisation and chroma subsampling."""
+"""JPEG compression: block-DCT quantisation and chroma subsampling, once (4:2:0 or 4:4:4) or twice.
+
+All models use the IJG quantisation tables through Pillow's libjpeg-turbo. OpenCV's ``cv2.imencode`` (what MiO and
+BasicSR call) gives bit-identical pixels to the project's own 4:2:0 model at the same quality, so MiO's JPEG is
+:class:`JpegParams` with qualities 10-29, not a model of its own.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +54,113 @@ def describe_jpeg(p: JpegParams, f: dict) -> str:
     return f"synthesised JPEG compression at quality={p.quality} (4:2:0 chroma subsampling)"
 
 
+def _roundtrip(img8: np.ndarray, quality: int, subsampling: int) -> np.ndarray:
+    # uint8 HxWx3 through Pillow's JPEG encoder and decoder; subsampling 0 = 4:4:4, 2 = 4:2:0.
+    buf = io.BytesIO()
+    Image.fromarray(img8).save(buf, format="JPEG", quality=int(quality), subsampling=subsampling)
+    buf.seek(0)
+    with Image.open(buf) as decoded:
+        return np.asarray(decoded.convert("RGB"))
+
+
+@dataclass(frozen=True)
+class Jpeg444Params:
+    """JPEG compression at IJG ``quality`` with full-resolution chroma (4:4:4): blocks and ringing, no colour bleed."""
+
+    kind: ClassVar[str] = "jpeg"
+    quality: int
+
+    def __post_init__(self):
+        check(isinstance(self.quality, int | np.integer), f"JPEG quality must be an integer, got {self.quality!r}")
+        check_in("JPEG quality", self.quality, 1, 100)
+
+
+def sample_jpeg444(rng: np.random.Generator, *, quality: tuple[int, int] = (30, 95)) -> Jpeg444Params:
+    """Quality uniform integer in [30, 95] (Real-ESRGAN's ``jpeg_range``, inclusive)."""
+    return Jpeg444Params(int(rng.integers(quality[0], quality[1] + 1)))
+
+
+def apply_jpeg444(img: np.ndarray, params: Jpeg444Params) -> np.ndarray:
+    """Encode the uint8-rounded image at ``quality`` with 4:4:4 chroma and decode it back."""
+    out = _roundtrip(to_uint8(as_image(img)), params.quality, 0)
+    return out.astype(np.float32) / np.float32(255.0)
+
+
+def jpeg444_factors(params: Jpeg444Params, shape: tuple[int, ...]) -> dict:
+    """The schema's JPEG factors: the quality."""
+    return {"quality": int(params.quality)}
+
+
+def describe_jpeg444(p: Jpeg444Params, f: dict) -> str:
+    """The ground-truth observation of 4:4:4 JPEG compression ``p``."""
+    return f"synthesised JPEG compression at quality={p.quality} (4:4:4, no chroma subsampling)"
+
+
+@dataclass(frozen=True)
+class DoubleJpegParams:
+    """Two 4:2:0 JPEG compressions, ``first`` then ``quality``, the second grid shifted by ``(shift_x, shift_y)`` px.
+
+    A shift (0-7 px) is a crop between the two saves: the second 8x8 grid no longer lines up with the first.
+    """
+
+    kind: ClassVar[str] = "jpeg"
+    first: int
+    quality: int  # the second (last) compression
+    shift_x: int = 0
+    shift_y: int = 0
+
+    def __post_init__(self):
+        for name in ("first", "quality", "shift_x", "shift_y"):
+            value = getattr(self, name)
+            check(isinstance(value, int | np.integer), f"{name} must be an integer, got {value!r}")
+        check_in("first JPEG quality", self.first, 1, 100)
+        check_in("JPEG quality", self.quality, 1, 100)
+        check_in("grid shift x (px)", self.shift_x, 0, 7)
+        check_in("grid shift y (px)", self.shift_y, 0, 7)
+
+
+def sample_double_jpeg(
+    rng: np.random.Generator,
+    *,
+    first: tuple[int, int] = (30, 95),
+    quality: tuple[int, int] = (30, 95),
+    shifted: float = 0.5,
+) -> DoubleJpegParams:
+    """Both qualities uniform integers in [30, 95] (Real-ESRGAN's two JPEG stages); a grid shift with ``shifted`` 0.5.
+
+    Args:
+        rng: The random generator.
+        first: Inclusive range of the first quality.
+        quality: Inclusive range of the second quality.
+        shifted: Probability of a crop between the saves (shift 1-7 px on each axis, uniform, else aligned).
+
+    """
+    q1 = int(rng.integers(first[0], first[1] + 1))
+    q2 = int(rng.integers(quality[0], quality[1] + 1))
+    dx, dy = (int(v) for v in rng.integers(1, 8, 2)) if rng.random() < shifted else (0, 0)
+    return DoubleJpegParams(q1, q2, dx, dy)
+
+
+def apply_double_jpeg(img: np.ndarray, params: DoubleJpegParams) -> np.ndarray:
+    """Compress at ``first``, shift the grid (edge-padded), compress at ``quality``, undo the shift."""
+    p = params
+    once = _roundtrip(to_uint8(as_image(img)), p.first, 2)
+    padded = np.pad(once, ((p.shift_y, 0), (p.shift_x, 0), (0, 0)), mode="edge")
+    twice = _roundtrip(padded, p.quality, 2)[p.shift_y :, p.shift_x :]
+    return np.ascontiguousarray(twice, dtype=np.float32) / np.float32(255.0)
+
+
+def double_jpeg_factors(params: DoubleJpegParams, shape: tuple[int, ...]) -> dict:
+    """The schema's JPEG factors: the lower of the two qualities (the one whose quantisation dominates)."""
+    return {"quality": int(min(params.first, params.quality))}
+
+
+def describe_double_jpeg(p: DoubleJpegParams, f: dict) -> str:
+    """The ground-truth observation of double compression ``p``."""
+    grid = f", grid shifted by ({p.shift_x}, {p.shift_y}) px" if p.shift_x or p.shift_y else ", grids aligned"
+    return f"synthesised double JPEG compression at quality={p.first} then {p.quality} (4:2:0){grid}"
+
+
 #: This kind's models; :data:`rl.degradations.MODELS` files them by kind and name.
 MODELS = (
     DegradationModel(
@@ -60,5 +172,26 @@ MODELS = (
         factors=jpeg_factors,
         describe=describe_jpeg,
         source="reason-restore's own protocol: ranges spread the severities of reasoner.kinds evenly",
+    ),
+    DegradationModel(
+        kind="jpeg",
+        name="444",
+        params=Jpeg444Params,
+        sample=sample_jpeg444,
+        apply=apply_jpeg444,
+        factors=jpeg444_factors,
+        describe=describe_jpeg444,
+        source="IJG libjpeg (Pillow) without chroma subsampling; Real-ESRGAN's jpeg_range [30, 95]",
+    ),
+    DegradationModel(
+        kind="jpeg",
+        name="double",
+        params=DoubleJpegParams,
+        sample=sample_double_jpeg,
+        apply=apply_double_jpeg,
+        factors=double_jpeg_factors,
+        describe=describe_double_jpeg,
+        source="Real-ESRGAN second-order degradation (two JPEG stages, Wang et al. 2021); misaligned double "
+        "compression as in JPEG forensics (Bianchi & Piva 2012)",
     ),
 )
