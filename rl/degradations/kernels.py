@@ -2,7 +2,8 @@
 
 Both are :func:`restorer.operators.kernels.stroke_kernel` (the one home of the kernel shape, which the restorer
 deconvolves with), in float32 and without the restorer's clamping and rounding of radius, length and direction:
-synthesised parameters reach the kernel exactly as sampled.
+synthesised parameters reach the kernel exactly as sampled. :func:`equivalent_sigma` and :func:`equivalent_motion`
+read the schema's blur and motion factors off any kernel by its second moments.
 """
 
 from __future__ import annotations

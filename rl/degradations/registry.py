@@ -1,8 +1,9 @@
 """The registry of synthesis models, keyed by :data:`reasoner.kinds.KINDS`, and what works on any of them.
 
 :data:`MODELS` maps each kind to its models by name; :data:`DEFAULT_MODEL` (``"rnr"``) is the one sampled unless a
-caller names another. Parameters identify their model by their class, so :func:`apply` and :func:`factors` need
-no kind switch, and a new model needs no edit here beyond its registration.
+caller names another (one name or several per kind; :func:`models_except` lists all but some, for leave-models-out
+mixtures). Parameters identify their model by their class, so :func:`apply` and :func:`factors` need no kind
+switch, and a new model needs no edit here beyond its registration.
 """
 
 from __future__ import annotations
@@ -83,26 +84,41 @@ def model_of(params: object) -> DegradationModel:
     raise ValueError(f"not degradation parameters: {params!r}")
 
 
+def models_except(*names: str) -> dict[str, tuple[str, ...]]:
+    """Every kind's model names other than ``names``, for ``sample_ops(models=...)``: a leave-models-out mixture.
+
+    >>> models_except("rnr")["jpeg"]
+    ('444', 'double')
+    """
+    return {k: tuple(n for n in by_name if n not in names) for k, by_name in MODELS.items()}
+
+
 def sample_ops(
     rng: np.random.Generator,
     kinds: Sequence[str] | None = None,
     n_kinds: int | tuple[int, int] = 1,
-    models: Mapping[str, str] | None = None,
+    models: Mapping[str, str | Sequence[str]] | None = None,
+    *,
+    shuffled: bool = False,
 ) -> list[Params]:
-    """Sample parameters for distinct kinds, returned in physical order.
+    """Sample parameters for distinct kinds, returned in physical order (or shuffled).
 
     Args:
         rng: the random generator.
         kinds: the kinds to sample, used as given (even several low-pass ones); ``None`` draws them.
         n_kinds: how many kinds to draw, or an inclusive ``(low, high)`` range; 0 is a clean sample. Draws are
             uniform over the sets holding at most one of :data:`LOW_PASS_KINDS`.
-        models: the model name to sample per kind (:data:`MODELS`); :data:`DEFAULT_MODEL` for kinds not named.
+        models: per kind, the model name to sample (:data:`MODELS`) or several names, one drawn uniformly per
+            call (see :func:`models_except`); :data:`DEFAULT_MODEL` for kinds not named.
+        shuffled: return the ops in a random order (BSRGAN's shuffled degradations, drawn after the parameters);
+            apply them with ``apply(img, ops, keep_order=True)``. The ground truth is the same either way: one
+            entry per kind.
 
     >>> [op.kind for op in sample_ops(np.random.default_rng(0), ["jpeg", "haze"])]
     ['haze', 'jpeg']
 
     """
-    models = dict(models or {})
+    models = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in (models or {}).items()}
     if kinds is None:
         lo, hi = (n_kinds, n_kinds) if isinstance(n_kinds, int | np.integer) else n_kinds
         check(0 <= lo <= hi <= len(KINDS) - len(LOW_PASS_KINDS) + 1, f"bad n_kinds {n_kinds!r}")
@@ -111,10 +127,19 @@ def sample_ops(
         kinds = valid[int(rng.integers(len(valid)))]
     check(all(k in KINDS for k in kinds), f"unknown kinds in {list(kinds)}; known: {list(KINDS)}")
     check(len(set(kinds)) == len(kinds), f"kinds must be distinct, got {list(kinds)}")
-    for k, name in models.items():
-        check(name in MODELS.get(k, {}), f"unknown {k} model {name!r}; known: {sorted(MODELS.get(k, {}))}")
+    for k, names in models.items():
+        check(k in KINDS and len(names) > 0, f"models needs a known kind and at least one name, got {k!r}: {names}")
+        for name in names:
+            check(name in MODELS[k], f"unknown {k} model {name!r}; known: {sorted(MODELS[k])}")
     ordered_kinds = sorted(kinds, key=lambda k: KINDS[k].order)
-    return [MODELS[k][models.get(k, DEFAULT_MODEL)].sample(rng) for k in ordered_kinds]
+    ops = []
+    for k in ordered_kinds:
+        names = models.get(k, (DEFAULT_MODEL,))
+        name = names[0] if len(names) == 1 else names[int(rng.integers(len(names)))]  # one name: no draw
+        ops.append(MODELS[k][name].sample(rng))
+    if shuffled:
+        ops = [ops[i] for i in rng.permutation(len(ops))]
+    return ops
 
 
 def ordered(ops: Sequence[Params]) -> list[Params]:
@@ -129,13 +154,15 @@ def ordered(ops: Sequence[Params]) -> list[Params]:
     return sorted(ops, key=lambda op: KINDS[op.kind].order)
 
 
-def apply(img: np.ndarray, ops: Sequence[Params]) -> np.ndarray:
+def apply(img: np.ndarray, ops: Sequence[Params], *, keep_order: bool = False) -> np.ndarray:
     """Apply ``ops`` (at most one per kind) in physical order (:data:`reasoner.kinds.KINDS`); returns a new image.
 
-    ``img`` is ``float32 HxWx3 RGB in [0, 1]`` (other float dtypes are converted) and is not modified.
+    ``img`` is ``float32 HxWx3 RGB in [0, 1]`` (other float dtypes are converted) and is not modified. With
+    ``keep_order`` the ops are applied as listed (a shuffled mixture, a literature protocol's order).
     """
     out = as_image(img).copy()
-    for op in ordered(ops):
+    sequence = ordered(ops)
+    for op in ops if keep_order else sequence:
         out = model_of(op).apply(out, op)
     return out
 
