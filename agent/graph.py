@@ -12,6 +12,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -20,11 +21,12 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel
 
+from agent import policy
+from agent.policy import Final, record_of
 from agent.state import Context, RestoreState
 from agent.trace import AttemptTrace, ReviewTrace, Trace
-from reasoner.common import one_line
+from reasoner.common import as_rgb_float, one_line
 from reasoner.imageio import from_array, load_image
-from reasoner.kinds import LOWPASS
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
 from restorer.base import ReferenceImage, RestoreOutput
 from restorer.metrics import structure_score
@@ -85,7 +87,7 @@ def retrieve(state: RestoreState, ctx: Context) -> dict:
 ACCEPT = "accept"
 
 
-def route_retrieved(state: RestoreState, runtime: Runtime[Context]) -> str:
+def route_retrieved(state: RestoreState, runtime: Runtime[Context]) -> Literal["review", "plan"]:
     """After retrieve: stop for a person's review when the run asks for one, else straight on to plan."""
     return "review" if runtime.context.review else "plan"
 
@@ -115,7 +117,7 @@ def review(state: RestoreState, ctx: Context) -> dict:
                 raise ValueError(f"overall_severity {edited.overall_severity} does not match the severities "
                                  f"(1 - prod(1 - severity) = {overall:.3f})")  # fmt: skip
         except ValueError as e:  # pydantic's ValidationError included
-            payload = {**payload, "error": " ".join(str(e).split())[:2000]}
+            payload = {**payload, "error": one_line(e)[:2000]}
             continue
         changes = record_changes(proposed, edited)
         if not changes:
@@ -160,50 +162,26 @@ def record_changes(before: DiagnosisRecord, after: DiagnosisRecord) -> list[str]
     return out
 
 
-def _record_of(state: RestoreState, source: int | None) -> DiagnosisRecord:
-    return state.record if source is None else state.attempts[source].record_after
-
-
 @_timed("plan")
 def plan(state: RestoreState, ctx: Context) -> dict:
-    """First plan from the diagnosis; on a retry, adjust it from how the last attempt went."""
+    """First plan from the diagnosis; on a retry, the plan of the retry the policy calls for (:mod:`agent.policy`)."""
     if not state.attempts:
         first = plan_from_record(state.record)
-        if not first.operations:
-            return {"plan": first, "plan_source": None, "decision": "unchanged", "chosen": None,
-                    "decision_reason": "no degradation detected; input returned unchanged"}  # fmt: skip
+        if not first.operations:  # nothing to restore: the decision is final before any attempt
+            return {"plan": first, "plan_source": None, **_final(policy.conclude(state.record, [], ctx.settings))}
         return {"plan": first, "plan_source": None}
-    last = state.attempts[-1]
-    original = {d.kind for d in state.record.detected()}
-    prev = {op.kind: op.strength for op in last.plan.operations}
+    step = policy.decide(state.record, state.attempts, ctx.settings)
+    if isinstance(step, Final):  # decide routes here only to retry; the same inputs give the same step
+        return _final(step)
+    new = policy.retry_plan(step, state.record, state.attempts)
+    update = {"plan": new, "plan_source": step.source}
+    if not new.operations:  # every kind left out: nothing left to try, the decision is final
+        update |= _final(policy.conclude(state.record, state.attempts, ctx.settings))
+    return update
 
-    def rescaled(source: int | None, factor: float, kinds: set[str] | None = None, skip: set[str] | None = None):
-        # Each kind keeps its own strength (the first plan weights them by confidence), scaled by ``factor``.
-        new = plan_from_record(_record_of(state, source), skip=skip)
-        for op in new.operations:
-            scale = factor if kinds is None or op.kind in kinds else 1.0
-            op.strength = round(min(prev.get(op.kind, op.strength) * scale, 3.0), 4)
-        return new
 
-    if last.verdict == "better":
-        # Residual degradation after an improvement means the diagnosis under-estimated it. Restore the same source
-        # again, stronger on the residual kinds only, rather than restoring the restored image: deconvolving twice
-        # compounds ringing. Kinds the input did not have (restorer artefacts) are not chased.
-        return {"plan": rescaled(last.source, 1.3, kinds=_strengthenable(last, original)), "plan_source": last.source}
-    source = last.source
-    if last.verdict == "no_change":
-        return {"plan": rescaled(source, 1.5), "plan_source": source}
-    # Worse, drifted or failed: start again from the same source at half strength; after a second failure in a
-    # row also leave out the kinds that got worse. With nothing left to try, the decision is final.
-    skip: set[str] = set()
-    failures = ("worse", "drift", "failed")
-    if len(state.attempts) >= 2 and state.attempts[-2].verdict in failures:
-        before = _record_of(state, source).severities()
-        skip = {k for k, v in last.severity_after.items() if v > before.get(k, 0.0) + 0.05}
-    new = rescaled(source, 0.5, skip=skip)
-    if not new.operations:
-        return {"plan": new, "plan_source": source, **_final(state, ctx.settings.min_gain)}
-    return {"plan": new, "plan_source": source}
+def _final(step: Final) -> dict:
+    return {"decision": step.decision, "chosen": step.chosen, "decision_reason": step.reason}
 
 
 @_timed("restore")
@@ -218,15 +196,10 @@ def restore(state: RestoreState, ctx: Context) -> dict:
     refs = []
     if state.plan.use_references and ctx.library is not None:
         refs = [ReferenceImage(ctx.library.load_pixels(r), r.score, r.id) for r in state.references]
+    record = record_of(state.record, state.attempts, state.plan_source)
     t0 = time.perf_counter()
     try:
-        out = ctx.restorer.restore(src, _record_of(state, state.plan_source), refs, state.plan)
-        if isinstance(out, np.ndarray):  # a restorer written before RestoreOutput: pixels without a run report
-            out = RestoreOutput(out)
-        elif not isinstance(out, RestoreOutput):
-            raise TypeError(
-                f"{type(ctx.restorer).__name__}.restore returned a {type(out).__name__}, not a RestoreOutput"
-            )
+        out = _checked(ctx.restorer, ctx.restorer.restore(src, record, refs, state.plan), src.shape)
     except Exception as e:  # a backend failure is an attempt that failed, not a crashed run
         why = one_line(e, with_type=True)
         return {"pending": None, "pending_s": time.perf_counter() - t0, "pending_error": why, "pending_run": None}
@@ -239,6 +212,19 @@ def restore(state: RestoreState, ctx: Context) -> dict:
     }
 
 
+def _checked(restorer, out, shape: tuple[int, ...]) -> RestoreOutput:
+    """What a restorer returned, checked: a :class:`RestoreOutput` of a float RGB image of the input's shape."""
+    name = type(restorer).__name__
+    if isinstance(out, np.ndarray):  # a restorer written before RestoreOutput: pixels without a run report
+        out = RestoreOutput(out)
+    elif not isinstance(out, RestoreOutput):
+        raise TypeError(f"{name}.restore returned a {type(out).__name__}, not a RestoreOutput")
+    pixels = as_rgb_float(out.pixels, f"{name}.restore output")
+    if pixels.shape != shape:
+        raise ValueError(f"{name}.restore output: shape {pixels.shape}, the input's is {shape}")
+    return RestoreOutput(pixels, out.run)
+
+
 def _jsonable(run: dict) -> dict:
     """``run`` as plain JSON values (tuples to lists, numpy scalars to numbers), so it checkpoints and exports."""
     return json.loads(json.dumps(run, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
@@ -248,7 +234,7 @@ def _jsonable(run: dict) -> dict:
 def rescore(state: RestoreState, ctx: Context) -> dict:
     """Diagnose the attempt with the scorer and judge it against its source."""
     t0 = time.perf_counter()
-    source_rec = _record_of(state, state.plan_source)
+    source_rec = record_of(state.record, state.attempts, state.plan_source)
     if state.pending is None:
         failed = AttemptTrace(
             index=len(state.attempts), source=state.plan_source, plan=state.plan, record_after=None,
@@ -260,15 +246,7 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     rec = ctx.scorer.diagnose(from_array(out))
     source_overall = source_rec.overall_severity
     structure = structure_score(np.load(state.input_npy), out)
-    s = ctx.settings
-    if structure < s.min_structure:
-        verdict, reason = "drift", f"structure {structure:.2f} below {s.min_structure:.2f}: the content moved"
-    elif rec.overall_severity < source_overall - s.min_gain:
-        verdict, reason = "better", f"overall severity {source_overall:.2f} -> {rec.overall_severity:.2f}"
-    elif rec.overall_severity > source_overall + s.min_gain:
-        verdict, reason = "worse", f"overall severity rose {source_overall:.2f} -> {rec.overall_severity:.2f}"
-    else:
-        verdict, reason = "no_change", f"overall severity {source_overall:.2f} -> {rec.overall_severity:.2f}"
+    verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings)
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
@@ -285,57 +263,19 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     return {"attempts": [*state.attempts, attempt], "pending": None}
 
 
-def _best(state: RestoreState, min_gain: float) -> int | None:
-    ok = [
-        a
-        for a in state.attempts
-        if a.verdict == "better" and a.overall_after < state.record.overall_severity - min_gain
-    ]
-    return min(ok, key=lambda a: a.overall_after).index if ok else None
-
-
-def _strengthenable(last: AttemptTrace, original: set[str]) -> set[str]:
-    """Kinds the input had that ``last`` left behind and a stronger pass may still remove."""
-    if last.record_after is None:
-        return original
-    # Low-pass kinds are deconvolved: a residual means the kernel was off, not too weak, and a wider kernel rings (a
-    # 30% wider one cost 7 dB on a held-out photo) while the scorer sees only a sharper image.
-    return ({d.kind for d in last.record_after.detected()} & original) - LOWPASS
-
-
 @_timed("decide")
 def decide(state: RestoreState, ctx: Context) -> dict:
-    """Accept, retry (bounded), or roll back to the best attempt; never return something the scorer rates worse."""
-    s = ctx.settings
-    last = state.attempts[-1]
-    original = {d.kind for d in state.record.detected()}
-    residual = _strengthenable(last, original)
-    can_retry = len(state.attempts) < s.max_attempts
-    if can_retry and last.verdict == "better" and last.overall_after >= s.done_below and residual:
-        return {"decision": None}
-    if can_retry and last.verdict in ("worse", "drift", "no_change", "failed"):
-        return {"decision": None}
-    return _final(state, s.min_gain)
+    """Accept, retry (bounded), or roll back to the best attempt, as :func:`agent.policy.decide` says."""
+    step = policy.decide(state.record, state.attempts, ctx.settings)
+    return _final(step) if isinstance(step, Final) else {"decision": None}
 
 
-def _final(state: RestoreState, min_gain: float) -> dict:
-    """The decision once no retry is left: the best attempt, or the input unchanged."""
-    best = _best(state, min_gain)
-    if best is None:
-        why = f"no attempt improved on the input ({len(state.attempts)} tried); input returned"
-        return {"decision": "unchanged", "chosen": None, "decision_reason": why}
-    kind = "accepted" if best == state.attempts[-1].index else "rolled_back"
-    a = state.attempts[best]
-    why = f"attempt {best}: overall severity {state.record.overall_severity:.2f} -> {a.overall_after:.2f}"
-    return {"decision": kind, "chosen": best, "decision_reason": why}
-
-
-def route_plan(state: RestoreState) -> str:
+def route_plan(state: RestoreState) -> Literal["restore", "export"]:
     """After plan: restore, or export at once when there is nothing to do."""
     return "export" if state.decision is not None else "restore"
 
 
-def route(state: RestoreState) -> str:
+def route(state: RestoreState) -> Literal["plan", "export"]:
     """After decide: retry through plan, or export."""
     return "plan" if state.decision is None else "export"
 

@@ -1,4 +1,4 @@
-"""Graph state (checkpointed) and run context (backends, never checkpointed).
+"""Graph state (checkpointed), run settings, and the run context (backends, never checkpointed).
 
 Pixels do not live in the state: each image is a ``.npy`` file in the run's work directory and the state holds
 its path, so checkpoints stay small and a resumed run finds every intermediate result.
@@ -7,18 +7,21 @@ its path, so checkpoints stay small and a resumed run finds every intermediate r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol, runtime_checkable
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from agent.trace import AttemptTrace, Decision, ReviewTrace, Trace
+from reasoner.registry import Reasoner
 from reasoner.schema import DiagnosisRecord, ImageInfo
+from restorer.base import Restorer
 from restorer.plan import Plan
 from retrieval.base import Reference
 
 
 class Settings(BaseModel):
-    """Knobs of the decide loop; recorded in the trace."""
+    """Knobs of the decide loop (:mod:`agent.policy`); recorded in the trace and hashed into thread ids."""
 
     max_attempts: int = Field(3, ge=1, le=10, description="Restore attempts per image, retries included.")
     min_structure: float = Field(
@@ -27,6 +30,29 @@ class Settings(BaseModel):
     min_gain: float = Field(0.02, ge=0, le=1, description="Overall-severity drop that counts as an improvement.")
     done_below: float = Field(0.1, ge=0, le=1, description="Stop retrying once overall severity is below this.")
     top_k: int = Field(3, ge=0, le=20, description="References to retrieve.")
+    residual_factor: float = Field(
+        1.3,
+        ge=1,
+        le=3,
+        description="After an improvement that left some of the input's kinds behind: strength factor on those "
+        "kinds for the next try (low-pass kinds excepted: a wider deconvolution kernel rings).",
+    )
+    no_change_factor: float = Field(
+        1.5, ge=1, le=3, description="After an attempt that changed nothing: strength factor on every kind."
+    )
+    failure_factor: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="After an attempt that made things worse, drifted or failed: strength factor on every kind.",
+    )
+    worsened_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="A kind whose severity rose by more than this over its source's counts as made worse; after a "
+        "second harmful attempt in a row such kinds are left out of the next try.",
+    )
 
 
 class RestoreState(BaseModel):
@@ -53,16 +79,37 @@ class RestoreState(BaseModel):
     review: ReviewTrace | None = None  # set by the review node when a person reviewed the diagnosis
 
 
+@runtime_checkable
+class Library(Protocol):
+    """A reference library as the graph uses it (:class:`retrieval.library.ReferenceLibrary` is one)."""
+
+    def search(self, image_or_vector, k: int = 5) -> list[Reference]:
+        """Up to ``k`` references most similar to the image, best first, none below the library's threshold."""
+        ...
+
+    def load_pixels(self, ref: Reference) -> np.ndarray:
+        """A reference's pixels: ``float32 HxWx3 RGB in [0, 1]``."""
+        ...
+
+    def close(self) -> None:
+        """Release the library's files."""
+        ...
+
+
 @dataclass
 class Context:
-    """Backends and settings for a run, handed to nodes through LangGraph's runtime context."""
+    """Backends and settings for a run, handed to nodes through LangGraph's runtime context.
 
-    reasoner: Any
-    scorer: Any
-    restorer: Any
-    library: Any | None = None
+    Built by :meth:`agent.backends.Backends.load` (or :func:`agent.backends.make_context`); tests may put any
+    object with the Protocol's methods in a field.
+    """
+
+    reasoner: Reasoner
+    scorer: Reasoner
+    restorer: Restorer
+    library: Library | None = None
     settings: Settings = field(default_factory=Settings)
-    backends: dict[str, str] = field(default_factory=dict)
+    backends: dict[str, str] = field(default_factory=dict)  # names recorded in traces (see Backends.tags)
     # Stop after retrieval for a person to review the diagnosis (``rnr ui``). A run-time choice, not a setting:
     # Settings are hashed into thread ids and recorded in traces, and an unattended run must not change.
     review: bool = False

@@ -1,0 +1,220 @@
+"""The decide policy (``agent/policy.py``) as tables of cases: verdicts, retries, final decisions, retry plans.
+
+No graph, no pixels: each case is a record, the attempts so far and settings, and the step the policy must take.
+"""
+
+import pytest
+from pydantic import ValidationError
+from test_schema import FACTORS, make_record
+
+from agent.policy import MAX_STRENGTH, Final, Retry, conclude, decide, judge, per_kind, retry_plan
+from agent.state import Settings
+from agent.trace import AttemptTrace
+from reasoner.schema import combined_severity, make_degradation
+from restorer.plan import Operation, Plan, plan_from_record
+
+
+def record(**severities: float):
+    """A diagnosis with these kinds at these severities (confidence 0.9, so plans weigh every kind fully)."""
+    degs = [make_degradation(k, s, 0.9, **FACTORS[k]) for k, s in severities.items()]
+    return make_record(degradations=degs, overall_severity=combined_severity(degs))
+
+
+#: The input every case restores: noisy (0.6) and blurred (0.5), overall 0.8.
+INPUT = record(noise=0.6, blur=0.5)
+
+
+def attempt(index: int, verdict: str, after: dict | None, strengths: dict | None = None, source=None) -> AttemptTrace:
+    """Attempt ``index`` judged ``verdict``; ``after`` is what the scorer saw (None: the restorer failed)."""
+    rec = record(**after) if after is not None else None
+    sev = rec.severities() if rec is not None else INPUT.severities()
+    ops = [Operation(kind=k, severity=INPUT.severity(k), strength=v) for k, v in (strengths or {"noise": 1.0}).items()]
+    return AttemptTrace(index=index, source=source, plan=Plan(operations=ops), record_after=rec, severity_after=sev,
+                        overall_after=rec.overall_severity if rec else INPUT.overall_severity, structure=0.99,
+                        verdict=verdict, reason="-", elapsed_s=0.0)  # fmt: skip
+
+
+def better(i, **after):
+    return attempt(i, "better", after)
+
+
+S = Settings()
+
+#: (attempts so far, settings, the step decide must take).
+DECIDE = {
+    # residual noise after an improvement: the same source again, stronger on noise only
+    "better, noise left": ([better(0, noise=0.3)], S, Retry("stronger", None, per_kind(1.3, frozenset({"noise"})))),
+    # only low-pass residue (blur): a wider deconvolution kernel would ring, so accept
+    "better, only blur left": (
+        [better(0, blur=0.3)],
+        S,
+        Final("accepted", 0, "attempt 0: overall severity 0.80 -> 0.30"),
+    ),
+    # kinds the input did not have (restorer artefacts) are not chased
+    "better, only new kinds": (
+        [better(0, jpeg=0.4)],
+        S,
+        Final("accepted", 0, "attempt 0: overall severity 0.80 -> 0.40"),
+    ),
+    # below done_below: good enough
+    "better, done": ([better(0, noise=0.05)], S, Final("accepted", 0, "attempt 0: overall severity 0.80 -> 0.05")),
+    # residue but no attempt left
+    "better, out of attempts": (
+        [better(0, noise=0.5), better(1, noise=0.4), better(2, noise=0.3)],
+        S,
+        Final("accepted", 2, "attempt 2: overall severity 0.80 -> 0.30"),
+    ),
+    # nothing changed: bolder on every kind
+    "no change": ([attempt(0, "no_change", {"noise": 0.6, "blur": 0.5})], S, Retry("bolder", None, per_kind(1.5))),
+    # the first harmful attempt: gentler, nothing left out yet
+    "worse once": ([attempt(0, "worse", {"noise": 0.9, "blur": 0.5})], S, Retry("gentler", None, per_kind(0.5))),
+    # a second harmful attempt in a row: also leave out what it made worse than the input had it (noise +0.3)
+    "drift twice": (
+        [attempt(0, "worse", {"noise": 0.9, "blur": 0.5}), attempt(1, "drift", {"noise": 0.9, "blur": 0.52})],
+        S,
+        Retry("gentler", None, per_kind(0.5), frozenset({"noise"})),
+    ),
+    # a rise within worsened_margin (blur +0.04) is not "made worse"
+    "worse twice, small rise": (
+        [attempt(0, "failed", None), attempt(1, "worse", {"noise": 0.6, "blur": 0.54})],
+        S,
+        Retry("gentler", None, per_kind(0.5)),
+    ),
+    # failed twice: the failed attempt's severities are its source's, so nothing counts as made worse
+    "failed twice": (
+        [attempt(0, "failed", None), attempt(1, "failed", None)],
+        S,
+        Retry("gentler", None, per_kind(0.5)),
+    ),
+    # harmful after an improvement is not two in a row
+    "better then worse": (
+        [better(0, noise=0.3), attempt(1, "worse", {"noise": 0.9})],
+        S,
+        Retry("gentler", None, per_kind(0.5)),
+    ),
+    # out of attempts after a harmful one: roll back to the best earlier attempt
+    "worse last, roll back": (
+        [better(0, noise=0.3), better(1, noise=0.2), attempt(2, "worse", {"noise": 0.9})],
+        S,
+        Final("rolled_back", 1, "attempt 1: overall severity 0.80 -> 0.20"),
+    ),
+    # nothing ever improved: the input is returned
+    "all failed": (
+        [attempt(i, "failed", None) for i in range(3)],
+        S,
+        Final("unchanged", None, "no attempt improved on the input (3 tried); input returned"),
+    ),
+    # "better" than its source but not by min_gain against the input: not returned
+    "better by too little": (
+        [better(0, noise=0.6, blur=0.49)],
+        Settings(max_attempts=1),
+        Final("unchanged", None, "no attempt improved on the input (1 tried); input returned"),
+    ),
+    # equal overall severities: the first such attempt wins
+    "tie": (
+        [better(0, noise=0.3), better(1, noise=0.3)],
+        Settings(max_attempts=2),
+        Final("rolled_back", 0, "attempt 0: overall severity 0.80 -> 0.30"),
+    ),
+    # the factors come from the settings
+    "settings' factors": (
+        [better(0, noise=0.3)],
+        Settings(residual_factor=2.0),
+        Retry("stronger", None, per_kind(2.0, frozenset({"noise"}))),
+    ),
+    # a retry restores the same source as the attempt it follows
+    "source kept": (
+        [better(0, noise=0.3), attempt(1, "no_change", {"noise": 0.3}, source=0)],
+        S,
+        Retry("bolder", 0, per_kind(1.5)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DECIDE)
+def test_decide(case):
+    attempts, settings, expected = DECIDE[case]
+    assert decide(INPUT, attempts, settings) == expected
+
+
+#: (structure, source's overall, attempt's overall, verdict): min_structure 0.9, min_gain 0.02.
+JUDGE = [
+    (0.89, 0.8, 0.1, "drift"),  # content moved: drift, however much better it scores
+    (0.95, 0.8, 0.77, "better"),  # more than min_gain down
+    (0.95, 0.8, 0.78, "no_change"),  # exactly min_gain down is not an improvement
+    (0.95, 0.8, 0.82, "no_change"),  # nor exactly min_gain up a harm
+    (0.95, 0.8, 0.83, "worse"),  # more than min_gain up
+    (0.9, 0.8, 0.5, "better"),  # structure at the bound is kept
+]
+
+
+@pytest.mark.parametrize("structure, before, after, verdict", JUDGE)
+def test_judge(structure, before, after, verdict):
+    assert judge(structure, before, after, S)[0] == verdict
+
+
+def test_judge_reasons_are_the_traces():
+    assert judge(0.5, 0.8, 0.1, S)[1] == "structure 0.50 below 0.90: the content moved"
+    assert judge(0.95, 0.8, 0.9, S)[1] == "overall severity rose 0.80 -> 0.90"
+
+
+def test_conclude_without_attempts_returns_the_input():
+    # The first plan was empty: nothing was detected, nothing was tried.
+    assert conclude(INPUT, [], S) == Final("unchanged", None, "no degradation detected; input returned unchanged")
+
+
+#: (retry, strengths of the last attempt, expected strengths of the retry's plan in restoration order).
+PLANS = {
+    # each kind's own strength times its factor, rounded to 4 places
+    "stronger on noise": (
+        Retry("stronger", None, per_kind(1.3, frozenset({"noise"}))),
+        {"noise": 1.3, "blur": 0.7},
+        {"noise": 1.69, "blur": 0.7},
+    ),  # fmt: skip
+    # capped at the schema's bound
+    "capped": (
+        Retry("bolder", None, per_kind(1.5)),
+        {"noise": 2.5, "blur": 1.0},
+        {"noise": MAX_STRENGTH, "blur": 1.5},
+    ),
+    # a kind the last attempt lacked starts from the fresh plan's strength
+    "new kind": (Retry("gentler", None, per_kind(0.5)), {"noise": 0.5}, {"noise": 0.25, "blur": 0.5}),
+    # skipped kinds are left out
+    "skip": (Retry("gentler", None, per_kind(0.5), frozenset({"noise"})), {"noise": 1.0, "blur": 1.0}, {"blur": 0.5}),
+    # everything skipped: an empty plan (the graph then concludes)
+    "all skipped": (Retry("gentler", None, per_kind(0.5), frozenset({"noise", "blur"})), {"noise": 1.0}, {}),
+}
+
+
+@pytest.mark.parametrize("case", PLANS)
+def test_retry_plan(case):
+    retry, last, expected = PLANS[case]
+    plan = retry_plan(retry, INPUT, [attempt(0, "better", {"noise": 0.3}, strengths=last)])
+    assert {op.kind: op.strength for op in plan.operations} == expected
+    assert plan.kinds == [k for k in plan_from_record(INPUT).kinds if k in expected]  # restoration order kept
+
+
+def test_retry_plan_restores_the_sources_record():
+    # A retry of attempt 0's output plans from what the scorer saw there, not from the input's record.
+    first = attempt(0, "better", {"noise": 0.3})
+    plan = retry_plan(Retry("stronger", 0, per_kind(1.0)), INPUT, [first])
+    assert plan.kinds == ["noise"] and plan.operations[0].severity == 0.3
+
+
+def test_max_strength_is_the_schemas_bound():
+    assert MAX_STRENGTH == 3.0 == Operation.model_json_schema()["properties"]["strength"]["maximum"]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("failure_factor", 0.0),  # a retry at zero strength would do nothing
+        ("failure_factor", 1.5),  # "gentler" must not be stronger
+        ("residual_factor", 0.9),  # "stronger" must not be weaker
+        ("no_change_factor", 4.0),  # above the strength bound
+        ("worsened_margin", -0.1),
+    ],
+)
+def test_settings_refuse_factors_out_of_bounds(field, value):
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: value})
