@@ -13,7 +13,8 @@ import numpy as np
 from reasoner.kinds import LOWPASS
 from reasoner.schema import DiagnosisRecord
 from restorer.base import ReferenceImage, RestoreOutput
-from restorer.operators import OPERATORS, transfer_color
+from restorer.operators import OPERATORS, combine_psfs, deconvolve, transfer_color
+from restorer.operators.deconvolution import WIENER_PER_VAR, clamp_overshoot, error_sigma
 from restorer.operators.filters import as_image
 from restorer.plan import Operation, Plan
 
@@ -48,15 +49,23 @@ class ClassicalRestorer:
         """
         x = as_image(image)
         noise_left: float | None = None  # std (0-255) of the noise a denoise step left, for the deconvolutions
-        for op in plan.operations:
-            if op.strength <= 0:
-                continue
+        quality = _jpeg_quality(plan, record)  # the compression error regularises deconvolutions too
+        ops = [op for op in plan.operations if op.strength > 0]
+        lowpass = [op for op in ops if op.kind in LOWPASS]
+        for op in ops:
             operator = OPERATORS[op.kind]
             params = _factors(op, record, operator.factors)
-            extra = {"noise": noise_left} if op.kind in LOWPASS else {}
-            x = operator.run(x, *params, strength=op.strength, **extra)
+            strength = op.strength
+            if op.kind == "jpeg" and lowpass:
+                strength *= DEBLOCK_BEFORE_DECONVOLUTION
+            if op.kind in LOWPASS and len(lowpass) > 1:
+                if op is lowpass[0]:
+                    x = _joint_deconvolution(x, lowpass, record, noise_left, quality)
+                continue
+            extra = {"noise": noise_left, "quality": quality} if op.kind in LOWPASS else {}
+            x = operator.run(x, *params, strength=strength, **extra)
             if operator.leaves_noise is not None:
-                noise_left = operator.leaves_noise(*params, strength=op.strength)
+                noise_left = operator.leaves_noise(*params, strength=strength)
         weight = self.color_transfer_weight(references) if plan.use_references else 0.0
         if weight > 0:
             x = transfer_color(x, max(references, key=lambda r: r.score).pixels, weight)
@@ -72,6 +81,45 @@ class ClassicalRestorer:
             return 0.0
         frac = 1.0 if lo >= 1.0 else (score - lo) / (1.0 - lo)
         return self.color_transfer_max_weight * min(frac, 1.0)
+
+
+#: Share of the deblocking strength used when a deconvolution follows (tuned): that deconvolution is regularised by
+#: the compression error itself, and a full deblocking pass flattens the little detail a blurred image has left.
+DEBLOCK_BEFORE_DECONVOLUTION = 0.4
+#: Overshoot clamp radius of a joint deconvolution that includes low resolution (as :func:`sharpen_resolution`).
+_JOINT_CLAMP = 1
+
+
+def _joint_deconvolution(x, ops: list[Operation], record: DiagnosisRecord, noise, quality) -> np.ndarray:
+    """Several low-pass degradations undone by one deconvolution of their combined PSF.
+
+    Deconvolving them one after the other would amplify, in the second, what the first could not restore (a
+    defocus inverted on a down-sampled image rings at the frequencies the down-sampling removed). Each PSF enters
+    at its operation's strength (an unsure detection as a partial blur, :func:`combine_psfs`); the prior is the
+    strongest of their least balances plus the error term.
+    """
+    parts, floor = [], 0.0
+    for op in ops:
+        operator = OPERATORS[op.kind]
+        psf, least = operator.psf(*_factors(op, record, operator.factors))
+        parts.append((psf, op.strength))
+        floor = max(floor, least)
+    sigma = error_sigma(noise, quality, x)
+    boost = max(max(op.strength for op in ops), 1.0)
+    out = deconvolve(x, combine_psfs(parts), balance=(floor + WIENER_PER_VAR * sigma**2) / boost**2)
+    if any(op.kind == "low_resolution" for op in ops):
+        out = clamp_overshoot(out, x, _JOINT_CLAMP)
+    return out
+
+
+def _jpeg_quality(plan: Plan, record: DiagnosisRecord) -> float | None:
+    """The JPEG quality of the plan's compression step (None without one), dosed like the step itself."""
+    op = next((op for op in plan.operations if op.kind == "jpeg" and op.strength > 0), None)
+    if op is None:
+        return None
+    (quality,) = _factors(op, record, OPERATORS["jpeg"].factors)
+    # A weakly dosed (unsure) detection counts as lighter compression, as the deblocking step treats it.
+    return max(1.0, 100.0 - (100.0 - float(quality)) * min(op.strength, 1.0))
 
 
 def _factors(op: Operation, record: DiagnosisRecord, names: tuple[str, ...]) -> list:

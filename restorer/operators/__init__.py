@@ -24,16 +24,16 @@ import numpy as np
 from reasoner.kinds import LOWPASS, check_table
 from restorer.operators.color_transfer import transfer_color
 from restorer.operators.deblock import deblock
-from restorer.operators.deblur import deblur
-from restorer.operators.deconvolution import deconvolve
+from restorer.operators.deblur import blur_psf, deblur
+from restorer.operators.deconvolution import combine_psfs, deconvolve
 from restorer.operators.dehaze import dehaze, guided_filter
 from restorer.operators.denoise import RESIDUAL_NOISE, denoise, residual_noise, unclip
 from restorer.operators.derain import derain
 from restorer.operators.filters import estimate_noise
 from restorer.operators.kernels import MAX_PSF_RADIUS, disk_kernel, gaussian_kernel, line_kernel, stroke_kernel
 from restorer.operators.low_light import brighten
-from restorer.operators.motion_deblur import deblur_motion
-from restorer.operators.super_resolution import sharpen_resolution
+from restorer.operators.motion_deblur import deblur_motion, motion_psf
+from restorer.operators.super_resolution import resolution_psf, sharpen_resolution
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,15 @@ class Operator:
         factors: Names of the record's factors ``run`` takes, in its positional order.
         leaves_noise: ``leaves_noise(*factors, strength=...)``: the noise std (0-255) left after ``run``, which
             the deconvolutions that follow are told; None when ``run`` does not change the noise level it is told.
+        psf: ``psf(*factors)`` -> ``(kernel, least Wiener balance)`` for a low-pass kind, so that several low-pass
+            degradations of one image are undone by one deconvolution of their combined PSF; None otherwise.
 
     """
 
     run: Callable[..., np.ndarray]
     factors: tuple[str, ...]
     leaves_noise: Callable[..., float] | None = None
+    psf: Callable[..., tuple[np.ndarray, float]] | None = None
 
 
 #: kind -> its operator; every kind of :data:`reasoner.kinds.KINDS` has one.
@@ -58,9 +61,9 @@ OPERATORS: dict[str, Operator] = check_table(
     {
         "haze": Operator(dehaze, ("transmission", "airlight", "beta")),
         "rain": Operator(derain, ("density", "angle")),
-        "motion_blur": Operator(deblur_motion, ("length", "angle")),
-        "blur": Operator(deblur, ("sigma", "kernel")),
-        "low_resolution": Operator(sharpen_resolution, ("scale",)),
+        "motion_blur": Operator(deblur_motion, ("length", "angle"), psf=motion_psf),
+        "blur": Operator(deblur, ("sigma", "kernel"), psf=blur_psf),
+        "low_resolution": Operator(sharpen_resolution, ("scale",), psf=resolution_psf),
         "low_light": Operator(brighten, ("exposure", "gamma")),
         "noise": Operator(denoise, ("sigma", "model"), residual_noise),
         "jpeg": Operator(deblock, ("quality",)),
@@ -68,15 +71,19 @@ OPERATORS: dict[str, Operator] = check_table(
     "restorer.operators.OPERATORS",
 )
 for _kind in LOWPASS:  # pragma: no branch - a deconvolution that cannot be told the noise would guess it
-    if "noise" not in inspect.signature(OPERATORS[_kind].run).parameters:  # pragma: no cover
-        raise ImportError(f"restorer.operators: the {_kind} operator must take noise= (it is a low-pass kind)")
+    if not {"noise", "quality"} <= set(inspect.signature(OPERATORS[_kind].run).parameters):  # pragma: no cover
+        raise ImportError(f"restorer.operators: the {_kind} operator must take noise= and quality= (it is low-pass)")
+    if OPERATORS[_kind].psf is None:  # pragma: no cover
+        raise ImportError(f"restorer.operators: the {_kind} operator must give its psf (it is a low-pass kind)")
 
 __all__ = [
     "MAX_PSF_RADIUS",
     "OPERATORS",
     "RESIDUAL_NOISE",
     "Operator",
+    "blur_psf",
     "brighten",
+    "combine_psfs",
     "deblock",
     "deblur",
     "deblur_motion",
@@ -89,7 +96,9 @@ __all__ = [
     "gaussian_kernel",
     "guided_filter",
     "line_kernel",
+    "motion_psf",
     "residual_noise",
+    "resolution_psf",
     "sharpen_resolution",
     "stroke_kernel",
     "transfer_color",

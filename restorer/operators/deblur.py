@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from restorer.operators.deconvolution import deconvolve
+from restorer.operators.deconvolution import WIENER_FLOOR, deconvolve
 from restorer.operators.filters import as_image
 from restorer.operators.kernels import disk_kernel, gaussian_kernel
 
 
 def deblur(
-    img: np.ndarray, sigma: float, kernel: str = "gaussian", strength: float = 1.0, noise: float | None = None
+    img: np.ndarray,
+    sigma: float,
+    kernel: str = "gaussian",
+    strength: float = 1.0,
+    noise: float | None = None,
+    quality: float | None = None,
 ) -> np.ndarray:
     """Undo isotropic optical blur by non-blind deconvolution (:func:`~restorer.operators.deconvolution.deconvolve`).
 
@@ -18,17 +23,24 @@ def deblur(
         img: float32 HxWx3 RGB in [0, 1].
         sigma: equivalent Gaussian std of the blur in px; a defocus disk has radius ``2 * sigma``.
         kernel: ``"gaussian"`` or ``"defocus"``.
-        strength: multiplier on ``sigma``.
+        strength: up to 1 a blend with the input, above 1 a weaker prior; never a change of the kernel.
         noise: std of the noise left in ``img`` (0-255 scale), e.g. after denoising; ``None`` measures it.
+        quality: JPEG quality the image went through, None if it was not compressed.
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
 
     """
+    x = as_image(img)
+    psf, _ = blur_psf(sigma, kernel)
+    if float(sigma) <= 0 or strength <= 0:
+        return x.copy()
+    return deconvolve(x, psf, noise, quality=quality, strength=strength)
+
+
+def blur_psf(sigma: float, kernel: str = "gaussian") -> tuple[np.ndarray, float]:
+    """The PSF of isotropic blur ``sigma`` (defocus: a disk of radius ``2 * sigma``) and its least Wiener balance."""
     if kernel not in ("gaussian", "defocus"):
         raise ValueError(f"unknown blur kernel {kernel!r}; expected 'gaussian' or 'defocus'")
-    x, s = as_image(img), float(sigma) * float(strength)
-    if s <= 0:
-        return x.copy()
-    psf = disk_kernel(2.0 * s) if kernel == "defocus" else gaussian_kernel(s)
-    return deconvolve(x, psf, noise)
+    s = max(float(sigma), 1e-3)
+    return (disk_kernel(2.0 * s) if kernel == "defocus" else gaussian_kernel(s)), WIENER_FLOOR

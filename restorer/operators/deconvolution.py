@@ -1,66 +1,178 @@
-"""Non-blind deconvolution with reflected borders: what the deblur, motion-deblur and super-resolution operators share.
+"""Non-blind deconvolution regularised by the error in the image: what the low-pass operators share.
 
-Constants marked "tuned" were fitted for PSNR on crops of the held-out photos (``rl.photos.EVALUATION_PHOTOS``)
-degraded by ``rl.degradations``.
+Constants marked "tuned" were fitted for PSNR on crops of the calibration photos (``rl.photos.CALIBRATION_PHOTOS``)
+degraded by ``rl.degradations`` and by AgenticIR-style mixtures (noise, JPEG, low resolution after the blur).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
-from skimage.restoration import uft, wiener
+from scipy import fft, signal
 
-from restorer.operators.filters import as_image, clip01, estimate_noise
+from restorer.operators.filters import OPPONENT, as_image, clip01, estimate_noise
 
-#: Wiener balance = WIENER_FLOOR + WIENER_PER_VAR * noise_sigma_255 ** 2 (tuned).
+#: Wiener balance = WIENER_FLOOR + WIENER_PER_VAR * error_sigma_255 ** 2 (tuned).
 WIENER_FLOOR, WIENER_PER_VAR = 3e-5, 6e-4
-_RL_ITERATIONS, _RL_ITERATIONS_NOISY, _RL_NOISY = 12, 8, 3.0  # tuned: fewer iterations above noise sigma 3
+#: The chroma channels take this many times the luma balance (tuned): JPEG keeps chroma at half resolution, and
+#: colour detail is coarse in photos, so deconvolving chroma mostly amplifies blocks and noise.
+CHROMA_BALANCE = 4.0
+#: Richardson-Lucy (PSFs that are not mirror-symmetric) runs RL_ITERATIONS / (1 + (error / RL_SIGMA) ** 2) (tuned).
+RL_ITERATIONS, RL_SIGMA = 12, 16.0
+#: JPEG error std (0-255) a deblocked image still holds at quality q: JPEG_ERR0 + JPEG_ERR1 * ln(100 / q) (tuned).
+JPEG_ERR0, JPEG_ERR1 = 2.2, 2.7
+
+
+def combine_psfs(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
+    """The PSF of blurs applied one after the other: ``(psf, weight)`` pairs, a weight below 1 mixing in identity.
+
+    A weight ``w < 1`` (a detection not certain enough to act on in full) stands for the expected PSF
+    ``w * psf + (1 - w) * delta``, which keeps the combined inverse gentle where that blur may not exist.
+
+    >>> k = combine_psfs([(np.ones((3, 3)) / 9, 1.0), (np.ones((1, 3)) / 3, 1.0)])
+    >>> k.shape, round(float(k.sum()), 6)
+    ((5, 5), 1.0)
+    """
+    out = np.ones((1, 1))
+    for psf, weight in parts:
+        k = np.asarray(psf, np.float64)
+        k = k / k.sum()
+        w = min(max(float(weight), 0.0), 1.0)
+        if w < 1.0:
+            k = w * k
+            k[k.shape[0] // 2, k.shape[1] // 2] += 1.0 - w
+        out = _trim(signal.convolve2d(_square(out), _square(k), mode="full"))
+    return out / out.sum()
+
+
+def _square(k: np.ndarray) -> np.ndarray:
+    # Pad a kernel with zeros to an odd square, centred (so full convolutions stay centred).
+    n = max(k.shape) | 1
+    ph, pw = (n - k.shape[0]) // 2, (n - k.shape[1]) // 2
+    return np.pad(k, ((ph, n - k.shape[0] - ph), (pw, n - k.shape[1] - pw)))
+
+
+def _trim(k: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    # Drop border rings that hold (almost) nothing, keeping the kernel odd-sized and centred.
+    while k.shape[0] > 1 and k[[0, -1], :].sum() + k[:, [0, -1]].sum() < tol * k.sum():
+        k = k[1:-1, 1:-1]
+    return k
+
+
+def compression_error(quality: float | None) -> float:
+    """Std (0-255) of the JPEG error left at IJG ``quality`` (None or 100: none), as white noise for the regulariser.
+
+    >>> compression_error(None), round(compression_error(10), 1)
+    (0.0, 8.4)
+    """
+    if quality is None or quality >= 100:
+        return 0.0
+    return JPEG_ERR0 + JPEG_ERR1 * math.log(100.0 / max(float(quality), 1.0))
+
+
+def error_sigma(noise: float | None, quality: float | None, img: np.ndarray | None = None) -> float:
+    """Std (0-255) of the error a deconvolution must not amplify: noise left in the image and JPEG error combined.
+
+    ``noise`` None measures it on ``img`` (:func:`~restorer.operators.filters.estimate_noise`).
+    """
+    if noise is None:
+        noise = estimate_noise(img) if img is not None else 0.0
+    return math.hypot(float(noise), compression_error(quality))
 
 
 def deconvolve(
-    img: np.ndarray, psf: np.ndarray, noise: float | None = None, balance: float | None = None
+    img: np.ndarray,
+    psf: np.ndarray,
+    noise: float | None = None,
+    balance: float | None = None,
+    *,
+    quality: float | None = None,
+    strength: float = 1.0,
 ) -> np.ndarray:
-    """Non-blind deconvolution consistent with reflected image borders.
+    """Non-blind deconvolution regularised by the error in the image (noise, JPEG), consistent with reflected borders.
 
     A PSF symmetric about both axes (Gaussian, disk, horizontal or vertical motion) commutes with mirroring, so
-    Wiener-Hunt deconvolution (Laplacian prior) of the mirrored image is exact at the borders. Any other PSF would
-    ring in from the borders there (its inverse has a long reach along the PSF), so it gets accelerated
-    Richardson-Lucy with reflected borders instead, stopped early.
+    Wiener-Hunt deconvolution (Laplacian prior, weight from :func:`error_sigma`) of the mirrored image is exact at
+    the borders; it runs in an opponent colour space with chroma regularised :data:`CHROMA_BALANCE` times harder.
+    Any other PSF would ring in from the borders there (its inverse has a long reach along the PSF), so it gets
+    accelerated Richardson-Lucy with reflected borders instead, stopped the earlier the more error there is.
 
     Args:
         img: float32 HxWx3 RGB in [0, 1].
-        psf: the blur kernel: odd-sized, centred, point-symmetric, summing to 1.
+        psf: the blur kernel: odd-sized, centred, summing to 1.
         noise: std of the noise in ``img`` on the 0-255 scale; ``None`` measures it (:func:`estimate_noise`).
-        balance: weight of the Wiener prior; ``None`` derives it from ``noise``.
+        balance: weight of the prior; ``None`` derives it from ``noise`` and ``quality``.
+        quality: JPEG quality the image went through (None: not compressed); its error regularises too.
+        strength: up to 1 a blend of the deconvolution with the input (0 returns a copy); above 1 the prior's
+            weight is divided by ``strength ** 2``. The kernel is never changed.
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
 
     """
     x = as_image(img)
-    if min(x.shape[:2]) < 4:  # a sliver has no detail to recover
+    s = float(strength)
+    if min(x.shape[:2]) < 4 or s <= 0:  # a sliver has no detail to recover
         return x.copy()
     psf = np.asarray(psf, np.float64)
     # A PSF wider than the image cannot be told from a constant shift there: crop it (centred) to fit.
     ch, cw = (max(0, (psf.shape[i] - (2 * x.shape[i] - 1)) // 2) for i in (0, 1))
     psf = psf[ch : psf.shape[0] - ch, cw : psf.shape[1] - cw]
     psf = psf / psf.sum()
-    noise = estimate_noise(x) if noise is None else float(noise)
+    sigma = error_sigma(noise, quality, x)
     if np.allclose(psf, psf[::-1], atol=1e-9) and np.allclose(psf, psf[:, ::-1], atol=1e-9):
         if balance is None:
-            balance = WIENER_FLOOR + WIENER_PER_VAR * noise**2
-        return _wiener_mirrored(x, psf, balance)
-    return _richardson_lucy(x, psf, _RL_ITERATIONS if noise < _RL_NOISY else _RL_ITERATIONS_NOISY)
+            balance = WIENER_FLOOR + WIENER_PER_VAR * sigma**2
+        out = _wiener_mirrored(x, psf, float(balance) / max(s, 1.0) ** 2)
+    else:
+        n = RL_ITERATIONS * max(s, 1.0) / (1.0 + (sigma / RL_SIGMA) ** 2)
+        out = _richardson_lucy(x, psf, max(1, round(n)))
+    if s < 1.0:
+        out = x + np.float32(s) * (out - x)
+    return clip01(out)
+
+
+def clamp_overshoot(out: np.ndarray, ref: np.ndarray, radius: int = 1) -> np.ndarray:
+    """``out`` kept within ``ref``'s range over a ``(2 radius + 1)^2`` window: no over- or undershoot at edges.
+
+    Ringing beside an edge overshoots the local range, a steepened edge does not; fine texture that a wide blur
+    flattened completely does, so this suits mild low-pass (down-sampling), not wide PSFs.
+    """
+    if radius <= 0:
+        return out
+    k = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    return np.clip(out, cv2.erode(ref, k), cv2.dilate(ref, k))
+
+
+def _transfer(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    # Real-FFT transfer function of a centred kernel on a periodic grid of ``shape``.
+    k = np.zeros(shape, np.float64)
+    kh, kw = kernel.shape
+    k[:kh, :kw] = kernel
+    k = np.roll(k, (-(kh // 2), -(kw // 2)), axis=(0, 1))
+    return fft.rfft2(k)
+
+
+_LAPLACIAN = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
 
 
 def _wiener_mirrored(x: np.ndarray, psf: np.ndarray, balance: float) -> np.ndarray:
     h, w = x.shape[:2]
-    xp = np.pad(x, ((0, h), (0, w), (0, 0)), mode="symmetric")  # its periodic extension is the reflected image
-    shape = xp.shape[:2]
-    tf = uft.ir2tf(psf.astype(np.float32), shape)
-    reg, _ = uft.laplacian(2, shape)
-    out = np.stack([wiener(xp[..., c], tf, balance, reg=reg, clip=False) for c in range(3)], axis=-1)
-    return clip01(out[:h, :w])
+    z = x @ OPPONENT.T  # orthonormal: luma and two chroma channels, noise stays white with the same std
+    zp = np.pad(z, ((0, h), (0, w), (0, 0)), mode="symmetric")  # its periodic extension is the reflected image
+    shape = zp.shape[:2]
+    tf = _transfer(psf, shape)
+    reg = np.abs(_transfer(_LAPLACIAN, shape)) ** 2
+    power = np.abs(tf) ** 2
+    spec = fft.rfft2(zp, axes=(0, 1), workers=1)
+    out = np.empty_like(z)
+    for c, b in enumerate((balance, balance * CHROMA_BALANCE, balance * CHROMA_BALANCE)):
+        filt = (np.conj(tf) / (power + b * reg)).astype(np.complex64)
+        out[..., c] = fft.irfft2(spec[..., c] * filt, s=shape, workers=1)[:h, :w]
+    return (out @ OPPONENT).astype(np.float32)
 
 
 def _richardson_lucy(x: np.ndarray, psf: np.ndarray, iterations: int, eps: float = 1e-3) -> np.ndarray:

@@ -14,7 +14,8 @@ from reasoner.common import as_rgb_float
 
 # Orthonormal opponent colour basis (luma, red-blue, green-magenta): white RGB noise stays white with the same std,
 # so one patch distance over the three channels sees noise of a known level. Offset and scale fit it into uint8.
-_OPP = (np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]]) / np.sqrt([[3], [2], [6]])).astype(np.float32)
+OPPONENT = (np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]]) / np.sqrt([[3], [2], [6]])).astype(np.float32)
+_OPP = OPPONENT
 _OPP_OFFSET = np.array([0.0, 0.75, 0.85], np.float32)
 _OPP_SCALE = 255.0 / 1.8  # luma spans [0, sqrt 3], chroma about +-0.8
 _NLM_LUMA, _NLM_LUMA_SLOPE = 1.0, 0.08  # tuned: h / sigma for luma at sigma <= 10, less per octave above
