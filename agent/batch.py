@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.backends import Backends
 from agent.manifest import (
     CLAIMS,
     MANIFEST,
@@ -248,7 +249,7 @@ def run_batch(
     inputs: Sequence[str | Path],
     out: str | Path,
     *,
-    backends: dict | None = None,
+    backends: Backends | None = None,
     settings: Settings | None = None,
     workers: int = 1,
     resume: bool = False,
@@ -263,10 +264,10 @@ def run_batch(
 ) -> Summary:
     """Restore every input into ``out``; with ``resume`` skip inputs already finished there.
 
-    ``backends`` holds ``reasoner``, ``scorer``, ``restorer`` and ``index`` names for :func:`agent.run.make_context`;
-    each worker process loads them once. ``on_update`` (live node updates) needs ``workers == 1``. ``checkpoint``
-    is a ``postgres://`` URL to keep checkpoints on that server (see the module docstring); ``None``: SQLite.
-    ``max_pixels`` refuses larger images (default: what memory allows, see
+    ``backends`` is the choice of reasoner, scorer, restorer and library (default: measure, measure, classical, no
+    library); each worker process loads them once. ``on_update`` (live node updates) needs ``workers == 1``.
+    ``checkpoint`` is a ``postgres://`` URL to keep checkpoints on that server (see the module docstring);
+    ``None``: SQLite. ``max_pixels`` refuses larger images (default: what memory allows, see
     :func:`reasoner.imageio.resolve_max_pixels`). ``on_start(summary, n_todo)`` is called once the work is known.
 
     Raises:
@@ -286,21 +287,21 @@ def run_batch(
     if not scanned[0] and not scanned[1]:
         raise NoImagesError(f"no images found in {', '.join(map(str, inputs))}" + ("" if recursive else
                             " (use --recursive for sub-folders)"))  # fmt: skip
-    backends = backends or {}
+    backends = backends or Backends()
     settings = settings or Settings()
-    if backends.get("index") is not None and on_warning is not None:
-        from agent.run import open_library
+    if backends.index is not None and on_warning is not None:
+        from agent.backends import open_library
 
-        library, tag = open_library(backends["index"])
+        library, tag = open_library(backends.index)
         if library is None:
-            on_warning(f"--index {backends['index']}: {tag[len('none (') : -1]}; restoring without references")
+            on_warning(f"--index {backends.index}: {tag[len('none (') : -1]}; restoring without references")
         else:
             library.close()
     pooled = workers > 1 and len(scanned[0]) > 1
     # Backends load before anything is written, so a bad name or model fails without leaving a folder behind.
     worker = None if pooled else Worker.load(backends, settings, limit)
     if pooled:
-        check_backends(backends)
+        backends.check()
     existed = out.exists()
     with interruptible() as caught, RunLock(out) as lock:
         try:
@@ -343,16 +344,6 @@ def run_batch(
     return summary
 
 
-def check_backends(backends: dict) -> None:
-    """Resolve the backend names (without loading models), so a typo fails before any worker starts."""
-    from reasoner.registry import resolve, resolve_backend
-    from restorer.base import RESTORERS
-
-    resolve(backends.get("reasoner", "measure"))
-    resolve(backends.get("scorer", "measure"))
-    resolve_backend(backends.get("restorer", "classical"), RESTORERS, "restorer")
-
-
 def _remove_fresh(out: Path) -> None:
     """Remove an output folder this run created, if it holds nothing but the run's own bookkeeping."""
     import shutil
@@ -362,9 +353,11 @@ def _remove_fresh(out: Path) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _run_pool(plan: BatchPlan, backends, settings: Settings, limit, workers: int, checkpoint, record) -> None:
+def _run_pool(
+    plan: BatchPlan, backends: Backends, settings: Settings, limit, workers: int, checkpoint, record
+) -> None:
     pool = ProcessPoolExecutor(
-        workers, initializer=init_pool_worker, initargs=(backends, settings.model_dump(), limit, plan.protect)
+        workers, initializer=init_pool_worker, initargs=(backends, settings, limit, plan.protect)
     )
     clean = False
     try:

@@ -209,6 +209,7 @@ def restore(
     """Diagnose, retrieve, restore and re-score images; write restored images and traces."""
     from rich.console import Console
 
+    from agent.backends import Backends
     from agent.batch import Interrupted, NoImagesError, run_batch
     from agent.render import render_update, summary_table
     from agent.runlock import RunLockedError
@@ -236,11 +237,16 @@ def restore(
         except (ValueError, ImportError) as e:
             _fail(f"--checkpoint {e}")
     stderr, stdout = Console(stderr=True), Console()
-    backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "index": index}
-    models = (("reasoner_model", reasoner_model), ("scorer_model", scorer_model), ("restorer_model", restorer_model))
-    backends |= {k: v for k, v in models if v}
-    if restorer_opts:
-        backends["restorer_options"] = _options(restorer_opts, "--restorer-opt")
+    backends = Backends.of(
+        reasoner,
+        scorer,
+        restorer,
+        index,
+        reasoner_model=reasoner_model,
+        scorer_model=scorer_model,
+        restorer_model=restorer_model,
+        restorer_options=_options(restorer_opts, "--restorer-opt"),
+    )
     progress, task = None, None
 
     def on_row(row: dict) -> None:

@@ -17,10 +17,10 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from agent.backends import Backends
 from agent.batch import (
     NoImagesError,
     Summary,
-    check_backends,
     check_new_run,
     check_out,
     interruptible,
@@ -87,8 +87,8 @@ class _Restorer:
 
     def __init__(
         self,
-        backends: dict,
-        settings: dict,
+        backends: Backends,
+        settings: Settings,
         out: str,
         cwd: str,
         checkpoint: str | None = None,
@@ -136,7 +136,7 @@ def run_batch_ray(
     inputs: Sequence[str | Path],
     out: str | Path,
     *,
-    backends: dict | None = None,
+    backends: Backends | None = None,
     settings: Settings | None = None,
     workers: int = 1,
     resume: bool = False,
@@ -155,8 +155,8 @@ def run_batch_ray(
     Args:
         inputs: Image files, folders, globs, or ``.parquet`` / ``.txt`` lists of paths (see :func:`expand_inputs`).
         out: Output folder: ``<name>.png``, ``<name>.json`` traces, ``manifest.jsonl``.
-        backends: ``reasoner``, ``scorer``, ``restorer``, ``index`` (and model) names for
-            :func:`agent.run.make_context`; each actor loads them once.
+        backends: The reasoner, scorer, restorer and library (default: measure, measure, classical, none); each
+            actor loads them once.
         settings: Decide-loop settings, recorded in every trace.
         workers: Actors in the pool.
         resume: Skip inputs already finished in ``out``; without it an existing run in ``out`` is an error.
@@ -195,7 +195,8 @@ def run_batch_ray(
     scanned = scan(inputs, out, recursive=recursive, follow_symlinks=follow_symlinks)
     if not scanned[0] and not scanned[1]:
         raise NoImagesError(f"no images found in {', '.join(map(str, inputs))}")
-    check_backends(backends or {})
+    backends = backends or Backends()
+    backends.check()
     with interruptible(), RunLock(out):
         plan = plan_batch(inputs, out, resume, recursive=recursive, follow_symlinks=follow_symlinks,
                           warn=on_warning, scanned=scanned)  # fmt: skip
@@ -215,7 +216,7 @@ def run_batch_ray(
             return summary
         owned = _start(ray, address, workers)
         try:
-            rows = _stream_rows(ray, plan.todo, out, backends or {}, settings or Settings(), workers, gpus_per_worker,
+            rows = _stream_rows(ray, plan.todo, out, backends, settings or Settings(), workers, gpus_per_worker,
                                 checkpoint, limit, plan.protect)  # fmt: skip
             for row in rows:
                 if row.get("disk_full"):
@@ -233,7 +234,7 @@ def _stream_rows(
     ray,
     todo: list[Item],
     out: Path,
-    backends: dict,
+    backends: Backends,
     settings: Settings,
     workers: int,
     gpus: float,
@@ -251,7 +252,7 @@ def _stream_rows(
         [{"path": os.fspath(it.path), "name": it.name, "sha256": it.sha256 or ""} for it in todo],
         override_num_blocks=blocks,
     )
-    kwargs = {"backends": backends, "settings": settings.model_dump(), "out": os.fspath(out), "cwd": os.getcwd(),
+    kwargs = {"backends": backends, "settings": settings, "out": os.fspath(out), "cwd": os.getcwd(),
               "checkpoint": checkpoint, "max_pixels": max_pixels, "protect": protect}  # fmt: skip
     ds = ds.map_batches(
         _Restorer,

@@ -1,9 +1,11 @@
-"""Running the graph: backends into a context, one image through the graph, and the Python API."""
+"""Running the graph: one image through the graph (batch or interactive), thread ids, and the Python API.
+
+``make_context`` and ``open_library`` live in :mod:`agent.backends` and are re-exported here for the Python API.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -11,63 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.backends import make_context, open_library
 from agent.graph import ACCEPT, build_graph, final_pixels, finish_trace
 from agent.state import Context, RestoreState, Settings
 from agent.trace import Trace
 
-
-def make_context(
-    reasoner: str = "measure",
-    scorer: str = "measure",
-    restorer: str = "classical",
-    index: str | Path | None = None,
-    settings: Settings | None = None,
-    reasoner_model: str | None = None,
-    scorer_model: str | None = None,
-    restorer_model: str | None = None,
-    restorer_options: dict | None = None,
-) -> Context:
-    """Load the named backends once (a batch worker keeps them for all its images).
-
-    ``reasoner_model`` / ``scorer_model`` are the model id or folder of model-backed reasoners (``qwen3vl``, ``vllm``,
-    ``vllm-server``); one model serving as both is loaded once. ``restorer_model`` is the pipeline id or folder of
-    a model restorer (``qwen-image-edit``, ``diffusion``); ``restorer_options`` are further keyword arguments of the
-    restorer (``steps``, ``seed``, ``resolution``, ``cpu_offload``, ...).
-    """
-    from reasoner import load_reasoner
-    from restorer import load_restorer
-
-    def kw(model: str | None) -> dict:
-        return {"model": model} if model else {}
-
-    rsn = load_reasoner(reasoner, **kw(reasoner_model))
-    same = (scorer, scorer_model) == (reasoner, reasoner_model)
-    scr = rsn if same else load_reasoner(scorer, **kw(scorer_model))
-    rst = load_restorer(restorer, **kw(restorer_model), **(restorer_options or {}))
-    library, embedder = None, "none"
-    if index is not None:
-        library, embedder = open_library(index)
-    backends = {"reasoner": reasoner, "scorer": scorer, "restorer": restorer, "embedder": embedder}
-    models = (("reasoner_model", reasoner_model), ("scorer_model", scorer_model), ("restorer_model", restorer_model))
-    backends |= {k: v for k, v in models if v}
-    if restorer_options:
-        backends["restorer_options"] = json.dumps(restorer_options, sort_keys=True)
-    return Context(rsn, scr, rst, library, settings or Settings(), backends)
-
-
-def open_library(index: str | Path) -> tuple[object | None, str]:
-    """The reference library at ``index`` and its embedder tag; a damaged one is ``(None, "none (...)")``.
-
-    References only guide a restoration, so a library that cannot be used costs the run its references, not its
-    images: the reason is recorded in every trace's backends (and printed once by the CLI).
-    """
-    from retrieval.library import LibraryError, ReferenceLibrary
-
-    try:
-        library = ReferenceLibrary.open(index)
-    except (LibraryError, ImportError) as e:
-        return None, f"none (library unusable: {' '.join(str(e).split())[:300]})"
-    return library, f"{library.embedder.name} {library.embedder.version}"
+__all__ = ["INTERRUPT", "NO_ANSWER", "make_context", "open_library", "restore_image", "run_graph", "stream_run",
+           "thread_id", "thread_state"]  # fmt: skip
 
 
 def thread_id(path: str | Path, ctx: Context, *, sha256: str | None = None) -> str:

@@ -39,9 +39,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 import gradio as gr  # noqa: E402
 
 from agent import ui_render as R  # noqa: E402
+from agent.backends import Backends  # noqa: E402
 from agent.checkpoint import sqlite_checkpointer  # noqa: E402
 from agent.graph import final_pixels, finish_trace  # noqa: E402
-from agent.run import INTERRUPT, make_context, stream_run, thread_state  # noqa: E402
+from agent.run import INTERRUPT, stream_run, thread_state  # noqa: E402
 from agent.state import Context, Settings  # noqa: E402
 from reasoner.imageio import ImageLoadError, PixelLimit, load_image, resolve_max_pixels, save_image  # noqa: E402
 
@@ -122,13 +123,14 @@ class UIRuns:
 
         Returns the cache key too: a page session keeps the key, not the backends, in its state.
         """
-        key = (reasoner, reasoner_model or None, scorer, scorer_model or None, restorer, restorer_model or None,
-               index or None, int(attempts))  # fmt: skip
+        backends = Backends.of(reasoner, scorer, restorer, index or None, reasoner_model=reasoner_model,
+                               scorer_model=scorer_model, restorer_model=restorer_model)  # fmt: skip
+        settings = Settings(max_attempts=int(attempts))
+        key = (backends.key(), settings.model_dump_json())
         with self._lock:
             if key not in self._contexts:
-                ctx = make_context(reasoner, scorer, restorer, index or None, Settings(max_attempts=int(attempts)),
-                                   reasoner_model or None, scorer_model or None, restorer_model or None)  # fmt: skip
-                self._contexts[key] = dataclasses.replace(ctx, review=True, max_pixels=self.max_pixels)
+                ctx = backends.load(settings, max_pixels=self.max_pixels)
+                self._contexts[key] = dataclasses.replace(ctx, review=True)
             return key, self._contexts[key]
 
     def new_session(self, path: str, ctx_key: tuple) -> dict:

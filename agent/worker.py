@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.backends import Backends
 from agent.manifest import Item
 from agent.state import Context, RestoreState, Settings
 from reasoner.files import DiskFullError, is_disk_full
@@ -36,14 +37,9 @@ class Worker:
         self.protect = protect
 
     @classmethod
-    def load(cls, backends: dict, settings: dict | Settings, max_pixels: int | None = None) -> Worker:
-        """Build the backends named in ``backends`` (see :func:`agent.run.make_context`)."""
-        from agent.run import make_context
-
-        settings = settings if isinstance(settings, Settings) else Settings(**settings)
-        ctx = make_context(**backends, settings=settings)
-        ctx.max_pixels = max_pixels
-        return cls(ctx)
+    def load(cls, backends: Backends, settings: Settings, max_pixels: int | None = None) -> Worker:
+        """Load ``backends`` (once: the worker keeps them for every image it is given)."""
+        return cls(backends.load(settings, max_pixels=max_pixels))
 
     def process(
         self,
@@ -215,7 +211,7 @@ def _disk_full(e: BaseException | None) -> bool:
 _WORKER: Worker | None = None
 
 
-def init_pool_worker(backends: dict, settings: dict, max_pixels: int | None, protect: frozenset[str]) -> None:
+def init_pool_worker(backends: Backends, settings: Settings, max_pixels: int | None, protect: frozenset[str]) -> None:
     """Initializer of a pool process: load the backends, and make sure this process never outlives the driver."""
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -1,0 +1,181 @@
+"""Which backends a run uses, as values: one :class:`BackendSpec` per role, a :class:`Backends` per run.
+
+The command line, the UI, the batch and Ray engines, the workers and the Python API all describe their choice this
+way and load it with :meth:`Backends.load`, which builds the :class:`agent.state.Context` the graph runs with. A
+``Backends`` pickles, so pool workers and Ray actors receive the choice and load the models themselves, once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.state import Context, Library, Settings
+from reasoner.common import one_line
+from reasoner.registry import Reasoner
+from restorer.base import Restorer
+
+Role = Literal["reasoner", "restorer"]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend: a registry name (or ``"pkg.module:Class"``), a model id or folder, and keyword options.
+
+    ``role`` says which registry the name is looked up in: ``"reasoner"`` (reasoners and scorers) or
+    ``"restorer"``.
+
+    >>> BackendSpec("restorer", "qwen-image-edit", "Qwen/Qwen-Image-Edit-2509", {"steps": 8}).kwargs()
+    {'model': 'Qwen/Qwen-Image-Edit-2509', 'steps': 8}
+    """
+
+    role: Role
+    name: str
+    model: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments the backend's class is built with."""
+        return {**({"model": self.model} if self.model else {}), **self.options}
+
+    def resolve(self) -> type:
+        """The backend's class, without building it (a typo fails here, before any model loads)."""
+        if self.role == "reasoner":
+            from reasoner.registry import resolve
+
+            return resolve(self.name)
+        from reasoner.registry import resolve_backend
+        from restorer.base import RESTORERS
+
+        return resolve_backend(self.name, RESTORERS, "restorer")
+
+    def load(self) -> Reasoner | Restorer:
+        """Build the backend (models load here).
+
+        Raises:
+            ValueError: An unknown name, or a class that cannot be loaded (one line listing the valid names).
+            ImportError: The backend needs an extra that is not installed (the message names it).
+
+        """
+        return self.resolve()(**self.kwargs())
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The backends of a run: reasoner, scorer (re-scores attempts), restorer, and an optional reference library."""
+
+    reasoner: BackendSpec = BackendSpec("reasoner", "measure")
+    scorer: BackendSpec = BackendSpec("reasoner", "measure")
+    restorer: BackendSpec = BackendSpec("restorer", "classical")
+    index: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        reasoner: str = "measure",
+        scorer: str = "measure",
+        restorer: str = "classical",
+        index: str | Path | None = None,
+        *,
+        reasoner_model: str | None = None,
+        scorer_model: str | None = None,
+        restorer_model: str | None = None,
+        restorer_options: Mapping[str, Any] | None = None,
+    ) -> Backends:
+        """The choice as the command line spells it (``--reasoner``, ``--reasoner-model``, ...).
+
+        >>> Backends.of(restorer_options={"steps": 8}).restorer.options
+        {'steps': 8}
+        """
+        return cls(
+            BackendSpec("reasoner", reasoner, reasoner_model or None),
+            BackendSpec("reasoner", scorer, scorer_model or None),
+            BackendSpec("restorer", restorer, restorer_model or None, dict(restorer_options or {})),
+            str(index) if index is not None else None,
+        )
+
+    def specs(self) -> dict[str, BackendSpec]:
+        """The three model backends by role name (``reasoner``, ``scorer``, ``restorer``)."""
+        return {"reasoner": self.reasoner, "scorer": self.scorer, "restorer": self.restorer}
+
+    def tags(self, embedder: str) -> dict[str, str]:
+        """What traces record under ``backends`` (and thread ids hash): names, the embedder, models, options.
+
+        >>> Backends.of(restorer_model="m", restorer_options={"steps": 8}).tags("none")
+        {'reasoner': 'measure', 'scorer': 'measure', 'restorer': 'classical', 'embedder': 'none', \
+'restorer_model': 'm', 'restorer_options': '{"steps": 8}'}
+        """
+        specs = self.specs()
+        tags = {role: spec.name for role, spec in specs.items()} | {"embedder": embedder}
+        tags |= {f"{role}_model": spec.model for role, spec in specs.items() if spec.model}
+        tags |= {f"{role}_options": json.dumps(dict(spec.options), sort_keys=True)
+                 for role, spec in specs.items() if spec.options}  # fmt: skip
+        return tags
+
+    def key(self) -> str:
+        """A string that identifies the choice (backends loaded once are cached under it)."""
+        return json.dumps(asdict(self), sort_keys=True, default=str)
+
+    def check(self) -> None:
+        """Resolve every backend name without loading a model, so a typo fails before any work.
+
+        Raises:
+            ValueError, ImportError: As :meth:`BackendSpec.load`.
+
+        """
+        for spec in self.specs().values():
+            spec.resolve()
+
+    def load(self, settings: Settings | None = None, *, max_pixels: int | None = None) -> Context:
+        """Load the backends once (a batch worker keeps them for all its images) into a run context.
+
+        A scorer identical to the reasoner is the same object (one model loaded once). A damaged library costs the
+        run its references, not its images: the context then has no library and the reason is in its embedder tag.
+        """
+        rsn = self.reasoner.load()
+        scr = rsn if self.scorer == self.reasoner else self.scorer.load()
+        rst = self.restorer.load()
+        library, embedder = (None, "none") if self.index is None else open_library(self.index)
+        return Context(rsn, scr, rst, library, settings or Settings(), self.tags(embedder), max_pixels=max_pixels)
+
+
+def make_context(
+    reasoner: str = "measure",
+    scorer: str = "measure",
+    restorer: str = "classical",
+    index: str | Path | None = None,
+    settings: Settings | None = None,
+    reasoner_model: str | None = None,
+    scorer_model: str | None = None,
+    restorer_model: str | None = None,
+    restorer_options: dict | None = None,
+) -> Context:
+    """Load the named backends into a run context: ``Backends.of(...).load(settings)``.
+
+    ``reasoner_model`` / ``scorer_model`` are the model id or folder of model-backed reasoners (``qwen3vl``, ``vllm``,
+    ``vllm-server``); one model serving as both is loaded once. ``restorer_model`` is the pipeline id or folder of
+    a model restorer (``qwen-image-edit``, ``diffusion``); ``restorer_options`` are further keyword arguments of the
+    restorer (``steps``, ``seed``, ``resolution``, ``cpu_offload``, ...).
+    """
+    backends = Backends.of(reasoner, scorer, restorer, index, reasoner_model=reasoner_model,
+                           scorer_model=scorer_model, restorer_model=restorer_model,
+                           restorer_options=restorer_options)  # fmt: skip
+    return backends.load(settings)
+
+
+def open_library(index: str | Path) -> tuple[Library | None, str]:
+    """The reference library at ``index`` and its embedder tag; a damaged one is ``(None, "none (...)")``.
+
+    References only guide a restoration, so a library that cannot be used costs the run its references, not its
+    images: the reason is recorded in every trace's backends (and printed once by the CLI).
+    """
+    from retrieval.library import LibraryError, ReferenceLibrary
+
+    try:
+        library = ReferenceLibrary.open(index)
+    except (LibraryError, ImportError) as e:
+        return None, f"none (library unusable: {one_line(e)[:300]})"
+    return library, f"{library.embedder.name} {library.embedder.version}"
