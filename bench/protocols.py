@@ -1,0 +1,423 @@
+"""Literature protocols on held-out photos: MiO/AgenticIR groups A/B/C, PromptIR Gaussian denoising, our own cases.
+
+    python bench/protocols.py --protocol mio|promptir|rnr|all [--per-group N] [--size 256] [--workers 2]
+                              [--out bench/out/protocols.json]
+
+Protocols (every degradation from ``rl.degradations``' zoo, deterministic per ``--seed``):
+
+- ``mio``: AgenticIR's 16 combinations (``eval/compare_methods.py`` groups A, B, C), each degradation applied left
+  to right with 8-bit quantisation after every step (``dataset/synthesize.py``), with MiO's models and ranges:
+  rain (MiO streaks), haze (RESIDE ranges over a depth *proxy*: MiO uses per-image depth maps we do not have),
+  motion blur (imagecorruptions trail), defocus (imagecorruptions soft disk), dark (HSV value shift / gamma /
+  squash), noise (Gaussian sigma 20-50 or BasicSR Poisson scale 1-3), JPEG (quality 10-29; OpenCV's encoder gives
+  our 4:2:0 model's pixels), low resolution (MATLAB bicubic x1/4, always last). N images per combination.
+  Caveat: AgenticIR hands its restorers the small image and scores x4 super-resolution outputs; here every method
+  gets the bicubic x4 up-sample of the 8-bit small image (what ``rnr`` accepts), so low-resolution tasks measure
+  detail recovery from an interpolated image, not a super-resolution network's.
+- ``promptir``: PromptIR's denoising test: Gaussian noise sigma 15, 25, 50 on the 0-255 scale, clipped and
+  truncated to 8 bits as its ``DenoiseTestDataset`` does; crops a multiple of 16. N images per sigma.
+- ``rnr``: the project's own cases (``rl.cases.evaluation_cases``: single kinds, mixtures, clean crops) plus clean
+  negatives (``rl.negatives``). N cases per group (singles: ceil(N / 8) per kind).
+
+Photos: ``rl.photos.EVALUATION_PHOTOS`` (held out from calibration), plus the real photos in the gradio wheel
+(cheetah, lion, tower, cheetah2) when gradio is installed; random crops of ``--size`` px.
+
+Methods: identity; blind single operators and the blind chain of the classical restorer (``bench/restore.py``'s
+mid-range settings); OpenCV non-local means (a classic blind denoiser, h = 10); the oracle (the classical restorer
+with ``plan_from_record`` of the ground truth: the parameters mapped to the schema); ``rnr``
+(``agent.run.restore_image`` with the default backends) in a process pool. Metrics on the 8-bit outputs: PSNR on
+RGB, SSIM on luminance (BT.601 Y, 11x11 Gaussian window, sigma 1.5: what AgenticIR reports through pyiqa) and SSIM
+on RGB; harm rate = share of outputs more than 0.5 dB below the input's PSNR. Writes JSON and, per protocol, a
+contact sheet of the 8 cases where rnr gained least over the input (100% crops: degraded | rnr | oracle | clean).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from skimage.metrics import structural_similarity  # noqa: E402
+
+from reasoner.kinds import KINDS  # noqa: E402
+from reasoner.schema import DiagnosisRecord  # noqa: E402
+from rl import degradations as D  # noqa: E402
+from rl.ground_truth import ground_truth  # noqa: E402
+from rl.photos import EVALUATION_PHOTOS, load_photo, random_crop  # noqa: E402
+
+#: AgenticIR's groups of combinations (eval/compare_methods.py), degradations in the order they are applied.
+MIO_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "A": (("rain", "haze"), ("motion_blur", "low_resolution"), ("dark", "noise"), ("defocus", "jpeg"),
+          ("noise", "jpeg"), ("rain", "low_resolution"), ("motion_blur", "dark"), ("defocus", "haze")),
+    "B": (("motion_blur", "jpeg"), ("haze", "noise"), ("defocus", "low_resolution"), ("rain", "dark")),
+    "C": (("haze", "motion_blur", "low_resolution"), ("rain", "noise", "low_resolution"),
+          ("dark", "defocus", "jpeg"), ("motion_blur", "defocus", "noise")),
+}  # fmt: skip
+#: Published PSNR on MiO100 (dB, groups A/B/C; GPU networks, other images): from the project's FACTS.
+PUBLISHED = {"AgenticIR": (21.04, 20.55, 18.82), "MAIR": (21.02, 20.92, 19.42), "RAR": (20.46, 21.04, 19.33)}
+PROMPTIR_SIGMAS = (15, 25, 50)
+DEFAULT_N = {"mio": 6, "promptir": 10, "rnr": 12}
+GRADIO_PHOTOS = ("media_assets/images/cheetah.jpg", "media_assets/images/lion.jpg",
+                 "media_assets/images/tower.jpg", "test_data/cheetah2.jpg")  # fmt: skip
+PSNR_CAP = 60.0
+HARM_DB = 0.5
+NLM_H = 10.0
+
+
+@dataclass(frozen=True, eq=False)
+class ProtocolCase:
+    """One case: 8-bit ``image`` (float32 HxWx3 in [0, 1]) the methods get, its ``clean`` original and truth."""
+
+    name: str
+    protocol: str
+    group: str
+    task: str
+    clean: np.ndarray
+    image: np.ndarray
+    record: DiagnosisRecord
+
+
+def quantise(img: np.ndarray) -> np.ndarray:
+    """Round to 8 bits (what a saved PNG holds), as float32 in [0, 1]."""
+    return (np.rint(np.clip(img, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+@cache
+def held_out_photos() -> dict[str, np.ndarray]:
+    """Held-out scenes: the evaluation photos, plus gradio's bundled real photos when gradio is installed."""
+    photos = {name: load_photo(name) for name in EVALUATION_PHOTOS}
+    try:
+        import gradio
+    except ImportError:
+        return photos
+    from PIL import Image
+
+    root = Path(gradio.__file__).parent
+    for rel in GRADIO_PHOTOS:
+        if (root / rel).is_file():
+            with Image.open(root / rel) as im:
+                photos[f"gradio_{Path(rel).stem}"] = np.asarray(im.convert("RGB"), np.float32) / np.float32(255.0)
+    return photos
+
+
+def crop(rng: np.random.Generator, index: int, size: int, base: int = 4) -> tuple[str, np.ndarray]:
+    """A random crop of at most ``size`` px of held-out photo ``index`` (cycling), sides a multiple of ``base``."""
+    photos = held_out_photos()
+    name = list(photos)[index % len(photos)]
+    img = random_crop(photos[name], rng, size)
+    h, w = (img.shape[0] // base) * base, (img.shape[1] // base) * base
+    return name, quantise(img[:h, :w])
+
+
+# --------------------------------------------------------------------------------------------------- MiO protocol
+
+
+def _mio_op(step: str, rng: np.random.Generator):
+    models = D.MODELS
+    if step == "rain":
+        return models["rain"]["mio"].sample(rng)
+    if step == "haze":
+        return models["haze"]["mio"].sample(rng)
+    if step == "motion_blur":
+        return models["motion_blur"]["trail"].sample(rng)
+    if step == "defocus":
+        return models["blur"]["soft_disk"].sample(rng)
+    if step == "dark":
+        return models["low_light"]["mio"].sample(rng)
+    if step == "noise":  # MiO: BasicSR Gaussian sigma 20-50 or Poisson scale 1-3, 50/50
+        if rng.random() < 0.5:
+            return D.NoiseParams(float(rng.uniform(20.0, 50.0)), "gaussian", 0.0, int(rng.integers(0, 2**31 - 1)))
+        return models["noise"]["poisson"].sample(rng)
+    if step == "jpeg":
+        return D.JpegParams(int(rng.integers(10, 30)))
+    if step == "low_resolution":
+        return D.MioLowResolutionParams(4.0)
+    raise ValueError(f"unknown MiO step {step!r}")
+
+
+def mio_degrade(clean: np.ndarray, steps: tuple[str, ...], rng: np.random.Generator) -> tuple[np.ndarray, list]:
+    """Apply MiO ``steps`` left to right, 8-bit after each; low resolution goes to 1/4 and back up (bicubic)."""
+    from rl.degradations.low_resolution import mio_small_size
+
+    img, ops = clean, []
+    for step in steps:
+        op = _mio_op(step, rng)
+        ops.append(op)
+        if isinstance(op, D.MioLowResolutionParams):
+            sh, sw = mio_small_size(op, img.shape)
+            small = quantise(D.imresize_bicubic(img, sh, sw))  # the LQ image MiO saves
+            img = quantise(D.imresize_bicubic(small, img.shape[0], img.shape[1]))  # what the restorers get
+        else:
+            img = quantise(D.model_of(op).apply(img, op))
+    return img, ops
+
+
+def mio_cases(seed: int, n: int, size: int) -> list[ProtocolCase]:
+    """``n`` images per MiO combination."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for group, tasks in MIO_GROUPS.items():
+        for t, steps in enumerate(tasks):
+            task = "+".join(steps)
+            for i in range(n):
+                photo, clean = crop(rng, i + 3 * t, size)
+                image, ops = mio_degrade(clean, steps, rng)
+                name = f"mio_{group}_{task}_{i}_{photo}"
+                cases.append(ProtocolCase(name, "mio", group, task, clean, image, ground_truth(ops, image)))
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------- PromptIR and rnr
+
+
+def promptir_cases(seed: int, n: int, size: int) -> list[ProtocolCase]:
+    """``n`` images per sigma in 15, 25, 50: Gaussian noise, clipped, truncated to 8 bits (PromptIR's test set)."""
+    rng = np.random.default_rng(seed + 1)
+    cases = []
+    for sigma in PROMPTIR_SIGMAS:
+        for i in range(n):
+            photo, clean = crop(rng, i, size, base=16)
+            op = D.NoiseParams(float(sigma), "gaussian", 0.0, int(rng.integers(0, 2**31 - 1)))
+            image = (np.floor(D.apply_noise(clean, op) * 255.0) / 255.0).astype(np.float32)
+            group = f"sigma{sigma}"
+            name = f"promptir_{group}_{i}_{photo}"
+            cases.append(ProtocolCase(name, "promptir", group, group, clean, image, ground_truth([op], image)))
+    return cases
+
+
+def rnr_cases(seed: int, n: int, size: int) -> list[ProtocolCase]:
+    """The project's evaluation cases (singles, mixtures, clean) and clean negatives, ``n`` per group."""
+    from rl.cases import evaluation_cases
+    from rl.negatives import clean_negatives
+
+    cases = []
+    for c in evaluation_cases(seed, per_kind=math.ceil(n / len(KINDS)), mixed=n, clean=n, size=size):
+        task = "-".join(d.kind for d in c.record.degradations) or "clean"
+        cases.append(ProtocolCase(f"rnr_{c.name}", "rnr", c.group, task, c.clean, quantise(c.image), c.record))
+    for neg in clean_negatives(np.random.default_rng(seed + 2), n, size):
+        cases.append(ProtocolCase(f"rnr_{neg.name}", "rnr", "negative", neg.family, neg.image, neg.image,
+                                  neg.record))  # fmt: skip
+    return cases
+
+
+PROTOCOLS = {"mio": mio_cases, "promptir": promptir_cases, "rnr": rnr_cases}
+
+
+# ------------------------------------------------------------------------------------------------ methods, metrics
+
+
+def luma(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma of ``img`` in [0, 1] on the YCbCr scale (16-235) divided by 255, as pyiqa's ``test_y_channel``."""
+    return (16.0 + img.astype(np.float64) @ np.array([65.481, 128.553, 24.966])) / 255.0
+
+
+def metrics(img: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """PSNR (RGB, dB, capped), SSIM on luma (11x11 Gaussian window, sigma 1.5) and SSIM on RGB of 8-bit ``img``."""
+    out, ref = quantise(img).astype(np.float64), clean.astype(np.float64)
+    mse = float(np.mean((out - ref) ** 2))
+    psnr = PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(1.0 / mse))
+    ssim_y = structural_similarity(luma(ref), luma(out), data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                   use_sample_covariance=False)  # fmt: skip
+    ssim = structural_similarity(ref, out, channel_axis=2, data_range=1.0)
+    return {"psnr": psnr, "ssim_y": float(ssim_y), "ssim": float(ssim)}
+
+
+def nlm(img: np.ndarray) -> np.ndarray:
+    """OpenCV's non-local means on the 8-bit image (h = hColor = 10, 7x7 patches, 21x21 search)."""
+    u8 = np.rint(img * 255.0).astype(np.uint8)
+    return cv2.fastNlMeansDenoisingColored(u8, None, NLM_H, NLM_H, 7, 21).astype(np.float32) / 255.0
+
+
+def oracle(case: ProtocolCase, classical) -> np.ndarray:
+    """The classical restorer driven by the ground truth's plan."""
+    from restorer import plan_from_record
+
+    return classical.restore(case.image, case.record, [], plan_from_record(case.record)).pixels
+
+
+def run_case(case: ProtocolCase) -> dict:
+    """Every method on one case: metrics per method, rnr's decision and time."""
+    import cv2 as _cv2
+
+    from agent.run import restore_image
+    from bench.restore import BLIND, blind_plan
+    from restorer import RESTORE_ORDER, load_restorer
+
+    _cv2.setNumThreads(1)
+    classical = load_restorer("classical")
+    m = {"identity": metrics(case.image, case.clean)}
+    for k in BLIND:
+        m[f"blind:{k}"] = metrics(classical.restore(case.image, case.record, [], blind_plan([k])).pixels, case.clean)
+    m["blind chain"] = metrics(classical.restore(case.image, case.record, [], blind_plan(RESTORE_ORDER)).pixels,
+                               case.clean)  # fmt: skip
+    m["nlm"] = metrics(nlm(case.image), case.clean)
+    m["oracle"] = metrics(oracle(case, classical), case.clean)
+    t0 = time.perf_counter()
+    out, trace = restore_image(case.image)
+    seconds = time.perf_counter() - t0
+    m["rnr"] = metrics(out, case.clean)
+    kinds = [d.kind for d in case.record.detected()]
+    return {"name": case.name, "protocol": case.protocol, "group": case.group, "task": case.task, "kinds": kinds,
+            "m": m, "rnr_s": seconds, "decision": trace.decision}  # fmt: skip
+
+
+METHODS_SHOWN = ("identity", "best blind", "blind chain", "nlm", "oracle", "rnr")
+
+
+def summarise(results: list[dict], key: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Per value of ``key`` ("group" or "task"), per method: mean PSNR / SSIM-Y / SSIM and the harm rate."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for value in dict.fromkeys(r[key] for r in results):
+        rows = [r for r in results if r[key] == value]
+        summary = {}
+        for method in rows[0]["m"]:
+            psnr = [r["m"][method]["psnr"] for r in rows]
+            harm = [r["m"][method]["psnr"] < r["m"]["identity"]["psnr"] - HARM_DB for r in rows]
+            summary[method] = {
+                "psnr": float(np.mean(psnr)),
+                "ssim_y": float(np.mean([r["m"][method]["ssim_y"] for r in rows])),
+                "ssim": float(np.mean([r["m"][method]["ssim"] for r in rows])),
+                "harm": float(np.mean(harm)),
+                "n": len(rows),
+            }
+        blind = [m for m in summary if m.startswith("blind:")]
+        best = max(blind, key=lambda m: summary[m]["psnr"])
+        summary["best blind"] = {**summary[best], "which": best.removeprefix("blind:")}
+        out[value] = summary
+    return out
+
+
+def print_table(con: Console, title: str, table: dict, *, harm: bool = True) -> None:
+    """Rows of ``table`` (key -> method -> stats): PSNR / SSIM-Y per method, the best blind tool, harm rates."""
+    t = Table(title=title)
+    for col in ("group", "n", *METHODS_SHOWN, "best blind tool"):
+        t.add_column(col, justify="left" if col in ("group", "best blind tool") else "right")
+    for key, row in table.items():
+        cells = [f"{row[m]['psnr']:.2f} / {row[m]['ssim_y']:.3f}" for m in METHODS_SHOWN]
+        t.add_row(key, str(row["identity"]["n"]), *cells, row["best blind"]["which"])
+    con.print(t)
+    if harm:
+        h = Table(title=f"{title.split(':')[0]}: harm rate (share of outputs > {HARM_DB} dB below the input)")
+        for col in ("group", *METHODS_SHOWN[1:]):
+            h.add_column(col, justify="left" if col == "group" else "right")
+        for key, row in table.items():
+            h.add_row(key, *(f"{row[m]['harm']:.0%}" for m in METHODS_SHOWN[1:]))
+        con.print(h)
+
+
+def print_published(con: Console, groups: dict) -> None:
+    """Published MiO100 PSNR beside ours, with the caveats."""
+    t = Table(title="MiO groups: published PSNR (dB) on MiO100 vs this run (other images; see caveats)")
+    t.add_column("method")
+    for g in MIO_GROUPS:
+        t.add_column(g, justify="right")
+    for name, values in PUBLISHED.items():
+        t.add_row(f"{name} (published, GPU networks)", *(f"{v:.2f}" for v in values))
+    for m in ("identity", "oracle", "rnr"):
+        t.add_row(f"{m} (this run)", *(f"{groups[g][m]['psnr']:.2f}" if g in groups else "-" for g in MIO_GROUPS))
+    con.print(t)
+    con.print(
+        "caveats: published numbers are on MiO100's 100 photos with per-image depth maps for haze and GPU restoration "
+        "networks (super-resolution from the x1/4 image); this run uses held-out bundled photos, a depth proxy, "
+        f"{'crops' if groups else ''} restored on CPU by classical operators from the bicubic x4 up-sample. Compare "
+        "the rows' relations (rnr vs identity vs oracle), not absolute dB across the two."
+    )
+
+
+def contact_sheet(cases: list[ProtocolCase], results: list[dict], path: Path, n: int = 8, tile: int = 192) -> None:
+    """Rows of degraded | rnr | oracle | clean at 100% for the ``n`` cases where rnr gained least over the input."""
+    from agent.run import restore_image
+    from reasoner.imageio import save_image
+    from restorer import load_restorer
+
+    by_name = {c.name: c for c in cases}
+    worst = sorted(results, key=lambda r: r["m"]["rnr"]["psnr"] - r["m"]["identity"]["psnr"])[:n]
+    classical = load_restorer("classical")
+    rows = []
+    for r in worst:
+        c = by_name[r["name"]]
+        out, _ = restore_image(c.image)
+        images = [c.image, quantise(out), quantise(oracle(c, classical)), c.clean]
+        err = cv2.boxFilter(np.abs(images[1] - c.clean).mean(axis=2), -1, (tile // 2, tile // 2))
+        cy, cx = np.unravel_index(int(np.argmax(err)), err.shape)  # where rnr is furthest from clean
+        h, w = c.image.shape[:2]
+        th, tw = min(tile, h), min(tile, w)
+        y0, x0 = int(np.clip(cy - th // 2, 0, h - th)), int(np.clip(cx - tw // 2, 0, w - tw))
+        tiles = []
+        for img, label in zip(images, ("degraded", "rnr", "oracle", "clean"), strict=True):
+            t = np.zeros((tile, tile, 3), np.uint8)
+            t[:th, :tw] = np.rint(img[y0 : y0 + th, x0 : x0 + tw] * 255).astype(np.uint8)
+            psnr = {"rnr": r["m"]["rnr"]["psnr"], "oracle": r["m"]["oracle"]["psnr"],
+                    "degraded": r["m"]["identity"]["psnr"]}.get(label)  # fmt: skip
+            text = label if psnr is None else f"{label} {psnr:.1f}dB"
+            cv2.putText(t, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(t, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 80), 1, cv2.LINE_AA)
+            tiles.append(t)
+        caption = r["task"][:34]
+        cv2.putText(tiles[0], caption, (4, tile - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(tiles[0], caption, (4, tile - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        rows.append(np.concatenate(tiles, axis=1))
+    if rows:
+        save_image(path, np.concatenate(rows, axis=0).astype(np.float32) / 255.0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--protocol", choices=[*PROTOCOLS, "all"], default="all")
+    ap.add_argument("--per-group", type=int, default=None, help=f"images per task / sigma / group ({DEFAULT_N})")
+    ap.add_argument("--size", type=int, default=256, help="crop side in px")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("bench/out/protocols.json"))
+    args = ap.parse_args(argv)
+    if args.per_group is not None and args.per_group < 1 or args.size < 64:
+        ap.error("--per-group must be >= 1 and --size >= 64")
+
+    con = Console(width=None if sys.stdout.isatty() else 160)
+    names = list(PROTOCOLS) if args.protocol == "all" else [args.protocol]
+    t0 = time.perf_counter()
+    built = {p: PROTOCOLS[p](args.seed, args.per_group or DEFAULT_N[p], args.size) for p in names}
+    con.print(f"{sum(map(len, built.values()))} cases on {len(held_out_photos())} held-out photos "
+              f"({', '.join(held_out_photos())}), built in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    everything = [c for p in names for c in built[p]]
+    with ProcessPoolExecutor(args.workers) as pool:
+        results = list(pool.map(run_case, everything, chunksize=1))
+    report: dict = {"settings": vars(args) | {"out": str(args.out)}, "protocols": {}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for p in names:
+        rs = [r for r in results if r["protocol"] == p]
+        groups, tasks = summarise(rs, "group"), summarise(rs, "task")
+        title = {"mio": "MiO / AgenticIR groups", "promptir": "PromptIR Gaussian denoising",
+                 "rnr": "reason-restore's own cases and clean negatives"}[p]  # fmt: skip
+        print_table(con, f"{title}: mean PSNR dB / SSIM-Y (luma, 11x11 Gaussian window)", groups)
+        if p == "mio":
+            print_table(con, "MiO per combination: PSNR dB / SSIM-Y", tasks, harm=False)
+            print_published(con, groups)
+        decisions = {d: sum(r["decision"] == d for r in rs) for d in dict.fromkeys(r["decision"] for r in rs)}
+        con.print(f"{p}: rnr decisions {decisions}, median {np.median([r['rnr_s'] for r in rs]):.2f} s per image")
+        sheet = args.out.with_name(f"protocols_{p}_worst.png")
+        contact_sheet(built[p], rs, sheet)
+        report["protocols"][p] = {"groups": groups, "tasks": tasks, "cases": rs, "contact_sheet": str(sheet)}
+    report["published_mio_psnr"] = PUBLISHED
+    report["seconds"] = time.perf_counter() - t0
+    args.out.write_text(json.dumps(report, indent=1))
+    con.print(f"written {args.out} in {report['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
