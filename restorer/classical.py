@@ -62,7 +62,7 @@ class ClassicalRestorer:
                 if op is lowpass[0]:
                     x = _joint_deconvolution(x, lowpass, record, noise_left, quality)
                 continue
-            extra = {"noise": noise_left, "quality": quality} if op.kind in LOWPASS else {}
+            extra = {"noise": noise_left, "quality": quality} if operator.error_aware else {}
             x = operator.run(x, *params, strength=strength, **extra)
             if operator.leaves_noise is not None:
                 noise_left = operator.leaves_noise(*params, strength=strength)

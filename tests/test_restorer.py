@@ -326,8 +326,11 @@ def test_every_kind_has_an_entry_in_the_restorer_tables(table, name):
 def test_operators_read_their_kinds_factors():
     for kind, op in OPERATORS.items():
         assert set(op.factors) <= set(KINDS[kind].factors.model_fields), kind
-        # deconvolutions (the low-pass kinds) are told the noise a denoise step left
-        assert ("noise" in inspect.signature(op.run).parameters) == (kind in LOWPASS), kind
+        # deconvolutions (the low-pass kinds) and dehazing amplify what noise and JPEG error are left, so are told it
+        assert op.error_aware == (kind in LOWPASS | {"haze"}), kind
+        assert op.error_aware == {"noise", "quality"} <= set(inspect.signature(op.run).parameters), kind
+        # low-pass kinds give their PSF, so that several in one image are undone by one deconvolution
+        assert (op.psf is not None) == (kind in LOWPASS), kind
 
 
 def test_registry_and_protocol():

@@ -55,6 +55,11 @@ class Operator:
     leaves_noise: Callable[..., float] | None = None
     psf: Callable[..., tuple[np.ndarray, float]] | None = None
 
+    @property
+    def error_aware(self) -> bool:
+        """Whether ``run`` takes ``noise=`` and ``quality=``: the error left in the image, not to be amplified."""
+        return {"noise", "quality"} <= set(inspect.signature(self.run).parameters)
+
 
 #: kind -> its operator; every kind of :data:`reasoner.kinds.KINDS` has one.
 OPERATORS: dict[str, Operator] = check_table(
@@ -71,7 +76,7 @@ OPERATORS: dict[str, Operator] = check_table(
     "restorer.operators.OPERATORS",
 )
 for _kind in LOWPASS:  # pragma: no branch - a deconvolution that cannot be told the noise would guess it
-    if not {"noise", "quality"} <= set(inspect.signature(OPERATORS[_kind].run).parameters):  # pragma: no cover
+    if not OPERATORS[_kind].error_aware:  # pragma: no cover
         raise ImportError(f"restorer.operators: the {_kind} operator must take noise= and quality= (it is low-pass)")
     if OPERATORS[_kind].psf is None:  # pragma: no cover
         raise ImportError(f"restorer.operators: the {_kind} operator must give its psf (it is a low-pass kind)")

@@ -22,6 +22,10 @@ WIENER_FLOOR, WIENER_PER_VAR = 3e-5, 6e-4
 CHROMA_BALANCE = 4.0
 #: Richardson-Lucy (PSFs that are not mirror-symmetric) runs RL_ITERATIONS / (1 + (error / RL_SIGMA) ** 2) (tuned).
 RL_ITERATIONS, RL_SIGMA = 12, 16.0
+#: Stability guard: a correction whose std exceeds GUARD_RATIO times the input's is scaled down to that, and one
+#: that pushes more than GUARD_SHARE of the pixels GUARD_OVER beyond [0, 1] is scaled down in proportion (correct
+#: kernels stay within both on the calibration crops; a kernel several times too wide breaks one or both).
+GUARD_RATIO, GUARD_SHARE, GUARD_OVER = 2.0, 0.02, 0.1
 #: JPEG error std (0-255) a deblocked image still holds at quality q: JPEG_ERR0 + JPEG_ERR1 * ln(100 / q) (tuned).
 JPEG_ERR0, JPEG_ERR1 = 2.2, 2.7
 
@@ -130,6 +134,11 @@ def deconvolve(
     else:
         n = RL_ITERATIONS * max(s, 1.0) / (1.0 + (sigma / RL_SIGMA) ** 2)
         out = _richardson_lucy(x, psf, max(1, round(n)))
+    # A kernel far wider than the real blur inverts into a pattern many times stronger than the image itself, never
+    # an image the input could have been blurred from: such a correction is scaled back (a blend, as for strength).
+    ratio = float(np.std(out - x)) / (float(np.std(x)) + 1e-3)
+    over = float(np.mean((out < -GUARD_OVER) | (out > 1.0 + GUARD_OVER)))
+    s = min(s, 1.0, GUARD_RATIO / max(ratio, 1e-6), GUARD_SHARE / max(over, 1e-6))
     if s < 1.0:
         out = x + np.float32(s) * (out - x)
     return clip01(out)
