@@ -328,7 +328,7 @@ def test_operators_read_their_kinds_factors():
         assert set(op.factors) <= set(KINDS[kind].factors.model_fields), kind
         # deconvolutions (the low-pass kinds) and dehazing amplify what noise and JPEG error are left, so are told it
         assert op.error_aware == (kind in LOWPASS | {"haze"}), kind
-        assert op.error_aware == {"noise", "quality"} <= set(inspect.signature(op.run).parameters), kind
+        assert op.error_aware == ({"noise", "quality"} <= set(inspect.signature(op.run).parameters)), kind
         # low-pass kinds give their PSF, so that several in one image are undone by one deconvolution
         assert (op.psf is not None) == (kind in LOWPASS), kind
 
