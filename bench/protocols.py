@@ -332,9 +332,9 @@ def print_published(con: Console, groups: dict) -> None:
     con.print(t)
     con.print(
         "caveats: published numbers are on MiO100's 100 photos with per-image depth maps for haze and GPU restoration "
-        "networks (super-resolution from the x1/4 image); this run uses held-out bundled photos, a depth proxy, "
-        f"{'crops' if groups else ''} restored on CPU by classical operators from the bicubic x4 up-sample. Compare "
-        "the rows' relations (rnr vs identity vs oracle), not absolute dB across the two."
+        "networks (super-resolution from the x1/4 image); this run uses crops of held-out bundled photos, a depth "
+        "proxy for haze, and CPU classical operators restoring from the bicubic x4 up-sample. Compare the rows' "
+        "relations (rnr vs identity vs oracle), not absolute dB across the two."
     )
 
 

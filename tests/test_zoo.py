@@ -195,6 +195,17 @@ def test_equivalent_factor_on_known_cases(params, name, expected, rel):
     assert fac[name] == pytest.approx(expected, rel=rel, abs=1e-12)
 
 
+@pytest.mark.parametrize("quality", [10, 29, 75])
+def test_opencv_jpeg_as_mio_calls_it_is_our_own_jpeg_model(quality):
+    # the MiO protocol uses JpegParams for cv2.imencode: the two must give the same pixels
+    import cv2
+
+    u8 = np.rint(PHOTO * 255).astype(np.uint8)
+    _, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    np.testing.assert_array_equal(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1] / np.float32(255),
+                                  D.apply(PHOTO, [D.JpegParams(quality)]))  # fmt: skip
+
+
 def test_mio_value_shift_reads_as_under_exposure():
     # a V shift of 40/255 darkens: exposure < 1 and a non-zero severity (gamma > 1 takes the toe)
     severity, fac = D.factors(low_light.MioDarkParams("shift", 40.0), (8, 8))
