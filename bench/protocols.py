@@ -375,6 +375,20 @@ def contact_sheet(cases: list[ProtocolCase], results: list[dict], path: Path, n:
         save_image(path, np.concatenate(rows, axis=0).astype(np.float32) / 255.0)
 
 
+def code_version() -> dict[str, str | bool]:
+    """The commit the run used and whether the restorer, reasoner, agent or rl had uncommitted edits."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "agent", "reasoner", "restorer", "rl"], cwd=root,
+                               capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": True}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", choices=[*PROTOCOLS, "all"], default="all")
@@ -396,7 +410,7 @@ def main(argv=None) -> int:
     everything = [c for p in names for c in built[p]]
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(run_case, everything, chunksize=1))
-    report: dict = {"settings": vars(args) | {"out": str(args.out)}, "protocols": {}}
+    report: dict = {"settings": vars(args) | {"out": str(args.out)}, "code": code_version(), "protocols": {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for p in names:
         rs = [r for r in results if r["protocol"] == p]
@@ -415,7 +429,7 @@ def main(argv=None) -> int:
     report["published_mio_psnr"] = PUBLISHED
     report["seconds"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(report, indent=1))
-    con.print(f"written {args.out} in {report['seconds']:.0f} s")
+    con.print(f"written {args.out} in {report['seconds']:.0f} s (code {report['code']})")
     return 0
 
 
