@@ -51,7 +51,7 @@ from agent.manifest import (
 )
 from agent.runlock import RunLock, check_free
 from agent.state import Settings
-from agent.worker import Worker, init_pool_worker, pool_process
+from agent.worker import WARNINGS, Worker, init_pool_worker, pool_process
 
 __all__ = ["MANIFEST", "Interrupted", "Item", "NoImagesError", "Summary", "plan_batch", "read_manifest", "run_batch"]
 
@@ -83,6 +83,27 @@ class Interrupted(BaseException):  # noqa: N818 - a BaseException like KeyboardI
     def exit_code(self) -> int:
         """128 + the signal number, as a shell reports a process killed by it."""
         return 128 + self.signum
+
+
+class Recorder:
+    """The driver's side of a finished input: its warnings said, its manifest row appended, the summary updated.
+
+    Only the driver writes the manifest (both engines), so a row is appended once, after the image's files exist.
+    """
+
+    def __init__(self, out: Path, summary: Summary, on_row=None, on_warning=None) -> None:
+        self.out, self.summary, self.on_row, self.on_warning = out, summary, on_row, on_warning
+
+    def __call__(self, row: dict) -> None:
+        """Record ``row`` (a worker's, or :func:`refused_row`'s)."""
+        for message in row.pop(WARNINGS, ()):
+            self.summary.warnings.append(message)
+            if self.on_warning is not None:
+                self.on_warning(message)
+        append_row(self.out, row)
+        (self.summary.failed if row["status"] == "failed" else self.summary.done).append(row)
+        if self.on_row is not None:
+            self.on_row(row)
 
 
 @dataclass
@@ -313,13 +334,7 @@ def run_batch(
                 _remove_fresh(out)
             raise
         summary = plan.summary
-
-        def record(row: dict) -> None:
-            append_row(out, row)
-            (summary.failed if row["status"] == "failed" else summary.done).append(row)
-            if on_row is not None:
-                on_row(row)
-
+        record = Recorder(out, summary, on_row, on_warning)
         if on_start is not None:
             on_start(summary, len(plan.todo) + len(plan.refused))
         try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from agent.backends import Backends
 from agent.batch import (
     NoImagesError,
+    Recorder,
     Summary,
     check_new_run,
     check_out,
@@ -28,7 +29,7 @@ from agent.batch import (
     refused_row,
     scan,
 )
-from agent.manifest import Item, append_row
+from agent.manifest import Item
 from agent.runlock import RunLock
 from agent.state import Settings
 
@@ -116,10 +117,24 @@ class _Restorer:
             try:
                 row = self.worker.process(Item(Path(path), name, sha or None), self.out, checkpoint=self.checkpoint)
             except DiskFullError as e:  # the driver stops the batch on it (one line), as the local engine does
-                row = {"disk_full": e.path}
+                row = {"disk_full": e.path, "needed": e.needed}
             rows.append(json.dumps(row, ensure_ascii=False))
         # One JSON string per item: manifest rows differ in keys (failures have "error", no "decision").
         return {"row": np.array(rows, dtype=object)}
+
+
+def driver_row(row: dict) -> dict:
+    """An actor's row as the driver records it; a full disk an actor hit is raised here, the space needed kept.
+
+    Raises:
+        DiskFullError: The actor's image stopped on a full disk; the batch stops, as on the local engine.
+
+    """
+    if row.get("disk_full"):
+        from reasoner.files import DiskFullError
+
+        raise DiskFullError(row["disk_full"], row.get("needed"))
+    return row
 
 
 def _start(ray, address: str | None, workers: int) -> bool:
@@ -165,7 +180,8 @@ def run_batch_ray(
             A runtime already initialised in this process is used as it is and left running.
         gpus_per_worker: GPUs reserved by each actor (fractions share a GPU); 0 runs on CPU.
         on_row: Called with each manifest row as it is recorded.
-        on_warning: Called with one line per skipped bad line of the manifest.
+        on_warning: Called with one line per warning (a skipped bad line of the manifest, a checkpoint that could not
+            be resumed).
         on_start: Called once as ``on_start(summary, n_todo)`` when the work is known.
         checkpoint: A ``postgres://`` URL: every actor, on any host, keeps its checkpoints on that server, so an
             image whose actor died resumes on another (``out`` must then be the same absolute path on a shared
@@ -201,13 +217,7 @@ def run_batch_ray(
         plan = plan_batch(inputs, out, resume, recursive=recursive, follow_symlinks=follow_symlinks,
                           warn=on_warning, scanned=scanned)  # fmt: skip
         summary = plan.summary
-
-        def record(row: dict) -> None:
-            append_row(out, row)
-            (summary.failed if row["status"] == "failed" else summary.done).append(row)
-            if on_row is not None:
-                on_row(row)
-
+        record = Recorder(out, summary, on_row, on_warning)
         if on_start is not None:
             on_start(summary, len(plan.todo) + len(plan.refused))
         for it, reason in plan.refused:
@@ -219,11 +229,7 @@ def run_batch_ray(
             rows = _stream_rows(ray, plan.todo, out, backends, settings or Settings(), workers, gpus_per_worker,
                                 checkpoint, limit, plan.protect)  # fmt: skip
             for row in rows:
-                if row.get("disk_full"):
-                    from reasoner.files import DiskFullError
-
-                    raise DiskFullError(row["disk_full"])
-                record(row)
+                record(driver_row(row))
             return summary
         finally:
             if owned:

@@ -23,6 +23,8 @@ TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.js
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed"]
 Decision = Literal["accepted", "rolled_back", "unchanged"]
+#: Decisions that return an attempt's pixels (a manifest status "ok"); "unchanged" returns the input.
+RESTORED: frozenset[Decision] = frozenset({"accepted", "rolled_back"})
 
 
 class AttemptTrace(BaseModel):

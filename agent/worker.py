@@ -21,11 +21,17 @@ from pathlib import Path
 from agent.backends import Backends
 from agent.manifest import Item
 from agent.state import Context, RestoreState, Settings
+from agent.trace import RESTORED, Trace
+from reasoner.common import one_line
 from reasoner.files import DiskFullError, is_disk_full
 
 #: Inputs' previews for the report (the report reads nothing outside the run folder).
 PREVIEWS = ".rnr/previews"
 PREVIEW_SIDE = 1024
+#: A thread's SQLite checkpoint, in its work folder.
+CHECKPOINT = "checkpoint.sqlite"
+#: Key of a row's warnings: printed by the driver, never written to the manifest.
+WARNINGS = "warnings"
 
 
 class Worker:
@@ -52,100 +58,81 @@ class Worker:
         """Restore one input into ``out``; returns its manifest row (status "failed" with the error on failure).
 
         ``checkpoint`` is a ``postgres://`` URL for shared checkpoints; ``None`` keeps a SQLite file in the work dir.
+        A row may carry :data:`WARNINGS` (one line each, e.g. a checkpoint that could not be resumed), which the
+        driver prints and leaves out of the manifest.
 
         Raises:
             DiskFullError: The disk filled up; this image's work files are removed, the batch should stop.
 
         """
-        from agent.checkpoint import is_postgres_url, open_checkpointer
-        from agent.graph import final_pixels, finish_trace
-        from agent.io import write_text_atomic
-        from agent.run import run_graph, thread_id
-        from reasoner.imageio import ImageLoadError, file_sha256, save_image
+        from reasoner.imageio import ImageLoadError, file_sha256
 
-        ctx = self.ctx
         t0 = time.perf_counter()
         row = {"input": str(item.path), "input_abs": os.path.abspath(item.path), "name": item.name,
                "output": f"{item.name}.png", "trace": f"{item.name}.json"}  # fmt: skip
-        work: Path | None = None
-        shared = is_postgres_url(checkpoint)
+        thread: ImageThread | None = None
         try:
             row["sha256"] = item.sha256 or file_sha256(item.path)  # resume keys inputs by path and content
-            thread = thread_id(item.path, ctx, sha256=row["sha256"])
-            work = out / ".rnr" / "work" / thread
-            config = {"configurable": {"thread_id": thread}}
-
-            def attempt() -> RestoreState:
-                work.mkdir(parents=True, exist_ok=True)
-                saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
-                try:
-                    state = run_graph(item.path, ctx, work, checkpointer=saver, thread=thread, on_update=on_update)
-                finally:
-                    # An interrupt can leave a checkpoint write in flight in LangGraph's background thread; closing
-                    # the connection under it crashes SQLite (SIGSEGV). The saver's lock waits for that write.
-                    with saver.lock:
-                        saver.conn.close()
-                if not complete(state):
-                    raise IncompleteState(f"thread {thread} ended without a decided, exported state")
-                return state
-
-            def forget() -> None:
-                # The thread goes with the work files it refers to: a checkpoint without them cannot resume.
-                if shared:
-                    saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
-                    try:
-                        saver.delete_thread(thread)
-                    finally:
-                        saver.conn.close()
-                shutil.rmtree(work, ignore_errors=True)
-
-            if shared:
-                saver = open_checkpointer(checkpoint, work / "checkpoint.sqlite")
-                try:
-                    resuming = saver.get_tuple(config) is not None
-                finally:
-                    saver.conn.close()
-            else:
-                resuming = (work / "checkpoint.sqlite").exists()
-            try:
-                state = attempt()
-            except ImageLoadError:
-                raise
-            except Exception as e:  # noqa: BLE001 - re-raised below unless a fresh start helps
-                if not resuming or _disk_full(e):
-                    raise
-                # A run killed mid-step (or mid-clean-up) can leave a checkpoint that no longer matches its work
-                # files; the graph is deterministic, so starting again gives what the uninterrupted run would have.
-                forget()
-                state = attempt()
-            pixels = final_pixels(state)
-            t_io = time.perf_counter()
-            self._write_preview(out, item.name, state)
-            target = out / row["output"]
-            if os.path.abspath(target) in self.protect or os.path.realpath(target) in self.protect:
-                raise ValueError(f"{target} is one of this run's inputs; it is never overwritten (pick another --out)")
-            save_image(target, pixels)
-            trace = finish_trace(state.trace, row["output"], time.perf_counter() - t_io)
-            write_text_atomic(out / row["trace"], trace.model_dump_json(indent=1))
-            forget()
-            status = "ok" if state.decision in ("accepted", "rolled_back") else "unchanged"
-            row.update(status=status, decision=state.decision, overall_before=trace.overall_before,
-                       overall_after=trace.overall_after, timings=trace.timings)  # fmt: skip
+            thread = ImageThread(self.ctx, item, out, row["sha256"], checkpoint)
+            state = self._run(thread, on_update, row)
+            trace = self._export(item, out, state, row)
+            thread.forget()
+            row.update(status="ok" if state.decision in RESTORED else "unchanged", decision=state.decision,
+                       overall_before=trace.overall_before, overall_after=trace.overall_after,
+                       timings=trace.timings)  # fmt: skip
         except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch; the error is recorded
             if _disk_full(e):
-                if work is not None:
-                    shutil.rmtree(work, ignore_errors=True)  # its temporary files only hold the disk full
+                if thread is not None:
+                    shutil.rmtree(thread.work, ignore_errors=True)  # its temporary files only hold the disk full
                 where = e.path if isinstance(e, DiskFullError) else out
-                raise DiskFullError(where, _more_needed(item.path, out, ctx.settings.max_attempts, e)) from None
+                raise DiskFullError(where, _more_needed(item.path, out, self.ctx.settings.max_attempts, e)) from None
             if isinstance(e, ImageLoadError):
                 error = str(e)
             elif isinstance(e, OSError | ValueError):
-                error = f"{item.path}: {' '.join(str(e).split())}"
+                error = f"{item.path}: {one_line(e)}"
             else:
-                error = f"{item.path}: {type(e).__name__}: {' '.join(str(e).split())}"
+                error = f"{item.path}: {one_line(e, with_type=True)}"
             row.update(status="failed", error=error)
         row["seconds"] = round(time.perf_counter() - t0, 4)
         return row
+
+    def _run(self, thread: ImageThread, on_update, row: dict) -> RestoreState:
+        """Run or resume the image's thread; a resume that fails starts the image again, with a warning."""
+        from reasoner.imageio import ImageLoadError
+
+        resuming = thread.exists()
+        try:
+            return thread.run(on_update)
+        except ImageLoadError:
+            raise
+        except Exception as e:  # noqa: BLE001 - re-raised below unless a fresh start helps
+            if not resuming or _disk_full(e):
+                raise
+            # A run killed mid-step (or mid-clean-up) can leave a checkpoint that no longer matches its work
+            # files; the graph is deterministic, so starting again gives what the uninterrupted run would have.
+            row.setdefault(WARNINGS, []).append(
+                f"{thread.where}: could not resume {thread.item.path} ({one_line(e, with_type=True)[:300]}); "
+                "restarting it from the beginning"
+            )
+            thread.forget()
+            return thread.run(on_update)
+
+    def _export(self, item: Item, out: Path, state: RestoreState, row: dict) -> Trace:
+        """Write the input's preview, the restored image and the trace, each atomically; returns the trace."""
+        from agent.graph import final_pixels, finish_trace
+        from agent.io import write_text_atomic
+        from reasoner.imageio import save_image
+
+        pixels = final_pixels(state)
+        t_io = time.perf_counter()
+        self._write_preview(out, item.name, state)
+        target = out / row["output"]
+        if os.path.abspath(target) in self.protect or os.path.realpath(target) in self.protect:
+            raise ValueError(f"{target} is one of this run's inputs; it is never overwritten (pick another --out)")
+        save_image(target, pixels)
+        trace = finish_trace(state.trace, row["output"], time.perf_counter() - t_io)
+        write_text_atomic(out / row["trace"], trace.model_dump_json(indent=1))
+        return trace
 
     def _write_preview(self, out: Path, name: str, state: RestoreState) -> None:
         import cv2
@@ -168,6 +155,70 @@ class Worker:
 
 class IncompleteState(RuntimeError):
     """A checkpointed thread that stopped without a decision and a trace."""
+
+
+class ImageThread:
+    """One image's checkpoint thread and work folder (``OUT/.rnr/work/<thread>``): run, resume, forget."""
+
+    def __init__(self, ctx: Context, item: Item, out: Path, sha256: str, checkpoint: str | None) -> None:
+        """``checkpoint``: a ``postgres://`` URL, or None for a SQLite file in the work folder."""
+        from agent.checkpoint import is_postgres_url, redact
+        from agent.run import thread_id
+
+        self.ctx, self.item, self.checkpoint = ctx, item, checkpoint
+        self.thread = thread_id(item.path, ctx, sha256=sha256)
+        self.work = out / ".rnr" / "work" / self.thread
+        self.shared = is_postgres_url(checkpoint)
+        #: Where the checkpoint lives, for messages.
+        self.where = f"{redact(checkpoint)} thread {self.thread}" if self.shared else str(self.work / CHECKPOINT)
+
+    def _saver(self):
+        from agent.checkpoint import open_checkpointer
+
+        return open_checkpointer(self.checkpoint, self.work / CHECKPOINT)
+
+    def exists(self) -> bool:
+        """Whether a checkpoint of this thread exists (the image was started before)."""
+        if not self.shared:
+            return (self.work / CHECKPOINT).exists()
+        saver = self._saver()
+        try:
+            return saver.get_tuple({"configurable": {"thread_id": self.thread}}) is not None
+        finally:
+            saver.conn.close()
+
+    def run(self, on_update: Callable[[str, dict], None] | None = None) -> RestoreState:
+        """Run the thread to its end (resuming from its checkpoint); the final state is checked to be complete.
+
+        Raises:
+            IncompleteState: The thread ended without a decided, exported state (its checkpoint is stale).
+
+        """
+        from agent.run import run_graph
+
+        self.work.mkdir(parents=True, exist_ok=True)
+        saver = self._saver()
+        try:
+            state = run_graph(self.item.path, self.ctx, self.work, checkpointer=saver, thread=self.thread,
+                              on_update=on_update)  # fmt: skip
+        finally:
+            # An interrupt can leave a checkpoint write in flight in LangGraph's background thread; closing the
+            # connection under it crashes SQLite (SIGSEGV). The saver's lock waits for that write.
+            with saver.lock:
+                saver.conn.close()
+        if not complete(state):
+            raise IncompleteState(f"thread {self.thread} ended without a decided, exported state")
+        return state
+
+    def forget(self) -> None:
+        """Delete the thread's checkpoint and work files (a checkpoint without its work files cannot resume)."""
+        if self.shared:
+            saver = self._saver()
+            try:
+                saver.delete_thread(self.thread)
+            finally:
+                saver.conn.close()
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
 def complete(state: RestoreState) -> bool:

@@ -50,7 +50,7 @@ import threading
 import time
 import traceback
 
-import agent.batch, agent.cli, agent.graph, agent.report, agent.run, agent.worker  # noqa: E401,F401 - imported once
+import agent.batch, agent.cli, agent.graph, agent.run, agent.ui.report, agent.worker  # noqa: E401,F401 - imported once
 import reasoner.measure, restorer.classical  # noqa: E401,F401
 from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -1327,10 +1327,10 @@ def test_checkpoint_url_secrets_never_reach_stderr(rnr, tmp_path):
 
 
 def test_the_resume_command_masks_secrets(monkeypatch):
-    from agent.cli import _resume_command
+    from agent.cli.restore import resume_command
 
     monkeypatch.setattr(sys, "argv", ["rnr", "restore", "in", "--out", "o", "--checkpoint", SECRET_URL])
-    cmd = _resume_command()
+    cmd = resume_command()
     assert "hunter2" not in cmd and "hunter3" not in cmd
     assert cmd.startswith("rnr restore in --out o --checkpoint") and cmd.endswith("--resume")
 

@@ -120,7 +120,7 @@ class TeachAccuracy(_Teach, rewards_mod.DiagnosisAccuracy):
 
 
 def _cli():
-    from agent.cli_train import train_app
+    from agent.cli.train import train_app
 
     app = typer.Typer()
     app.add_typer(train_app)

@@ -264,7 +264,7 @@ def test_load_reasoner_by_name(tiny_vlm_dir):
 def test_dev_cli_builds_a_tiny_reasoner(tmp_path):
     from typer.testing import CliRunner
 
-    from agent.cli_dev import dev_app
+    from agent.cli.dev import dev_app
 
     res = CliRunner().invoke(dev_app, ["tiny-reasoner", str(tmp_path / "tiny"), "--seed", "3"])
     assert res.exit_code == 0, res.output

@@ -15,7 +15,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from agent.batch import MANIFEST, read_manifest, run_batch
-from agent.report import ReportError, report_command, write_report
+from agent.cli.report import report_command
+from agent.ui.report import ReportError, write_report
 from reasoner.imageio import save_image
 from rl import degradations as D
 from rl.photos import load_photo

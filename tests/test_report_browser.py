@@ -9,7 +9,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 def test_report_of_a_run_with_a_failure_shows_it(tmp_path):
     from agent.batch import run_batch
-    from agent.report import write_report
+    from agent.ui.report import write_report
     from reasoner.imageio import save_image
     from rl import degradations as D
     from rl.photos import load_photo

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli_index import index_app
+from agent.cli.index import index_app
 from reasoner.imageio import save_image
 from retrieval.base import Embedder, Reference
 from retrieval.embedders import GlobalDescriptorEmbedder, _remove_rain

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli_index import index_app
+from agent.cli.index import index_app
 from reasoner.imageio import ImageLoadError, save_image
 from retrieval.embedders import GlobalDescriptorEmbedder
 from retrieval.faiss_index import check_index_params, grow_index, read_index
@@ -428,7 +428,7 @@ def test_os_abort_in_library_json_does_not_kill_rnr(lib, query):
     # Resolved before any other check, "os:abort" killed the process (SIGABRT); run apart so a regression cannot
     # take the test session down with it.
     set_meta("embedder", "name", "os:abort")(lib)
-    code = "import sys; from agent.cli_index import index_app; index_app(sys.argv[1:])"
+    code = "import sys; from agent.cli.index import index_app; index_app(sys.argv[1:])"
     proc = subprocess.run(
         [sys.executable, "-c", code, "query", str(query), "--index", str(lib)],
         cwd=REPO,

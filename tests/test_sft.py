@@ -143,7 +143,7 @@ def test_cli_prints_the_effective_recipe():
 
 
 def _cli():
-    from agent.cli_train import synth, train_app
+    from agent.cli.train import synth, train_app
 
     app = typer.Typer()
     app.command("synth")(synth)

@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from agent import ui_render as R  # noqa: E402
-from agent.ui import backend_status, image_error  # noqa: E402
+from agent.ui import render as R  # noqa: E402
+from agent.ui.runs import backend_status, image_error  # noqa: E402
 from reasoner.imageio import save_image  # noqa: E402
 from reasoner.schema import KINDS, DiagnosisRecord, make_degradation  # noqa: E402
 from rl.photos import load_photo  # noqa: E402
@@ -139,11 +139,11 @@ def test_ui_command_rejects_bad_options_and_passes_the_pixel_limit(tmp_path, mon
     import typer
     from typer.testing import CliRunner
 
-    import agent.ui
-    from agent.cli_ui import ui_command
+    import agent.ui.page
+    from agent.cli.ui import ui_command
 
     launched = []  # a bad option that slipped through would start a server here instead of blocking the test
-    monkeypatch.setattr(agent.ui, "launch", lambda **kw: launched.append(kw))
+    monkeypatch.setattr(agent.ui.page, "launch", lambda **kw: launched.append(kw))
     app = typer.Typer()
     app.command()(ui_command)
     for args, env, message in (

@@ -29,7 +29,7 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from agent.ui import launch
+    from agent.ui.page import launch
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -162,7 +162,7 @@ def run_session(base: str, image: Path) -> Session:
 def server(tmp_path_factory):
     import socket
 
-    from agent.ui import launch
+    from agent.ui.page import launch
     from reasoner.imageio import save_image
     from rl import degradations as D
     from rl.photos import load_photo
@@ -424,7 +424,7 @@ def test_an_upload_over_the_pixel_limit_is_refused_on_its_header(server, tmp_pat
 )
 def test_bound_to_all_interfaces_origin_must_match_the_host(host, origin, scheme, refused):
     # Off loopback the server's own names cannot be listed, so the rule is Origin == Host (Django's CSRF rule).
-    from agent.ui import cross_origin_reason
+    from agent.ui.security import cross_origin_reason
 
     headers = {"host": host} | ({"origin": origin} if origin else {})
     why = cross_origin_reason("POST", "/gradio_api/upload", headers, scheme, loopback=False)
@@ -438,6 +438,6 @@ def test_bound_to_all_interfaces_origin_must_match_the_host(host, origin, scheme
 )  # fmt: skip
 def test_which_binds_are_loopback(host, loopback):
     # Loopback binds also get the Host check against DNS rebinding; every other bind relies on Origin == Host.
-    from agent.ui import is_loopback
+    from agent.ui.security import is_loopback
 
     assert is_loopback(host) == loopback

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from agent.cli.common import fail
+
 dev_app = typer.Typer(
     name="dev",
     help="Developer helpers: tiny random-weight checkpoints that exercise the real model code paths offline.",
@@ -36,8 +38,7 @@ def tiny_reasoner(
     try:
         from reasoner.tiny_vlm import build_tiny_reasoner
     except ImportError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(e))
 
     typer.echo(str(build_tiny_reasoner(out_dir, seed=seed, thinking=thinking)))
 
@@ -60,7 +61,6 @@ def tiny_restorer(
     try:
         from restorer.tiny_edit import build_tiny_restorer
     except ImportError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(e))
 
     typer.echo(str(build_tiny_restorer(out_dir, seed=seed, plus=not single)))

@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from agent.cli.common import fail
+
 index_app = typer.Typer(
     name="index",
     help="Reference libraries: build one from a folder of high-quality images, add to it, query it.",
@@ -19,11 +21,6 @@ index_app = typer.Typer(
 )
 
 _INDEX_HELP = "Library folder (created by `rnr index build`)."
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _parse_params(items: list[str]) -> dict[str, int | None]:
@@ -48,12 +45,12 @@ def _files(inputs: list[Path], recursive: bool) -> tuple[list[Path], list[str]]:
     try:
         files = iter_image_files(inputs, recursive=recursive, on_refused=lambda e: refused.append(str(e)))
     except ImageLoadError as e:
-        _fail(str(e))
+        fail(str(e))
     if not files:
         for line in refused:
             typer.echo(line, err=True)
         hint = "" if recursive else " (use --recursive for sub-folders)"
-        _fail(f"no images found in {', '.join(map(str, inputs))}{hint}")
+        fail(f"no images found in {', '.join(map(str, inputs))}{hint}")
     return files, refused
 
 
@@ -64,7 +61,7 @@ def _pixel_limit(max_pixels: int | None):
     try:
         return resolve_max_pixels(max_pixels, "load")
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 def _add_with_progress(lib, files: list[Path], category: str, show: bool, max_pixels: int, refused: list[str]):
@@ -90,7 +87,7 @@ def _add_with_progress(lib, files: list[Path], category: str, show: bool, max_pi
                     progress=lambda done, _: bar.update(task, completed=done),
                 )
     except (LibraryError, DiskFullError) as e:
-        _fail(str(e))
+        fail(str(e))
     result.errors[:0] = refused
     return result
 
@@ -144,7 +141,7 @@ def _open(index: Path, device: str | None):
         name = read_meta(index)["embedder"]["name"]
         return ReferenceLibrary.open(index, **_embedder_kwargs(name, device))
     except (LibraryError, ImportError) as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 def _check_category(category: str) -> None:
@@ -187,13 +184,13 @@ def build(
     existing = index.exists() and (not index.is_dir() or any(index.iterdir()))
     if existing and not overwrite:
         if (index / "library.json").is_file() or library_files(index):
-            _fail(f"{index} holds a library; add to it with `rnr index add` or pass --overwrite")
-        _fail(f"{index} exists and is not an empty folder; pick a new --index")
+            fail(f"{index} holds a library; add to it with `rnr index add` or pass --overwrite")
+        fail(f"{index} exists and is not an empty folder; pick a new --index")
     if existing:
         try:
             check_overwritable(index)
         except LibraryError as e:
-            _fail(str(e))
+            fail(str(e))
     params = _parse_params(index_param)
     limit = _pixel_limit(max_pixels)
     files, refused = _files([refs_dir], recursive)
@@ -219,14 +216,14 @@ def build(
                 index.rmdir()
             tmp.rename(index)
     except (LibraryError, OSError) as e:  # DiskFullError is an OSError; the old library is left as it was
-        _fail(str(e))
+        fail(str(e))
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     try:
         lib = ReferenceLibrary.open(index, model)
     except LibraryError as e:
-        _fail(str(e))
+        fail(str(e))
     with lib:
         _report(lib, result, len(files) + len(refused), as_json, "built")
 
@@ -271,12 +268,12 @@ def query(
     try:
         loaded = load_image(image, max_pixels=_pixel_limit(max_pixels))
     except ImageLoadError as e:
-        _fail(str(e))
+        fail(str(e))
     with _open(index, device) as lib:
         try:
             refs = lib.search(loaded, k=k, category=category or None, threshold=threshold)
         except LibraryError as e:
-            _fail(str(e))
+            fail(str(e))
         used = lib.threshold if threshold is None else threshold
         tag = lib.embedder_tag
     if as_json:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from agent.cli.common import fail
+
 train_app = typer.Typer(
     name="train",
     help="Fine-tune a vision-language reasoner (sft: supervised; grpo: reinforcement with restoration rewards).",
@@ -16,11 +18,6 @@ train_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -80,7 +77,7 @@ def _run_recipe(run, as_json: bool):
     except RecipeError as e:
         raise typer.BadParameter(str(e), param_hint="--config/--set") from None
     except (FileExistsError, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 def synth(
@@ -125,7 +122,7 @@ def synth(
                 progress = lambda done, _total: bar.update(task, completed=done)  # noqa: E731
                 write_dataset(out, n, workers=workers, overwrite=overwrite, progress=progress, **kwargs)
     except (ValueError, FileExistsError) as e:
-        _fail(str(e))
+        fail(str(e))
     ds = load_dataset(out)
     counts = Counter(k for ks in ds["kinds"] for k in ks)
     summary = {
@@ -161,7 +158,7 @@ def sft(
         from rl.sft import train_sft
         from rl.training import read_manifest
     except ImportError as e:
-        _fail(str(e))
+        fail(str(e))
     out, stderr = _run_recipe(lambda log: train_sft(config, overrides, log=log), as_json)
     m = read_manifest(out)
     summary = {
@@ -203,7 +200,7 @@ def grpo(
         from rl.grpo import train_grpo
         from rl.training import read_manifest
     except ImportError as e:
-        _fail(str(e))
+        fail(str(e))
     if dry_run:
         report, stderr = _run_recipe(lambda log: run_dry(config, overrides, samples=samples, log=log), as_json)
     else:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from agent.cli.common import fail
+
 
 def ui_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; loopback by default (0.0.0.0: all)."),
@@ -37,10 +39,9 @@ def ui_command(
     except ValueError as e:  # the message names --max-pixels or RNR_MAX_PIXELS, whichever was wrong
         raise typer.BadParameter(str(e), param_hint="--max-pixels" if max_pixels is not None else None) from None
     try:
-        from agent.ui import launch
+        from agent.ui.page import launch
     except ImportError as e:
-        typer.echo(f"error: rnr ui needs {e.name}; install with: pip install 'reason-restore[ui]'", err=True)
-        raise typer.Exit(2) from e
+        fail(f"rnr ui needs {e.name}; install with: pip install 'reason-restore[ui]'")
     typer.echo(
         f"rnr ui: http://{host}:{port}  (Ctrl+C to stop; uploads up to {limit:,} pixels: {limit.why})", err=True
     )

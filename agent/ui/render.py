@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from html import escape
 
+from reasoner.kinds import check_table
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
 from reasoner.severity import level_for
 
@@ -16,16 +17,19 @@ from reasoner.severity import level_for
 EDIT_HEADERS = ["kind", "present", "severity", "confidence", "factors (JSON)"]
 
 #: Factors offered for a kind the reasoner did not report, so ticking it on gives a valid starting point.
-EXAMPLE_FACTORS: dict[str, dict] = {
-    "noise": {"sigma": 10.0, "model": "gaussian"},
-    "blur": {"sigma": 1.5, "kernel": "gaussian"},
-    "motion_blur": {"length": 9.0, "angle": 0.0},
-    "haze": {"transmission": 0.6, "airlight": [0.9, 0.9, 0.9], "beta": 1.0},
-    "low_light": {"exposure": 0.3, "gamma": 1.2},
-    "jpeg": {"quality": 40},
-    "rain": {"density": 0.03, "angle": 90.0},
-    "low_resolution": {"scale": 2.0},
-}
+EXAMPLE_FACTORS: dict[str, dict] = check_table(
+    {
+        "noise": {"sigma": 10.0, "model": "gaussian"},
+        "blur": {"sigma": 1.5, "kernel": "gaussian"},
+        "motion_blur": {"length": 9.0, "angle": 0.0},
+        "haze": {"transmission": 0.6, "airlight": [0.9, 0.9, 0.9], "beta": 1.0},
+        "low_light": {"exposure": 0.3, "gamma": 1.2},
+        "jpeg": {"quality": 40},
+        "rain": {"density": 0.03, "angle": 90.0},
+        "low_resolution": {"scale": 2.0},
+    },
+    "agent.ui.render.EXAMPLE_FACTORS",
+)
 
 _LEVEL_COLOURS = {"none": "#9ca3af", "mild": "#eab308", "moderate": "#f97316", "severe": "#dc2626"}
 

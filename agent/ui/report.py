@@ -1,10 +1,10 @@
-"""``rnr report RUN_DIR``: one self-contained HTML page summarising a batch run, readable offline.
+"""The batch report: one self-contained HTML page summarising a run folder, readable offline.
 
 The page holds a run summary, before/after thumbnails, per-kind severity and overall-severity charts (inline
 SVG), failures with their errors and per-image reasoning, plans and attempts. No network resources are
 referenced: thumbnails are embedded as base64 JPEG (``embed=True``) or linked by relative path. All text from
-traces and the manifest is HTML-escaped: file names and error messages are user data. Importing this module is
-cheap (typer and the standard library) so the CLI can register :func:`report_command` at start-up.
+traces and the manifest is HTML-escaped: file names and error messages are user data. What the page shows is read
+by :func:`agent.report.load_run`; ``rnr report`` (:mod:`agent.cli.report`) and ``rnr restore`` write it.
 """
 
 from __future__ import annotations
@@ -15,125 +15,22 @@ import json
 import os
 import statistics
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-import typer
+from agent.report import Entry, ReportError, Run, load_run
+
+__all__ = ["REPORT_NAME", "ReportError", "kind_chart", "render_html", "severity_histogram", "write_report"]
 
 REPORT_NAME = "report.html"
 #: Above this many images, thumbnails are capped at this size (px) so the page stays light.
 LARGE_RUN, LARGE_THUMB = 300, 160
 
 
-class ReportError(ValueError):
-    """A run folder that cannot be reported on; the message is one line naming the folder and the fix."""
-
-
-@dataclass
-class Entry:
-    """One input of the run: its manifest row, its trace (if readable) and where its pictures are."""
-
-    name: str
-    row: dict
-    trace: object | None = None  # agent.trace.Trace; typed loosely so the import stays inside load_run
-    before: Path | None = None
-    after: Path | None = None
-    note: str = ""
-
-
-@dataclass
-class Run:
-    """What a run folder holds, as the report sees it."""
-
-    root: Path
-    entries: list[Entry] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
 def _e(x) -> str:
     return escape(str(x), quote=True)
-
-
-def _inside(root: Path, path: Path) -> Path | None:
-    """``path`` if it is a regular file whose real location is inside the run folder, else None.
-
-    Names come from the manifest and traces, which anyone can edit: the report never reads outside the run folder
-    (no ``..``, no absolute paths, no symlinks out) and never opens a FIFO or device.
-    """
-    from reasoner.files import special_file_reason
-
-    try:
-        real, top = path.resolve(), root.resolve()
-    except (OSError, RuntimeError):
-        return None
-    if real != top and top not in real.parents:
-        return None
-    if special_file_reason(real) or not real.is_file():
-        return None
-    return real
-
-
-def load_run(run_dir: str | Path, warn=None) -> Run:
-    """Read the manifest and traces of ``run_dir``; unreadable traces and manifest lines become notes, not errors.
-
-    Only files inside ``run_dir`` are read: the inputs' previews come from ``.rnr/previews/`` (written by the batch).
-
-    Raises:
-        ReportError: when ``run_dir`` is not a folder or holds neither a manifest nor traces.
-
-    """
-    from pydantic import ValidationError
-
-    from agent.manifest import MANIFEST, plain_name, read_manifest
-    from agent.trace import Trace
-    from agent.worker import PREVIEWS
-
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise ReportError(f"{root}: not a folder; pass the --out folder of an `rnr restore` run")
-    notes: list[str] = []
-    rows = read_manifest(root, warn=lambda m: (notes.append(m), warn and warn(m)))
-    if not rows:
-        # A manifest lost or never written: fall back to the traces alone.
-        for p in sorted(root.glob("*.json")):
-            rows[p.stem] = {"name": p.stem, "input": None, "output": f"{p.stem}.png", "trace": p.name}
-    if not rows:
-        raise ReportError(f"{root}: no run found ({MANIFEST} or traces); run `rnr restore INPUTS --out {root}` first")
-    run = Run(root, notes=notes)
-    for name, row in sorted(rows.items()):
-        ent = Entry(name, row)
-        if row.get("status") != "failed" and row.get("trace"):
-            tpath = _inside(root, root / row["trace"])
-            try:
-                if tpath is None:
-                    raise OSError("missing, or not a file inside the run folder")
-                ent.trace = Trace.model_validate_json(tpath.read_text(encoding="utf-8"))
-            except (OSError, ValueError, ValidationError) as e:
-                # Pydantic's first line only counts errors; the first error's message says what is wrong.
-                first = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e).splitlines()[0]
-                run.notes.append(f"{row['trace']}: unreadable trace, skipped ({first})")
-        t = ent.trace
-        if t is not None:
-            row.setdefault("status", "ok" if t.decision in ("accepted", "rolled_back") else "unchanged")
-            row.setdefault("decision", t.decision)
-        if row.get("status") != "failed":
-            try:
-                out_name = plain_name(row.get("output", f"{name}.png"))
-            except ValueError:
-                out_name = f"{name}.png"
-            ent.after = _inside(root, root / out_name)
-            ent.before = _inside(root, root / PREVIEWS / f"{name}.jpg")
-            if ent.before is None:
-                ent.note = "no preview of the input in the run folder"
-            if ent.after is None:
-                ent.note = (ent.note + "; " if ent.note else "") + "restored image missing"
-        run.entries.append(ent)
-    return run
-
-
-# --- pictures ---------------------------------------------------------------------------------------------
 
 
 def _thumb_uri(path: Path, size: int) -> str | None:
@@ -171,9 +68,6 @@ def _img(path: Path | None, label: str, out_dir: Path, embed: bool, size: int, m
             return f'<img src="{_e(src)}" alt="{_e(label)}" loading="lazy" decoding="async">'
         missing = "cannot be decoded"
     return f'<div class="ph" title="{_e(missing)}">{_e(label)}<br><small>{_e(missing)}</small></div>'
-
-
-# --- charts (hand-written SVG) ----------------------------------------------------------------------------
 
 
 def _bars_svg(groups: list[tuple[str, float, float, str]], title: str, ymax: float = 1.0, fmt: str = "{:.2f}") -> str:
@@ -234,8 +128,6 @@ def severity_histogram(entries: list[Entry], bins: int = 10) -> str:
     ymax = -(-max(cb + ca) // 4) * 4  # a multiple of 4 keeps the four gridlines on whole counts
     return _bars_svg(groups, "overall severity distribution (images per bin)", ymax=ymax, fmt="{:.0f}")
 
-
-# --- page -------------------------------------------------------------------------------------------------
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1400px;padding:16px;color:#222;background:#fafafa}
@@ -420,7 +312,14 @@ def render_html(run: Run, out_dir: Path, *, embed: bool = True, thumb: int = 256
     ])  # fmt: skip
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, *, embed: bool = True, thumb: int = 256) -> Path:
+def write_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    embed: bool = True,
+    thumb: int = 256,
+    warn: Callable[[str], None] | None = None,
+) -> Path:
     """Write the HTML report of the run in ``run_dir`` (default ``run_dir/report.html``) atomically.
 
     Args:
@@ -428,6 +327,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, embed: b
         out: Where to write the page; relative image links are computed from its folder.
         embed: Embed thumbnails as base64 JPEG (self-contained page); otherwise link the images by relative path.
         thumb: Thumbnail bounding box in pixels (capped at 160 for runs of more than 300 images).
+        warn: Called with each note on what could not be read (a manifest line, a trace), as the page lists them.
 
     Returns:
         The path written.
@@ -436,32 +336,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, embed: b
         ReportError: ``run_dir`` is not a folder or holds no run.
 
     """
-    from reasoner.imageio import write_bytes_atomic
+    from reasoner.files import write_bytes_atomic
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, warn)
     out = Path(out) if out is not None else run.root / REPORT_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
     html = render_html(run, out.parent, embed=embed, thumb=thumb)
     return write_bytes_atomic(out, html.encode("utf-8"))
-
-
-def report_command(
-    run_dir: Path = typer.Argument(..., help="The --out folder of an `rnr restore` run."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="HTML file to write (default RUN_DIR/report.html)."),
-    embed: bool = typer.Option(
-        True, "--embed/--relative", help="Embed thumbnails (self-contained) or link images by relative path."
-    ),
-    thumb: int = typer.Option(256, "--thumb", min=32, max=1024, help="Thumbnail size in pixels (embedded mode)."),
-    open_: bool = typer.Option(False, "--open", help="Open the report in the default browser."),
-) -> None:
-    """Write a self-contained HTML report of a batch run: thumbnails, severity charts, failures, timings."""
-    try:
-        path = write_report(run_dir, out, embed=embed, thumb=thumb)
-    except (ReportError, OSError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(str(path))
-    if open_:
-        import webbrowser
-
-        webbrowser.open(path.resolve().as_uri())
