@@ -445,20 +445,29 @@ def test_crash_at_a_checkpoint_write_resumes_to_the_clean_outputs(crash_runs, ca
     assert hashes(src) == before
 
 
-#: A per-image checkpoint left by a crash after the restore step's checkpoint, then damaged: the image starts again.
+def _without_wal(p: Path) -> None:
+    for side in ("-wal", "-shm"):
+        Path(f"{p}{side}").unlink(missing_ok=True)
+
+
+#: A per-image checkpoint left by a crash after the restore step's checkpoint, then damaged, and whether the resume
+#: says it restarts the image (one warning naming the checkpoint). A kill -9 leaves the checkpoint's pages in
+#: SQLite's write-ahead log, which SQLite reads over a damaged main file: those resume where they stopped.
 CHECKPOINT_DAMAGE = {
-    # random bytes: "file is not a database"
-    "random bytes": lambda p: p.write_bytes(np.random.default_rng(0).bytes(8192)),
+    # random bytes over the main file, the log intact: resumes from the log
+    "random bytes": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(8192)), False),
+    # random bytes and no log: "file is not a database", the image restarts
+    "random bytes, log gone": (lambda p: (p.write_bytes(np.random.default_rng(0).bytes(8192)), _without_wal(p)), True),
     # cut in half: a valid header over missing pages
-    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
-    # empty: SQLite reads it as a new, empty database
-    "empty": lambda p: p.write_bytes(b""),
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), False),
+    # empty: SQLite reads it as a new, empty database (and drops the log): nothing to resume, nothing to say
+    "empty": (lambda p: p.write_bytes(b""), False),
     # the SQLite header, then garbage
-    "garbage pages": lambda p: p.write_bytes(p.read_bytes()[:100] + np.random.default_rng(1).bytes(8192)),
-    # a folder in its place
-    "a folder": lambda p: (p.unlink(), p.mkdir()),
+    "garbage pages": (lambda p: p.write_bytes(p.read_bytes()[:100] + np.random.default_rng(1).bytes(8192)), False),
+    # a folder in its place: SQLite cannot open it
+    "a folder": (lambda p: (p.unlink(), p.mkdir()), True),
     # its work arrays gone, the checkpoint intact: it points at files that are not there
-    "arrays gone": lambda p: [a.unlink() for a in p.parent.glob("*.npy")],
+    "arrays gone": (lambda p: [a.unlink() for a in p.parent.glob("*.npy")], True),
 }
 
 
@@ -470,10 +479,16 @@ def test_a_damaged_checkpoint_restarts_its_image(rnr, clean, tmp_path, damage):
     crashed = rnr(["restore", "in", "--out", "out"], cwd=tmp_path, crash=("put", 6, "after"))
     assert crashed.code == 137
     (checkpoint,) = (tmp_path / "out" / ".rnr" / "work").glob("*/checkpoint.sqlite")
-    CHECKPOINT_DAMAGE[damage](checkpoint)
+    spoil, restarts = CHECKPOINT_DAMAGE[damage]
+    spoil(checkpoint)
     res = rnr(["restore", "in", "--out", "out", "--resume"], cwd=tmp_path)
     assert res.code == 0, res.err
     assert_no_traceback(res)
+    said = [m for m in messages(res.err) if "restarting it from the beginning" in m]
+    if restarts:
+        assert f"{checkpoint.relative_to(tmp_path)}:" in one_message(res, "restarting it from the beginning")
+    else:
+        assert not said, said
     assert_same_outputs(tmp_path / "out", clean(src))
     assert hashes(src) == before
 
@@ -820,6 +835,7 @@ def test_a_bad_manifest_line_is_one_warning_and_the_run_goes_on(bad_manifest, ca
     resumed, report = bad_manifest["resumed"], bad_manifest["report"]
     where = f"out/{MANIFEST}: line {n}:"
     assert why in one_message(resumed, where)
+    assert why in one_message(report, where), "rnr report did not warn about the line"
     assert resumed.code == 0 and report.code == 0, resumed.err + report.err
     assert_no_traceback(resumed)
     assert_no_traceback(report)
@@ -941,6 +957,7 @@ def test_a_damaged_trace_is_a_note_in_the_report(rnr, finished_run, tmp_path, da
     res = rnr(["report", "out"], cwd=tmp_path)
     assert res.code == 0, res.err
     assert_no_traceback(res)
+    assert "unreadable trace, skipped" in one_message(res, "1.json:")
     html = (out / "report.html").read_text()
     assert html.count("1.json: unreadable trace, skipped") == 1
     assert html.count('alt="after"') == 3, "an image is missing from the report"

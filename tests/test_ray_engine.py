@@ -122,3 +122,24 @@ def test_missing_extra_names_the_install_command(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # what a Python without Ray sees
     with pytest.raises(ImportError, match=r"pip install 'reason-restore\[dist\]'"):
         run_batch_ray([tmp_path], tmp_path / "out")
+
+
+def test_a_full_disk_in_an_actor_stops_the_driver_with_the_space_needed(tmp_path, monkeypatch):
+    # The actor turns DiskFullError into a row (exceptions do not cross Ray Data's map), the driver raises it again:
+    # the "about ... more needed" figure must survive the trip (it used to be dropped).
+    from agent.backends import Backends
+    from agent.ray_engine import _Restorer, driver_row
+    from agent.state import Settings
+    from reasoner.files import DiskFullError
+
+    monkeypatch.chdir(tmp_path)  # the actor moves to the driver's working folder; the test's is restored after
+    actor = _Restorer(Backends(), Settings(), str(tmp_path / "out"), str(tmp_path))
+
+    def full(item, out, checkpoint=None):
+        raise DiskFullError(out / "a.png", 5 * 1024**2)
+
+    monkeypatch.setattr(actor.worker, "process", full)
+    (text,) = actor({"path": ["a.png"], "name": ["a"], "sha256": [""]})["row"]
+    with pytest.raises(DiskFullError, match="about 5.0 MB more needed") as e:
+        driver_row(json.loads(text))
+    assert e.value.needed == 5 * 1024**2 and e.value.path.endswith("a.png")
