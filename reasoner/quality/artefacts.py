@@ -1,0 +1,75 @@
+"""Named artefacts a restoration can add, each read off one change statistic, in plain words for people.
+
+An artefact is flagged when its statistic lies beyond what *good* restorations show: the thresholds are
+percentiles of the statistic over the fitting set's attempts that truly improved the image (stored with the
+quality model), taken separately for plans that restore a kind which explains the change (dehazing and brightening
+move tone on purpose; denoising removes fine detail) and plans that do not. Without a fitted model the defaults
+below apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One kind of restoration artefact."""
+
+    name: str
+    statistic: str
+    direction: int  # +1: too high is the artefact; -1: too low
+    explained_by: frozenset[str]  # kinds whose restoration makes this change on purpose
+    words: str  # what a person sees
+    default: tuple[float, float]  # thresholds (not explained, explained) when no fitted model provides them
+
+
+_TONE = frozenset({"haze", "low_light"})
+_DETAIL = frozenset({"noise", "jpeg", "rain"})
+_SHARPEN = frozenset({"blur", "motion_blur", "low_resolution"})
+
+ARTEFACTS: tuple[Artefact, ...] = (
+    Artefact("ringing", "ring_lr", +1, frozenset(), "ringing or halos along edges", (0.9, 0.9)),
+    Artefact("overshoot", "overshoot", +1, frozenset(), "edges overshoot (brighter/darker rims)", (0.004, 0.006)),
+    Artefact("over_smoothing", "band0_tex_lr", -1, _DETAIL, "texture smoothed away (waxy look)", (-0.8, -2.5)),
+    Artefact("false_texture", "band0_flat_lr", +1, _SHARPEN, "new texture in smooth areas (oil paint)", (0.7, 1.5)),
+    Artefact("amplified_noise", "noise_lr", +1, _SHARPEN | _TONE, "noise made stronger", (0.4, 1.2)),
+    Artefact("amplified_blocking", "block_lr", +1, frozenset(), "JPEG blocks made more visible", (0.08, 0.08)),
+    Artefact("banding", "poster_d", +1, _DETAIL, "banding or posterised gradients", (0.12, 0.25)),
+    Artefact("colour_shift", "flat_chroma_abs", +1, _TONE, "colour cast in plain areas", (3.0, 8.0)),
+    Artefact("clipped_highlights", "clip_hi", +1, frozenset(), "highlights clipped to white", (0.01, 0.02)),
+    Artefact("crushed_shadows", "clip_lo", +1, frozenset(), "shadows crushed to black", (0.01, 0.02)),
+    Artefact("tone_shift", "flat_tone_abs", +1, _TONE, "brightness of plain areas changed", (0.05, 0.25)),
+    Artefact("structure_drift", "structure", -1, frozenset(), "content moved or invented", (0.93, 0.9)),
+)  # fmt: skip
+
+
+def find_artefacts(
+    stats: Mapping[str, float], kinds: Iterable[str], thresholds: Mapping[str, list[float]] | None = None
+) -> dict[str, float]:
+    """Artefacts present in a restoration whose plan restored ``kinds``, each with its statistic's value.
+
+    ``thresholds`` maps an artefact name to ``[not explained, explained]`` (from the fitted model); missing names
+    use the defaults of :data:`ARTEFACTS`.
+
+    >>> find_artefacts({"ring_lr": 1.4, "flat_tone_abs": 0.1}, ["haze"], {})
+    {'ringing': 1.4}
+    """
+    kinds = set(kinds)
+    found = {}
+    for a in ARTEFACTS:
+        if a.statistic not in stats:
+            continue
+        limits = (thresholds or {}).get(a.name, a.default)
+        limit = limits[1] if kinds & a.explained_by else limits[0]
+        value = float(stats[a.statistic])
+        if (value - limit) * a.direction > 0:
+            found[a.name] = round(value, 4)
+    return found
+
+
+def describe(found: Mapping[str, float]) -> str:
+    """The artefacts in plain words, for reports ("" when none)."""
+    words = {a.name: a.words for a in ARTEFACTS}
+    return "; ".join(words[name] for name in found if name in words)

@@ -1,0 +1,198 @@
+"""Statistics of the change from a source image to a restoration of it, measured without a clean reference.
+
+A restoration is judged by what it changed and where: detail added in step with the source's edges (sharpening)
+or out of step (ringing, false texture), detail taken from textured regions (over-smoothing, waxy skin) or from flat
+ones (denoising), tone and colour moved in low-texture regions (casts, posterised skies), blocking, noise and
+clipping amplified. Each statistic is a plain float; :mod:`reasoner.quality.model` maps them to an estimated
+quality change and :mod:`reasoner.quality.artefacts` names what is visible.
+
+Local statistics are measured at native resolution on a central crop whose origin is a multiple of 8 (fine-scale
+artefacts vanish when down-scaled; the JPEG grid stays aligned); global ones (tone, colour, structure) on copies
+down-scaled to at most 256 px. Both images must have the same shape, ``float32 HxWx3 RGB in [0, 1]``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+LOCAL_CROP = 512
+GLOBAL_SIDE = 256
+_EPS = 1e-7
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+#: Names of the statistics, in the order the model reads them.
+FEATURES: tuple[str, ...] = (
+    "tone_abs", "tone_mean", "contrast_lr", "chroma_abs", "chroma_mean", "sat_lr", "flat_tone_abs",
+    "flat_chroma_abs", "clip_lo", "clip_hi", "structure",
+    "band0_lr", "band1_lr", "band2_lr", "band0_flat_lr", "band1_flat_lr", "band2_flat_lr", "band0_tex_lr",
+    "band1_tex_lr", "band2_tex_lr", "hf_corr", "hf_gain", "ring_lr", "overshoot", "block_lr", "noise_lr",
+    "poster_d", "flat_grad_lr",
+    "src_mean", "src_p05", "src_p95", "src_dark", "src_noise", "src_block", "src_contrast", "src_hf", "src_sat",
+    "src_edges",
+)  # fmt: skip
+
+
+def _luma(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x @ _LUMA)
+
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigma)
+
+
+def _lr(a: float, b: float) -> float:
+    """Log ratio of two energies, bounded so near-empty regions cannot dominate."""
+    return float(np.clip(np.log((a + _EPS) / (b + _EPS)), -8.0, 8.0))
+
+
+def _small(x: np.ndarray, side: int = GLOBAL_SIDE) -> np.ndarray:
+    h, w = x.shape[:2]
+    s = side / max(h, w)
+    if s >= 1:
+        return x
+    return cv2.resize(x, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _crop(x: np.ndarray, size: int = LOCAL_CROP) -> np.ndarray:
+    h, w = x.shape[:2]
+    y0 = max(0, (h - size) // 2) // 8 * 8
+    x0 = max(0, (w - size) // 2) // 8 * 8
+    return x[y0 : y0 + size, x0 : x0 + size]
+
+
+def _local_std(y: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    m = _blur(y, sigma)
+    return np.sqrt(np.maximum(_blur(y * y, sigma) - m * m, 0.0))
+
+
+def _bands(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    g1, g2, g4 = _blur(y, 0.8), _blur(y, 1.6), _blur(y, 3.2)
+    return y - g1, g1 - g2, g2 - g4
+
+
+def _blockiness(y: np.ndarray) -> float:
+    """Mean horizontal + vertical step across 8x8 block boundaries relative to all steps (1 = no grid)."""
+    if min(y.shape) < 17:
+        return 1.0
+    dh, dv = np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0))
+    at = dh[:, 7::8].mean() + dv[7::8, :].mean()
+    return float(at / (dh.mean() + dv.mean() + _EPS))
+
+
+def _noise_sigma(y: np.ndarray) -> float:
+    """Robust noise std from the finest diagonal Haar detail (median absolute deviation)."""
+    if min(y.shape) < 3:
+        return 0.0
+    hh = (y[1:, 1:] - y[:-1, 1:] - y[1:, :-1] + y[:-1, :-1]) * 0.5
+    return float(np.median(np.abs(hh)) / 0.6745)
+
+
+def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:
+    return float(x[mask].mean()) if mask.any() else 0.0
+
+
+def change_features(src: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """Statistics (see :data:`FEATURES`) of the change from ``src`` to ``out``; both ``float32 HxWx3`` in [0, 1].
+
+    Raises:
+        ValueError: When the two images differ in shape.
+
+    """
+    if src.shape != out.shape:
+        raise ValueError(f"source {src.shape} and restoration {out.shape} differ in shape")
+    src = np.clip(np.asarray(src, np.float32), 0.0, 1.0)
+    out = np.clip(np.asarray(out, np.float32), 0.0, 1.0)
+    f: dict[str, float] = {}
+    _global(f, _small(src), _small(out))
+    _local(f, _crop(src), _crop(out))
+    return {k: float(np.nan_to_num(f[k])) for k in FEATURES}
+
+
+def _global(f: dict, src: np.ndarray, out: np.ndarray) -> None:
+    """Tone, colour and structure on the down-scaled view, plus what the source is like there."""
+    ys, yo = _luma(src), _luma(out)
+    ls, lo = _blur(ys, 2.0), _blur(yo, 2.0)
+    f["tone_abs"] = float(np.mean(np.abs(lo - ls)))
+    f["tone_mean"] = float(yo.mean() - ys.mean())
+    f["contrast_lr"] = _lr(float(lo.std()), float(ls.std()))
+    lab_s, lab_o = cv2.cvtColor(src, cv2.COLOR_RGB2Lab), cv2.cvtColor(out, cv2.COLOR_RGB2Lab)
+    da = _blur(lab_o[..., 1] - lab_s[..., 1], 2.0)
+    db = _blur(lab_o[..., 2] - lab_s[..., 2], 2.0)
+    shift = np.hypot(da, db)
+    f["chroma_abs"] = float(shift.mean())
+    f["chroma_mean"] = float(np.hypot(da.mean(), db.mean()))
+    sat_s = float(np.hypot(lab_s[..., 1], lab_s[..., 2]).mean())
+    f["sat_lr"] = _lr(float(np.hypot(lab_o[..., 1], lab_o[..., 2]).mean()), sat_s)
+    loc = _local_std(ys, 1.5)
+    flat = loc <= np.percentile(loc, 30)
+    f["flat_tone_abs"] = _masked_mean(np.abs(lo - ls), flat)
+    f["flat_chroma_abs"] = _masked_mean(shift, flat)
+    f["clip_lo"] = float(np.mean(yo <= 1.5 / 255) - np.mean(ys <= 1.5 / 255))
+    f["clip_hi"] = float(np.mean(yo >= 253.5 / 255) - np.mean(ys >= 253.5 / 255))
+    f["structure"] = _structure(src, out)
+    f["src_mean"] = float(ys.mean())
+    f["src_p05"], f["src_p95"] = (float(v) for v in np.percentile(ys, [5, 95]))
+    dark = cv2.erode(src.min(axis=2), np.ones((7, 7), np.uint8))
+    f["src_dark"] = float(np.median(dark))
+    f["src_contrast"] = float(ls.std())
+    f["src_sat"] = sat_s
+
+
+def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
+    """Detail, ringing, blocking, noise and banding at native resolution on the central crop."""
+    ys, yo = _luma(src), _luma(out)
+    loc = _local_std(ys)
+    flat = loc <= np.percentile(loc, 25)
+    tex = loc >= np.percentile(loc, 75)
+    bs, bo = _bands(ys), _bands(yo)
+    for i, (a, b) in enumerate(zip(bs, bo, strict=True)):
+        ea, eb = a * a, b * b
+        f[f"band{i}_lr"] = _lr(float(eb.mean()), float(ea.mean()))
+        f[f"band{i}_flat_lr"] = _lr(_masked_mean(eb, flat), _masked_mean(ea, flat))
+        f[f"band{i}_tex_lr"] = _lr(_masked_mean(eb, tex), _masked_mean(ea, tex))
+    hs, ho = bs[0] + bs[1], bo[0] + bo[1]
+    d = ho - hs
+    # In step with the source's detail (sharpening, > 0) or not (noise removed, false texture: near 0 or < 0).
+    f["hf_corr"] = float(np.sum(d * hs) / (np.sqrt(np.sum(d * d) * np.sum(hs * hs)) + _EPS))
+    f["hf_gain"] = _lr(float(np.sum(ho * hs) ** 2), float(np.sum(hs * hs) ** 2)) / 2
+    # Ringing and halos: detail appearing a few pixels off strong edges, where the source is not textured.
+    gx, gy = cv2.Sobel(ys, cv2.CV_32F, 1, 0), cv2.Sobel(ys, cv2.CV_32F, 0, 1)
+    mag = np.hypot(gx, gy)
+    edges = (mag >= max(np.percentile(mag, 95), 1e-3)).astype(np.uint8)
+    dist = cv2.distanceTransform(1 - edges, cv2.DIST_L2, 3)
+    near = (dist >= 2) & (dist <= 7) & ~tex
+    f["ring_lr"] = _lr(_masked_mean(ho * ho, near), _masked_mean(hs * hs, near)) if near.sum() > 16 else 0.0
+    k = np.ones((5, 5), np.uint8)
+    over = np.maximum(yo - cv2.dilate(ys, k), 0) + np.maximum(cv2.erode(ys, k) - yo, 0)
+    f["overshoot"] = float(over.mean())
+    f["block_lr"] = _lr(_blockiness(yo), _blockiness(ys))
+    f["noise_lr"] = _lr(_noise_sigma(yo) ** 2, _noise_sigma(ys) ** 2)
+    # Banding: smooth gradients of the source turned into flat steps (8-bit levels repeated along a row).
+    smooth = (loc < np.percentile(loc, 40)) & (loc > 0.4 / 255)
+    qs, qo = np.round(ys * 255), np.round(yo * 255)
+    m = smooth[:, 1:]
+    if m.sum() > 16:
+        zs = np.mean((np.diff(qs, axis=1) == 0)[m])
+        zo = np.mean((np.diff(qo, axis=1) == 0)[m])
+        f["poster_d"] = float(zo - zs)
+    else:
+        f["poster_d"] = 0.0
+    gs = np.hypot(*np.gradient(_blur(ys, 1.0)))
+    go = np.hypot(*np.gradient(_blur(yo, 1.0)))
+    f["flat_grad_lr"] = _lr(_masked_mean(go * go, flat), _masked_mean(gs * gs, flat))
+    f["src_noise"] = _noise_sigma(ys)
+    f["src_block"] = _blockiness(ys)
+    f["src_hf"] = float(np.log(float(np.mean(bs[0] ** 2)) + _EPS))
+    f["src_edges"] = float(np.mean(mag > 0.1))
+
+
+def _structure(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM's structure term of two low-passed lumas (local correlation, weighted by the first one's contrast)."""
+    la, lb = _blur(_luma(a).astype(np.float64), 1.0), _blur(_luma(b).astype(np.float64), 1.0)
+    ma, mb = _blur(la, 4.0), _blur(lb, 4.0)
+    va = np.maximum(_blur(la * la, 4.0) - ma * ma, 0)
+    vb = np.maximum(_blur(lb * lb, 4.0) - mb * mb, 0)
+    corr = (_blur(la * lb, 4.0) - ma * mb) / np.sqrt(va * vb + 1e-10)
+    w = np.sqrt(va)
+    return 1.0 if w.sum() < 1e-6 else float(np.clip((corr * w).sum() / w.sum(), -1.0, 1.0))

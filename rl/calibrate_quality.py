@@ -1,0 +1,125 @@
+"""Fit the quality-change model (``reasoner/calibration/quality.json``) from :mod:`rl.quality_data` attempts.
+
+``rnr calibrate --quality`` runs :func:`fit` with its defaults; the same seed and sample count reproduce the file.
+Cases are split by case (never an attempt of a validation case in training); members are MLPs fitted on bootstrap
+resamples of the training cases; the validation cases give the residual spread (as a function of the predicted
+magnitude: big changes are estimated less precisely than small ones), the artefact thresholds' check, and the
+figures stored in ``meta``. Needs scikit-learn (``pip install 'reason-restore[dev]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from reasoner.quality.artefacts import ARTEFACTS
+from reasoner.quality.features import FEATURES
+from reasoner.quality.model import DEFAULT_PATH, GAIN_RANGE, QualityModel
+
+TARGET_CLIP = 15.0  # dB: labels beyond this are "catastrophic" either way; clipping keeps them from dominating
+GOOD_DB = 0.5  # attempts better than this (dB) define what good restorations look like, for artefact thresholds
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def artefact_thresholds(rows: Sequence[Mapping], percentile: float = 97.0) -> dict[str, list[float]]:
+    """Per artefact, the statistic's ``percentile`` over good attempts: [plans it is not explained by, explained]."""
+    good = [r for r in rows if r["dpsnr"] > GOOD_DB]
+    out = {}
+    for a in ARTEFACTS:
+        limits = []
+        for explained in (False, True):
+            vals = [r[a.statistic] for r in good if bool(set(r["kinds"].split(",")) & a.explained_by) == explained]
+            if len(vals) < 30:
+                limits.append(a.default[int(explained)])
+                continue
+            q = percentile if a.direction > 0 else 100.0 - percentile
+            limits.append(round(float(np.percentile(vals, q)), 5))
+        out[a.name] = limits
+    return out
+
+
+def fit_rows(
+    rows: Sequence[Mapping],
+    seed: int = 0,
+    members: int = 5,
+    hidden: tuple[int, ...] = (64, 32),
+    alpha: float = 1e-2,
+    val_frac: float = 0.2,
+) -> QualityModel:
+    """Fit the model on attempt rows (see :func:`rl.quality_data.quality_case`)."""
+    from sklearn.neural_network import MLPRegressor
+
+    cases = np.array([r["index"] for r in rows])
+    rng = np.random.default_rng(seed)
+    uniq = np.unique(cases)
+    val_cases = set(rng.choice(uniq, size=max(1, int(len(uniq) * val_frac)), replace=False).tolist())
+    is_val = np.array([c in val_cases for c in cases])
+    x = np.array([[r[k] for k in FEATURES] for r in rows], dtype=np.float64)
+    y = np.clip(np.array([r["dpsnr"] for r in rows], dtype=np.float64), -TARGET_CLIP, TARGET_CLIP)
+    xt = x[~is_val]
+    mean, scale = xt.mean(axis=0), xt.std(axis=0) + 1e-9
+    z = (x - mean) / scale
+    train_cases = np.unique(cases[~is_val])
+    fitted = []
+    for m in range(members):
+        pick = rng.choice(train_cases, size=len(train_cases), replace=True)
+        idx = np.concatenate([np.flatnonzero(cases == c) for c in pick])
+        est = MLPRegressor(hidden_layer_sizes=hidden, alpha=alpha, max_iter=600, early_stopping=True,
+                           random_state=seed * 100 + m, learning_rate_init=1e-3)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(z[idx], y[idx])
+        from reasoner.measure.calibration import Mlp
+
+        fitted.append(Mlp(tuple(est.coefs_), tuple(est.intercepts_), "identity"))
+    model = QualityModel(tuple(FEATURES), mean, scale, tuple(fitted), (0.0, 0.0), {})
+    preds = np.array([model.predict(dict(zip(FEATURES, row, strict=True)))[0] for row in x[is_val]])
+    resid = preds - y[is_val]
+    # Heteroscedastic spread: |residual| grows with the size of the change; fit E|r| = a + b |pred| (robustly).
+    a_mat = np.stack([np.ones_like(preds), np.abs(preds)], axis=1)
+    coef, *_ = np.linalg.lstsq(a_mat, np.abs(resid), rcond=None)
+    meta = {
+        "fitted_cases": int(len(train_cases)),
+        "validation_cases": int(len(val_cases)),
+        "attempts": len(rows),
+        "validation_spearman": round(_spearman(preds, y[is_val]), 4),
+        "validation_mae_db": round(float(np.mean(np.abs(resid))), 4),
+        "artefact_thresholds": artefact_thresholds([r for r, v in zip(rows, is_val, strict=True) if not v]),
+    }
+    return QualityModel(tuple(FEATURES), mean, scale, tuple(fitted), (float(coef[0]), float(coef[1])), meta)
+
+
+def fit(
+    n: int = 3000,
+    seed: int = 0,
+    workers: int | None = None,
+    model_pool: Mapping[str, Sequence[str]] | None = None,
+) -> QualityModel:
+    """Synthesise ``n`` cases' attempts (:func:`rl.quality_data.build`) and fit on them."""
+    from rl.quality_data import build
+
+    t0 = time.perf_counter()
+    model = fit_rows(build(n, seed, workers, model_pool), seed)
+    model.meta["fit_seconds"] = round(time.perf_counter() - t0, 1)
+    model.meta["n"], model.meta["seed"] = n, seed
+    return model
+
+
+def write(model: QualityModel, out: str | Path = DEFAULT_PATH) -> Path:
+    """Write the model as JSON (stable key order, so a refit with the same inputs gives the same bytes)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(model.to_json(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return out
+
+
+__all__ = ["GAIN_RANGE", "artefact_thresholds", "fit", "fit_rows", "write"]
