@@ -310,14 +310,8 @@ def run_batch(
                             " (use --recursive for sub-folders)"))  # fmt: skip
     backends = backends or Backends()
     settings = settings or Settings()
-    if backends.index is not None and on_warning is not None:
-        from agent.backends import open_library
-
-        library, tag = open_library(backends.index)
-        if library is None:
-            on_warning(f"--index {backends.index}: {tag[len('none (') : -1]}; restoring without references")
-        else:
-            library.close()
+    if on_warning is not None:
+        _check_library(backends, on_warning)
     pooled = workers > 1 and len(scanned[0]) > 1
     # Backends load before anything is written, so a bad name or model fails without leaving a folder behind.
     worker = None if pooled else Worker.load(backends, settings, limit)
@@ -341,14 +335,7 @@ def run_batch(
             for it, reason in plan.refused:
                 record(refused_row(it, reason))
             if worker is not None:
-                worker.protect = plan.protect
-                for it in plan.todo:
-                    row = worker.process(it, out, on_update=on_update, checkpoint=checkpoint)
-                    if caught:  # the signal's exception was lost in library code: a failure may be that, not a fault
-                        if row["status"] != "failed":
-                            record(row)
-                        raise Interrupted(caught[0])
-                    record(row)
+                _run_here(worker, plan, record, caught, on_update, checkpoint)
             else:
                 _run_pool(plan, backends, settings, limit, workers, checkpoint, record)
         except Interrupted as e:
@@ -357,6 +344,31 @@ def run_batch(
         except KeyboardInterrupt:
             raise Interrupted(signal.SIGINT, summary) from None
     return summary
+
+
+def _check_library(backends: Backends, warn: Callable[[str], None]) -> None:
+    """Say once, before any image, that a damaged library costs the run its references (not its images)."""
+    if backends.index is None:
+        return
+    from agent.backends import open_library
+
+    library, tag = open_library(backends.index)
+    if library is None:
+        warn(f"--index {backends.index}: {tag[len('none (') : -1]}; restoring without references")
+    else:
+        library.close()
+
+
+def _run_here(worker: Worker, plan: BatchPlan, record: Recorder, caught: list[int], on_update, checkpoint) -> None:
+    """Process the plan's items one by one in this process."""
+    worker.protect = plan.protect
+    for it in plan.todo:
+        row = worker.process(it, plan.out, on_update=on_update, checkpoint=checkpoint)
+        if caught:  # the signal's exception was lost in library code: a failure may be that, not a fault
+            if row["status"] != "failed":
+                record(row)
+            raise Interrupted(caught[0])
+        record(row)
 
 
 def _remove_fresh(out: Path) -> None:

@@ -9,6 +9,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 
+from reasoner.common import one_line
+
 
 def _state_types() -> list[tuple[str, str]]:
     import agent.state
@@ -103,7 +105,7 @@ def postgres_checkpointer(url: str, *, setup: bool = False, connect_timeout: int
             url, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=connect_timeout
         )
     except psycopg.Error as e:
-        reason = _scrub(" ".join(str(e).split()) or type(e).__name__, url)
+        reason = _scrub(one_line(e), url)
         raise ValueError(f"{redact(url)}: cannot connect to PostgreSQL: {reason}") from None
     saver = PostgresSaver(conn, serde=serde())
     if setup:
@@ -111,7 +113,7 @@ def postgres_checkpointer(url: str, *, setup: bool = False, connect_timeout: int
             saver.setup()
         except psycopg.Error as e:
             conn.close()
-            reason = _scrub(" ".join(str(e).split()) or type(e).__name__, url)
+            reason = _scrub(one_line(e), url)
             raise ValueError(f"{redact(url)}: cannot create the checkpoint tables: {reason}") from None
     return saver
 

@@ -23,6 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from reasoner.common import one_line
 from reasoner.files import DiskFullError, is_disk_full, planted_reason
 
 MANIFEST = "manifest.jsonl"
@@ -165,7 +166,7 @@ def read_claims(out: Path, warn: Callable[[str], None] | None = None) -> dict[st
                 raise ValueError("no input")
         except (ValueError, KeyError, TypeError) as e:
             if warn:
-                warn(f"{path}: line {n}: not a name record ({' '.join(str(e).split())[:80]}); skipped")
+                warn(f"{path}: line {n}: not a name record ({one_line(e)[:80]}); skipped")
             continue
         claims.setdefault(key, name)
     return claims

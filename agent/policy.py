@@ -5,38 +5,36 @@ retry, and ``plan`` builds the retry's plan with :func:`retry_plan` (or, when th
 :func:`conclude`). Nothing here reads pixels, files or backends, so every rule is tested without a graph
 (``tests/test_policy.py``). The knobs are :class:`agent.state.Settings` fields.
 
-Verdict of an attempt (:func:`judge`), first rule that holds:
+Verdict of an attempt (:func:`judge`), the first row that holds:
 
-======================================================  ===========
-structure below ``min_structure``                       drift
-overall severity below its source's by ``min_gain``     better
-overall severity above its source's by ``min_gain``     worse
-otherwise                                               no_change
-(the restorer raised; judged by the rescore node)       failed
-======================================================  ===========
+=========================================================  ==========
+structure below ``min_structure``                          drift
+overall severity below its source's by more than min_gain  better
+overall severity above its source's by more than min_gain  worse
+otherwise                                                  no_change
+(the restorer raised; judged by the rescore node)          failed
+=========================================================  ==========
 
-After an attempt, with attempts left (:func:`decide`); otherwise, or when no row applies, :func:`conclude`:
+After an attempt, while attempts are left (:func:`decide`); otherwise, or when no row applies, :func:`conclude`:
 
-=========================  ======================================================  ================================
-last verdict               retry when                                              retry with
-=========================  ======================================================  ================================
-better                     overall still ``>= done_below`` and some of the          same source, ``residual_factor``
-                           input's kinds, low-pass ones excepted, remain           on those kinds
-no_change                  always                                                  same source, ``no_change_factor``
-                                                                                   on every kind
-worse, drift, failed       always                                                  same source, ``failure_factor`` on
-                                                                                   every kind; after a second harmful
-                                                                                   attempt in a row, without the
-                                                                                   kinds it made worse by more than
-                                                                                   ``worsened_margin``
-=========================  ======================================================  ================================
+=====================  ==================================  ===================================================
+last verdict           retry when                          retry: same source, strength factors
+=====================  ==================================  ===================================================
+better                 overall still >= ``done_below``     ``residual_factor`` on the input's kinds still
+                       and residue remains                 detected, low-pass kinds excepted ("stronger")
+no_change              always                              ``no_change_factor`` on every kind ("bolder")
+worse, drift, failed   always                              ``failure_factor`` on every kind; after a second
+                                                           harmful attempt in a row, without the kinds the last
+                                                           made worse by more than ``worsened_margin``
+                                                           ("gentler")
+=====================  ==================================  ===================================================
 
 A retry restores the same source again (never the restored image: deconvolving twice compounds ringing) with the
 source's record planned afresh, each kind's strength the last attempt's times its factor, capped at
 :data:`MAX_STRENGTH`. A retry whose plan is empty concludes at once.
 
 The final decision (:func:`conclude`): the ``better`` attempt with the lowest overall severity that beats the
-input's by ``min_gain`` (the first on ties) is returned, ``accepted`` when it is the last attempt and
+input's by more than ``min_gain`` (the first on ties) is returned, ``accepted`` when it is the last attempt and
 ``rolled_back`` otherwise; with none, the input is returned ``unchanged`` (also when nothing was planned at all).
 """
 

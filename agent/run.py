@@ -150,10 +150,19 @@ def restore_image(
     settings: Settings | None = None,
     context: Context | None = None,
 ) -> tuple[np.ndarray, Trace]:
-    """Restore one image (a path or a ``float32 HxWx3 RGB in [0, 1]`` array); returns the pixels and the trace."""
+    """Restore one image (a path or a ``float32 HxWx3 RGB in [0, 1]`` array); returns the pixels and the trace.
+
+    Raises:
+        ValueError: An array that is not a finite float ``HxWx3`` RGB image (one line).
+        ImageLoadError: A path that is not an image rnr can read (one line naming it).
+
+    """
     from agent.checkpoint import memory_checkpointer
+    from reasoner.common import as_rgb_float
     from reasoner.imageio import save_image
 
+    if isinstance(image, np.ndarray):
+        image = as_rgb_float(image, "image")  # before any backend loads: a bad array fails at once
     ctx = context or make_context(reasoner, scorer, restorer, index, settings)
     with tempfile.TemporaryDirectory(prefix="rnr-") as tmp:
         if isinstance(image, np.ndarray):

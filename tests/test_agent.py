@@ -383,8 +383,10 @@ def test_resume_without_a_pending_review_is_an_error(noisy, tmp_path):
         (lambda r: r, []),  # nothing changed
         (lambda r: _edited(r, "noise", 0.5), ["noise: severity 0.76 -> 0.50"]),
         (lambda r: dict(r, degradations=[]), ["noise: removed (was severity 0.76)"]),
-        (lambda r: dict(r, degradations=[dict(r["degradations"][0], factors={"sigma": 30.0, "model": "gaussian"})]),
-         ["noise: sigma 24.0 -> 30.0"]),  # fmt: skip
+        (
+            lambda r: dict(r, degradations=[dict(r["degradations"][0], factors={"sigma": 30.0, "model": "gaussian"})]),
+            ["noise: sigma 24.0 -> 30.0"],
+        ),  # fmt: skip
         (lambda r: dict(r, semantics=dict(r["semantics"], faces=True)), ["semantics edited"]),
     ],
 )
@@ -406,3 +408,69 @@ def test_traces_of_older_minor_versions_still_load(noisy):
     del old["review"]
     old["version"] = "1.2.0"
     assert Trace.model_validate(old).review is None
+
+
+# --- a restorer's output is checked; the API's input too ------------------------------------------------------------
+
+
+class WrongShape:
+    """Returns half the image: a broken restorer, which must cost an attempt, not the run."""
+
+    name = "wrong-shape"
+
+    def restore(self, image, record, references, plan):
+        return image[: image.shape[0] // 2]
+
+
+def test_a_restorer_output_of_the_wrong_shape_is_a_failed_attempt(noisy, tmp_path):
+    state = run_graph(noisy, ctx_with(WrongShape(), max_attempts=2), tmp_path / "w")
+    assert [a.verdict for a in state.attempts] == ["failed", "failed"] and state.decision == "unchanged"
+    assert "restore output: shape" in state.attempts[0].reason and "\n" not in state.attempts[0].reason
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((8, 8), np.float32),  # grey: not HxWx3
+        np.full((8, 8, 3), np.nan, np.float32),  # not finite
+        np.zeros((8, 8, 3), np.uint8),  # not float in [0, 1]
+    ],
+)
+def test_restore_image_refuses_a_bad_array_in_one_line(array):
+    with pytest.raises(ValueError, match="^image: ") as e:
+        restore_image(array)
+    assert "\n" not in str(e.value)
+
+
+# --- the wiring: backends as values, the core free of presentation ---------------------------------------------------
+
+
+def test_backends_are_values_that_pickle_and_load_once():
+    import pickle
+
+    from agent.backends import Backends
+
+    b = Backends.of(restorer_options={"steps": 8})
+    assert pickle.loads(pickle.dumps(b)) == b  # what pool workers and Ray actors receive
+    assert b.key() == Backends.of(restorer_options={"steps": 8}).key() != Backends.of().key()
+    ctx = Backends().load(Settings(max_attempts=2), max_pixels=1000)
+    assert ctx.scorer is ctx.reasoner  # the same backend serving both is loaded once
+    assert ctx.settings.max_attempts == 2 and ctx.max_pixels == 1000
+    assert ctx.backends == {"reasoner": "measure", "scorer": "measure", "restorer": "classical", "embedder": "none"}
+    with pytest.raises(ValueError, match="unknown restorer 'nope'"):
+        Backends.of(restorer="nope").check()
+
+
+def test_the_graph_core_imports_no_presentation():
+    # agent/cli and agent/ui present the core; a core module importing them (even inside a function) inverts that.
+    import ast
+
+    root = Path(__file__).parents[1] / "agent"
+    bad = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            bad += [f"{path.name}: {n}" for n in names if n.startswith(("agent.cli", "agent.ui"))]
+    assert not bad, bad
