@@ -27,13 +27,13 @@ def diagnose(
     ),
 ) -> None:
     """Diagnose degradations in images and explain the reasoning."""
-    from reasoner import load_reasoner
+    from agent.backends import BackendSpec
 
     files, refused, limit = _inputs(inputs, recursive, follow_symlinks, max_pixels)
     if out is not None:
         _check_records_out(out, [*files, *(Path(e.path) for e in refused)])
     try:
-        backend = load_reasoner(reasoner, **({"model": model} if model else {}))
+        backend = BackendSpec("reasoner", reasoner, model or None).load()
     except (ValueError, ImportError, FileNotFoundError, OSError) as e:
         raise typer.BadParameter(str(e), param_hint="--reasoner/--model") from None
     records, failures = _diagnose_all(backend, files, refused, limit, as_json)
