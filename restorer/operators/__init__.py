@@ -36,6 +36,11 @@ from restorer.operators.motion_deblur import deblur_motion, motion_psf
 from restorer.operators.super_resolution import resolution_psf, sharpen_resolution
 
 
+def measured_after(*factors, strength: float = 1.0) -> None:
+    """For operators whose gain changes the noise by an amount only the image tells (brightening, then denoising)."""
+    return None
+
+
 @dataclass(frozen=True)
 class Operator:
     """How the classical restorer undoes one kind.
@@ -44,7 +49,8 @@ class Operator:
         run: ``run(image, *factors, strength=..., [noise=...])`` -> image.
         factors: Names of the record's factors ``run`` takes, in its positional order.
         leaves_noise: ``leaves_noise(*factors, strength=...)``: the noise std (0-255) left after ``run``, which
-            the deconvolutions that follow are told; None when ``run`` does not change the noise level it is told.
+            the deconvolutions that follow are told, or None when it depends on the image (the next step measures
+            it); no function when ``run`` does not change the noise level it is told.
         psf: ``psf(*factors)`` -> ``(kernel, least Wiener balance)`` for a low-pass kind, so that several low-pass
             degradations of one image are undone by one deconvolution of their combined PSF; None otherwise.
 
@@ -52,7 +58,7 @@ class Operator:
 
     run: Callable[..., np.ndarray]
     factors: tuple[str, ...]
-    leaves_noise: Callable[..., float] | None = None
+    leaves_noise: Callable[..., float | None] | None = None
     psf: Callable[..., tuple[np.ndarray, float]] | None = None
 
     @property
@@ -69,7 +75,7 @@ OPERATORS: dict[str, Operator] = check_table(
         "motion_blur": Operator(deblur_motion, ("length", "angle"), psf=motion_psf),
         "blur": Operator(deblur, ("sigma", "kernel"), psf=blur_psf),
         "low_resolution": Operator(sharpen_resolution, ("scale",), psf=resolution_psf),
-        "low_light": Operator(brighten, ("exposure", "gamma")),
+        "low_light": Operator(brighten, ("exposure", "gamma"), measured_after),
         "noise": Operator(denoise, ("sigma", "model"), residual_noise),
         "jpeg": Operator(deblock, ("quality",)),
     },

@@ -158,14 +158,18 @@ def clamp_overshoot(out: np.ndarray, ref: np.ndarray, radius: int = 1) -> np.nda
 
 def _transfer(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     # Real-FFT transfer function of a centred kernel on a periodic grid of ``shape``.
-    k = np.zeros(shape, np.float64)
+    k = np.zeros(shape, np.float32)
     kh, kw = kernel.shape
     k[:kh, :kw] = kernel
     k = np.roll(k, (-(kh // 2), -(kw // 2)), axis=(0, 1))
-    return fft.rfft2(k)
+    return fft.rfft2(k, workers=1)
 
 
-_LAPLACIAN = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+def _laplacian_power(shape: tuple[int, int]) -> np.ndarray:
+    # |FFT of the 5-point Laplacian|^2 on the real-FFT grid of ``shape``, in closed form.
+    wy = 2.0 - 2.0 * np.cos(2.0 * np.pi * np.fft.fftfreq(shape[0]))[:, None]
+    wx = 2.0 - 2.0 * np.cos(2.0 * np.pi * np.fft.rfftfreq(shape[1]))[None, :]
+    return ((wy + wx) ** 2).astype(np.float32)
 
 
 def _wiener_mirrored(x: np.ndarray, psf: np.ndarray, balance: float) -> np.ndarray:
@@ -174,12 +178,13 @@ def _wiener_mirrored(x: np.ndarray, psf: np.ndarray, balance: float) -> np.ndarr
     zp = np.pad(z, ((0, h), (0, w), (0, 0)), mode="symmetric")  # its periodic extension is the reflected image
     shape = zp.shape[:2]
     tf = _transfer(psf, shape)
-    reg = np.abs(_transfer(_LAPLACIAN, shape)) ** 2
-    power = np.abs(tf) ** 2
+    reg = _laplacian_power(shape)
+    power = (tf.real**2 + tf.imag**2).astype(np.float32)
     spec = fft.rfft2(zp, axes=(0, 1), workers=1)
+    luma = np.conj(tf) / (power + np.float32(balance) * reg)
+    chroma = np.conj(tf) / (power + np.float32(balance * CHROMA_BALANCE) * reg)
     out = np.empty_like(z)
-    for c, b in enumerate((balance, balance * CHROMA_BALANCE, balance * CHROMA_BALANCE)):
-        filt = (np.conj(tf) / (power + b * reg)).astype(np.complex64)
+    for c, filt in enumerate((luma, chroma, chroma)):
         out[..., c] = fft.irfft2(spec[..., c] * filt, s=shape, workers=1)[:h, :w]
     return (out @ OPPONENT).astype(np.float32)
 

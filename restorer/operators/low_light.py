@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from restorer.operators.filters import as_image, clip01, estimate_noise, nlm
+from restorer.operators.filters import as_image, channel_max, clip01, estimate_noise, nlm
 
 #: A well-exposed photo's 99th percentile of brightness (HSV value, max RGB) lies in [P99_LO, P99_HI] (tuned; the
 #: calibration crops: median 0.78, dim scenes lower, photos with highlights near 1): the diagnosed exposure is moved
@@ -31,7 +31,7 @@ def tone_curve(img: np.ndarray, exposure: float, gamma: float) -> tuple[float, f
     1.0
     """
     g = min(max(float(gamma), 0.2), 5.0)
-    top = max(float(np.quantile(as_image(img).max(axis=2), 0.99)), 1.0 / 255.0)
+    top = max(float(np.quantile(channel_max(as_image(img)), 0.99)), 1.0 / 255.0)
     e = min(max(float(exposure), top / P99_HI**g), top / P99_LO**g)
     return min(max(e, 1e-3), 1.0), g
 
@@ -66,7 +66,7 @@ def brighten(img: np.ndarray, exposure: float, gamma: float = 1.0, strength: flo
     sigma = estimate_noise(x) / e
     if sigma > 1.0:
         lin = nlm(lin, sigma)
-    v = np.maximum(lin.max(axis=2, keepdims=True), 1e-4)
+    v = np.maximum(channel_max(lin), 1e-4)[..., None]
     knee = np.float32(_KNEE)
     shoulder = np.where(v > knee, knee + (1 - knee) * np.tanh((v - knee) / (1 - knee)), v).astype(np.float32)
     ratio = np.clip(lin / v, 0.0, 1.0)
