@@ -48,6 +48,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
+
+# One OpenCV thread from the start: pool workers are forked, and a child that inherits OpenCV's thread pool from a
+# parent that used it deadlocks on its first OpenCV call (seen in cv2.setNumThreads).
+cv2.setNumThreads(1)
+
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -251,13 +256,10 @@ def oracle(case: ProtocolCase, classical) -> np.ndarray:
 
 def run_case(case: ProtocolCase) -> dict:
     """Every method on one case: metrics per method, rnr's decision and time."""
-    import cv2 as _cv2
-
     from agent.run import restore_image
     from bench.restore import BLIND, blind_plan
     from restorer import RESTORE_ORDER, load_restorer
 
-    _cv2.setNumThreads(1)
     classical = load_restorer("classical")
     m = {"identity": metrics(case.image, case.clean)}
     for k in BLIND:
