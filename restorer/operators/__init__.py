@@ -1,11 +1,16 @@
 """Classical restoration operators, one module per degradation kind, registered in :data:`OPERATORS`.
 
 Every operator takes and returns ``float32 HxWx3 RGB in [0, 1]`` (a new array; the input is never modified) and a
-``strength`` multiplier on its physical factor: 1 undoes the degradation as diagnosed, 0 returns a copy of the
-input, values up to 3 act as if the degradation were that much stronger. Operators of the low-pass kinds
-(:data:`reasoner.kinds.LOWPASS`) deconvolve, so they also take ``noise``: the std (0-255) left by a denoise step.
-Constants marked "tuned" were fitted for PSNR on crops of the held-out photos (``rl.photos.EVALUATION_PHOTOS``)
-degraded by ``rl.degradations``.
+``strength``: 1 undoes the degradation as diagnosed, 0 returns a copy of the input. For the deconvolutions (the
+low-pass kinds, :data:`reasoner.kinds.LOWPASS`) and dehazing, strength up to 1 blends the result with the input and
+above 1 weakens the prior (dehazing: a stronger haze); a kernel is never resized, since a wrong kernel rings. Other
+operators take it as a multiplier on their physical factor (values up to 3 act as if the degradation were that much
+stronger). Deconvolutions and dehazing amplify what error is left, so they also take ``noise`` (the std, 0-255, a
+denoise step left; None: measured) and ``quality`` (the JPEG quality the image went through).
+Constants marked "tuned" in :mod:`~.deconvolution`, :mod:`~.deblur`, :mod:`~.motion_deblur`, :mod:`~.dehaze` and
+:mod:`~.low_light` were fitted on crops of the calibration photos (``rl.photos.CALIBRATION_PHOTOS``) degraded by
+``rl.degradations`` and by AgenticIR-style mixtures; the others on crops of the held-out photos
+(``rl.photos.EVALUATION_PHOTOS``) degraded by ``rl.degradations``, and are due to be refitted on the calibration ones.
 
 Modules: :mod:`~.kernels` (blur kernels, shared with synthesis), :mod:`~.filters` (image check, noise estimate,
 non-local means), :mod:`~.deconvolution`, then one per kind (:mod:`~.deblock`, :mod:`~.denoise`, :mod:`~.deblur`,
