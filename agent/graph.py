@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from agent import policy
 from agent.policy import Final, record_of
 from agent.state import Context, RestoreState
-from agent.trace import AttemptTrace, ReviewTrace, Trace
+from agent.trace import AttemptTrace, QualityTrace, ReviewTrace, Trace
 from reasoner.common import as_rgb_float, one_line
 from reasoner.imageio import from_array, load_image
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
@@ -62,11 +62,15 @@ def diagnose(state: RestoreState, ctx: Context) -> dict:
     """Load the input once and diagnose it."""
     img = load_image(state.input_path, max_pixels=ctx.max_pixels)
     Path(state.work_dir).mkdir(parents=True, exist_ok=True)
-    return {
-        "input_info": img.info(),
-        "input_npy": _npy(state, "input", img.pixels),
-        "record": ctx.reasoner.diagnose(img),
-    }
+    stats = None
+    if hasattr(ctx.reasoner, "diagnose_measured"):  # the quality scorer reads these statistics too
+        record, stats = ctx.reasoner.diagnose_measured(img)
+    else:
+        record = ctx.reasoner.diagnose(img)
+    update = {"input_info": img.info(), "input_npy": _npy(state, "input", img.pixels), "record": record}
+    if stats is not None and ctx.settings.artefact_scorer:
+        update["input_stats"] = {k: float(v) for k, v in stats.items()}
+    return update
 
 
 @_timed("retrieve")
@@ -243,10 +247,28 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
         )  # fmt: skip
         return {"attempts": [*state.attempts, failed]}
     out = np.load(state.pending)
-    rec = ctx.scorer.diagnose(from_array(out))
+    measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
+    rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
+        from_array(out)), None)  # fmt: skip
     source_overall = source_rec.overall_severity
-    structure = structure_score(np.load(state.input_npy), out)
-    verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings)
+    inp = np.load(state.input_npy)
+    structure = structure_score(inp, out)
+    update: dict = {}
+    quality, why_not = None, None
+    if ctx.settings.artefact_scorer and _quality_model() is not None:
+        from reasoner.quality import assess, describe, measured
+
+        stats = state.input_stats
+        if stats is None:  # measured once per image; later attempts are judged against the same input
+            stats = update["input_stats"] = measured(inp)
+        q = assess(inp, out, state.plan.kinds, source_measured=stats, restored_measured=out_stats)
+        quality = QualityTrace(gain_db=q.gain_db, uncertainty_db=q.uncertainty_db, spread_db=q.spread_db,
+                               artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
+        why_not = q.implausible
+    if quality is not None and quality.gain_db is not None:
+        verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not)
+    else:
+        verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings)
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
@@ -259,8 +281,9 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
         reason=reason,
         elapsed_s=state.pending_s + time.perf_counter() - t0,
         restorer_run=state.pending_run,
+        quality=quality,
     )
-    return {"attempts": [*state.attempts, attempt], "pending": None}
+    return {**update, "attempts": [*state.attempts, attempt], "pending": None}
 
 
 @_timed("decide")
@@ -304,6 +327,16 @@ def build_graph(checkpointer=None):
     return g.compile(checkpointer=checkpointer)
 
 
+def _quality_model():
+    from reasoner.quality import load_model
+
+    return load_model()
+
+
+def _scored(state: RestoreState) -> bool:
+    return any(a.quality is not None and a.quality.gain_db is not None for a in state.attempts)
+
+
 def final_pixels(state: RestoreState) -> np.ndarray:
     """What the run returns: the chosen attempt, or the input unchanged."""
     path = state.input_npy if state.chosen is None else Path(state.work_dir) / f"attempt{state.chosen}.npy"
@@ -334,6 +367,7 @@ def build_trace(state: RestoreState, ctx: Context) -> Trace:
         versions=_versions(rnr_version()),
         created_at=datetime.now(timezone.utc),
         review=state.review,
+        quality=chosen.quality if chosen else (QualityTrace(gain_db=0.0, spread_db=0.0) if _scored(state) else None),
     )
 
 

@@ -5,7 +5,19 @@ retry, and ``plan`` builds the retry's plan with :func:`retry_plan` (or, when th
 :func:`conclude`). Nothing here reads pixels, files or backends, so every rule is tested without a graph
 (``tests/test_policy.py``). The knobs are :class:`agent.state.Settings` fields.
 
-Verdict of an attempt (:func:`judge`), the first row that holds:
+Verdict of an attempt. With the artefact-aware scorer (:mod:`reasoner.quality`, the default: an estimated PSNR
+change against the input with the ensemble's spread on this image; :func:`judge_quality`), the first row that holds:
+
+=============================================================  ==========
+structure below ``min_structure``                              drift
+a large tone/colour change on an almost featureless image      worse
+estimate - ``quality_z`` * spread above ``quality_margin_db``  better
+estimate + ``quality_z`` * spread below -``quality_margin_db``   worse
+estimate below 0 and an artefact found                         worse
+otherwise                                                      uncertain
+=============================================================  ==========
+
+Without a fitted quality model, from the scorer's severities (:func:`judge`), the first row that holds:
 
 =========================================================  ==========
 structure below ``min_structure``                          drift
@@ -22,20 +34,24 @@ last verdict           retry when                          retry: same source, s
 =====================  ==================================  ===================================================
 better                 overall still >= ``done_below``     ``residual_factor`` on the input's kinds still
                        and residue remains                 detected, low-pass kinds excepted ("stronger")
-no_change              always                              ``no_change_factor`` on every kind ("bolder")
+no_change, uncertain   always (uncertain: when the         ``no_change_factor`` on every kind ("bolder");
+                       estimate is not negative)           an uncertain estimate below 0 is retried gentler
 worse, drift, failed   always                              ``failure_factor`` on every kind; after a second
                                                            harmful attempt in a row, without the kinds the last
                                                            made worse by more than ``worsened_margin``
                                                            ("gentler")
 =====================  ==================================  ===================================================
 
-A retry restores the same source again (never the restored image: deconvolving twice compounds ringing) with the
+When an attempt shows artefacts (ringing, over-smoothing, banding, ...), a gentler retry weakens only the kinds
+whose operators make them (:data:`reasoner.quality.artefacts.ARTEFACTS` ``caused_by``), and a stronger one is not
+tried. A retry restores the same source again (never the restored image: deconvolving twice compounds ringing) with the
 source's record planned afresh, each kind's strength the last attempt's times its factor, capped at
 :data:`MAX_STRENGTH`. A retry whose plan is empty concludes at once.
 
-The final decision (:func:`conclude`): the ``better`` attempt with the lowest overall severity that beats the
-input's by more than ``min_gain`` (the first on ties) is returned, ``accepted`` when it is the last attempt and
-``rolled_back`` otherwise; with none, the input is returned ``unchanged`` (also when nothing was planned at all).
+The final decision (:func:`conclude`): among ``better`` attempts, the one with the highest discounted estimate
+(estimate - ``quality_z`` * spread; without a quality model: the lowest overall severity that beats the input's by
+more than ``min_gain``; the first on ties) is returned, ``accepted`` when it is the last attempt and ``rolled_back``
+otherwise; with none, the input is returned ``unchanged`` (also when nothing was planned at all).
 """
 
 from __future__ import annotations
@@ -45,13 +61,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.state import Settings
-from agent.trace import AttemptTrace, Decision, Verdict
+from agent.trace import AttemptTrace, Decision, QualityTrace, Verdict
 from reasoner.kinds import KINDS, LOWPASS
+from reasoner.quality.artefacts import BY_NAME
 from reasoner.schema import DiagnosisRecord
 from restorer.plan import Operation, Plan, plan_from_record
 
 #: Verdicts of an attempt that did harm: the next try is gentler, and a second one in a row drops what got worse.
 HARMFUL: frozenset[Verdict] = frozenset({"worse", "drift", "failed"})
+#: Verdicts that say the attempt neither clearly helped nor clearly harmed.
+UNDECIDED: frozenset[Verdict] = frozenset({"no_change", "uncertain"})
 #: The largest strength multiplier a plan may carry (the schema's bound on :attr:`restorer.plan.Operation.strength`).
 MAX_STRENGTH: float = float(next(m.le for m in Operation.model_fields["strength"].metadata if hasattr(m, "le")))
 
@@ -109,6 +128,41 @@ def judge(structure: float, source_overall: float, overall_after: float, setting
     return "no_change", f"overall severity {source_overall:.2f} -> {overall_after:.2f}"
 
 
+def judge_quality(
+    structure: float, quality: QualityTrace, settings: Settings, implausible: str | None = None
+) -> tuple[Verdict, str]:
+    """The verdict on an attempt from the artefact-aware scorer's estimate against the input (see the table).
+
+    >>> q = QualityTrace(gain_db=3.0, uncertainty_db=1.5, spread_db=0.8)
+    >>> judge_quality(0.99, q, Settings())
+    ('better', 'estimated +3.0 dB (spread 0.8, error ±1.5)')
+    >>> judge_quality(0.99, QualityTrace(gain_db=-0.5, spread_db=0.2, artefacts={"ringing": 1.2}), Settings())[0]
+    'worse'
+    """
+    s = settings
+    gain, spread = float(quality.gain_db), float(quality.spread_db or 0.0)
+    said = f"estimated {gain:+.1f} dB (spread {spread:.1f}"
+    said += f", error ±{quality.uncertainty_db:.1f})" if quality.uncertainty_db is not None else ")"
+    if quality.artefacts:
+        said += f"; {quality.summary or ', '.join(quality.artefacts)}"
+    if structure < s.min_structure:
+        return "drift", f"structure {structure:.2f} below {s.min_structure:.2f}: the content moved; {said}"
+    if implausible:
+        return "worse", f"{implausible}; {said}"
+    if gain - s.quality_z * spread > s.quality_margin_db:
+        return "better", said
+    if gain + s.quality_z * spread < -s.quality_margin_db or (gain < 0 and quality.artefacts):
+        return "worse", said
+    return "uncertain", said
+
+
+def artefact_kinds(quality: QualityTrace | None) -> frozenset[str]:
+    """Kinds whose operators make the artefacts ``quality`` found (empty: none found, or no quality estimate)."""
+    if quality is None:
+        return frozenset()
+    return frozenset().union(*(BY_NAME[name].caused_by for name in quality.artefacts if name in BY_NAME))
+
+
 def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: Settings) -> Retry | Final:
     """After the last of ``attempts`` (at least one): the retry the table calls for, or the final decision.
 
@@ -120,30 +174,58 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
     """
     s, last = settings, attempts[-1]
     if len(attempts) < s.max_attempts:
+        culprits = artefact_kinds(last.quality)
         if last.verdict == "better":
             residual = residual_kinds(record, last)
+            if culprits & set(last.plan.kinds):  # kept as it is (conclude may return it); try without the artefact
+                return Retry("gentler", last.source, per_kind(s.failure_factor, culprits))
             if last.overall_after >= s.done_below and residual:
                 return Retry("stronger", last.source, per_kind(s.residual_factor, residual))
-        elif last.verdict == "no_change":
+        elif last.verdict in UNDECIDED and not _estimated_loss(last):
             return Retry("bolder", last.source, per_kind(s.no_change_factor))
-        elif last.verdict in HARMFUL:
-            return Retry("gentler", last.source, per_kind(s.failure_factor), worsened(record, attempts, s))
+        elif last.verdict in HARMFUL or last.verdict in UNDECIDED:
+            target = culprits & set(last.plan.kinds) or None
+            return Retry("gentler", last.source, per_kind(s.failure_factor, target), worsened(record, attempts, s))
     return conclude(record, attempts, s)
+
+
+def _estimated_loss(attempt: AttemptTrace) -> bool:
+    q = attempt.quality
+    return q is not None and q.gain_db is not None and q.gain_db < 0
 
 
 def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: Settings) -> Final:
     """The final decision: the best attempt that beats the input by ``min_gain``, or the input unchanged."""
     if not attempts:
         return Final("unchanged", None, "no degradation detected; input returned unchanged")
-    ok = [
-        a for a in attempts if a.verdict == "better" and a.overall_after < record.overall_severity - settings.min_gain
-    ]
-    if not ok:
-        return Final("unchanged", None, f"no attempt improved on the input ({len(attempts)} tried); input returned")
-    best = min(ok, key=lambda a: a.overall_after)
+    if any(_estimated(a) for a in attempts):
+        ok = [a for a in attempts if a.verdict == "better" and _estimated(a)]
+        if not ok:
+            why = f"no attempt was estimated to improve on the input ({len(attempts)} tried); input returned"
+            return Final("unchanged", None, why)
+        z = settings.quality_z
+        best = max(ok, key=lambda a: (a.quality.gain_db - z * (a.quality.spread_db or 0.0), -a.index))
+        q = best.quality
+        reason = f"attempt {best.index}: estimated {q.gain_db:+.1f} dB"
+        reason += f" (error ±{q.uncertainty_db:.1f})" if q.uncertainty_db is not None else ""
+        reason += f", overall severity {record.overall_severity:.2f} -> {best.overall_after:.2f}"
+    else:
+        ok = [
+            a
+            for a in attempts
+            if a.verdict == "better" and a.overall_after < record.overall_severity - settings.min_gain
+        ]
+        if not ok:
+            why = f"no attempt improved on the input ({len(attempts)} tried); input returned"
+            return Final("unchanged", None, why)
+        best = min(ok, key=lambda a: a.overall_after)
+        reason = f"attempt {best.index}: overall severity {record.overall_severity:.2f} -> {best.overall_after:.2f}"
     decision: Decision = "accepted" if best.index == attempts[-1].index else "rolled_back"
-    reason = f"attempt {best.index}: overall severity {record.overall_severity:.2f} -> {best.overall_after:.2f}"
     return Final(decision, best.index, reason)
+
+
+def _estimated(attempt: AttemptTrace) -> bool:
+    return attempt.quality is not None and attempt.quality.gain_db is not None
 
 
 def retry_plan(retry: Retry, record: DiagnosisRecord, attempts: Sequence[AttemptTrace]) -> Plan:

@@ -46,6 +46,24 @@ class Settings(BaseModel):
         le=1,
         description="After an attempt that made things worse, drifted or failed: strength factor on every kind.",
     )
+    artefact_scorer: bool = Field(
+        True,
+        description="Judge attempts with the artefact-aware quality scorer (estimated PSNR change against the input, "
+        "its uncertainty, artefacts found) when its model is installed; otherwise by the scorer's severities.",
+    )
+    quality_z: float = Field(
+        1.0,
+        ge=0,
+        le=5,
+        description="An attempt counts as better only when its estimated gain stays positive this many ensemble "
+        "spreads below the estimate (the artefact-aware scorer's own uncertainty on the image).",
+    )
+    quality_margin_db: float = Field(
+        0.25,
+        ge=0,
+        le=5,
+        description="Estimated PSNR gain (dB), after the uncertainty discount, that an attempt must show to be kept.",
+    )
     worsened_margin: float = Field(
         0.05,
         ge=0,
@@ -69,6 +87,7 @@ class RestoreState(BaseModel):
     pending: str | None = None  # npy of the attempt awaiting re-scoring
     pending_s: float = 0.0  # its restore time
     pending_error: str | None = None  # why the restorer failed, if it did
+    input_stats: dict[str, float] | None = None  # the input's measure statistics, for the quality scorer
     pending_run: dict | None = None  # what a model restorer reports of its run (prompt, seed, ...), for the trace
     attempts: list[AttemptTrace] = Field(default_factory=list)
     decision: Decision | None = None

@@ -18,13 +18,33 @@ from restorer.plan import Plan
 from retrieval.base import Reference
 
 TRACE_NAME = "rnr.restore_trace"
-TRACE_VERSION = "1.3.0"  # 1.1: records may carry `thinking`; 1.2: attempts carry `restorer_run`; 1.3: `review`
+# 1.1: records may carry `thinking`; 1.2: attempts carry `restorer_run`; 1.3: `review`; 1.4: `quality` (estimated
+# quality change, its uncertainty and the artefacts found) on attempts and on the trace, verdict "uncertain".
+TRACE_VERSION = "1.4.0"
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
-Verdict = Literal["better", "worse", "drift", "no_change", "failed"]
+Verdict = Literal["better", "worse", "drift", "no_change", "failed", "uncertain"]
 Decision = Literal["accepted", "rolled_back", "unchanged"]
 #: Decisions that return an attempt's pixels (a manifest status "ok"); "unchanged" returns the input.
 RESTORED: frozenset[Decision] = frozenset({"accepted", "rolled_back"})
+
+
+class QualityTrace(BaseModel):
+    """The artefact-aware scorer's estimate of what an attempt did to the image (:mod:`reasoner.quality`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gain_db: float | None = Field(
+        description="Estimated change in PSNR against the unknown clean image (dB); None without a fitted model."
+    )
+    uncertainty_db: float | None = Field(
+        None, ge=0, description="One standard deviation of that estimate's error (dB), calibrated on held-out data."
+    )
+    spread_db: float | None = Field(None, ge=0, description="Disagreement of the estimating ensemble on this image.")
+    artefacts: dict[str, float] = Field(
+        default_factory=dict, description="Artefacts found (name -> the statistic's value), see reasoner.quality."
+    )
+    summary: str = Field("", max_length=500, description="The artefacts in plain words ('' when none).")
 
 
 class AttemptTrace(BaseModel):
@@ -48,6 +68,9 @@ class AttemptTrace(BaseModel):
         None,
         description="What a model-based restorer reports of its run (prompt, seed, steps, references used, "
         "resolution), so the attempt can be reproduced; None for the classical restorer.",
+    )
+    quality: QualityTrace | None = Field(
+        None, description="The artefact-aware scorer's estimate for this attempt (against the input); 1.4+."
     )
 
 
@@ -91,6 +114,11 @@ class Trace(BaseModel):
     created_at: datetime
     review: ReviewTrace | None = Field(
         None, description="Set when a person reviewed the diagnosis before restoring; None for unattended runs."
+    )
+    quality: QualityTrace | None = Field(
+        None,
+        description="What is returned, as the artefact-aware scorer sees it against the input (gain 0 and no "
+        "artefacts when the input is returned unchanged); 1.4+.",
     )
 
     @model_validator(mode="before")

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from reasoner.quality.artefacts import ARTEFACTS
-from reasoner.quality.features import FEATURES
-from reasoner.quality.model import DEFAULT_PATH, GAIN_RANGE, QualityModel
+from reasoner.quality.features import statistic_names
+from reasoner.quality.model import DEFAULT_PATH, GAIN_RANGE, QualityModel, to_slog
 
 TARGET_CLIP = 15.0  # dB: labels beyond this are "catastrophic" either way; clipping keeps them from dominating
 GOOD_DB = 0.5  # attempts better than this (dB) define what good restorations look like, for artefact thresholds
@@ -63,7 +63,8 @@ def fit_rows(
     uniq = np.unique(cases)
     val_cases = set(rng.choice(uniq, size=max(1, int(len(uniq) * val_frac)), replace=False).tolist())
     is_val = np.array([c in val_cases for c in cases])
-    x = np.array([[r[k] for k in FEATURES] for r in rows], dtype=np.float64)
+    names = statistic_names()
+    x = np.nan_to_num(np.array([[r[k] for k in names] for r in rows], dtype=np.float64))
     y = np.clip(np.array([r["dpsnr"] for r in rows], dtype=np.float64), -TARGET_CLIP, TARGET_CLIP)
     xt = x[~is_val]
     mean, scale = xt.mean(axis=0), xt.std(axis=0) + 1e-9
@@ -77,12 +78,12 @@ def fit_rows(
                            random_state=seed * 100 + m, learning_rate_init=1e-3)  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est.fit(z[idx], y[idx])
+            est.fit(z[idx], to_slog(y[idx]))
         from reasoner.measure.calibration import Mlp
 
         fitted.append(Mlp(tuple(est.coefs_), tuple(est.intercepts_), "identity"))
-    model = QualityModel(tuple(FEATURES), mean, scale, tuple(fitted), (0.0, 0.0), {})
-    preds = np.array([model.predict(dict(zip(FEATURES, row, strict=True)))[0] for row in x[is_val]])
+    model = QualityModel(names, mean, scale, tuple(fitted), (0.0, 0.0), {})
+    preds = np.array([model.predict(dict(zip(names, row, strict=True)))[0] for row in x[is_val]])
     resid = preds - y[is_val]
     # Heteroscedastic spread: |residual| grows with the size of the change; fit E|r| = a + b |pred| (robustly).
     a_mat = np.stack([np.ones_like(preds), np.abs(preds)], axis=1)
@@ -95,7 +96,7 @@ def fit_rows(
         "validation_mae_db": round(float(np.mean(np.abs(resid))), 4),
         "artefact_thresholds": artefact_thresholds([r for r, v in zip(rows, is_val, strict=True) if not v]),
     }
-    return QualityModel(tuple(FEATURES), mean, scale, tuple(fitted), (float(coef[0]), float(coef[1])), meta)
+    return QualityModel(names, mean, scale, tuple(fitted), (float(coef[0]), float(coef[1])), meta)
 
 
 def fit(
@@ -115,10 +116,10 @@ def fit(
 
 
 def write(model: QualityModel, out: str | Path = DEFAULT_PATH) -> Path:
-    """Write the model as JSON (stable key order, so a refit with the same inputs gives the same bytes)."""
+    """Write the model as compact JSON (stable key order, so a refit with the same inputs gives the same bytes)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(model.to_json(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(model.to_json(), sort_keys=True, separators=(",", ":")) + "\n", encoding="utf-8")
     return out
 
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from reasoner.kinds import KINDS
-from reasoner.quality.features import change_features
+from reasoner.quality.features import measured, quality_statistics
 from restorer.metrics import psnr, ssim
 from restorer.plan import Operation, Plan, plan_from_record
 from rl.degradations import MODELS, apply, sample_ops
@@ -151,7 +151,6 @@ def quality_case(
     model_pool: Mapping[str, Sequence[str]] | None = None,
     size: tuple[int, int] = (160, 320),
     photos: Sequence[str] = CALIBRATION_PHOTOS,
-    with_measure: bool = False,
 ) -> list[dict]:
     """The attempts made on one synthesised case, deterministic in (seed, index).
 
@@ -204,25 +203,14 @@ def quality_case(
                      else [], FAILURES[name](base.copy(), rng)))  # fmt: skip
     rows = []
     p0, s0 = psnr(_u8(clean), _u8(src)), ssim(_u8(clean), _u8(src))
-    m_src = _measured(src) if with_measure else {}
+    m_src = measured(src)
     for source, failure, plan_kinds, out in attempts:
         out = _q8(out)
-        row = change_features(src, out)
-        if with_measure:
-            m_out = _measured(out)
-            row.update({f"m_src_{k}": v for k, v in m_src.items()})
-            row.update({f"m_d_{k}": m_out[k] - v for k, v in m_src.items()})
+        row = quality_statistics(src, out, m_src)
         row.update(dpsnr=psnr(_u8(clean), _u8(out)) - p0, dssim=ssim(_u8(clean), _u8(out)) - s0, source=source,
                    failure=failure, kinds=",".join(plan_kinds), degradations=",".join(kinds), index=index)  # fmt: skip
         rows.append(row)
     return rows
-
-
-def _measured(x: np.ndarray) -> dict[str, float]:
-    from reasoner.measure.calibration import EXCLUDED
-    from reasoner.measure.features import measure_all
-
-    return {k: float(v) for k, v in measure_all(x).items() if k not in EXCLUDED}
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
@@ -230,7 +218,7 @@ def _u8(x: np.ndarray) -> np.ndarray:
 
 
 def _case(args):
-    return quality_case(*args[:3], with_measure=args[3])
+    return quality_case(*args)
 
 
 def build(
@@ -238,11 +226,10 @@ def build(
     seed: int = 0,
     workers: int | None = None,
     model_pool: Mapping[str, Sequence[str]] | None = None,
-    with_measure: bool = False,
 ) -> list[dict]:
     """Rows of :func:`quality_case` for cases ``0 .. n-1`` (in order, whatever the worker count)."""
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    jobs = [(seed, i, model_pool, with_measure) for i in range(n)]
+    jobs = [(seed, i, model_pool) for i in range(n)]
     if workers == 1:
         parts = [_case(j) for j in jobs]
     else:

@@ -218,3 +218,80 @@ def test_max_strength_is_the_schemas_bound():
 def test_settings_refuse_factors_out_of_bounds(field, value):
     with pytest.raises(ValidationError, match=field):
         Settings(**{field: value})
+
+
+# --- with the artefact-aware scorer (reasoner.quality): estimated gain, spread, artefacts --------------------------
+
+from agent.policy import judge_quality  # noqa: E402
+from agent.trace import QualityTrace  # noqa: E402
+
+
+def scored(index, verdict, gain, spread=0.5, artefacts=None, strengths=None, after=None):
+    """Attempt ``index`` with a quality estimate (gain dB, ensemble spread) and artefacts found."""
+    a = attempt(index, verdict, after or {"noise": 0.1}, strengths)
+    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, artefacts=artefacts or {})
+    return a.model_copy(update={"quality": q})
+
+
+#: (structure, gain, spread, artefacts, implausible, expected verdict).
+JUDGE_QUALITY = {
+    # clearly better: the gain minus one spread stays above the 0.25 dB margin
+    "clear gain": (0.99, 3.0, 1.0, {}, None, "better"),
+    # a gain the scorer is unsure of (3 - 1 * 2.9 < 0.25): not kept on its own
+    "unsure gain": (0.99, 3.0, 2.9, {}, None, "uncertain"),
+    # clearly worse: even one spread up it loses more than the margin
+    "clear loss": (0.99, -3.0, 1.0, {}, None, "worse"),
+    # a small estimated loss with an artefact found counts as worse
+    "loss with artefact": (0.99, -0.2, 1.0, {"ringing": 1.3}, None, "worse"),
+    # a small estimated loss without artefacts is undecided
+    "small loss": (0.99, -0.2, 1.0, {}, None, "uncertain"),
+    # content moved: drift, whatever the estimate
+    "drift": (0.5, 5.0, 0.1, {}, None, "drift"),
+    # a strong tone change on a featureless image is never trusted
+    "implausible": (0.99, 5.0, 0.1, {}, "a large tone change on an image with almost no texture", "worse"),
+}
+
+
+@pytest.mark.parametrize("name", JUDGE_QUALITY)
+def test_judge_quality(name):
+    structure, gain, spread, artefacts, why, expected = JUDGE_QUALITY[name]
+    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, artefacts=artefacts)
+    assert judge_quality(structure, q, S, why)[0] == expected
+
+
+#: (attempts so far, the step decide must take) with quality estimates.
+DECIDE_QUALITY = {
+    # the best discounted estimate wins, not the lowest severity: attempt 1 (3 - 0.5) beats attempt 0 (4 - 2)
+    "best discounted gain": (
+        [scored(0, "better", 4.0, 2.0), scored(1, "better", 3.0, 0.5), scored(2, "uncertain", 6.0, 6.0)],
+        ("rolled_back", 1),
+    ),
+    # nothing estimated better: the input comes back, even if the severities dropped
+    "none better": ([scored(0, "uncertain", 1.0, 2.0), scored(1, "worse", -2.0), scored(2, "uncertain", 0.1)],
+                    ("unchanged", None)),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("name", DECIDE_QUALITY)
+def test_conclude_by_estimated_gain(name):
+    attempts, (decision, chosen) = DECIDE_QUALITY[name]
+    final = conclude(INPUT, attempts, S)
+    assert (final.decision, final.chosen) == (decision, chosen)
+
+
+def test_a_better_attempt_with_ringing_retries_gentler_on_the_low_pass_kinds_only():
+    # ringing comes from the deconvolution: the retry weakens blur, not the denoiser
+    a = scored(0, "better", 2.0, 0.5, {"ringing": 1.4}, {"noise": 1.0, "blur": 1.0})
+    step = decide(INPUT, [a], S)
+    assert isinstance(step, Retry) and step.rule == "gentler"
+    assert step.factors["blur"] == 0.5 and step.factors["noise"] == 1.0
+
+
+def test_an_uncertain_loss_retries_gentler_not_bolder():
+    step = decide(INPUT, [scored(0, "uncertain", -0.2, 1.0)], S)
+    assert isinstance(step, Retry) and step.rule == "gentler"
+
+
+def test_an_uncertain_gain_retries_bolder():
+    step = decide(INPUT, [scored(0, "uncertain", 0.4, 1.0)], S)
+    assert isinstance(step, Retry) and step.rule == "bolder"

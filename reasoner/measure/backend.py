@@ -63,6 +63,10 @@ class MeasureReasoner:
 
     def diagnose(self, image: LoadedImage | np.ndarray | str | Path) -> DiagnosisRecord:
         """Diagnose one image: a loaded image, a path, or a ``float32 HxWx3 RGB in [0, 1]`` / uint8 array."""
+        return self.diagnose_measured(image)[0]
+
+    def diagnose_measured(self, image: LoadedImage | np.ndarray | str | Path) -> tuple[DiagnosisRecord, dict]:
+        """:meth:`diagnose`, also returning the statistics measured (the quality scorer reads them too)."""
         if isinstance(image, (str, Path)):
             image = load_image(image, max_pixels=self.max_pixels)
         elif isinstance(image, np.ndarray):
@@ -85,7 +89,7 @@ class MeasureReasoner:
             steps = reasoning(feats, scene, severity, prob, degradations, self.threshold)
         else:
             degradations, steps = [], unassessed_reasoning(why, feats, scene)
-        return DiagnosisRecord(
+        record = DiagnosisRecord(
             image=image.info(),
             reasoning=steps,
             degradations=degradations,
@@ -101,6 +105,7 @@ class MeasureReasoner:
                 settings={"threshold": self.threshold},
             ),
         )
+        return record, feats
 
     def diagnose_many(self, images) -> list[DiagnosisRecord]:
         """Diagnose several images in order."""

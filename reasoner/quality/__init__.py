@@ -13,11 +13,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reasoner.quality.artefacts import ARTEFACTS, describe, find_artefacts
-from reasoner.quality.features import FEATURES, change_features
+from reasoner.quality.artefacts import ARTEFACTS, BY_NAME, describe, find_artefacts, implausible
+from reasoner.quality.features import FEATURES, measured, quality_statistics
 from reasoner.quality.model import QualityModel, load_model
 
-__all__ = ["ARTEFACTS", "FEATURES", "QualityChange", "QualityModel", "assess", "describe", "load_model"]
+__all__ = [
+    "ARTEFACTS", "BY_NAME", "FEATURES", "QualityChange", "QualityModel", "assess", "describe", "implausible",
+    "load_model", "measured",
+]  # fmt: skip
+
+
+def _complete(stats: dict[str, float] | None) -> dict[str, float] | None:
+    """``stats`` if they hold every measurement the model reads (an image too small to measure has fewer)."""
+    from reasoner.quality.features import measured_names
+
+    return stats if stats is not None and all(k in stats for k in measured_names()) else None
 
 
 @dataclass(frozen=True)
@@ -26,37 +36,54 @@ class QualityChange:
 
     Attributes:
         gain_db: Estimated PSNR change (dB) against the unknown clean image; None when no model is fitted.
-        uncertainty_db: One standard deviation of that estimate (dB); None without a model.
+        uncertainty_db: One standard deviation of that estimate's error (dB), calibrated on held-out attempts;
+            None without a model.
+        spread_db: How much the ensemble's members disagree on this image (dB): the per-image part of the
+            uncertainty, which the decide policy weighs; None without a model.
         artefacts: Artefacts found (name -> the statistic's value), see :mod:`reasoner.quality.artefacts`.
         stats: The change statistics the estimate was made from.
+        implausible: Why the change cannot be trusted as a restoration at all (see
+            :func:`reasoner.quality.artefacts.implausible`), or None.
 
     """
 
     gain_db: float | None
     uncertainty_db: float | None
+    spread_db: float | None = None
     artefacts: dict[str, float] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
+    implausible: str | None = None
 
     def lower_bound(self, z: float = 1.0) -> float | None:
-        """The gain ``z`` standard deviations below the estimate (None without a model)."""
-        if self.gain_db is None or self.uncertainty_db is None:
+        """The gain ``z`` ensemble spreads below the estimate (None without a model)."""
+        if self.gain_db is None or self.spread_db is None:
             return None
-        return self.gain_db - z * self.uncertainty_db
+        return self.gain_db - z * self.spread_db
 
 
 def assess(
-    source: np.ndarray, restored: np.ndarray, kinds: Iterable[str] = (), model: QualityModel | None = None
+    source: np.ndarray,
+    restored: np.ndarray,
+    kinds: Iterable[str] = (),
+    model: QualityModel | None = None,
+    *,
+    source_measured: dict[str, float] | None = None,
+    restored_measured: dict[str, float] | None = None,
 ) -> QualityChange:
     """Estimate how ``restored`` changed the quality of ``source`` (both ``float32 HxWx3`` in [0, 1]).
 
     ``kinds`` are the kinds the restoration set out to remove (they explain some changes, see
-    :func:`find_artefacts`); ``model`` defaults to the committed one.
+    :func:`find_artefacts`); ``model`` defaults to the committed one; ``source_measured`` and
+    ``restored_measured`` (``measure``'s statistics of either image, e.g. from
+    :meth:`reasoner.measure.MeasureReasoner.diagnose_measured`) save measuring them again.
     """
-    stats = change_features(source, restored)
+    stats = quality_statistics(source, restored, _complete(source_measured), _complete(restored_measured))
     model = model or load_model()
     thresholds = (model.meta.get("artefact_thresholds") if model else None) or {}
     found = find_artefacts(stats, kinds, thresholds)
+    why = implausible(stats)
     if model is None:
-        return QualityChange(None, None, found, stats)
-    gain, unc = model.predict(stats)
-    return QualityChange(round(gain, 4), round(unc, 4), found, stats)
+        return QualityChange(None, None, None, found, stats, why)
+    gain, spread = model.estimate(stats)
+    _, total = model.predict(stats)
+    return QualityChange(round(gain, 4), round(total, 4), round(spread, 4), found, stats, why)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from reasoner.kinds import KINDS, LOWPASS
+
 
 @dataclass(frozen=True)
 class Artefact:
@@ -23,26 +25,50 @@ class Artefact:
     explained_by: frozenset[str]  # kinds whose restoration makes this change on purpose
     words: str  # what a person sees
     default: tuple[float, float]  # thresholds (not explained, explained) when no fitted model provides them
+    caused_by: frozenset[str] = frozenset()  # kinds whose operator, too strong, makes it (what a retry weakens)
 
 
 _TONE = frozenset({"haze", "low_light"})
 _DETAIL = frozenset({"noise", "jpeg", "rain"})
 _SHARPEN = frozenset({"blur", "motion_blur", "low_resolution"})
 
+_ALL = frozenset(KINDS)
 ARTEFACTS: tuple[Artefact, ...] = (
-    Artefact("ringing", "ring_lr", +1, frozenset(), "ringing or halos along edges", (0.9, 0.9)),
-    Artefact("overshoot", "overshoot", +1, frozenset(), "edges overshoot (brighter/darker rims)", (0.004, 0.006)),
-    Artefact("over_smoothing", "band0_tex_lr", -1, _DETAIL, "texture smoothed away (waxy look)", (-0.8, -2.5)),
-    Artefact("false_texture", "band0_flat_lr", +1, _SHARPEN, "new texture in smooth areas (oil paint)", (0.7, 1.5)),
-    Artefact("amplified_noise", "noise_lr", +1, _SHARPEN | _TONE, "noise made stronger", (0.4, 1.2)),
-    Artefact("amplified_blocking", "block_lr", +1, frozenset(), "JPEG blocks made more visible", (0.08, 0.08)),
-    Artefact("banding", "poster_d", +1, _DETAIL, "banding or posterised gradients", (0.12, 0.25)),
-    Artefact("colour_shift", "flat_chroma_abs", +1, _TONE, "colour cast in plain areas", (3.0, 8.0)),
-    Artefact("clipped_highlights", "clip_hi", +1, frozenset(), "highlights clipped to white", (0.01, 0.02)),
-    Artefact("crushed_shadows", "clip_lo", +1, frozenset(), "shadows crushed to black", (0.01, 0.02)),
-    Artefact("tone_shift", "flat_tone_abs", +1, _TONE, "brightness of plain areas changed", (0.05, 0.25)),
-    Artefact("structure_drift", "structure", -1, frozenset(), "content moved or invented", (0.93, 0.9)),
+    Artefact("ringing", "ring_lr", +1, frozenset(), "ringing or halos along edges", (0.9, 0.9), LOWPASS),
+    Artefact("overshoot", "overshoot", +1, frozenset(), "edges overshoot (brighter/darker rims)", (0.004, 0.006),
+             LOWPASS),
+    Artefact("over_smoothing", "band0_tex_lr", -1, _DETAIL, "texture smoothed away (waxy look)", (-0.8, -2.5),
+             _DETAIL),
+    Artefact("false_texture", "band0_flat_lr", +1, _SHARPEN, "new texture in smooth areas (oil paint)", (0.7, 1.5),
+             LOWPASS | {"noise"}),
+    Artefact("amplified_noise", "noise_lr", +1, _SHARPEN | _TONE, "noise made stronger", (0.4, 1.2),
+             LOWPASS | _TONE),
+    Artefact("amplified_blocking", "block_lr", +1, frozenset(), "JPEG blocks made more visible", (0.08, 0.08),
+             LOWPASS | {"haze"}),
+    Artefact("banding", "poster_d", +1, _DETAIL, "banding or posterised gradients", (0.12, 0.25), _TONE | _DETAIL),
+    Artefact("colour_shift", "flat_chroma_abs", +1, _TONE, "colour cast in plain areas", (3.0, 8.0), _TONE),
+    Artefact("clipped_highlights", "clip_hi", +1, frozenset(), "highlights clipped to white", (0.01, 0.02), _TONE),
+    Artefact("crushed_shadows", "clip_lo", +1, frozenset(), "shadows crushed to black", (0.01, 0.02), _TONE),
+    Artefact("tone_shift", "flat_tone_abs", +1, _TONE, "brightness of plain areas changed", (0.05, 0.25), _TONE),
+    Artefact("structure_drift", "structure", -1, frozenset(), "content moved or invented", (0.93, 0.9), _ALL),
 )  # fmt: skip
+BY_NAME: dict[str, Artefact] = {a.name: a for a in ARTEFACTS}
+
+
+def implausible(stats: Mapping[str, float]) -> str | None:
+    """Why a change cannot be trusted as a restoration of this source, or None.
+
+    A strong tone or colour change on a source with almost no texture: nothing there tells a clear flat wall from a
+    hazy one or a dim one, so dehazing or brightening it is a guess, and a wrong guess costs 10-20 dB.
+
+    >>> implausible({"src_edges": 0.001, "src_contrast": 0.01, "tone_abs": 0.2, "chroma_abs": 1.0})
+    'a large tone or colour change on an image with almost no texture'
+    """
+    flat = stats.get("src_edges", 1.0) < 0.02 and stats.get("src_contrast", 1.0) < 0.05
+    moved = stats.get("tone_abs", 0.0) > 0.08 or stats.get("chroma_abs", 0.0) > 6.0
+    if flat and moved:
+        return "a large tone or colour change on an image with almost no texture"
+    return None
 
 
 def find_artefacts(

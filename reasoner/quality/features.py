@@ -13,6 +13,8 @@ down-scaled to at most 256 px. Both images must have the same shape, ``float32 H
 
 from __future__ import annotations
 
+from functools import cache
+
 import cv2
 import numpy as np
 
@@ -185,6 +187,46 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     f["src_block"] = _blockiness(ys)
     f["src_hf"] = float(np.log(float(np.mean(bs[0] ** 2)) + _EPS))
     f["src_edges"] = float(np.mean(mag > 0.1))
+
+
+@cache
+def measured_names() -> tuple[str, ...]:
+    """The ``measure`` statistics the quality model also reads (of the source, and their change), in order."""
+    from reasoner.measure.calibration import EXCLUDED
+    from reasoner.measure.features import measure_all
+
+    probe = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    return tuple(k for k in measure_all(probe) if k not in EXCLUDED)
+
+
+def measured(image: np.ndarray) -> dict[str, float]:
+    """The ``measure`` statistics of :func:`measured_names` for one image (what ``measure`` diagnoses from)."""
+    from reasoner.measure.features import measure_all
+
+    stats = measure_all(image)
+    return {k: float(stats[k]) for k in measured_names()}
+
+
+def statistic_names() -> tuple[str, ...]:
+    """Every statistic the quality model reads: :data:`FEATURES`, then the source's and the change's measurements."""
+    names = measured_names()
+    return FEATURES + tuple(f"m_src_{k}" for k in names) + tuple(f"m_d_{k}" for k in names)
+
+
+def quality_statistics(
+    src: np.ndarray,
+    out: np.ndarray,
+    src_measured: dict[str, float] | None = None,
+    out_measured: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """All of :func:`statistic_names` for a restoration; pass the measurements when already made (saves time)."""
+    stats = change_features(src, out)
+    ms = src_measured if src_measured is not None else measured(src)
+    mo = out_measured if out_measured is not None else measured(out)
+    for k in measured_names():
+        stats[f"m_src_{k}"] = float(np.nan_to_num(ms[k]))
+        stats[f"m_d_{k}"] = float(np.nan_to_num(mo[k] - ms[k]))
+    return stats
 
 
 def _structure(a: np.ndarray, b: np.ndarray) -> float:

@@ -2,9 +2,10 @@
 
 A small ensemble of MLPs (numpy inference, weights in ``reasoner/calibration/quality.json``) regresses the change
 in PSNR against the (unknown) clean image that a restoration brought, from :func:`reasoner.quality.features.
-change_features`. Members are fitted on bootstrap resamples, so their spread is a per-image uncertainty; the file
-also holds the held-out residual spread as a function of the estimate's magnitude (big changes are estimated less
-precisely than small ones), added in quadrature, so the uncertainty is honest on average. Fitted by
+quality_statistics`, in a signed-log space (``sign(d) log(1 + |d|)``: a 10 dB loss and a 12 dB loss matter less
+apart than 0 and 2 dB do). Members are fitted on bootstrap resamples, so their spread is a per-image uncertainty;
+the file also holds the held-out residual spread as a function of the estimate's magnitude (big changes are
+estimated less precisely than small ones), added in quadrature, so the uncertainty is honest on average. Fitted by
 ``rnr calibrate --quality`` (:mod:`rl.calibrate_quality`) on restorations, good and bad, of cases the project
 synthesises, whose clean image is known.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from reasoner.measure.calibration import Mlp
-from reasoner.quality.features import FEATURES
+from reasoner.quality.features import statistic_names
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "calibration" / "quality.json"
 FORMAT = "rnr.quality_model"
@@ -40,15 +41,19 @@ class QualityModel:
     meta: dict = field(default_factory=dict)
 
     def predict(self, stats: dict[str, float]) -> tuple[float, float]:
-        """``(gain_db, uncertainty_db)`` for one attempt's statistics; uncertainty is one standard deviation."""
-        x = np.array([[stats[k] for k in self.features]], dtype=np.float64)
-        z = (x - self.mean) / self.scale
-        preds = np.array([float(m(z).reshape(-1)[0]) for m in self.members])
-        gain = float(np.clip(preds.mean(), *GAIN_RANGE))
-        spread = float(preds.std()) if len(preds) > 1 else 0.0
+        """``(gain_db, uncertainty_db)`` for one attempt: the estimate and one standard deviation of its error."""
+        gain, spread = self.estimate(stats)
         a, b = self.residual
         residual = max(a + b * abs(gain), 0.05) * math.sqrt(math.pi / 2)  # mean |error| -> std of a normal error
         return gain, math.hypot(spread, residual)
+
+    def estimate(self, stats: dict[str, float]) -> tuple[float, float]:
+        """``(gain_db, spread_db)``: the ensemble's estimate and the members' disagreement on this image."""
+        x = np.array([[stats[k] for k in self.features]], dtype=np.float64)
+        z = (x - self.mean) / self.scale
+        preds = from_slog(np.array([float(m(z).reshape(-1)[0]) for m in self.members]))
+        gain = float(np.clip(from_slog(np.mean(to_slog(preds))), *GAIN_RANGE))
+        return gain, float(preds.std()) if len(preds) > 1 else 0.0
 
     def to_json(self) -> dict:
         """The file's content."""
@@ -68,7 +73,7 @@ class QualityModel:
         if d.get("format") != FORMAT:
             raise ValueError(f"not a quality model (format {d.get('format')!r})")
         names = tuple(d["features"])
-        if set(names) != set(FEATURES):
+        if set(names) != set(statistic_names()):
             raise ValueError("the quality model was fitted on other statistics; refit with `rnr calibrate --quality`")
         return cls(
             names,
@@ -78,6 +83,20 @@ class QualityModel:
             tuple(float(v) for v in d["residual"]),
             dict(d.get("meta", {})),
         )
+
+
+def to_slog(x):
+    """Signed log: ``sign(x) log(1 + |x|)``, the space the model regresses in.
+
+    >>> float(to_slog(-1.718281828459045))
+    -1.0
+    """
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def from_slog(y):
+    """Inverse of :func:`to_slog`."""
+    return np.sign(y) * np.expm1(np.abs(y))
 
 
 @cache
