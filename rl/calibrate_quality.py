@@ -21,6 +21,7 @@ from reasoner.quality.artefacts import ARTEFACTS
 from reasoner.quality.features import statistic_names
 from reasoner.quality.model import DEFAULT_PATH, GAIN_RANGE, QualityModel, to_slog
 
+DEFAULT_N = 3000  # cases (each 4-6 attempts): about 15 minutes on two idle cores
 TARGET_CLIP = 15.0  # dB: labels beyond this are "catastrophic" either way; clipping keeps them from dominating
 GOOD_DB = 0.5  # attempts better than this (dB) define what good restorations look like, for artefact thresholds
 
@@ -100,7 +101,7 @@ def fit_rows(
 
 
 def fit(
-    n: int = 3000,
+    n: int = DEFAULT_N,
     seed: int = 0,
     workers: int | None = None,
     model_pool: Mapping[str, Sequence[str]] | None = None,
@@ -123,4 +124,4 @@ def write(model: QualityModel, out: str | Path = DEFAULT_PATH) -> Path:
     return out
 
 
-__all__ = ["GAIN_RANGE", "artefact_thresholds", "fit", "fit_rows", "write"]
+__all__ = ["DEFAULT_N", "GAIN_RANGE", "artefact_thresholds", "fit", "fit_rows", "write"]

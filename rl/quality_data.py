@@ -27,7 +27,7 @@ from rl.ground_truth import ground_truth
 from rl.photos import CALIBRATION_PHOTOS, load_photo, random_crop
 
 #: How each attempt was made (recorded with the row, for per-source error analysis).
-SOURCES = ("oracle", "diagnosed", "strength", "factors", "false_kind", "generative", "input_failure")
+SOURCES = ("oracle", "diagnosed", "strength", "factors", "false_kind", "blind", "generative", "input_failure")
 
 
 def _q8(x: np.ndarray) -> np.ndarray:
@@ -149,15 +149,16 @@ def quality_case(
     seed: int,
     index: int,
     model_pool: Mapping[str, Sequence[str]] | None = None,
-    size: tuple[int, int] = (160, 320),
+    size: tuple[int, int] = (192, 448),
     photos: Sequence[str] = CALIBRATION_PHOTOS,
+    keep_images: bool = False,
 ) -> list[dict]:
     """The attempts made on one synthesised case, deterministic in (seed, index).
 
     ``model_pool`` restricts each kind to some of its zoo models (leave-one-model-out fits); default: all.
     Each row holds the change statistics, ``dpsnr`` / ``dssim`` (attempt minus input, against the clean crop),
     ``source`` (see :data:`SOURCES`), ``failure`` (a :data:`FAILURES` name or ""), ``kinds`` (the plan's kinds) and
-    ``degradations`` (the kinds applied).
+    ``degradations`` (the kinds applied); with ``keep_images`` also ``images``: (input, attempt, clean) arrays.
     """
     from reasoner.measure import MeasureReasoner
     from restorer.classical import ClassicalRestorer
@@ -197,6 +198,10 @@ def quality_case(
     false = _false_kind_plan(set(kinds), rng)
     if false is not None:
         attempts.append(("false_kind", "", false.kinds, run(false)))
+    if rng.random() < 0.5:  # a blind tool a user might reach for: non-local means at a guessed strength
+        h = float(rng.uniform(3, 20))
+        den = cv2.fastNlMeansDenoisingColored(_u8(src), None, h, h, 7, 21).astype(np.float32) / 255.0
+        attempts.append(("blind", "nlm", ["noise"], den))
     name = list(FAILURES)[int(rng.integers(len(FAILURES)))]
     base = attempts[0][3] if attempts and rng.random() < 0.6 else src
     attempts.append(("generative" if base is not src else "input_failure", name, oracle.kinds if base is not src
@@ -209,6 +214,8 @@ def quality_case(
         row = quality_statistics(src, out, m_src)
         row.update(dpsnr=psnr(_u8(clean), _u8(out)) - p0, dssim=ssim(_u8(clean), _u8(out)) - s0, source=source,
                    failure=failure, kinds=",".join(plan_kinds), degradations=",".join(kinds), index=index)  # fmt: skip
+        if keep_images:
+            row["images"] = (src, out, clean)
         rows.append(row)
     return rows
 
@@ -218,7 +225,7 @@ def _u8(x: np.ndarray) -> np.ndarray:
 
 
 def _case(args):
-    return quality_case(*args)
+    return quality_case(*args[:3], photos=args[3], keep_images=args[4])
 
 
 def build(
@@ -226,10 +233,12 @@ def build(
     seed: int = 0,
     workers: int | None = None,
     model_pool: Mapping[str, Sequence[str]] | None = None,
+    photos: Sequence[str] = CALIBRATION_PHOTOS,
+    keep_images: bool = False,
 ) -> list[dict]:
     """Rows of :func:`quality_case` for cases ``0 .. n-1`` (in order, whatever the worker count)."""
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    jobs = [(seed, i, model_pool) for i in range(n)]
+    jobs = [(seed, i, model_pool, tuple(photos), keep_images) for i in range(n)]
     if workers == 1:
         parts = [_case(j) for j in jobs]
     else:

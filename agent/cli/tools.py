@@ -27,16 +27,34 @@ def schema(
 
 
 def calibrate(
-    n: int = typer.Option(8000, "--n", help="Synthetic samples to fit on."),
+    n: int | None = typer.Option(
+        None, "--n", help="Synthetic samples to fit on (default: 8000 for measure, 3000 cases for --quality)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per core)."),
-    out: Path | None = typer.Option(None, "--out", help="Where to write (default: the committed calibration)."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write (default: the committed file)."),
+    quality: bool = typer.Option(
+        False, "--quality", help="Refit the artefact-aware quality scorer (reasoner/calibration/quality.json) instead."
+    ),
 ) -> None:
-    """Refit the measure backend's calibration from self-synthesised data (reproduces the committed file)."""
+    """Refit the measure backend's calibration, or the quality scorer, from self-synthesised data.
+
+    Both are reproducible: the same --n and --seed give the committed file on the same library versions.
+    """
+    if quality:
+        from reasoner.quality.model import DEFAULT_PATH as QUALITY_PATH
+        from rl.calibrate_quality import DEFAULT_N
+        from rl.calibrate_quality import fit as fit_quality
+        from rl.calibrate_quality import write as write_quality
+
+        model = fit_quality(n=n or DEFAULT_N, seed=seed, workers=workers or None)
+        path = write_quality(model, out or QUALITY_PATH)
+        typer.echo(json.dumps({"written": str(path), **model.meta}), err=False)
+        return
     from reasoner.calibration import DEFAULT_PATH
     from rl.calibrate import fit, write
 
-    cal = fit(n=n, seed=seed, workers=workers or None)
+    cal = fit(n=n or 8000, seed=seed, workers=workers or None)
     path = write(cal, out or DEFAULT_PATH)
     typer.echo(json.dumps({"written": str(path), **cal.meta}), err=False)
 

@@ -99,10 +99,27 @@ def from_slog(y):
     return np.sign(y) * np.expm1(np.abs(y))
 
 
-@cache
 def load_model(path: str | None = None) -> QualityModel | None:
-    """The committed quality model (or the one at ``path``); None when no model has been fitted yet."""
-    p = Path(path) if path else DEFAULT_PATH
+    """The quality model at ``path``, else at ``RNR_QUALITY_MODEL``, else the committed one; None when none exists.
+
+    Raises:
+        ValueError: For a file that is not a quality model for these statistics (one line naming it).
+
+    """
+    import os
+
+    chosen = path or os.environ.get("RNR_QUALITY_MODEL") or str(DEFAULT_PATH)
+    return _load(chosen)
+
+
+@cache
+def _load(path: str) -> QualityModel | None:
+    p = Path(path)
     if not p.is_file():
+        if path != str(DEFAULT_PATH):
+            raise ValueError(f"{path}: no such quality model file")
         return None
-    return QualityModel.from_json(json.loads(p.read_text(encoding="utf-8")))
+    try:
+        return QualityModel.from_json(json.loads(p.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a usable quality model ({' '.join(str(e).split())[:200]})") from None
