@@ -65,6 +65,7 @@ class Worker:
             DiskFullError: The disk filled up; this image's work files are removed, the batch should stop.
 
         """
+        from agent.outcome import outcome
         from reasoner.imageio import ImageLoadError, file_sha256
 
         t0 = time.perf_counter()
@@ -77,9 +78,11 @@ class Worker:
             state = self._run(thread, on_update, row)
             trace = self._export(item, out, state, row)
             thread.forget()
+            said = outcome(trace)
             row.update(status="ok" if state.decision in RESTORED else "unchanged", decision=state.decision,
                        overall_before=trace.overall_before, overall_after=trace.overall_after,
-                       timings=trace.timings)  # fmt: skip
+                       gain_db=said.gain_db, uncertainty_db=said.uncertainty_db, artefacts=said.artefacts,
+                       summary=said.line, timings=trace.timings)  # fmt: skip
         except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch; the error is recorded
             if _disk_full(e):
                 if thread is not None:

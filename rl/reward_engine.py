@@ -35,12 +35,19 @@ SELF_SCORERS = ("qwen3vl", "policy")
 
 @dataclass(frozen=True)
 class Outcome:
-    """A restoration re-scored: the 8-bit result and the scorer's severities (``error`` set when it failed)."""
+    """A restoration re-scored, or ``error`` when it failed.
+
+    Holds the 8-bit result, the scorer's severities, and the artefact-aware scorer's estimate of the quality
+    change against the input (``gain_db``/``spread_db``; None without a quality model).
+    """
 
     pixels: np.ndarray | None
     overall: float = 0.0
     severities: dict | None = None
     error: str | None = None
+    gain_db: float | None = None
+    spread_db: float | None = None
+    artefacts: tuple[str, ...] = ()
 
 
 def image_key(u8: np.ndarray) -> str:
@@ -93,7 +100,15 @@ def restore_and_score(backends: _Backends, u8: np.ndarray, record_json: str, pla
             return Outcome(None, error=f"restorer returned shape {out.shape} or non-finite values")
         res = to_uint8(out)
         scored = score_image(backends, res)
-        return Outcome(res, scored.overall, scored.severities)
+        gain = spread = None
+        arts: tuple[str, ...] = ()
+        from reasoner.quality import assess, load_model
+
+        if load_model() is not None:  # the artefact-aware scorer: independent of the policy, like the scorer
+            plan = Plan.model_validate_json(plan_json)
+            q = assess(u8.astype(np.float32) / 255.0, res.astype(np.float32) / 255.0, plan.kinds)
+            gain, spread, arts = q.gain_db, q.spread_db, tuple(q.artefacts)
+        return Outcome(res, scored.overall, scored.severities, gain_db=gain, spread_db=spread, artefacts=arts)
     except Exception as e:  # a failed restoration is a missing score, not a crashed training step
         return Outcome(None, error=one_line(e, 500, with_type=True))
 

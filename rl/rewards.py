@@ -198,12 +198,16 @@ class FormatReward(_Reward):
 
 
 class SeverityReduction(_Restoring):
-    """Scorer severity of the input minus that of the restored image (in [-1, 1]; positive = improvement).
+    """How much better the restored image is than the input, by a scorer independent of the policy (in [-1, 1]).
 
-    The plan is :func:`restorer.plan_from_record` of the policy's record, run by ``restorer``; both images are
-    scored by ``scorer`` (default ``measure``, independent of the policy). ``per_kind`` averages the per-kind drops
-    over kinds the scorer sees in either image instead of using the combined overall severity. ``None`` when the
-    completion does not parse or the restoration fails.
+    The plan is :func:`restorer.plan_from_record` of the policy's record, run by ``restorer``. By default
+    (``estimate="quality"``) the score is the artefact-aware scorer's estimated PSNR gain against the input
+    (:mod:`reasoner.quality`), discounted by ``z`` times the estimate's spread on the image and divided by
+    ``scale_db``: it sees what restoration adds (ringing, over-smoothing, banding, colour shifts), so plans whose
+    artefacts the severity scorer cannot see do not pay. ``estimate="severity"`` (or no quality model installed)
+    falls back to ``scorer`` severity of the input minus that of the restored image (``per_kind`` averages the
+    per-kind drops over kinds seen in either image). ``None`` when the completion does not parse or the
+    restoration fails.
 
     >>> import numpy as np
     >>> from rl.rewards import SeverityReduction
@@ -219,13 +223,32 @@ class SeverityReduction(_Restoring):
 
     name = "severity_reduction"
 
-    def __init__(self, *args, per_kind: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        per_kind: bool = False,
+        estimate: str = "quality",
+        scale_db: float = 10.0,
+        z: float = 0.5,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.per_kind = bool(per_kind)
+        if estimate not in ("quality", "severity"):
+            raise ValueError(f"estimate={estimate!r}: choose quality or severity")
+        self.per_kind, self.estimate = bool(per_kind), estimate
+        self.scale_db, self.z = float(scale_db), float(z)
 
     def __call__(self, prompts, completions, *, image, **kwargs) -> list[float | None]:
         """One score per completion."""
         images, outcomes = self._outcomes(completions, image)
+        estimated = self.estimate == "quality"
+        if estimated and all(a.gain_db is not None for a in outcomes if a is not None and a.error is None):
+            return [
+                None
+                if a is None or a.error is not None
+                else float(np.clip((a.gain_db - self.z * (a.spread_db or 0.0)) / self.scale_db, -1.0, 1.0))
+                for a in outcomes
+            ]
         scored = [u8 for u8, a in zip(images, outcomes, strict=True) if a is not None and a.error is None]
         before = iter(self.engine.score(scored))  # inputs are scored only where a restoration is compared
         out: list[float | None] = []

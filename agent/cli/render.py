@@ -87,14 +87,21 @@ def render_update(console: Console, node: str, update: dict) -> None:
 
 def summary_table(summary, out) -> Table:
     """Per-image results of a batch run."""
+    from agent.outcome import UNSURE_DB
+
     t = Table(title=f"restored into {out}")
-    for col in ("image", "status", "decision", "severity before", "after", "seconds"):
+    for col in ("image", "status", "decision", "est. change", "severity before", "after", "artefacts", "seconds"):
         t.add_column(col)
     for row in summary.done:
-        t.add_row(row["name"], row["status"], row.get("decision", ""), f"{row.get('overall_before', 0):.2f}",
-                  f"{row.get('overall_after', 0):.2f}", f"{row['seconds']:.2f}")  # fmt: skip
+        gain, unc, arts = row.get("gain_db"), row.get("uncertainty_db"), row.get("artefacts") or []
+        change = "-" if gain is None else f"{gain:+.1f} dB" + (f" ±{unc:.1f}" if unc is not None else "")
+        if unc is not None and unc > UNSURE_DB and row.get("status") == "ok":
+            change += " (unsure)"
+        after = f"{row.get('overall_after', 0):.2f}" + (f" + {len(arts)} artefact(s)" if arts else "")
+        t.add_row(row["name"], row["status"], row.get("decision", ""), change, f"{row.get('overall_before', 0):.2f}",
+                  after, Text("; ".join(arts), style="yellow") if arts else "", f"{row['seconds']:.2f}")  # fmt: skip
     for row in summary.failed:
-        t.add_row(row["name"], Text("failed", style="red"), "", "", "", f"{row['seconds']:.2f}")
+        t.add_row(row["name"], Text("failed", style="red"), "", "", "", "", "", f"{row['seconds']:.2f}")
     if summary.skipped:
         t.caption = f"{len(summary.skipped)} already finished (skipped)"
     return t

@@ -30,6 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 
 import gradio as gr  # noqa: E402
 
+from agent.outcome import outcome  # noqa: E402
 from agent.run import INTERRUPT, stream_run  # noqa: E402
 from agent.state import Context  # noqa: E402
 from agent.ui import render as R  # noqa: E402
@@ -254,7 +255,7 @@ def _node_view(runs: UIRuns, p: Page, sess: dict, node: str, update: dict) -> di
         image, trace_path, before, trace = runs.export(sess)
         return {p.slider: (str(before), str(image)), p.severity: R.severity_compare_html(trace),
                 p.trace_file: str(trace_path), p.image_file: str(image),
-                p.status: _note(f"Done: {trace.decision}.")}  # fmt: skip
+                p.status: _note(outcome(trace).line)}  # fmt: skip
     return {}
 
 

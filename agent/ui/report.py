@@ -20,6 +20,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from agent.outcome import outcome
 from agent.report import Entry, ReportError, Run, load_run
 
 __all__ = ["REPORT_NAME", "ReportError", "kind_chart", "render_html", "severity_histogram", "write_report"]
@@ -219,10 +220,14 @@ def _card(i: int, ent: Entry, out_dir: Path, embed: bool, size: int) -> str:
         body = (f'<div class="pair">{_img(ent.before, "before", out_dir, embed, size, missing)}'
                 f'{_img(ent.after, "after", out_dir, embed, size, "restored image missing")}</div>')  # fmt: skip
         if t is not None:
+            said = outcome(t)
             tags = (f'<span class="tag {_e(t.decision)}">{_e(t.decision)}</span>'
-                    f"<span>overall {t.overall_before:.2f} → {t.overall_after:.2f}</span>"
+                    f"<span>overall {t.overall_before:.2f} → {_e(said.after_text(t.overall_after))}</span>"
+                    f'<div class="said"><small>{_e(said.line)}</small></div>'
                     f"<div><small>{_e(_kinds_text(t))}</small></div>"
                     f'<a href="#d{i}"><small>details</small></a>')  # fmt: skip
+            if said.artefacts:
+                tags += f'<div class="bad"><small>artefacts: {_e("; ".join(said.artefacts))}</small></div>'
         else:
             tags = f'<span class="tag">{_e(status)}</span><small> trace unreadable</small>'
         if ent.note:

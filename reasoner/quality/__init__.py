@@ -77,6 +77,8 @@ def assess(
     ``restored_measured`` (``measure``'s statistics of either image, e.g. from
     :meth:`reasoner.measure.MeasureReasoner.diagnose_measured`) save measuring them again.
     """
+    if np.array_equal(source, restored):  # nothing changed: nothing gained, whatever a model would extrapolate
+        return QualityChange(0.0, 0.0, 0.0)
     stats = quality_statistics(source, restored, _complete(source_measured), _complete(restored_measured))
     model = model or load_model()
     thresholds = (model.meta.get("artefact_thresholds") if model else None) or {}
