@@ -170,14 +170,21 @@ def record_changes(before: DiagnosisRecord, after: DiagnosisRecord) -> list[str]
 def plan(state: RestoreState, ctx: Context) -> dict:
     """First plan from the diagnosis; on a retry, the plan of the retry the policy calls for (:mod:`agent.policy`)."""
     if not state.attempts:
-        first = plan_from_record(state.record)
+        diagnosed = plan_from_record(state.record)
+        first = policy.user_plan(diagnosed, ctx.settings)
         if not first.operations:  # nothing to restore: the decision is final before any attempt
-            return {"plan": first, "plan_source": None, **_final(policy.conclude(state.record, [], ctx.settings))}
+            final = policy.conclude(state.record, [], ctx.settings)
+            if diagnosed.operations:  # the person's controls (strength 0, only, skip) left nothing to do
+                final = Final("unchanged", None, "your strength/only/skip settings leave nothing to restore; "
+                              "input returned unchanged")  # fmt: skip
+            return {"plan": first, "plan_source": None, **_final(final)}
         return {"plan": first, "plan_source": None}
     step = policy.decide(state.record, state.attempts, ctx.settings)
     if isinstance(step, Final):  # decide routes here only to retry; the same inputs give the same step
         return _final(step)
     new = policy.retry_plan(step, state.record, state.attempts)
+    ran = set(state.attempts[-1].plan.kinds)  # those carry the strength they were last run with, controls included
+    new = policy.user_plan(new, ctx.settings, scale=set(new.kinds) - ran)
     update = {"plan": new, "plan_source": step.source}
     if not new.operations:  # every kind left out: nothing left to try, the decision is final
         update |= _final(policy.conclude(state.record, state.attempts, ctx.settings))

@@ -56,7 +56,7 @@ otherwise; with none, the input is returned ``unchanged`` (also when nothing was
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -226,6 +226,31 @@ def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings
 
 def _estimated(attempt: AttemptTrace) -> bool:
     return attempt.quality is not None and attempt.quality.gain_db is not None
+
+
+def user_plan(plan: Plan, settings: Settings, scale: Iterable[str] | None = None) -> Plan:
+    """``plan`` under the person's controls: ``only``/``skip`` filter kinds, strengths scale them (0 drops a kind).
+
+    ``scale`` limits the strength scaling to these kinds (a retry's kinds already carry the scaled strength they
+    were last run with); None scales every kind.
+
+    >>> p = Plan(operations=[Operation(kind="noise", severity=0.5), Operation(kind="jpeg", severity=0.5)])
+    >>> [(o.kind, o.strength) for o in user_plan(p, Settings(strength=0.5, kind_strength={"jpeg": 0.0})).operations]
+    [('noise', 0.5)]
+    """
+    s = settings
+    scale = None if scale is None else set(scale)
+    ops = []
+    for op in plan.operations:
+        if (s.only and op.kind not in s.only) or op.kind in s.skip:
+            continue
+        factor = s.kind_strength.get(op.kind, s.strength)
+        if factor <= 0:
+            continue
+        if scale is None or op.kind in scale:
+            op = op.model_copy(update={"strength": round(min(op.strength * factor, MAX_STRENGTH), 4)})
+        ops.append(op)
+    return plan.model_copy(update={"operations": ops})
 
 
 def retry_plan(retry: Retry, record: DiagnosisRecord, attempts: Sequence[AttemptTrace]) -> Plan:

@@ -7,23 +7,33 @@ its path, so checkpoints stay small and a resumed run finds every intermediate r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from agent.trace import AttemptTrace, Decision, ReviewTrace, Trace
 from reasoner.registry import Reasoner
-from reasoner.schema import DiagnosisRecord, ImageInfo
+from reasoner.schema import DegradationKind, DiagnosisRecord, ImageInfo
 from restorer.base import Restorer
 from restorer.plan import Plan
 from retrieval.base import Reference
+
+UserStrength = Annotated[float, Field(ge=0, le=2)]
 
 
 class Settings(BaseModel):
     """Knobs of the decide loop (:mod:`agent.policy`); recorded in the trace and hashed into thread ids."""
 
     max_attempts: int = Field(3, ge=1, le=10, description="Restore attempts per image, retries included.")
+    strength: float = Field(
+        1.0, ge=0, le=2, description="How strongly to restore: 0 returns the input untouched, 1 as diagnosed, up to 2."
+    )
+    kind_strength: dict[DegradationKind, UserStrength] = Field(
+        default_factory=dict, description="Per-kind strength (0-2), overriding `strength` for those kinds."
+    )
+    only: list[DegradationKind] = Field(default_factory=list, description="Restore only these kinds (empty: all).")
+    skip: list[DegradationKind] = Field(default_factory=list, description="Never restore these kinds.")
     min_structure: float = Field(
         0.9, ge=0, le=1, description="Below this structure score an attempt has drifted (restorations keep >= 0.95)."
     )

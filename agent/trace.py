@@ -109,7 +109,7 @@ class Trace(BaseModel):
     overall_after: float = Field(ge=0, le=1)
     timings: dict[str, float] = Field(description="Seconds per graph node, plus 'io' and 'total'.")
     backends: dict[str, str] = Field(description="reasoner, scorer, restorer and embedder used.")
-    settings: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    settings: dict[str, float | int | str | bool | list[str] | dict[str, float]] = Field(default_factory=dict)
     versions: dict[str, str] = Field(description="Package versions that produced the trace.")
     created_at: datetime
     review: ReviewTrace | None = Field(
