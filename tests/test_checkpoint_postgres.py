@@ -178,7 +178,8 @@ def test_cli_restore_with_postgres_checkpoints(pg_url, folder, sqlite_run, tmp_p
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert sorted(json.loads(line)["status"] for line in res.stdout.splitlines()) == ["ok", "ok"]
+    statuses = {json.loads(line)["name"]: json.loads(line)["status"] for line in res.stdout.splitlines()}
+    assert statuses == {name: row["status"] for name, row in read_manifest(sqlite_run).items()}  # same verdicts
     assert sorted(read_manifest(out)) == ["camera", "coffee"]
     _same_images(out, sqlite_run)
     ctx = make_context()
