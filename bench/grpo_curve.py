@@ -56,6 +56,9 @@ STATS = [
     "rain_coherence",
 ]  # fmt: skip
 DEGENERATE = ", ".join(f"{k} 0.90" for k in KINDS)
+#: A policy that asks for what makes artefacts: every deconvolution and tone stretch at full strength (ringing,
+#: halos, clipped and crushed tones, amplified noise) — the severity scorer alone cannot see those.
+ARTEFACT_MAXIMISING = ", ".join(f"{k} 1.00" for k in ("haze", "motion_blur", "blur", "low_resolution", "low_light"))
 
 
 def recipe(model: Path, data: Path, out: Path, bins: dict, args) -> dict:
@@ -207,6 +210,34 @@ def draw(history: list[dict], rows: dict[str, dict], path: Path) -> None:
     tmp.replace(path)
 
 
+def references_only(held, args, say) -> None:
+    """Reference policies under both severity_reduction estimates: can a degenerate policy fool the reward?"""
+    from rl.reward_engine import RewardEngine
+    from rl.rewards import SeverityReduction
+    from rl.text_policy import expand_compact
+
+    policies = {"ground_truth": None, "always_clean": "clean", "strongest_everywhere": DEGENERATE,
+                "artefact_maximising": ARTEFACT_MAXIMISING}  # fmt: skip
+    table = {}
+    with RewardEngine(workers=2) as engine:
+        for estimate in ("quality", "severity"):
+            fn = SeverityReduction(engine, estimate=estimate)
+            for name, completion in policies.items():
+                vals = []
+                for row in held:
+                    said = row["target"] if completion is None else completion
+                    comp = expand_compact(said, json.loads(row["stats"]))
+                    vals += fn(prompts=[row["prompt"]], completions=[comp], image=[row["pixels"]])
+                got = [v for v in vals if v is not None]
+                table.setdefault(name, {})[estimate] = float(np.mean(got)) if got else None
+            say(f"scored with estimate={estimate}")
+    print(f"{'policy':24}{'severity_reduction (artefact-aware)':>40}{'(severity scorer only)':>26}")
+    for name, r in table.items():
+        print(f"{name:24}{r['quality']:>40.3f}{r['severity']:>26.3f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "grpo_references.json").write_text(json.dumps(table, indent=2) + "\n")
+
+
 def main() -> None:
     """Run the benchmark and write JSON and PNG."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -233,6 +264,12 @@ def main() -> None:
     ap.add_argument("--warm", type=Path, help="reuse this warm-start folder (same --train/--sft-* settings)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (data, warm start, GRPO output)")
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
+    ap.add_argument(
+        "--references-only",
+        action="store_true",
+        help="score the reference policies (truth, always clean, strongest everywhere, artefact-maximising) with "
+        "the severity_reduction reward from the artefact-aware scorer and from the severity scorer, no training",
+    )
     args = ap.parse_args()
 
     import torch
@@ -268,6 +305,8 @@ def main() -> None:
     held = text_prompt_dataset(eval_dir, None, STATS, "compact", "stats", bins)
     split = "tuning" if args.tune else "held-out"
     say(f"data: {len(train)} warm-start and {args.grpo_train} GRPO crops, {len(held)} {split} crops of {h}x{w}")
+    if args.references_only:
+        return references_only(held, args, say)
     if args.warm is not None:
         warm = args.warm
     else:
