@@ -45,7 +45,9 @@ def scene_stats(small: np.ndarray) -> dict[str, float]:
     h = small.shape[0]
     top = slice(0, max(1, h // 3))
     hue, sat, val = hsv[top, :, 0].astype(np.float32), hsv[top, :, 1] / 255.0, hsv[top, :, 2] / 255.0
-    sky_like = (local_sd[top] < 0.03) & (val > 0.45) & (((hue > 85) & (hue < 135)) | (sat < 0.2))
+    smooth_bright = (local_sd[top] < 0.03) & (val > 0.45)
+    blue = (hue > 85) & (hue < 135) & (sat >= 0.12)
+    sky_like = smooth_bright & (blue | (sat < 0.2))
     # Text: dense, high-contrast strokes in small bimodal patches.
     # (median first, so that sensor noise does not read as strokes)
     gray_dn = cv2.medianBlur(ycc[..., 0], 3).astype(np.float32) / 255.0
@@ -56,6 +58,7 @@ def scene_stats(small: np.ndarray) -> dict[str, float]:
     return {
         "skin_frac": float(skin.mean()),
         "sky_frac": float(sky_like.mean()),
+        "blue_sky_frac": float((smooth_bright & blue).mean()),
         "text_frac": float((stroke_density > 0.2).mean()),
         "texture_frac": float((local_sd > 0.08).mean()),
         "colourfulness": float(hsv[..., 1].mean() / 255.0),
@@ -64,10 +67,18 @@ def scene_stats(small: np.ndarray) -> dict[str, float]:
 
 
 def describe(small: np.ndarray, stats: dict[str, float], lum_mean: float) -> Semantics:
-    """Coarse :class:`Semantics` from :func:`scene_stats` (wording states that it is measured, not recognised)."""
+    """Coarse :class:`Semantics` from :func:`scene_stats` (wording states that it is measured, not recognised).
+
+    Pixel statistics cannot tell a landscape from a close-up, a face from a cat or a cup, or a sky from a white
+    wall, so the record says less rather than something false: ``faces`` only when the face detector finds one
+    (skin-toned colour alone is reported as colour, not as a face), ``sky`` only for a smooth blue region at the
+    top (a smooth neutral one is named as what it may be), and the frame is described by its proportions, never
+    as a kind of scene.
+    """
     h, w = small.shape[:2]
-    faces = stats["n_faces"] > 0 or stats["skin_frac"] > 0.25
-    sky = stats["sky_frac"] > 0.3
+    n_faces = int(stats["n_faces"])
+    sky = stats["sky_frac"] > 0.3 and stats.get("blue_sky_frac", stats["sky_frac"]) > 0.15
+    smooth_top = stats["sky_frac"] > 0.3 and not sky
     text = stats["text_frac"] > 0.05
     texture = stats["texture_frac"] > 0.15
     colour = (
@@ -78,19 +89,21 @@ def describe(small: np.ndarray, stats: dict[str, float], lum_mean: float) -> Sem
         else "muted"
     )
     tone = "dark" if lum_mean < 0.2 else "bright" if lum_mean > 0.7 else "mid-toned"
-    shape = "landscape" if w > 1.15 * h else "portrait" if h > 1.15 * w else "square"
+    frame = "wider than tall" if w > 1.15 * h else "taller than wide" if h > 1.15 * w else "about square"
     objects = []
-    if stats["n_faces"]:
-        objects.append(f"{int(stats['n_faces'])} face-like region(s)")
-    elif stats["skin_frac"] > 0.25:
-        objects.append("skin-toned region")
+    if n_faces:
+        objects.append(f"{n_faces} face-like region(s)")
+    if stats["skin_frac"] > 0.25 and not n_faces:
+        objects.append("warm skin-like tones (no face found)")
     if sky:
-        objects.append("smooth bright region at top (sky-like)")
+        objects.append("smooth blue region at top (sky-like)")
+    elif smooth_top:
+        objects.append("smooth bright region at top (sky, wall or paper)")
     if text:
         objects.append("text-like strokes")
     if texture:
         objects.append("finely textured areas")
-    desc = f"A {tone}, {colour} {shape} image (coarse, measured from pixel statistics; no objects recognised)."
+    desc = f"A {tone}, {colour} image, {frame} (coarse, measured from pixel statistics; no objects recognised)."
     return Semantics(
-        description=desc, objects=objects, faces=faces, text=text, sky=sky, fine_texture=texture, coarse=True
+        description=desc, objects=objects, faces=n_faces > 0, text=text, sky=sky, fine_texture=texture, coarse=True
     )
