@@ -1,0 +1,313 @@
+"""GRPO of a restoration-plan policy (:mod:`rl.plan_policy`) with TRL, on CPU (a small text policy) or GPUs (Qwen3-VL).
+
+The recipe is :class:`PlanRecipe` (``rl/recipes/grpo_restore.yaml`` for the text policy on CPU,
+``rl/recipes/grpo_restore_qwen3vl.yaml`` for Qwen3-VL with LoRA, bf16 and vLLM): the GRPO recipe's fields, rewards
+from :data:`rl.plan_rewards.PLAN_REWARDS`, the reasoner that writes the diagnosis the prompt shows, and a warm start.
+Rows (:func:`plan_dataset`) hold the prompt (the diagnosis of the degraded crop as a hand plan), the crop
+(``pixels``; also ``image`` for a VLM policy), the clean crop, the diagnosis record, the hand plan, the ground truth
+and the warm start's targets (hand and oracle plans). :func:`warm_start` runs supervised next-token steps on the
+targets; :func:`train_plan_grpo` runs TRL's ``GRPOTrainer`` and writes a policy folder that
+:class:`rl.plan_policy.PlanPolicy` (and ``rnr restore --policy``) loads. Imports torch, transformers and TRL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from reasoner.schema import DiagnosisRecord
+from restorer.plan import plan_from_record
+from rl.plan_policy import COMPLETIONS, hand_target, oracle_target, prompt_messages, write_meta
+from rl.plan_rewards import PLAN_REWARDS, PlanEngine, build_plan_rewards
+from rl.recipe import GRPORecipe
+
+#: The plan recipe's default rewards and weights: the full-reference gain leads on synthetic data.
+DEFAULT_REWARDS = {"format": 0.2, "psnr_gain": 1.0, "quality_gain": 0.5, "fidelity": 0.25}
+
+
+class WarmStart(BaseModel):
+    """Supervised next-token steps on plan targets before GRPO (the loss on the reply only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: Literal["hand", "oracle"] = Field(
+        "hand", description="hand: the hand planner's plans (strengths bucketed); oracle: the diagnosed kinds that "
+        "are really there, at strength 1."
+    )  # fmt: skip
+    steps: int = Field(300, ge=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch: int = Field(16, ge=1)
+
+
+class PlanRecipe(GRPORecipe):
+    """GRPO of a restoration-plan policy (``rl/recipes/grpo_restore.yaml`` documents every field)."""
+
+    EXAMPLE: ClassVar[str] = "rl/recipes/grpo_restore.yaml"
+
+    policy: Literal["vlm", "text"] = "text"
+    completion: str = "compact"
+    rewards: dict[str, float | dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_REWARDS))
+    reasoner: str = Field("measure", description="Reasoner whose diagnosis the prompt shows (never the policy).")
+    warm_start: WarmStart | None = None
+    max_completion_length: int = Field(64, ge=1)
+
+    @field_validator("rewards")
+    @classmethod
+    def _rewards(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError(f"rewards must map reward names to weights; known: {sorted(PLAN_REWARDS)}")
+        bad = sorted(set(v) - set(PLAN_REWARDS))
+        if bad:
+            raise ValueError(f"unknown plan reward(s) {bad}; known: {sorted(PLAN_REWARDS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.completion not in COMPLETIONS or (self.policy == "vlm" and self.completion != "json"):
+            raise ValueError(f"completion={self.completion!r}: use json, or compact with policy: text")
+        if self.text_stats is not None or self.text_bins is not None or self.text_prompt != "diagnose":
+            raise ValueError("text_stats, text_bins and text_prompt belong to the diagnosis policy (grpo.yaml); "
+                             "a plan policy reads the diagnosis")  # fmt: skip
+        if self.scorer in ("qwen3vl", "policy") or self.reasoner == "policy":
+            raise ValueError("the reasoner and scorer must be independent of the policy being trained")
+        batch = self.per_device_train_batch_size * (self.steps_per_generation or self.gradient_accumulation_steps)
+        if batch % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size x steps_per_generation = {batch} must be divisible by num_generations "
+                f"= {self.num_generations}; change one of them"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------------------- data
+
+
+def _png(u8: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(u8))
+
+
+def plan_dataset(
+    items: Iterable[tuple[np.ndarray, np.ndarray | None, DiagnosisRecord | None]],
+    completion: str = "compact",
+    reasoner=None,
+    vlm: bool = False,
+    keep_empty: bool = False,
+):
+    """Plan-policy rows from ``(degraded, clean or None, ground truth or None)`` crops (float RGB or uint8).
+
+    Each crop is diagnosed by ``reasoner`` (default ``measure``) and planned by hand; crops with nothing to plan are
+    left out unless ``keep_empty`` (no action to learn). Columns: ``prompt``, ``pixels`` (and ``image`` when
+    ``vlm``), ``clean``, ``record`` (the diagnosis), ``hand`` (hand plan JSON), ``truth``, ``target_hand``,
+    ``target_oracle`` (the hand target where there is no ground truth).
+    """
+    from datasets import Dataset
+
+    from reasoner import load_reasoner
+    from reasoner.imageio import to_uint8
+    from rl.rewards import as_uint8
+
+    diagnose = reasoner or load_reasoner("measure")
+    rows: dict[str, list] = {k: [] for k in ("prompt", "pixels", "clean", "record", "hand", "truth", "target_hand",
+                                             "target_oracle")}  # fmt: skip
+    for degraded, clean, truth in items:
+        u8 = as_uint8(degraded) if degraded.dtype == np.uint8 else to_uint8(np.asarray(degraded, np.float32))
+        record = diagnose.diagnose(u8.astype(np.float32) / 255.0)
+        hand = plan_from_record(record)
+        if not hand.operations and not keep_empty:
+            continue
+        rows["prompt"].append(prompt_messages(hand, completion))
+        rows["pixels"].append(_png(u8))
+        rows["clean"].append(None if clean is None else _png(as_uint8(clean)))
+        rows["record"].append(record.model_dump_json())
+        rows["hand"].append(hand.model_dump_json())
+        rows["truth"].append("" if truth is None else truth.model_dump_json())
+        rows["target_hand"].append(hand_target(hand, completion))
+        rows["target_oracle"].append(hand_target(hand, completion) if truth is None else
+                                     oracle_target(hand, truth, completion))  # fmt: skip
+    if vlm:
+        rows["image"] = list(rows["pixels"])
+    return Dataset.from_dict(rows)
+
+
+def synth_items(path: str | Path, max_samples: int | None = None):
+    """``(degraded, clean, truth)`` of an ``rnr synth`` set (the clean crop regenerated, None where it cannot be)."""
+    from rl.rewards import as_uint8
+    from rl.synth import prompt_dataset
+
+    ds = prompt_dataset(path, max_samples)
+    for i in range(len(ds)):
+        row = ds[i]
+        clean = None if row["clean"] is None else as_uint8(row["clean"])
+        yield as_uint8(row["image"]), clean, DiagnosisRecord.model_validate_json(row["record"])
+
+
+# --------------------------------------------------------------------------------------------------- warm start
+
+
+def warm_start(base: str | Path, data, out: str | Path, ws: WarmStart, completion: str = "compact", say=None) -> Path:
+    """Supervised next-token steps of a text policy on ``data``'s ``target_<ws.target>`` replies; writes ``out``.
+
+    A plain loop (the loss on the reply only, batches drawn with seed 0), then the weights, tokenizer and
+    :data:`rl.plan_policy.META_FILE`, so ``out`` is a policy folder the agent can load as it is.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    say = say or (lambda _m: None)
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=ws.learning_rate)
+    end = tok.eos_token or "<|im_end|>"
+    pairs = []
+    for prompt, target in zip(data["prompt"], data[f"target_{ws.target}"], strict=True):
+        p_ids = tok(tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))["input_ids"]
+        pairs.append((p_ids, tok(target + end)["input_ids"]))
+    rng = np.random.default_rng(0)
+    for step in range(ws.steps):
+        batch = [pairs[i] for i in rng.choice(len(pairs), size=min(ws.batch, len(pairs)), replace=False)]
+        width = max(len(p) + len(c) for p, c in batch)
+        ids = torch.full((len(batch), width), tok.pad_token_id)
+        labels = torch.full((len(batch), width), -100)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for j, (p, c) in enumerate(batch):
+            seq = p + c
+            ids[j, : len(seq)] = torch.tensor(seq)
+            labels[j, len(p) : len(seq)] = torch.tensor(c)
+            mask[j, : len(seq)] = 1
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if step % 50 == 0 or step == ws.steps - 1:
+            say(f"warm start step {step}: loss {loss.item():.3f}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out)
+    tok.save_pretrained(out)
+    write_meta(out, "text", completion)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------- GRPO
+
+
+def plan_engine(recipe: PlanRecipe) -> PlanEngine:
+    """The engine the recipe's restoring rewards share: its restorer and ``reward_workers``."""
+    return PlanEngine(recipe.restorer, recipe.scorer, recipe.reward_workers)
+
+
+def train_plan_grpo(
+    config: str | Path | dict | PlanRecipe,
+    overrides: list[str] | dict | None = None,
+    log=None,
+    train=None,
+) -> Path:
+    """GRPO-train a plan policy; returns the output folder (a policy folder :class:`PlanPolicy` loads).
+
+    Args:
+        config: A YAML recipe path (``rl/recipes/grpo_restore.yaml``), a dict of its fields, or a recipe.
+        overrides: ``["key=value", ...]`` or a dict, applied over the recipe.
+        log: Optional callable taking one line of progress text.
+        train: Rows of :func:`plan_dataset` to train on; default: the recipe's ``dataset`` (an ``rnr synth`` set)
+            diagnosed by its ``reasoner``.
+
+    Returns:
+        ``output_dir``: weights (LoRA merged), tokenizer or processor, ``rnr_plan_policy.json`` and
+        ``rnr_training.json`` (recipe, per-step log with per-reward means, step time, versions), written last.
+
+    """
+    import torch  # noqa: F401  (fail early with the install hint of rl.grpo)
+    from transformers import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from reasoner import load_reasoner
+    from rl.grpo import grpo_settings, load_policy
+    from rl.training import (
+        BaseGeneration,
+        StepMonitor,
+        freeze_vision,
+        lora_config,
+        prepare_output,
+        resolve_device,
+        save_trained,
+        versions,
+        write_manifest,
+    )
+
+    recipe = PlanRecipe.load(config, overrides)
+    say = log or (lambda _msg: None)
+    resume = recipe.resume_from_checkpoint if recipe.resume_from_checkpoint not in (None, False) else None
+    out = prepare_output(recipe, resuming=resume is not None)
+    use_cpu, dtype = resolve_device(recipe)
+    if train is None:
+        items = synth_items(recipe.dataset, recipe.max_samples)
+        train = plan_dataset(items, recipe.completion, load_reasoner(recipe.reasoner), vlm=recipe.policy == "vlm")
+    say(f"{len(train)} prompts with something to plan")
+    with plan_engine(recipe) as engine:
+        reward_funcs, weights = build_plan_rewards(recipe.rewards, engine)
+        processor, model = load_policy(recipe, dtype, say)
+        base = BaseGeneration(model)
+        if recipe.freeze_vision and recipe.policy == "vlm":
+            freeze_vision(model)
+        settings = grpo_settings(recipe, out, use_cpu, dtype, say)
+        settings["reward_weights"] = weights
+        args = GRPOConfig(**settings)
+        timer = StepMonitor(say)
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train,
+            processing_class=processor,
+            peft_config=lora_config(recipe),
+            callbacks=[timer],
+        )
+        trainer.remove_callback(PrinterCallback)
+        say(f"training: {args.max_steps} steps, rewards {dict(zip(trainer.reward_func_names, args.reward_weights))}")
+        with contextlib.redirect_stdout(sys.stderr):
+            result = trainer.train(resume_from_checkpoint=resume)
+    if not trainer.is_world_process_zero():
+        return out
+    save_trained(trainer, recipe, processor, base, out)
+    write_meta(out, recipe.policy, recipe.completion)
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    manifest = {
+        "format": "rnr.grpo_plan_run",
+        "recipe": recipe.model_dump(mode="json"),
+        "samples": len(train),
+        "rewards": dict(zip(trainer.reward_func_names, args.reward_weights, strict=True)),
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "first_reward": history[0]["reward"] if history else None,
+        "final_reward": history[-1]["reward"] if history else None,
+        "log_history": trainer.state.log_history,
+        "step_time_s": timer.mean_step_time(),
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "versions": versions(),
+    }
+    write_manifest(out, manifest)
+    say(f"wrote {out}")
+    return out
+
+
+def recipe_yaml(name: str) -> str:
+    """The text of a committed plan recipe (``grpo_restore.yaml``, ``grpo_restore_qwen3vl.yaml``), package data."""
+    from importlib.resources import files
+
+    return files("rl").joinpath("recipes", name).read_text()
+
+
+def load_recipe_yaml(name: str, overrides: list[str] | dict | None = None) -> PlanRecipe:
+    """A committed plan recipe, validated (``overrides`` applied)."""
+    import yaml
+
+    return PlanRecipe.load(yaml.safe_load(io.StringIO(recipe_yaml(name))), overrides)
