@@ -3,7 +3,8 @@
 The graph's ``rescore`` node asks :func:`judge` for an attempt's verdict, ``decide`` asks :func:`decide` whether to
 retry, and ``plan`` builds the retry's plan with :func:`retry_plan` (or, when that plan is empty, ends with
 :func:`conclude`). Nothing here reads pixels, files or backends, so every rule is tested without a graph
-(``tests/test_policy.py``). The knobs are :class:`agent.state.Settings` fields.
+(``tests/test_policy.py``); the one exception is :func:`policy_plan`, which asks a trained plan policy for the first
+plan when the settings name one. The knobs are :class:`agent.state.Settings` fields.
 
 Verdict of an attempt. With the artefact-aware scorer (:mod:`reasoner.quality`, the default: an estimated PSNR
 change against the input with the ensemble's spread on this image; :func:`judge_quality`), the first row that holds:
@@ -234,11 +235,16 @@ def user_plan(plan: Plan, settings: Settings, scale: Iterable[str] | None = None
     ``scale`` limits the strength scaling to these kinds (a retry's kinds already carry the scaled strength they
     were last run with); None scales every kind.
 
+    With a trained plan policy (``settings.policy``), the first plan (``scale`` None) is the policy's plan of the
+    diagnosis ``plan`` holds (:func:`policy_plan`), under the same controls.
+
     >>> p = Plan(operations=[Operation(kind="noise", severity=0.5), Operation(kind="jpeg", severity=0.5)])
     >>> [(o.kind, o.strength) for o in user_plan(p, Settings(strength=0.5, kind_strength={"jpeg": 0.0})).operations]
     [('noise', 0.5)]
     """
     s = settings
+    if s.policy and scale is None:
+        plan = policy_plan(plan, s.policy)
     scale = None if scale is None else set(scale)
     ops = []
     for op in plan.operations:
@@ -251,6 +257,24 @@ def user_plan(plan: Plan, settings: Settings, scale: Iterable[str] | None = None
             op = op.model_copy(update={"strength": round(min(op.strength * factor, MAX_STRENGTH), 4)})
         ops.append(op)
     return plan.model_copy(update={"operations": ops})
+
+
+def policy_plan(plan: Plan, path: str) -> Plan:
+    """The plan the trained plan policy at ``path`` writes for the diagnosis the hand ``plan`` holds.
+
+    The one rule of this module that runs a model (:class:`rl.plan_policy.PlanPolicy`, loaded once per process).
+    A reply that does not parse falls back to ``plan`` itself, so a weak policy never leaves an image unplanned.
+
+    Raises:
+        rl.plan_policy.PlanPolicyError: When ``path`` is not a usable plan policy folder (one line naming it).
+
+    """
+    if not plan.operations:
+        return plan
+    from rl.plan_policy import load_plan_policy
+
+    planned, _reply = load_plan_policy(path).plan(plan)
+    return plan if planned is None else planned
 
 
 def retry_plan(retry: Retry, record: DiagnosisRecord, attempts: Sequence[AttemptTrace]) -> Plan:

@@ -81,6 +81,13 @@ class Settings(BaseModel):
         description="A kind whose severity rose by more than this over its source's counts as made worse; after a "
         "second harmful attempt in a row such kinds are left out of the next try.",
     )
+    policy: str = Field(
+        "",
+        max_length=4096,
+        description="A trained restoration-plan policy folder (rl.plan_policy) that writes the first plan from the "
+        "diagnosis instead of the hand planner (empty: the hand planner); its plan is re-scored and rolled back like "
+        "any other, and the hand plan is used when its reply does not parse.",
+    )
 
 
 class RestoreState(BaseModel):
