@@ -10,10 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.trace import Trace
+from reasoner.kinds import check_table
 from reasoner.quality.artefacts import BY_NAME
 
 #: Above this error (one standard deviation, dB) the scorer's estimate is reported as unsure.
 UNSURE_DB = 3.0
+
+#: Each kind in the words of a sentence a photographer reads ("found mild JPEG blocking").
+WORDS: dict[str, str] = check_table(
+    {"noise": "noise", "blur": "blur", "motion_blur": "motion blur", "haze": "haze", "low_light": "underexposure",
+     "jpeg": "JPEG blocking", "rain": "rain streaks", "low_resolution": "low resolution"},
+    "agent.outcome.WORDS",
+)  # fmt: skip
+
+
+def listed(parts: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 @dataclass(frozen=True)
@@ -43,13 +56,16 @@ class Outcome:
         return f"{text} (unsure)" if self.unsure else text
 
 
-def _kinds_phrase(trace: Trace) -> str:
-    found = [d for d in trace.record_before.detected()]
+def found_phrase(record) -> str:
+    """What a diagnosis found, e.g. "found moderate noise and mild JPEG blocking" (or "found no degradation")."""
+    found = record.detected()
     if not found:
         return "found no degradation"
-    parts = [f"{d.level} {d.kind.replace('_', ' ')}" for d in found]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"found {listed}"
+    return "found " + listed([f"{d.level} {WORDS[d.kind]}" for d in found])
+
+
+def _kinds_phrase(trace: Trace) -> str:
+    return found_phrase(trace.record_before)
 
 
 def outcome(trace: Trace) -> Outcome:
@@ -64,17 +80,18 @@ def outcome(trace: Trace) -> Outcome:
     arts = [BY_NAME[a].words if a in BY_NAME else a for a in (q.artefacts if q is not None else {})]
     tried = len(trace.attempts)
     said = _kinds_phrase(trace)
+    said = said[:1].upper() + said[1:]  # not str.capitalize: it would lower "JPEG"
     if trace.decision == "unchanged":
         if not tried:
-            line = f"{said.capitalize()}; the image is returned unchanged."
+            line = f"{said}; the image is returned unchanged."
         else:
-            line = (f"{said.capitalize()}; none of {tried} attempt{'s' if tried > 1 else ''} was clearly better, so "
+            line = (f"{said}; none of {tried} attempt{'s' if tried > 1 else ''} was clearly better, so "
                     "the image is returned unchanged.")  # fmt: skip
         return Outcome(line, 0.0 if gain is not None else None, 0.0 if unc is not None else None, [], False)
     chosen = trace.attempts[trace.chosen_attempt] if trace.chosen_attempt is not None else None
-    kinds = [k.replace("_", " ") for k in (chosen.plan.kinds if chosen else [])]
-    removed = ", ".join(kinds) if kinds else "it"
-    line = f"{said.capitalize()}; restored {removed} (attempt {trace.chosen_attempt + 1} of {tried})"
+    kinds = [WORDS[k] for k in (chosen.plan.kinds if chosen else [])]
+    removed = listed(kinds) if kinds else "it"
+    line = f"{said}; restored {removed} (attempt {trace.chosen_attempt + 1} of {tried})"
     unsure = unc is not None and unc > UNSURE_DB
     if gain is not None:
         line += f", estimated {gain:+.1f} dB"

@@ -26,9 +26,12 @@ httpx = pytest.importorskip("httpx")
 LIMIT = 4_000_000
 #: Leading bytes of the private files: none of them may come back in any refused response.
 MAGIC = (b"SQLite format 3\x00", b"\x93NUMPY")
-#: The on_run inputs after the upload: reasoner, its model, scorer, its model, restorer, its model, library,
-#: attempts, review (off: the run goes straight through to export).
-RUN_ARGS = ["measure", "", "measure", "", "classical", "", "", 1, False]
+#: The on_restore inputs after the photo: reasoner, its model, scorer, its model, restorer, its model, library,
+#: attempts, the session (server-side state), the diagnosis table (empty: nothing diagnosed yet, the run goes
+#: straight through to export), the overall strength and one strength per kind.
+RUN_ARGS = ["measure", "", "measure", "", "classical", "", "", 1, None,
+            {"headers": ["problem", "present", "severity (0-1)", "settings"], "data": [], "metadata": None},
+            1.0, *[1.0] * 8]  # fmt: skip
 
 
 def bomb_png(path: Path, width: int = 11500, height: int = 11500) -> Path:
@@ -149,7 +152,7 @@ def run_session(base: str, image: Path) -> Session:
     with httpx.Client(base_url=base, timeout=120) as c:
         up = upload(c, image)
         assert up.status_code == 200, up.text
-        outputs, raw = call(c, "on_run", [file_data(up.json()[0], image.name), *RUN_ARGS])
+        outputs, raw = call(c, "on_restore", [file_data(up.json()[0], image.name), *RUN_ARGS])
         sess = Session(files={f["orig_name"]: f for f in file_objects(outputs)}, received=raw)
         trace = next(f for name, f in sess.files.items() if name.endswith(".trace.json"))
         body = c.get(trace["url"]).content
@@ -398,12 +401,12 @@ def test_an_upload_over_the_pixel_limit_is_refused_on_its_header(server, tmp_pat
         assert up.status_code == 200
         fd = file_data(up.json()[0], "huge.png")
         (preview, status), _ = call(c, "on_upload", [fd])
-        run, _ = call(c, "on_run", [fd, *RUN_ARGS])
+        run, _ = call(c, "on_restore", [fd, *RUN_ARGS])
     assert preview is None
     expected = (f"\u26a0 huge.png cannot be used: image is 11500x11500 = 132,250,000 pixels, over the {LIMIT:,}-pixel "
                 "limit (--max-pixels); if the file is trusted and memory allows, raise it with --max-pixels or "
                 "RNR_MAX_PIXELS")  # fmt: skip
-    for html in (status, run[1]):  # on upload, and again when Diagnose is pressed anyway
+    for html in (status, run[1]):  # on upload, and again when Restore is pressed anyway
         assert html.count("<p") == 1 and "\n" not in html and "rnr-error" in html
         assert re.sub(r"<[^>]+>", "", html).replace("&#9888;", "\u26a0") == expected
     assert decoded == []  # the header was read; not one pixel decoded

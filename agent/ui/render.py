@@ -9,27 +9,16 @@ from __future__ import annotations
 import json
 from html import escape
 
+from reasoner.edit import DEFAULT_FACTORS
 from reasoner.kinds import check_table
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
 from reasoner.severity import level_for
 
 #: Columns of the editable diagnosis table.
-EDIT_HEADERS = ["kind", "present", "severity", "confidence", "factors (JSON)"]
+EDIT_HEADERS = ["problem", "present", "severity (0-1)", "settings (change these or the severity)"]
 
-#: Factors offered for a kind the reasoner did not report, so ticking it on gives a valid starting point.
-EXAMPLE_FACTORS: dict[str, dict] = check_table(
-    {
-        "noise": {"sigma": 10.0, "model": "gaussian"},
-        "blur": {"sigma": 1.5, "kernel": "gaussian"},
-        "motion_blur": {"length": 9.0, "angle": 0.0},
-        "haze": {"transmission": 0.6, "airlight": [0.9, 0.9, 0.9], "beta": 1.0},
-        "low_light": {"exposure": 0.3, "gamma": 1.2},
-        "jpeg": {"quality": 40},
-        "rain": {"density": 0.03, "angle": 90.0},
-        "low_resolution": {"scale": 2.0},
-    },
-    "agent.ui.render.EXAMPLE_FACTORS",
-)
+#: The settings a kind ticked present starts from (its severity map's parameter then follows its severity).
+EXAMPLE_FACTORS = DEFAULT_FACTORS
 
 _LEVEL_COLOURS = {"none": "#9ca3af", "mild": "#eab308", "moderate": "#f97316", "severe": "#dc2626"}
 
@@ -55,10 +44,12 @@ STYLE = """
 .rnr-bar{flex:1;height:.9em;min-width:6em;background:#e5e7eb;border-radius:3px;overflow:hidden}
 .rnr-bar>div{height:100%}
 .rnr-barw>span{font-size:.85em;min-width:3em;font-variant-numeric:tabular-nums}
-.rnr-table{border-collapse:collapse;width:100%;font-size:.9em}
+.rnr-table{border-collapse:collapse;width:100%;font-size:.9em;display:block;overflow-x:auto}
 .rnr-table th,.rnr-table td{border-bottom:1px solid #e5e7eb;padding:.25em .5em;text-align:left;vertical-align:top}
 .rnr-steps li{margin-bottom:.35em}
 .rnr-note{color:#6b7280 !important;font-size:.9em}
+.rnr-say{font-size:1.15em !important;font-weight:600;margin:.2em 0 !important}
+#rnr-head h2{margin:0}#rnr-head p{margin:.2em 0 .4em}
 .rnr-error{color:#b91c1c !important;font-weight:600}
 """
 
@@ -164,22 +155,91 @@ def severity_compare_html(trace) -> str:
     )
 
 
-def _shown(d: dict) -> list:
-    """A reported degradation (JSON form) as its row in the editable table."""
-    return [d["kind"], True, round(d["severity"], 3), round(d["confidence"], 3), d["factors"]]
+#: Each kind as the review table names it: plain words first, the vocabulary name after (what traces say).
+KIND_LABELS: dict[str, str] = check_table(
+    {"noise": "noise (grain)", "blur": "blur (out of focus)", "motion_blur": "motion blur (shake)",
+     "haze": "haze (washed out)", "low_light": "too dark (low light)", "jpeg": "JPEG blocking",
+     "rain": "rain streaks", "low_resolution": "low resolution"},
+    "agent.ui.render.KIND_LABELS",
+)  # fmt: skip
+_BY_LABEL = {v: k for k, v in KIND_LABELS.items()}
+
+
+def number(x: float) -> str:
+    """A factor as a person reads it: at most three significant digits, no exponent for ordinary values."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    if isinstance(x, int) or float(x).is_integer():
+        return str(int(x))
+    return f"{x:.3g}" if abs(x) >= 1e-3 else f"{x:.2e}"
+
+
+def factors_text(factors: dict) -> str:
+    """Factors as one readable, editable line: ``sigma=16.2, model=gaussian`` (lists as space-separated numbers)."""
+
+    def text(v) -> str:
+        return " ".join(number(x) for x in v) if isinstance(v, list) else number(v)
+
+    return ", ".join(f"{k}={text(v)}" for k, v in factors.items())
+
+
+def parse_factors(text, kind: str) -> dict:
+    """The factors written in a table cell: ``name=value, ...`` (numbers, words, space-separated lists) or JSON.
+
+    Raises:
+        ValueError: one line naming the kind and showing the form expected.
+
+    """
+    if isinstance(text, dict):
+        return text
+    text = str(text or "").strip()
+    example = factors_text(EXAMPLE_FACTORS[kind])
+    if text.startswith("{"):
+        try:
+            out = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{kind}: settings are not valid JSON ({e.msg}); write them as {example}") from None
+        if not isinstance(out, dict):
+            raise ValueError(f"{kind}: settings must be name=value pairs, e.g. {example}")
+        return out
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        if not eq or not name.strip() or not value.strip():
+            raise ValueError(f"{kind}: cannot read {part!r} in the settings; write them as {example}")
+        words = value.split()
+        nums = [_num(w) for w in words]
+        if len(words) > 1:
+            if any(isinstance(n, str) for n in nums):
+                raise ValueError(f"{kind}: {name.strip()}={value.strip()!r} is not a list of numbers")
+            out[name.strip()] = nums
+        else:
+            out[name.strip()] = nums[0]
+    return out
+
+
+def _num(word: str):
+    try:
+        f = float(word)
+    except ValueError:
+        return word
+    return int(f) if f.is_integer() and "." not in word and "e" not in word.lower() else f
+
+
+def _row(kind: str, d: dict | None) -> list:
+    if d is None:
+        return [KIND_LABELS[kind], False, 0.0, ""]
+    return [KIND_LABELS[kind], True, round(d["severity"], 2), factors_text(d["factors"])]
 
 
 def edit_rows(record: dict) -> list[list]:
-    """The editable table for a record (JSON form): every kind of the vocabulary, reported ones ticked."""
+    """The editable table for a record (JSON form): every kind of the vocabulary, reported ones ticked.
+
+    Columns :data:`EDIT_HEADERS`: the kind in plain words, present, severity (two decimals) and its settings (the
+    physical factors, as ``name=value``); a kind not reported has no settings until it is ticked.
+    """
     have = {d["kind"]: d for d in record.get("degradations", [])}
-    rows = []
-    for kind in KINDS:
-        d = have.get(kind)
-        if d is None:
-            rows.append([kind, False, 0.0, 0.5, json.dumps(EXAMPLE_FACTORS[kind])])
-        else:
-            rows.append([*_shown(d)[:4], json.dumps(d["factors"])])
-    return rows
+    return [_row(kind, have.get(kind)) for kind in KINDS]
 
 
 def _truthy(v) -> bool:
@@ -188,51 +248,60 @@ def _truthy(v) -> bool:
     return bool(v)
 
 
-def apply_edits(record: dict, rows) -> dict:
-    """The record (JSON form) with its degradations replaced by the ticked rows of the edited table.
-
-    Levels follow from severities and the overall severity from all of them, as the schema defines; a row a person
-    cannot have meant (unknown kind, unreadable number or factors) raises ``ValueError`` naming the row. Bounds
-    and factor fields are left to the schema, which the review node applies.
-    """
-    if hasattr(rows, "values") and hasattr(rows, "columns"):  # a pandas DataFrame from Gradio
+def table_rows(rows) -> list[list]:
+    """The rows of the table as Gradio hands them: a list of lists, a pandas DataFrame, or its raw JSON value."""
+    if isinstance(rows, dict):  # the component's value unprocessed: {"headers": [...], "data": [[...]], ...}
+        rows = rows.get("data", [])
+    if hasattr(rows, "values") and hasattr(rows, "columns"):  # a pandas DataFrame
         rows = rows.values.tolist()
+    return [list(r) for r in rows]
+
+
+def apply_edits(record: dict, rows) -> dict:
+    """The record (JSON form) after the edits in the table, each kind kept consistent by :func:`edit_degradation`.
+
+    A changed severity moves the kind's settings (factors) and changed settings move its severity, a kind ticked
+    present gets default settings at its severity (0.5 when left at 0), and the overall severity follows. An edit
+    that cannot take effect or cannot be read raises ``ValueError``: one line per refused kind, joined by "; ".
+    """
+    from reasoner.edit import EditRefused, edit_degradation
+
     original = {d["kind"]: d for d in record.get("degradations", [])}
-    degradations = []
-    seen = set()
-    for row in rows:
+    degradations, refused, seen = [], [], set()
+    for row in table_rows(rows):
         if len(row) != len(EDIT_HEADERS):
             raise ValueError(f"row {row!r}: expected {len(EDIT_HEADERS)} columns ({', '.join(EDIT_HEADERS)})")
-        kind, present, severity, confidence, factors = row
-        kind = str(kind).strip()
+        label, present, severity, settings = row
+        kind = _BY_LABEL.get(str(label).strip(), str(label).strip())
         if kind not in KINDS:
-            raise ValueError(f"row {kind!r}: unknown kind; use one of {', '.join(KINDS)}")
+            raise ValueError(f"row {label!r}: unknown kind; use one of {', '.join(KINDS)}")
         if kind in seen:
-            raise ValueError(f"row {kind!r}: listed twice")
+            raise ValueError(f"row {label!r}: listed twice")
         seen.add(kind)
-        if not _truthy(present):
-            continue
-        try:
-            sev, conf = float(severity), float(confidence)
-        except (TypeError, ValueError):
-            raise ValueError(f"row {kind!r}: severity and confidence must be numbers in [0, 1]") from None
-        try:
-            fac = json.loads(factors) if isinstance(factors, str) else factors
-        except json.JSONDecodeError as e:
-            raise ValueError(f"row {kind!r}: factors are not valid JSON ({e.msg}), e.g. "
-                             f"{json.dumps(EXAMPLE_FACTORS[kind])}") from None  # fmt: skip
-        if not isinstance(fac, dict):
-            raise ValueError(f"row {kind!r}: factors must be a JSON object, e.g. {json.dumps(EXAMPLE_FACTORS[kind])}")
         old = original.get(kind)
-        if old is not None and [kind, True, sev, conf, fac] == _shown(old):
-            degradations.append(old)  # untouched: keep the reasoner's unrounded numbers
+        shown = _row(kind, old)
+        try:
+            sev = float(severity) if str(severity).strip() not in ("", "None") else None
+        except (TypeError, ValueError):
+            refused.append(f"{kind}: severity must be a number from 0 to 1, not {severity!r}")
             continue
-        level = level_for(sev) if 0.0 <= sev <= 1.0 else "severe"  # out of range: the schema names the bound
-        degradations.append({"kind": kind, "severity": sev, "level": level, "confidence": conf, "factors": fac})
+        try:
+            sev_edit = None if sev is None or sev == shown[2] else sev
+            if old is None and sev == 0.0:
+                sev_edit = None  # ticked and left at 0: the default severity
+            fac_edit = None if str(settings or "").strip() == shown[3] else parse_factors(settings, kind)
+            new = edit_degradation(old, kind=kind, present=_truthy(present), severity=sev_edit, factors=fac_edit)
+        except (EditRefused, ValueError) as e:
+            refused.append(str(e))
+            continue
+        if new is not None:
+            degradations.append(old if new is old or new.model_dump(mode="json") == old else
+                                new.model_dump(mode="json"))  # fmt: skip
+    if refused:
+        raise ValueError("; ".join(refused))
+    degradations.sort(key=lambda d: KINDS.index(d["kind"]))
     out = dict(record, degradations=degradations)
-    unchanged = degradations == sorted(original.values(), key=lambda d: KINDS.index(d["kind"]))
-    in_range = all(0.0 <= d["severity"] <= 1.0 for d in degradations)
-    if in_range and not unchanged:
+    if degradations != sorted(original.values(), key=lambda d: KINDS.index(d["kind"])):
         out["overall_severity"] = round(combined_severity(_Sev(d["severity"]) for d in degradations), 6)
     return out
 
