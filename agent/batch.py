@@ -1,6 +1,7 @@
 """Batch restoration: many inputs, one output folder, resumable, never losing or corrupting anything.
 
-Layout of ``OUT``: ``<name>.png`` (restored image) and ``<name>.json`` (trace) per input, ``manifest.jsonl`` (one
+Layout of ``OUT``: ``<name>.<ext>`` (restored image, in the input's container unless asked otherwise: see
+:class:`agent.worker.OutputOptions`) and ``<name>.json`` (trace) per input, ``manifest.jsonl`` (one
 line per finished input, written by the driver only), ``report.html``, and ``.rnr/``: ``lock`` (one writer per
 folder), ``names.jsonl`` (output names handed out), ``previews/`` (inputs' previews for the report) and
 ``work/<thread>/`` (intermediate arrays and a per-image SQLite checkpoint, removed once the image is done).
@@ -51,9 +52,10 @@ from agent.manifest import (
 )
 from agent.runlock import RunLock, check_free
 from agent.state import Settings
-from agent.worker import WARNINGS, Worker, init_pool_worker, pool_process
+from agent.worker import WARNINGS, OutputOptions, Worker, init_pool_worker, pool_process
 
-__all__ = ["MANIFEST", "Interrupted", "Item", "NoImagesError", "Summary", "plan_batch", "read_manifest", "run_batch"]
+__all__ = ["MANIFEST", "Interrupted", "Item", "NoImagesError", "OutputOptions", "Summary", "plan_batch",
+           "read_manifest", "run_batch"]  # fmt: skip
 
 
 @dataclass
@@ -234,10 +236,11 @@ def _is_done(out: Path, row: dict | None, item: Item) -> bool:
     return (out / row["output"]).is_file() and (out / row["trace"]).is_file()
 
 
-def refused_row(item: Item, reason: str) -> dict:
+def refused_row(item: Item, reason: str, output: OutputOptions | None = None) -> dict:
     """The manifest row of an input refused before any read."""
+    suffix = (output or OutputOptions()).suffix_guess(Path(item.path))
     return {"input": str(item.path), "input_abs": os.path.abspath(item.path), "name": item.name,
-            "output": f"{item.name}.png", "trace": f"{item.name}.json", "status": "failed",
+            "output": f"{item.name}{suffix}", "trace": f"{item.name}.json", "status": "failed",
             "error": f"{item.path}: {reason}", "seconds": 0.0}  # fmt: skip
 
 
@@ -282,6 +285,8 @@ def run_batch(
     on_warning: Callable[[str], None] | None = None,
     on_start: Callable[[Summary, int], None] | None = None,
     checkpoint: str | None = None,
+    output: OutputOptions | None = None,
+    on_item: Callable[[str, str], None] | None = None,
 ) -> Summary:
     """Restore every input into ``out``; with ``resume`` skip inputs already finished there.
 
@@ -290,6 +295,9 @@ def run_batch(
     ``checkpoint`` is a ``postgres://`` URL to keep checkpoints on that server (see the module docstring);
     ``None``: SQLite. ``max_pixels`` refuses larger images (default: what memory allows, see
     :func:`reasoner.imageio.resolve_max_pixels`). ``on_start(summary, n_todo)`` is called once the work is known.
+    ``output`` chooses the restored images' container and quality (default: each input's container and depth, its
+    EXIF, ICC and XMP kept). ``on_item(name, stage)`` says which image is being worked on and, in this process, which
+    graph node it has reached ("diagnose", "plan", ...; "start" when a pool worker takes it is not reported).
 
     Raises:
         FileExistsError, NoImagesError: See :func:`plan_batch` (nothing is created then).
@@ -314,7 +322,8 @@ def run_batch(
         _check_library(backends, on_warning)
     pooled = workers > 1 and len(scanned[0]) > 1
     # Backends load before anything is written, so a bad name or model fails without leaving a folder behind.
-    worker = None if pooled else Worker.load(backends, settings, limit)
+    output = output or OutputOptions()
+    worker = None if pooled else Worker.load(backends, settings, limit, output)
     if pooled:
         backends.check()
     existed = out.exists()
@@ -333,11 +342,11 @@ def run_batch(
             on_start(summary, len(plan.todo) + len(plan.refused))
         try:
             for it, reason in plan.refused:
-                record(refused_row(it, reason))
+                record(refused_row(it, reason, output))
             if worker is not None:
-                _run_here(worker, plan, record, caught, on_update, checkpoint)
+                _run_here(worker, plan, record, caught, on_update, checkpoint, on_item)
             else:
-                _run_pool(plan, backends, settings, limit, workers, checkpoint, record)
+                _run_pool(plan, backends, settings, limit, workers, checkpoint, record, output, on_item)
         except Interrupted as e:
             e.summary = summary
             raise
@@ -359,11 +368,22 @@ def _check_library(backends: Backends, warn: Callable[[str], None]) -> None:
         library.close()
 
 
-def _run_here(worker: Worker, plan: BatchPlan, record: Recorder, caught: list[int], on_update, checkpoint) -> None:
+def _run_here(
+    worker: Worker, plan: BatchPlan, record: Recorder, caught: list[int], on_update, checkpoint, on_item=None
+) -> None:
     """Process the plan's items one by one in this process."""
     worker.protect = plan.protect
     for it in plan.todo:
-        row = worker.process(it, plan.out, on_update=on_update, checkpoint=checkpoint)
+        updates = on_update
+        if on_item is not None:
+            on_item(it.name, "start")
+
+            def updates(node: str, update: dict, name=it.name) -> None:
+                on_item(name, node)
+                if on_update is not None:
+                    on_update(node, update)
+
+        row = worker.process(it, plan.out, on_update=updates, checkpoint=checkpoint)
         if caught:  # the signal's exception was lost in library code: a failure may be that, not a fault
             if row["status"] != "failed":
                 record(row)
@@ -381,16 +401,27 @@ def _remove_fresh(out: Path) -> None:
 
 
 def _run_pool(
-    plan: BatchPlan, backends: Backends, settings: Settings, limit, workers: int, checkpoint, record
+    plan: BatchPlan,
+    backends: Backends,
+    settings: Settings,
+    limit,
+    workers: int,
+    checkpoint,
+    record,
+    output,
+    on_item=None,
 ) -> None:
     pool = ProcessPoolExecutor(
-        workers, initializer=init_pool_worker, initargs=(backends, settings, limit, plan.protect)
+        workers, initializer=init_pool_worker, initargs=(backends, settings, limit, plan.protect, output)
     )
     clean = False
     try:
-        futures = [pool.submit(pool_process, it, plan.out, checkpoint) for it in plan.todo]
+        futures = {pool.submit(pool_process, it, plan.out, checkpoint): it for it in plan.todo}
         for fut in as_completed(futures):
-            record(fut.result())
+            row = fut.result()
+            record(row)
+            if on_item is not None:
+                on_item(futures[fut].name, "done")
         clean = True
     finally:
         if not clean:  # interrupted or a full disk: stop the workers now (their images resume from checkpoints)

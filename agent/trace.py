@@ -19,8 +19,9 @@ from retrieval.base import Reference
 
 TRACE_NAME = "rnr.restore_trace"
 # 1.1: records may carry `thinking`; 1.2: attempts carry `restorer_run`; 1.3: `review`; 1.4: `quality` (estimated
-# quality change, its uncertainty and the artefacts found) on attempts and on the trace, verdict "uncertain".
-TRACE_VERSION = "1.4.0"
+# quality change, its uncertainty and the artefacts found) on attempts and on the trace, verdict "uncertain";
+# 1.5: `output_file` (container, bit depth, what metadata the written file kept).
+TRACE_VERSION = "1.5.0"
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed", "uncertain"]
@@ -74,6 +75,37 @@ class AttemptTrace(BaseModel):
     )
 
 
+class OutputFileTrace(BaseModel):
+    """How the restored image was written: its container and depth, and what of the input's file it kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    container: Literal["png", "jpeg", "webp", "tiff"] = Field(description="The output's container.")
+    input_container: str | None = Field(
+        description="The input's container (png, jpeg, webp, tiff; None for others, written as PNG by default)."
+    )
+    bit_depth: Literal[8, 16] = Field(description="Bits per channel written.")
+    input_bit_depth: Literal[8, 16] = Field(description="Bits per channel of the input.")
+    quality: int | None = Field(None, ge=1, le=100, description="JPEG/WebP quality; None when lossless or copied.")
+    subsampling: str | None = Field(None, description="JPEG chroma subsampling ('4:4:4').")
+    lossless: bool = Field(description="Whether the encoding is lossless.")
+    copied: bool = Field(
+        description="The input's own bytes were written (the image is returned unchanged in its own container)."
+    )
+    exif_kept: bool = Field(description="The input's EXIF was carried over (its orientation set to 1 if re-encoded).")
+    icc_kept: bool = Field(description="The input's ICC profile was carried over.")
+    xmp_kept: bool = Field(description="The input's XMP was carried over.")
+    orientation_normalised: bool = Field(
+        description="The input had an EXIF rotation; the pixels were written upright and the EXIF says 1."
+    )
+    color_space: str = Field(
+        "the input's: pixels restored as encoded, no profile applied",
+        max_length=200,
+        description="The colour space the restorer worked in.",
+    )
+    notes: list[str] = Field(default_factory=list, max_length=16, description="What could not be kept, and why.")
+
+
 class ReviewTrace(BaseModel):
     """A person's review of the diagnosis before restoring (``rnr ui``): what they changed, and what they saw."""
 
@@ -97,6 +129,9 @@ class Trace(BaseModel):
     version: str = Field(TRACE_VERSION, pattern=r"^\d+\.\d+\.\d+$")
     input: ImageInfo
     output_path: str | None = Field(None, description="Where the restored image was written, if it was.")
+    output_file: OutputFileTrace | None = Field(
+        None, description="How the restored image was written (container, depth, metadata kept); 1.5+."
+    )
     record_before: DiagnosisRecord
     references: list[Reference] = Field(default_factory=list, description="Retrieved references above threshold.")
     attempts: list[AttemptTrace] = Field(default_factory=list)

@@ -5,6 +5,10 @@ Per image, in this order: run (or resume) the graph on its checkpoint, check the
 between a node's saved writes and the next checkpoint can leave one that only looks finished; then the image starts
 again), write a preview of the input for the report, the restored image and the trace (each atomically), and only
 then delete the work files. The manifest row is appended by the driver, after all that.
+
+The restored image is written like its input (:mod:`reasoner.imagefile`): same container and bit depth, EXIF, ICC
+and XMP carried over, unless :class:`OutputOptions` say otherwise; an image returned unchanged in its own container
+is the input's bytes. Its name is the item's name with the container's suffix (``photo.jpeg`` -> ``photo.jpeg``).
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.backends import Backends
 from agent.manifest import Item
 from agent.state import Context, RestoreState, Settings
-from agent.trace import RESTORED, Trace
+from agent.trace import RESTORED, OutputFileTrace, Trace
 from reasoner.common import one_line
 from reasoner.files import DiskFullError, is_disk_full
 
@@ -34,18 +39,55 @@ CHECKPOINT = "checkpoint.sqlite"
 WARNINGS = "warnings"
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """How restored images are written.
+
+    ``format``: png, jpeg, webp or tiff (None: each input's own container); ``quality``: JPEG/WebP quality 1-100
+    (None: 95, or lossless WebP for a lossless input).
+    """
+
+    format: str | None = None
+    quality: int | None = None
+
+    def __post_init__(self) -> None:
+        """Check the choice at once (one-line ValueError), not on the first image."""
+        from reasoner.imagefile import check_quality, normalise_format
+
+        if self.format is not None:
+            object.__setattr__(self, "format", normalise_format(self.format))
+        check_quality(self.quality)
+        if self.quality is not None and self.format in ("png", "tiff"):
+            raise ValueError(f"--quality applies to jpeg and webp; {self.format} is lossless")
+
+    def suffix_guess(self, path: Path) -> str:
+        """The output suffix an input is expected to get, before it is read (for rows of inputs that fail)."""
+        from reasoner.imagefile import SourceFile, normalise_format, output_suffix
+
+        try:
+            container = self.format or normalise_format(path.suffix)
+        except ValueError:
+            container = "png"
+        return output_suffix(SourceFile(container, path.suffix.lower()), container)
+
+
 class Worker:
     """Backends for a batch, and :meth:`process` to restore one input with them."""
 
-    def __init__(self, ctx: Context, *, protect: frozenset[str] = frozenset()) -> None:
-        """``protect``: absolute paths the run must never write (its inputs)."""
+    def __init__(
+        self, ctx: Context, *, protect: frozenset[str] = frozenset(), output: OutputOptions | None = None
+    ) -> None:
+        """``protect``: absolute paths the run must never write (its inputs); ``output``: how images are written."""
         self.ctx = ctx
         self.protect = protect
+        self.output = output or OutputOptions()
 
     @classmethod
-    def load(cls, backends: Backends, settings: Settings, max_pixels: int | None = None) -> Worker:
+    def load(
+        cls, backends: Backends, settings: Settings, max_pixels: int | None = None, output: OutputOptions | None = None
+    ) -> Worker:
         """Load ``backends`` (once: the worker keeps them for every image it is given)."""
-        return cls(backends.load(settings, max_pixels=max_pixels))
+        return cls(backends.load(settings, max_pixels=max_pixels), output=output)
 
     def process(
         self,
@@ -70,7 +112,8 @@ class Worker:
 
         t0 = time.perf_counter()
         row = {"input": str(item.path), "input_abs": os.path.abspath(item.path), "name": item.name,
-               "output": f"{item.name}.png", "trace": f"{item.name}.json"}  # fmt: skip
+               "output": f"{item.name}{self.output.suffix_guess(Path(item.path))}",
+               "trace": f"{item.name}.json"}  # fmt: skip
         thread: ImageThread | None = None
         try:
             row["sha256"] = item.sha256 or file_sha256(item.path)  # resume keys inputs by path and content
@@ -124,16 +167,13 @@ class Worker:
         """Write the input's preview, the restored image and the trace, each atomically; returns the trace."""
         from agent.graph import final_pixels, finish_trace
         from agent.io import write_text_atomic
-        from reasoner.imageio import save_image
 
         pixels = final_pixels(state)
         t_io = time.perf_counter()
         self._write_preview(out, item.name, state)
-        target = out / row["output"]
-        if os.path.abspath(target) in self.protect or os.path.realpath(target) in self.protect:
-            raise ValueError(f"{target} is one of this run's inputs; it is never overwritten (pick another --out)")
-        save_image(target, pixels)
+        written = write_output(out, item, row, pixels, state.chosen is None, self.output, self.protect)
         trace = finish_trace(state.trace, row["output"], time.perf_counter() - t_io)
+        trace = trace.model_copy(update={"output_file": written})
         write_text_atomic(out / row["trace"], trace.model_dump_json(indent=1))
         return trace
 
@@ -154,6 +194,39 @@ class Worker:
         if ok:
             (out / PREVIEWS).mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(out / PREVIEWS / f"{name}.jpg", buf.tobytes())
+
+
+def write_output(
+    out: Path, item: Item, row: dict, pixels, unchanged: bool, options: OutputOptions, protect: frozenset[str]
+) -> OutputFileTrace:
+    """Write the restored image like its input into ``out`` (``row["output"]`` gets its name); returns what was kept.
+
+    Raises:
+        ValueError: The input changed while it was restored, or the name is one of the run's inputs.
+
+    """
+    import hashlib
+
+    from reasoner.imagefile import copy_input, output_container, output_suffix, read_source, write_like
+
+    source, data = read_source(item.path)
+    if row.get("sha256") and hashlib.sha256(data).hexdigest() != row["sha256"]:
+        raise ValueError("the file changed while it was being restored; run again (--resume restores it again)")
+    container = output_container(source, options.format)
+    row["output"] = f"{item.name}{output_suffix(source, container)}"
+    target = out / row["output"]
+    if os.path.abspath(target) in protect or os.path.realpath(target) in protect:
+        raise ValueError(f"{target} is one of this run's inputs; it is never overwritten (pick another --out)")
+    if unchanged and container == source.container and options.quality is None:
+        written = copy_input(target, data, source)  # bit-exact: nothing re-encoded, nothing lost
+    else:
+        written = write_like(target, pixels, source, container=container, quality=options.quality)
+    return OutputFileTrace(container=written.container, input_container=source.container,
+                           bit_depth=written.bit_depth, input_bit_depth=source.bit_depth, quality=written.quality,
+                           subsampling=written.subsampling, lossless=written.lossless, copied=written.copied,
+                           exif_kept=written.exif_kept, icc_kept=written.icc_kept, xmp_kept=written.xmp_kept,
+                           orientation_normalised=written.orientation_normalised,
+                           notes=written.notes[:16])  # fmt: skip
 
 
 class IncompleteState(RuntimeError):
@@ -265,14 +338,20 @@ def _disk_full(e: BaseException | None) -> bool:
 _WORKER: Worker | None = None
 
 
-def init_pool_worker(backends: Backends, settings: Settings, max_pixels: int | None, protect: frozenset[str]) -> None:
+def init_pool_worker(
+    backends: Backends,
+    settings: Settings,
+    max_pixels: int | None,
+    protect: frozenset[str],
+    output: OutputOptions | None = None,
+) -> None:
     """Initializer of a pool process: load the backends, and make sure this process never outlives the driver."""
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: the driver decides what stops
     _die_with_parent()
     _close_run_lock()
-    _WORKER = Worker.load(backends, settings, max_pixels)
+    _WORKER = Worker.load(backends, settings, max_pixels, output)
     _WORKER.protect = protect
 
 
