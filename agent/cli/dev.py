@@ -11,6 +11,7 @@ from agent.cli.common import fail
 dev_app = typer.Typer(
     name="dev",
     help="Developer helpers: tiny random-weight checkpoints that exercise the real model code paths offline.",
+    epilog="Example: rnr dev tiny-reasoner /tmp/tiny",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -22,7 +23,7 @@ def _dev() -> None:
     """Developer helpers: tiny offline checkpoints (`rnr dev tiny-reasoner`, `rnr dev tiny-restorer`)."""
 
 
-@dev_app.command("tiny-reasoner")
+@dev_app.command("tiny-reasoner", epilog="Example: rnr dev tiny-reasoner /tmp/tiny")
 def tiny_reasoner(
     out_dir: Path = typer.Argument(..., help="Folder to write the checkpoint to (created if missing)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
@@ -43,7 +44,7 @@ def tiny_reasoner(
     typer.echo(str(build_tiny_reasoner(out_dir, seed=seed, thinking=thinking)))
 
 
-@dev_app.command("tiny-restorer")
+@dev_app.command("tiny-restorer", epilog="Example: rnr dev tiny-restorer /tmp/tiny-edit")
 def tiny_restorer(
     out_dir: Path = typer.Argument(..., help="Folder to write the pipeline to (created if missing)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from agent.cli.common import fail
+from agent.cli.common import fail, require_model
 
 
 def diagnose(
@@ -26,9 +26,10 @@ def diagnose(
         False, "--follow-symlinks", help="Follow symlinks that lead out of an input folder (refused by default)."
     ),
 ) -> None:
-    """Diagnose degradations in images and explain the reasoning."""
+    """Diagnose degradations in images and explain the reasoning (nothing is written unless --out is given)."""
     from agent.backends import BackendSpec
 
+    require_model(reasoner, model, "reasoner", "--model")
     files, refused, limit = _inputs(inputs, recursive, follow_symlinks, max_pixels)
     if out is not None:
         _check_records_out(out, [*files, *(Path(e.path) for e in refused)])

@@ -15,6 +15,7 @@ from agent.cli.common import fail
 index_app = typer.Typer(
     name="index",
     help="Reference libraries: build one from a folder of high-quality images, add to it, query it.",
+    epilog="Example: rnr index build good_photos/ --index refs/",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -153,7 +154,7 @@ def _check_category(category: str) -> None:
         raise typer.BadParameter(str(e), param_hint="--category") from None
 
 
-@index_app.command()
+@index_app.command(epilog="Example: rnr index build good_photos/ --index refs/")
 def build(
     refs_dir: Path = typer.Argument(..., help="Folder of high-quality reference images."),
     index: Path = typer.Option(..., "--index", help="Library folder to create."),
@@ -228,7 +229,7 @@ def build(
         _report(lib, result, len(files) + len(refused), as_json, "built")
 
 
-@index_app.command()
+@index_app.command(epilog="Example: rnr index add more/ --index refs/ --category portraits")
 def add(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
     index: Path = typer.Option(..., "--index", help=_INDEX_HELP),
@@ -247,7 +248,7 @@ def add(
         _report(lib, result, len(files) + len(refused), as_json, "added to")
 
 
-@index_app.command()
+@index_app.command(epilog="Example: rnr index query photo.jpg --index refs/ -k 5")
 def query(
     image: Path = typer.Argument(..., help="The (degraded) image to find references for."),
     index: Path = typer.Option(..., "--index", help=_INDEX_HELP),

@@ -12,13 +12,35 @@ from pathlib import Path
 
 import typer
 
-from agent.cli.common import fail, parse_options
+from agent.cli.common import fail, parse_options, require_model, stdout_console, validation_line
 from reasoner.common import one_line
 
 
 def restore(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or directories of images."),
-    out: Path = typer.Option(..., "--out", help="Output folder: <name>.png, <name>.json traces, manifest.jsonl."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder: restored images (named as the inputs), <name>.json traces, manifest."
+    ),
+    strength: list[str] = typer.Option(
+        [],
+        "--strength",
+        "-s",
+        metavar="S|KIND=S",
+        help="How strongly to restore, 0-2: 0 returns the input untouched, 1 as diagnosed (default). KIND=S sets one "
+        "kind (repeat): --strength 0.7 --strength noise=0.4.",
+    ),  # fmt: skip
+    only: list[str] = typer.Option([], "--only", metavar="KIND", help="Restore only this kind (repeat)."),
+    skip: list[str] = typer.Option([], "--skip", metavar="KIND", help="Never restore this kind (repeat)."),
+    output_format: str | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        metavar="png|jpeg|webp|tiff",
+        help="Container of the restored images (default: each input's own, with its bit depth and metadata).",
+    ),  # fmt: skip
+    quality: int | None = typer.Option(
+        None, "--quality", "-q", metavar="1-100", help="JPEG/WebP quality (default 95; JPEG with 4:4:4 chroma)."
+    ),
     workers: int = typer.Option(1, "--workers", "-j", help="Worker processes."),
     resume: bool = typer.Option(False, "--resume", help="Continue a run in --out, skipping finished images."),
     trace: bool = typer.Option(False, "--trace", help="Stream each graph node's update live (forces 1 worker)."),
@@ -55,23 +77,111 @@ def restore(
         None, "--max-pixels", help="Refuse larger images (default: what memory allows; also RNR_MAX_PIXELS)."
     ),
 ) -> None:
-    """Diagnose, retrieve, restore and re-score images; write restored images and traces."""
+    """Diagnose, retrieve, restore and re-score images; write restored images and traces.
+
+    Each restored image keeps its input's name, container and bit depth (a 16-bit PNG stays a 16-bit PNG, a JPEG
+    stays a JPEG at quality 95 with 4:4:4 chroma) and its EXIF, ICC profile and XMP; --format and --quality choose
+    otherwise.
+    """
     from agent.backends import Backends
-    from agent.state import Settings
 
     _check_engine(engine, address, gpus_per_worker, trace)
-    shared = _shared_checkpoint(checkpoint)
+    if engine == "ray" and (output_format or quality is not None):
+        fail("--format/--quality are not supported with --engine ray yet (it writes each input's own container)")
+    settings = _settings(max_attempts, strength, only, skip)
+    output = _output(output_format, quality)
     restorer_options = parse_options(restorer_opts, "--restorer-opt")
+    if "strength" in restorer_options:
+        fail("--restorer-opt strength is not a restorer option; use --strength S (0-2) or --strength KIND=S")
+    for name, model, role, option in ((reasoner, reasoner_model, "reasoner", "--reasoner-model"),
+                                      (scorer, scorer_model, "scorer", "--scorer-model"),
+                                      (restorer, restorer_model, "restorer", "--restorer-model")):  # fmt: skip
+        require_model(name, model, role, option)
+    shared = _shared_checkpoint(checkpoint)
     backends = Backends.of(reasoner, scorer, restorer, index, reasoner_model=reasoner_model, scorer_model=scorer_model,
                            restorer_model=restorer_model, restorer_options=restorer_options)  # fmt: skip
     view = BatchView(as_json=as_json, trace=trace)
-    options = dict(backends=backends, settings=Settings(max_attempts=max_attempts), resume=resume, recursive=recursive,
+    options = dict(backends=backends, settings=settings, resume=resume, recursive=recursive,
                    follow_symlinks=follow_symlinks, max_pixels=max_pixels, on_row=view.on_row, on_warning=view.warn,
                    on_start=view.on_start, checkpoint=shared)  # fmt: skip
     if engine == "ray":
         options |= dict(address=address, gpus_per_worker=gpus_per_worker)
+    else:
+        options |= dict(output=output, on_item=view.on_item)
     summary = _run(inputs, out, engine, 1 if trace else workers, view, options)
     _finish(summary, out, view)
+
+
+def parse_strength(values: list[str]) -> tuple[float | None, dict[str, float]]:
+    """``--strength`` values: an overall strength (``S``) and per-kind ones (``KIND=S``), each checked to be 0-2.
+
+    Raises:
+        typer.BadParameter: A value that is not a number in 0-2, or an unknown kind (one line listing the kinds).
+
+    >>> parse_strength(["0.7", "noise=0.4"])
+    (0.7, {'noise': 0.4})
+
+    """
+    overall, per_kind = None, {}
+    for value in values:
+        kind, sep, number = value.rpartition("=")
+        kind = kind.strip()
+        try:
+            s = float(number)
+        except ValueError:
+            s = float("nan")
+        if not 0 <= s <= 2:
+            raise typer.BadParameter(f"{value!r}: a strength is a number from 0 to 2 (S or KIND=S)",
+                                     param_hint="--strength")  # fmt: skip
+        if sep:
+            per_kind[check_kind(kind, "--strength")] = s
+        else:
+            overall = s
+    return overall, per_kind
+
+
+def check_kind(kind: str, option: str) -> str:
+    """``kind`` if it names a degradation kind, else a one-line usage error listing them."""
+    from reasoner.schema import KINDS
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"{kind!r} is not a degradation kind; choose from {', '.join(KINDS)}",
+                                 param_hint=option)  # fmt: skip
+    return kind
+
+
+def _settings(max_attempts: int, strength: list[str], only: list[str], skip: list[str]):
+    """The run's :class:`agent.state.Settings` from the options; a bad value is one line, exit 2."""
+    from pydantic import ValidationError
+
+    from agent.state import Settings
+
+    overall, per_kind = parse_strength(strength)
+    only = [check_kind(k, "--only") for k in only]
+    skip = [check_kind(k, "--skip") for k in skip]
+    both = sorted(set(only) & set(skip))
+    if both:
+        fail(f"--only and --skip both name {', '.join(both)}; name each kind in one of them")
+    fields = dict(max_attempts=max_attempts, kind_strength=per_kind, only=only, skip=skip)
+    if overall is not None:
+        fields["strength"] = overall
+    try:
+        return Settings(**fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = str(first["loc"][0]) if first["loc"] else ""
+        option = {"kind_strength": "--strength"}.get(where, f"--{where.replace('_', '-')}")
+        fail(f"{option} {first.get('input')!r}: {first['msg'].lower()}" if where else validation_line(e))
+
+
+def _output(output_format: str | None, quality: int | None):
+    """How restored images are written (:class:`agent.worker.OutputOptions`); a bad choice is one line, exit 2."""
+    from agent.worker import OutputOptions
+
+    try:
+        return OutputOptions(output_format, quality)
+    except ValueError as e:
+        fail(str(e) if str(e).startswith("--") else f"--format {e}")
 
 
 def _check_engine(engine: str, address: str | None, gpus_per_worker: float, trace: bool) -> None:
@@ -106,16 +216,20 @@ def _shared_checkpoint(checkpoint: str) -> str | None:
 class BatchView:
     """What a batch shows as it runs.
 
-    With ``--json``, one manifest row a line on stdout and nothing else; otherwise errors, warnings and a progress bar
-    on stderr, and each node's update on stdout with ``--trace``.
+    With ``--json``, one manifest row a line on stdout and nothing else; otherwise errors and warnings on stderr, and
+    progress there: on a terminal a bar with n/N, the ETA and the image in hand with its stage (diagnose, plan,
+    restore, ...); in a pipe or a log file, plain lines (one per stage for a single image, one per image for a batch).
+    With ``--trace``, each node's update on stdout instead of progress.
     """
 
-    def __init__(self, *, as_json: bool, trace: bool) -> None:
+    def __init__(self, *, as_json: bool, trace: bool, stderr=None) -> None:
         from rich.console import Console
 
         self.as_json, self.trace = as_json, trace
-        self.stdout, self.stderr = Console(), Console(stderr=True)
+        self.stdout, self.stderr = stdout_console(), stderr or Console(stderr=True)
         self.progress, self.task = None, None
+        self.total, self.done, self.t0, self.current = 0, 0, 0.0, ""
+        self.plain = False
 
     def on_row(self, row: dict) -> None:
         """A finished input: its manifest row (``--json``) or its error."""
@@ -124,21 +238,57 @@ class BatchView:
             sys.stdout.flush()
         elif row["status"] == "failed":
             self.stderr.print(f"[red]error:[/] {row['error']}", highlight=False, soft_wrap=True)
+        self.done += 1
         if self.progress is not None:
             self.progress.advance(self.task)
+        elif self.plain and self.total > 1:
+            self._line(f"{row['name']}: {row['status']} ({row.get('seconds', 0):.1f} s){self._eta()}", self.done)
 
     def on_start(self, summary, n_todo: int) -> None:
-        """The work is known: say what a resume skips, start the progress bar on a terminal."""
+        """The work is known: say what a resume skips, start the progress display."""
+        import time
+
         if summary.skipped and not self.as_json:
             self.stderr.print(f"resuming: {len(summary.skipped)} of {summary.total} image(s) already done",
                               highlight=False)  # fmt: skip
-        if not self.as_json and not self.trace and self.stderr.is_terminal and n_todo:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.total, self.t0 = n_todo, time.perf_counter()
+        if self.as_json or self.trace or not n_todo:
+            return
+        if not self.stderr.is_terminal:
+            self.plain = True
+            return
+        from rich import progress as p
 
-            self.progress = Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), console=self.stderr, transient=True)  # fmt: skip
-            self.task = self.progress.add_task("restoring", total=n_todo)
-            self.progress.start()
+        self.progress = p.Progress(p.TextColumn("restoring"), p.BarColumn(), p.MofNCompleteColumn(),
+                                   p.TimeElapsedColumn(), p.TextColumn("ETA"), p.TimeRemainingColumn(),
+                                   p.TextColumn("{task.fields[current]}"), console=self.stderr,
+                                   transient=True)  # fmt: skip
+        self.task = self.progress.add_task("restoring", total=n_todo, current="")
+        self.progress.start()
+
+    def on_item(self, name: str, stage: str) -> None:
+        """Image ``name`` reached ``stage`` ("start", a graph node, or "done" from a pool worker)."""
+        if self.progress is not None:
+            shown = name if len(name) <= 40 else name[:37] + "..."
+            self.progress.update(self.task, current=f"{shown} · {stage}" if stage != "start" else shown)
+        elif self.plain:
+            if self.total == 1 and stage not in ("start", "done"):
+                self._line(f"{name}: {stage}", self.done + 1)
+            elif self.total > 1 and stage == "start" and name != self.current:
+                self._line(f"{name}{self._eta()}", self.done + 1)
+        self.current = name
+
+    def _eta(self) -> str:
+        import time
+
+        if not self.done or self.done >= self.total:
+            return ""
+        left = (time.perf_counter() - self.t0) / self.done * (self.total - self.done)
+        return f", ETA {_duration(left)}"
+
+    def _line(self, text: str, n: int) -> None:
+        self.stderr.print(f"[{min(n, self.total)}/{self.total}] {text}", highlight=False, markup=False,
+                          soft_wrap=True)  # fmt: skip
 
     def warn(self, message: str) -> None:
         """One warning line on stderr (none with ``--json``)."""
@@ -155,6 +305,16 @@ class BatchView:
         """Take the progress bar off the terminal."""
         if self.progress is not None:
             self.progress.stop()
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def _run(inputs: list[Path], out: Path, engine: str, workers: int, view: BatchView, options: dict):
