@@ -4,7 +4,11 @@
 :mod:`rl.grpo`) share the fields of :class:`TrainingRecipe`. ``Recipe.load(config, overrides)`` reads a YAML path
 or a mapping, fills in the defaults, applies ``key=value`` overrides (YAML values, dotted keys into nested
 mappings: ``lora.r=8``, ``rewards.fidelity=1.0``) and validates; every mistake a user can fix is a one-line
-:class:`RecipeError`. ``recipe.to_yaml()`` prints the effective recipe (``rnr train sft --print-recipe``).
+:class:`RecipeError`. ``recipe.to_yaml()`` prints the effective recipe (``rnr train sft --print-recipe --set ...``).
+
+The committed recipes are package data: :func:`recipe_path` finds them in the installed package (editable or not,
+from any working folder), and :func:`recipe_text` is the file with its comments, to copy and edit
+(``rnr train sft --print-recipe``).
 
 >>> r = SFTRecipe.load({"model": "m", "dataset": "d", "output_dir": "o"}, ["lora.r=8", "max_steps=5"])
 >>> r.max_steps, r.lora.r, r.lora.alpha
@@ -49,6 +53,37 @@ class LoraSettings(BaseModel):
         r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
         description="A regex over module names, or a list of names.",
     )
+
+
+#: The packaged recipe of each training command (``rnr train sft|grpo`` without ``--config``).
+DEFAULT_RECIPES = {"sft": "sft.yaml", "grpo": "grpo.yaml"}
+
+
+def recipe_path(name: str) -> Path:
+    """The packaged recipe ``name`` (``sft``, ``grpo`` or a file name under ``rl/recipes``).
+
+    Found through the installed package (importlib.resources), never relative to the working folder.
+
+    Raises:
+        RecipeError: No such packaged recipe (one line listing those there are).
+
+    >>> recipe_path("sft").name
+    'sft.yaml'
+
+    """
+    from importlib.resources import files
+
+    folder = files("rl") / "recipes"
+    resource = folder / DEFAULT_RECIPES.get(name, name)
+    if not resource.is_file():
+        there = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml")) if folder.is_dir() else []
+        raise RecipeError(f"no packaged recipe {name!r}; packaged: {there or 'none (a broken install?)'}")
+    return Path(str(resource))  # a plain file in every installed layout rnr supports (wheel, editable, checkout)
+
+
+def recipe_text(name: str) -> str:
+    """The packaged recipe ``name`` as committed: YAML with a comment on every field, to copy and edit."""
+    return recipe_path(name).read_text(encoding="utf-8")
 
 
 class TrainingRecipe(BaseModel):
@@ -131,7 +166,7 @@ class TrainingRecipe(BaseModel):
 class SFTRecipe(TrainingRecipe):
     """Supervised fine-tuning (``rl/recipes/sft.yaml`` documents every field)."""
 
-    EXAMPLE: ClassVar[str] = "rl/recipes/sft.yaml"
+    EXAMPLE: ClassVar[str] = "`rnr train sft --print-recipe`"
 
     weight_decay: float = Field(0.0, ge=0)
     max_length: int | None = Field(None, ge=1, description="Truncate sequences to this many tokens (null: never).")
@@ -141,7 +176,7 @@ class SFTRecipe(TrainingRecipe):
 class GRPORecipe(TrainingRecipe):
     """GRPO with restoration rewards (``rl/recipes/grpo.yaml`` documents every field)."""
 
-    EXAMPLE: ClassVar[str] = "rl/recipes/grpo.yaml"
+    EXAMPLE: ClassVar[str] = "`rnr train grpo --print-recipe`"
 
     policy: Literal["vlm", "text"] = "vlm"
     completion: str = "json"

@@ -14,6 +14,7 @@ from agent.cli.common import fail
 train_app = typer.Typer(
     name="train",
     help="Fine-tune a vision-language reasoner (sft: supervised; grpo: reinforcement with restoration rewards).",
+    epilog="Example: rnr train sft --print-recipe > my-sft.yaml",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -43,15 +44,36 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _check_recipe(config: Path, example: str) -> None:
+def _recipe(kind: str, config: Path | None) -> Path:
+    """The recipe file to use: ``--config``, else the packaged one (found from any folder, editable install or not)."""
+    from rl.recipe import RecipeError, recipe_path
+
+    if config is None:
+        try:
+            return recipe_path(kind)
+        except RecipeError as e:
+            fail(str(e))
     if not config.is_file():
-        raise typer.BadParameter(f"{config} does not exist; see {example}", param_hint="--config")
+        raise typer.BadParameter(
+            f"{config} does not exist; `rnr train {kind} --print-recipe > {kind}.yaml` writes the default recipe to "
+            "copy and edit",
+            param_hint="--config",
+        )
+    return config
 
 
-def _print_recipe(kind: str, config: Path, overrides: list[str], as_json: bool) -> None:
-    """Print the effective recipe (YAML, or one JSON document with --json) and stop; nothing is loaded or trained."""
-    from rl.recipe import GRPORecipe, RecipeError, SFTRecipe
+def _print_recipe(kind: str, config: Path | None, overrides: list[str], as_json: bool) -> None:
+    """Print a recipe and stop; nothing is loaded or trained.
 
+    Without ``--config``, ``--set`` or ``--json``: the packaged recipe as committed, comments included, to copy and
+    edit. Otherwise the effective recipe (YAML, or one JSON document with ``--json``).
+    """
+    from rl.recipe import GRPORecipe, RecipeError, SFTRecipe, recipe_text
+
+    if config is None and not overrides and not as_json:
+        sys.stdout.write(recipe_text(kind))
+        return
+    config = _recipe(kind, config)
     try:
         recipe = (SFTRecipe if kind == "sft" else GRPORecipe).load(config, overrides)
     except RecipeError as e:
@@ -142,18 +164,24 @@ def synth(
     stderr.print(f"wrote {len(ds)} samples to {out} ({summary['clean']} clean; {shown}) in {summary['elapsed_s']} s")
 
 
-@train_app.command()
+@train_app.command(epilog="Example: rnr train sft --print-recipe > my-sft.yaml && rnr train sft -c my-sft.yaml")
 def sft(
-    config: Path = typer.Option(Path("rl/recipes/sft.yaml"), "--config", "-c", help="YAML recipe."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML recipe (default: the packaged sft recipe; --print-recipe shows it)."
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe field: KEY=VALUE (repeat; lora.r=8)."),
-    print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the effective recipe and stop."),
+    print_recipe: bool = typer.Option(
+        False,
+        "--print-recipe",
+        help="Print the recipe and stop: the default one to copy and edit, or with --config /--set the effective one.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (no progress)."),
 ) -> None:
     """Supervised fine-tuning of a Qwen3-VL reasoner with TRL; the output folder loads with --reasoner qwen3vl."""
-    _check_recipe(config, "rl/recipes/sft.yaml")
     if print_recipe:
         _print_recipe("sft", config, overrides, as_json)
         return
+    config = _recipe("sft", config)
     try:
         from rl.sft import train_sft
         from rl.training import read_manifest
@@ -179,22 +207,28 @@ def sft(
         )
 
 
-@train_app.command()
+@train_app.command(epilog="Example: rnr train grpo --dry-run --samples 4")
 def grpo(
-    config: Path = typer.Option(Path("rl/recipes/grpo.yaml"), "--config", "-c", help="YAML recipe."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML recipe (default: the packaged grpo recipe; --print-recipe shows it)."
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe field: KEY=VALUE (repeat)."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Score the policy's generations on a few samples; no training."
     ),
     samples: int = typer.Option(4, "--samples", min=1, help="Samples for --dry-run."),
-    print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the effective recipe and stop."),
+    print_recipe: bool = typer.Option(
+        False,
+        "--print-recipe",
+        help="Print the recipe and stop: the default one to copy and edit, or with --config /--set the effective one.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (no progress)."),
 ) -> None:
     """GRPO of a Qwen3-VL reasoner with restoration rewards (TRL); the output loads with --reasoner qwen3vl."""
-    _check_recipe(config, "rl/recipes/grpo.yaml")
     if print_recipe:
         _print_recipe("grpo", config, overrides, as_json)
         return
+    config = _recipe("grpo", config)
     try:
         from rl.grpo import dry_run as run_dry
         from rl.grpo import train_grpo
