@@ -1,0 +1,252 @@
+"""The restoration-plan policy (rl/plan_policy.py, rl/plan_rewards.py, rl/plan_grpo.py) and its hook in the agent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.state import Settings
+from reasoner.measure import MeasureReasoner
+from restorer.plan import Operation, Plan, plan_from_record
+from rl.ground_truth import synthesize
+from rl.photos import CALIBRATION_PHOTOS, load_photo, random_crop
+from rl.plan_policy import (
+    META_FILE,
+    PlanPolicy,
+    PlanPolicyError,
+    hand_target,
+    oracle_target,
+    parse_completion,
+    prompt_messages,
+    to_plan,
+)
+from rl.plan_rewards import PlanEngine, PlanFormat, PsnrGain, QualityGain, build_plan_rewards
+
+RECIPES = Path(__file__).parents[1] / "rl" / "recipes"
+HAND = Plan(
+    operations=[
+        Operation(kind="noise", severity=0.4, strength=1.0, params={"sigma": 20.0, "model": "gaussian"}),
+        Operation(
+            kind="haze",
+            severity=0.6,
+            strength=0.5,
+            params={"transmission": 0.5, "airlight": [0.9, 0.9, 0.9], "beta": 0.7},
+        ),  # fmt: skip
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("noise 1.25, haze 0.75", [("noise", 1.25), ("haze", 0.75)]),  # compact, restoration order
+        ("haze 1, noise 0.5", [("haze", 1.0), ("noise", 0.5)]),  # the order is the policy's
+        ("noise 1, haze 0", [("noise", 1.0)]),  # strength 0 skips a kind
+        ("haze 1.5", [("haze", 1.5)]),  # a kind left out is skipped
+        ("none", []),  # restore nothing
+        (" noise 1 , haze 1. ", [("noise", 1.0), ("haze", 1.0)]),  # spaces and a trailing full stop
+        ('{"steps": [{"kind": "haze", "strength": 1.25}]}', [("haze", 1.25)]),  # the schema JSON
+        ('```json\n{"steps": []}\n```', []),  # fenced JSON
+        ([{"role": "assistant", "content": "noise 0.5"}], [("noise", 0.5)]),  # TRL's conversational completion
+        ("blur 1", None),  # a kind the diagnosis does not hold: no factors to run it with
+        ("noise 1, noise 0.5", None),  # a kind twice
+        ("noise 2.5", None),  # above the strength bound
+        ("noise strong", None),  # not a number
+        ("noise 1 haze 1", None),  # pairs not separated
+        ('{"steps": [{"kind": "noise", "strength": 1}', None),  # partial JSON
+        ('{"steps": [{"kind": "noise", "strength": 1, "colour": 1}]}', None),  # a field the schema does not have
+        ('{"steps": [{"kind": "noise", "strength": 1, "params": {"radius": 3}}]}', None),  # a factor noise lacks
+        ('{"steps": [{"kind": "noise", "strength": 1, "params": {"sigma": -4}}]}', None),  # out of the factor's range
+        ("", None),  # an empty reply
+    ],
+)
+def test_completion_to_plan(reply, expected):
+    parsed = parse_completion(reply, HAND)
+    if expected is None:
+        assert parsed is None
+        assert PlanFormat()(None, [reply], hand=[HAND.model_dump_json()]) == [0.0]
+        return
+    plan = to_plan(parsed, HAND)
+    assert [(op.kind, op.strength) for op in plan.operations] == expected
+    assert PlanFormat()(None, [reply], hand=[HAND.model_dump_json()]) == [1.0]
+    for op in plan.operations:  # the diagnosed severity and factors travel with each operation
+        assert op.severity == next(h.severity for h in HAND.operations if h.kind == op.kind)
+        assert op.params == next(h.params for h in HAND.operations if h.kind == op.kind)
+
+
+def test_factor_overrides_and_instruction():
+    reply = (
+        '{"steps": [{"kind": "noise", "strength": 0.5, "params": {"sigma": 12}}, {"kind": "haze", "strength": 1.5}]}'
+    )
+    plan = to_plan(parse_completion(reply, HAND), HAND)
+    assert plan.operations[0].params == {"sigma": 12, "model": "gaussian"}
+    # The edit restorers' instruction says how firmly (restorer.instructions renders the plan's strengths too).
+    assert "noise (moderate, gently)" in plan.instruction and "haze (moderate, thoroughly)" in plan.instruction
+    from restorer.instructions import remove_lines
+
+    lines = remove_lines(plan)
+    assert lines[0].endswith(", gently.") and lines[1].endswith(", thoroughly.")
+
+
+def test_prompt_and_targets():
+    user = prompt_messages(HAND)[1]["content"]
+    assert "noise 4 9\nhaze 6 5" in user and "`none`" in user
+    assert '"steps"' in prompt_messages(HAND, "json")[1]["content"]
+    assert hand_target(HAND) == "noise 1, haze 0.5"
+    assert json.loads(hand_target(HAND, "json"))["steps"][1] == {"kind": "haze", "strength": 0.5, "params": {}}
+    truth = synthesize(np.full((32, 32, 3), 0.5, np.float32), 0, kinds=["noise"]).record
+    assert oracle_target(HAND, truth) == "noise 1"  # haze is not there: the oracle skips it
+    with pytest.raises(ValueError, match="completion"):
+        prompt_messages(HAND, "yaml")
+
+
+@pytest.fixture(scope="module")
+def noisy_case():
+    clean = random_crop(load_photo(CALIBRATION_PHOTOS[0]), np.random.default_rng(0), 96)
+    syn = synthesize(clean, 0, kinds=["noise"])  # Gaussian noise, sigma 22
+    return clean, syn
+
+
+def test_full_reference_reward_prefers_the_plan_closer_to_the_oracle(noisy_case):
+    clean, syn = noisy_case
+    oracle = plan_from_record(syn.record)  # the ground truth as the diagnosis: "noise 1" is the oracle plan
+    replies = ["noise 1", "noise 0.5", "noise 0.25", "none", "oops"]
+    cols = dict(pixels=[syn.image] * 5, hand=[oracle.model_dump_json()] * 5, record=[syn.record.model_dump_json()] * 5)
+    with PlanEngine(workers=0) as engine:
+        gain = PsnrGain(engine)(None, replies, clean=[clean] * 5, **cols)
+        quality = QualityGain(engine)(None, replies, **cols)
+        assert engine.misses == 4  # the unparsable reply restores nothing; the second reward hit the cache
+    assert gain[0] > gain[1] > gain[2] > gain[3] == 0.0 and gain[4] is None
+    assert quality[4] is None and quality[3] == 0.0 and quality[0] > 0
+    assert PsnrGain(engine)(None, ["noise 1"], **{k: v[:1] for k, v in cols.items()})[0] is None  # no clean crop
+
+
+def test_recipes_parse_and_validate():
+    from rl.plan_grpo import PlanRecipe, load_recipe_yaml
+    from rl.recipe import RecipeError
+
+    cpu = load_recipe_yaml("grpo_restore.yaml")
+    gpu = load_recipe_yaml("grpo_restore_qwen3vl.yaml")
+    assert cpu.policy == "text" and cpu.completion == "compact" and cpu.lora is None and cpu.device == "cpu"
+    assert gpu.policy == "vlm" and gpu.completion == "json" and gpu.lora.r == 16 and gpu.dtype == "bfloat16"
+    assert gpu.use_vllm and gpu.vllm["mode"] == "colocate"
+    assert cpu.rewards == gpu.rewards  # the same rewards on CPU and GPUs
+    assert set(cpu.rewards) == {"format", "psnr_gain", "quality_gain", "fidelity"}
+    fns, weights = build_plan_rewards(cpu.rewards)
+    assert [f.__name__ for f in fns] == list(cpu.rewards) and weights == cpu.reward_weights
+    # The files on disk are the package data the loader reads.
+    assert PlanRecipe.load(RECIPES / "grpo_restore.yaml") == cpu
+    base = {"model": "m", "dataset": "d", "output_dir": "o"}
+    for overrides, message in [
+        (["rewards.severity_reduction=1"], "unknown plan reward"),  # the diagnosis policy's reward
+        (["policy=vlm", "completion=compact"], "completion"),
+        (["text_stats=[noise_sigma_mid]"], "diagnosis policy"),
+        (["reasoner=policy"], "independent"),
+        (["warm_start={target: truth}"], "warm_start"),
+        (["per_device_train_batch_size=6", "num_generations=4"], "divisible"),
+    ]:
+        with pytest.raises(RecipeError, match=message):
+            PlanRecipe.load(base, overrides)
+
+
+class FixedPolicy(PlanPolicy):
+    """A plan policy that always replies ``reply`` (no model)."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply, self.completion = reply, "compact"
+
+    def replies(self, hands, **kwargs):
+        return [[self.reply] for _ in hands]
+
+
+@pytest.fixture
+def policy_reply(monkeypatch):
+    """Make every policy folder reply with the given text."""
+
+    def use(reply: str) -> None:
+        monkeypatch.setattr("rl.plan_policy.load_plan_policy", lambda path: FixedPolicy(reply))
+
+    return use
+
+
+def test_graph_runs_the_policy_plan_and_falls_back_to_the_hand_plan(noisy_case, policy_reply):
+    from agent.run import restore_image
+
+    _, syn = noisy_case
+    assert "noise" in plan_from_record(MeasureReasoner().diagnose(syn.image)).kinds
+    policy_reply("noise 0.5")  # the policy skips whatever else the diagnosis found
+    _, trace = restore_image(syn.image, settings=Settings(policy="some/folder", max_attempts=1))
+    assert [(op.kind, op.strength) for op in trace.attempts[0].plan.operations] == [("noise", 0.5)]
+    assert trace.settings["policy"] == "some/folder"
+    policy_reply('{"steps": [{"kind": "noise", "strength"')  # partial JSON: the hand plan runs
+    _, trace = restore_image(syn.image, settings=Settings(policy="some/folder", max_attempts=1))
+    assert trace.attempts[0].plan.operations == plan_from_record(trace.record_before).operations
+    policy_reply("noise 0.5")  # the person's controls still apply on top of the policy's plan
+    _, trace = restore_image(syn.image, settings=Settings(policy="some/folder", max_attempts=1, strength=0.5))
+    assert [(op.kind, op.strength) for op in trace.attempts[0].plan.operations] == [("noise", 0.25)]
+
+
+def test_a_harmful_policy_plan_is_rescored_and_rolled_back(noisy_case, policy_reply):
+    from agent.run import restore_image
+
+    _, syn = noisy_case
+    # Denoising as if the noise were 10x stronger wipes out the detail: the scorer must catch it.
+    policy_reply('{"steps": [{"kind": "noise", "strength": 2, "params": {"sigma": 250}}]}')
+    pixels, trace = restore_image(syn.image, settings=Settings(policy="p", max_attempts=1))
+    assert trace.attempts[0].plan.operations[0].params["sigma"] == 250
+    assert trace.attempts[0].verdict in ("worse", "drift")
+    assert trace.decision == "unchanged" and trace.chosen_attempt is None
+    np.testing.assert_allclose(pixels, np.round(syn.image * 255) / 255, atol=1 / 255)  # the input, untouched
+    _, trace = restore_image(syn.image, settings=Settings(policy="p", max_attempts=3))
+    assert trace.attempts[0].verdict in ("worse", "drift") and trace.chosen_attempt != 0  # a retry did better
+
+
+def test_a_missing_policy_folder_is_one_line(tmp_path, noisy_case):
+    from rl.plan_policy import read_meta
+
+    with pytest.raises(PlanPolicyError, match="no such folder"):
+        read_meta(tmp_path / "nope")
+    (tmp_path / META_FILE).write_text('{"format": "rnr.plan_policy", "prompt_version": 1, "policy": "vlm", '
+                                      '"completion": "json"}')  # fmt: skip
+    with pytest.raises(PlanPolicyError, match="text policy"):
+        read_meta(tmp_path)
+
+
+def test_tiny_grpo_run_writes_a_policy_the_graph_runs(tmp_path, noisy_case):
+    pytest.importorskip("trl")
+    import torch
+
+    from agent.run import restore_image
+    from rl.plan_grpo import WarmStart, load_recipe_yaml, plan_dataset, train_plan_grpo, warm_start
+    from rl.tiny_text import build_tiny_text_policy
+    from rl.training import read_manifest
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    items = []
+    for i in range(6):
+        clean = random_crop(load_photo(CALIBRATION_PHOTOS[i % 3]), rng, 64)
+        syn = synthesize(clean, rng, n_kinds=(1, 2))
+        items.append((syn.image, clean, syn.record))
+    rows = plan_dataset(items)
+    assert len(rows) >= 2 and {"prompt", "pixels", "clean", "record", "hand", "target_hand"} <= set(rows.column_names)
+    base = build_tiny_text_policy(tmp_path / "base", hidden=32, layers=1)
+    warm = warm_start(base, rows, tmp_path / "warm", WarmStart(steps=2, batch=2))
+    recipe = load_recipe_yaml("grpo_restore.yaml", {
+        "model": str(warm), "dataset": "(rows)", "output_dir": str(tmp_path / "grpo"), "max_steps": 2,
+        "per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 12,
+    })  # fmt: skip
+    out = train_plan_grpo(recipe, train=rows)
+    manifest = read_manifest(out)
+    assert manifest["global_step"] == 2 and (out / META_FILE).is_file()
+    assert {f"rewards/{k}/mean" for k in ("format", "psnr_gain")} <= set(manifest["log_history"][0])
+    policy = PlanPolicy(out)
+    hand = Plan.model_validate_json(rows["hand"][0])
+    planned, reply = policy.plan(hand)
+    assert isinstance(reply, str) and (planned is None or set(planned.kinds) <= set(hand.kinds))
+    _, syn = noisy_case
+    _, trace = restore_image(syn.image, settings=Settings(policy=str(out), max_attempts=1))
+    assert trace.settings["policy"] == str(out) and len(trace.attempts) == 1
