@@ -112,11 +112,11 @@ def edit_degradation(
     if kind not in KINDS:
         raise EditRefused(f"{kind!r}: unknown kind; use one of {', '.join(KINDS)}")
     spec = KINDS[kind]
-    if present is False:
-        return None
     if deg is None and not present:
         if severity is not None or factors is not None or confidence is not None:
             raise EditRefused(f"{kind}: not marked present, so its settings are not used; tick it present first")
+        return None
+    if present is False:
         return None
     sev = None if severity is None else _number(severity, "severity", kind)
     conf = None if confidence is None else _number(confidence, "confidence", kind)
