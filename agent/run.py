@@ -149,11 +149,22 @@ def restore_image(
     index: str | Path | None = None,
     settings: Settings | None = None,
     context: Context | None = None,
+    out: str | Path | None = None,
+    output_format: str | None = None,
+    quality: int | None = None,
 ) -> tuple[np.ndarray, Trace]:
     """Restore one image (a path or a ``float32 HxWx3 RGB in [0, 1]`` array); returns the pixels and the trace.
 
+    ``settings`` carries the controls: ``Settings(strength=0.5)``, ``kind_strength={"noise": 0.3}``,
+    ``only=["noise"]``, ``skip=["jpeg"]``. With ``out``, the result is also written there like the input (its
+    container unless ``out``'s suffix or ``output_format`` says otherwise, its bit depth, EXIF, ICC and XMP; an
+    unchanged image in its own container is the input's bytes), atomically, and the trace records it.
+
+    Example: ``restore_image("photo.jpg", settings=Settings(strength=0.5, skip=["jpeg"]), out="photo-restored.jpg")``.
+
     Raises:
-        ValueError: An array that is not a finite float ``HxWx3`` RGB image (one line).
+        ValueError: An array that is not a finite float ``HxWx3`` RGB image, or a bad ``output_format`` / ``quality``
+            (one line).
         ImageLoadError: A path that is not an image rnr can read (one line naming it).
 
     """
@@ -163,6 +174,7 @@ def restore_image(
 
     if isinstance(image, np.ndarray):
         image = as_rgb_float(image, "image")  # before any backend loads: a bad array fails at once
+    container = _out_container(out, output_format, quality)
     ctx = context or make_context(reasoner, scorer, restorer, index, settings)
     with tempfile.TemporaryDirectory(prefix="rnr-") as tmp:
         if isinstance(image, np.ndarray):
@@ -170,4 +182,37 @@ def restore_image(
         state = run_graph(image, ctx, Path(tmp) / "work", checkpointer=memory_checkpointer(), thread="api")
         t0 = time.perf_counter()
         pixels = final_pixels(state)
-        return pixels, finish_trace(state.trace, None, time.perf_counter() - t0)
+        written, path = None, None
+        if out is not None:
+            written, path = _write_like_input(image, Path(out), pixels, state.chosen is None, container, quality)
+        trace = finish_trace(state.trace, path, time.perf_counter() - t0)
+        return pixels, trace.model_copy(update={"output_file": written})
+
+
+def _out_container(out, output_format: str | None, quality: int | None) -> str | None:
+    """The container ``out`` is written in (``output_format``, else ``out``'s suffix, else the input's: None)."""
+    from reasoner.imagefile import check_quality, normalise_format
+
+    check_quality(quality)
+    if output_format is not None:
+        return normalise_format(output_format)
+    if out is not None and Path(out).suffix:
+        return normalise_format(Path(out).suffix)
+    return None
+
+
+def _write_like_input(image, out: Path, pixels, unchanged: bool, container: str | None, quality: int | None):
+    """Write ``pixels`` to ``out`` like the input file ``image`` (see :func:`restore_image`).
+
+    Returns the trace's record of the file, and its path (``out`` with the container's suffix when it had none).
+    """
+    from agent.worker import output_file_trace
+    from reasoner.imagefile import SourceFile, copy_input, output_suffix, read_source, write_like
+
+    source, data = read_source(image) if isinstance(image, (str, Path)) else (SourceFile("png", ".png"), b"")
+    container = container or source.container or "png"
+    if not out.suffix:
+        out = out.with_name(out.name + output_suffix(source, container))
+    if unchanged and data and container == source.container and quality is None:
+        return output_file_trace(copy_input(out, data, source), source), str(out)
+    return output_file_trace(write_like(out, pixels, source, container=container, quality=quality), source), str(out)

@@ -221,6 +221,11 @@ def write_output(
         written = copy_input(target, data, source)  # bit-exact: nothing re-encoded, nothing lost
     else:
         written = write_like(target, pixels, source, container=container, quality=options.quality)
+    return output_file_trace(written, source)
+
+
+def output_file_trace(written, source) -> OutputFileTrace:
+    """The trace's record of a :class:`reasoner.imagefile.WrittenFile` written like ``source``."""
     return OutputFileTrace(container=written.container, input_container=source.container,
                            bit_depth=written.bit_depth, input_bit_depth=source.bit_depth, quality=written.quality,
                            subsampling=written.subsampling, lossless=written.lossless, copied=written.copied,
