@@ -36,6 +36,27 @@ def test_report_of_a_run_with_a_failure_shows_it(tmp_path):
         assert "broken <b>.png" in failure and summary.failed[0]["error"].split(": ", 1)[1][:40] in failure
         cards = page.locator("#cards > *")
         assert cards.count() == 3
+        # What a reader sees first: one headline, the run's versions and timings folded, the failure first.
+        assert page.locator("#headline").inner_text().startswith("3 images: ")
+        assert not page.locator("#run table").is_visible()
+        assert cards.nth(0).get_attribute("data-status") == "failed"
+        ok = page.locator(".card:not(.failed)").first
+        assert ok.locator(".said").inner_text().startswith("Found ")  # what was done, in one line
+        assert ok.locator(".files a").all_inner_texts() == ["input", "output"]
+        # A click on the pictures opens before/after at full size with a slider; Escape closes it.
+        ok.locator("button.open").click()
+        overlay = page.locator("#cmp")
+        assert overlay.is_visible()
+        page.wait_for_function(
+            "document.querySelectorAll('#cmp .stack img').length == 2 && "
+            "[...document.querySelectorAll('#cmp .stack img')].every(i => i.naturalWidth > 0)"
+        )
+        assert page.eval_on_selector("#cmp .stack img", "i => i.naturalWidth") == 128  # full size, not a thumbnail
+        page.locator("#cmp input[type=range]").fill("20")
+        assert "80%" in page.eval_on_selector("#cmp .stack img + img", "i => i.style.clipPath")
+        screenshot(page, "report_compare.png")
+        page.keyboard.press("Escape")
+        assert not overlay.is_visible()
         # The thumbnails really decode (embedded JPEG), not just sit in the markup.
         widths = page.eval_on_selector_all("#cards img", "els => els.map(e => e.naturalWidth)")
         assert len(widths) >= 4 and all(w > 0 for w in widths)

@@ -150,6 +150,16 @@ align-items:center;justify-content:center;text-align:center;font-size:12px}
 details{background:#fff;border:1px solid #e4e4e4;margin:4px 0;padding:4px 8px}summary{cursor:pointer}
 pre{white-space:pre-wrap;word-break:break-word;background:#f4f4f4;padding:6px;max-height:300px;overflow:auto}
 .name{font-weight:600;word-break:break-all}.controls{margin:6px 0}
+button.open{display:block;width:100%;padding:0;border:0;background:none;cursor:zoom-in;text-align:inherit}
+.files a{margin-right:8px}.said{margin:4px 0;font-size:14px}
+#cmp{position:fixed;inset:0;background:rgba(20,20,20,.92);z-index:9;display:none;flex-direction:column;color:#eee}
+#cmp.on{display:flex}#cmp header{display:flex;gap:10px;align-items:center;padding:8px;flex-wrap:wrap}
+#cmp header b{flex:1;min-width:140px;word-break:break-all}#cmp input{flex:2;min-width:140px}
+#cmp button{font-size:16px}#cmp .view{overflow:auto;flex:1}#cmp .stack{position:relative;display:inline-block}
+#cmp .stack img{display:block;max-width:none}#cmp .stack img+img{position:absolute;left:0;top:0}
+#cmp small{color:#bbb}
+@media (max-width:600px){body{padding:8px}.cards{grid-template-columns:1fr}h1{font-size:18px;word-break:break-all}
+table{display:block;overflow-x:auto;max-width:100%}td{word-break:break-word}}
 """
 
 # Filtering and sorting the grid only; the page reads fine without it.
@@ -159,7 +169,24 @@ g=document.getElementById('cards'),cs=[...g.children];cs.forEach(c=>c.hidden=f!=
 const k={name:c=>c.dataset.name,before:c=>-parseFloat(c.dataset.before||-1),
 gain:c=>-(parseFloat(c.dataset.before||0)-parseFloat(c.dataset.after||0))}[s];
 cs.sort((a,b)=>{const x=k(a),y=k(b);return x<y?-1:x>y?1:0}).forEach(c=>g.appendChild(c));}
+// The before/after comparison at 100%: the after image below, the before on top clipped at the slider.
+function rnrOpen(b){const o=document.getElementById('cmp'),v=o.querySelector('.stack');v.textContent='';
+const a=new Image(),f=new Image();a.src=b.dataset.after;f.src=b.dataset.before;f.alt='before';a.alt='after';
+f.onload=()=>{f.style.width=a.naturalWidth?a.naturalWidth+'px':'';};v.append(a,f);
+o.querySelector('b').textContent=b.dataset.name;o.querySelector('small').textContent=b.dataset.note||'';
+const r=o.querySelector('input');r.value=50;rnrCut(50);o.classList.add('on');r.focus();}
+function rnrCut(x){const f=document.querySelector('#cmp .stack img+img');
+if(f)f.style.clipPath='inset(0 '+(100-x)+'% 0 0)';}
+function rnrClose(){document.getElementById('cmp').classList.remove('on');}
+document.addEventListener('keydown',e=>{if(e.key==='Escape')rnrClose();});
 """
+#: The comparison overlay: one for the page, filled by ``rnrOpen`` (images are made by the script, not in markup).
+_OVERLAY = ('<div id="cmp" role="dialog" aria-label="before and after at 100%"><header><b></b>'
+            '<input type="range" min="0" max="100" value="50" aria-label="before / after" '
+            'oninput="rnrCut(this.value)"><span>before | after</span><button onclick="rnrClose()">close</button>'
+            '<small></small></header><div class="view"><div class="stack"></div></div></div>')  # fmt: skip
+#: Formats a browser shows in an <img> (the input is linked as the "before" at full size only in these).
+_SHOWN = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".avif"}
 
 
 def _median_timings(traces: list) -> dict[str, float]:
@@ -195,7 +222,16 @@ def _summary(run: Run) -> str:
         mb = statistics.fmean(t.overall_before for t in traces)
         ma = statistics.fmean(t.overall_after for t in traces)
         rows.insert(2, ("mean overall severity", f"{mb:.3f} → {ma:.3f}"))
-    return '<table class="kv">' + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    table = '<table class="kv">' + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    restored = sum(1 for t in traces if t.decision in ("accepted", "rolled_back"))
+    line = (f"{len(ents)} image{'s' * (len(ents) != 1)}: {restored} restored, "
+            f"{sum(1 for t in traces if t.decision == 'unchanged')} returned unchanged, "
+            f"{status.get('failed', 0)} failed. Click a picture to compare before and after at full "
+            "size.")  # fmt: skip
+    return (
+        f'<p class="said" id="headline">{_e(line)}</p><details id="run"><summary>Run details: backends, '
+        f"versions, settings, timings</summary>{table}</details>"
+    )
 
 
 def _kinds_text(t) -> str:
@@ -205,6 +241,19 @@ def _kinds_text(t) -> str:
     return ", ".join(f"{d.kind} {d.severity:.2f}→{t.severity_after.get(d.kind, 0.0):.2f}" for d in det)
 
 
+def _href(path: Path, out_dir: Path) -> str:
+    """A link to ``path`` relative to the page's folder."""
+    return quote(Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix())
+
+
+def _input_uri(row: dict) -> str | None:
+    """A ``file:`` link to the run's input (user data: only linked, never read), or None without a path."""
+    src = row.get("input")
+    if not src or not isinstance(src, str):
+        return None
+    return Path(os.path.abspath(src)).as_uri()
+
+
 def _card(i: int, ent: Entry, out_dir: Path, embed: bool, size: int) -> str:
     t, row = ent.trace, ent.row
     status = row.get("status", "?")
@@ -212,18 +261,30 @@ def _card(i: int, ent: Entry, out_dir: Path, embed: bool, size: int) -> str:
     if t is not None:
         attrs += f' data-before="{t.overall_before:.4f}" data-after="{t.overall_after:.4f}"'
     head = f'<div class="name">{_e(ent.name)}</div>'
+    source = _input_uri(row)
+    files = f'<a href="{_e(source)}">input</a>' if source else ""
     if status == "failed":
         body = f'<div class="pair"><div class="ph">failed<br><small>{_e(row.get("error", ""))}</small></div></div>'
-        tags = '<span class="tag st">failed</span>'
+        tags = f'<span class="tag st">failed</span><div class="said bad">{_e(row.get("error", ""))}</div>'
     else:
         missing = ent.note or "not available"
-        body = (f'<div class="pair">{_img(ent.before, "before", out_dir, embed, size, missing)}'
+        pair = (f'<div class="pair">{_img(ent.before, "before", out_dir, embed, size, missing)}'
                 f'{_img(ent.after, "after", out_dir, embed, size, "restored image missing")}</div>')  # fmt: skip
+        body = pair
+        if ent.after is not None:
+            after = _href(ent.after, out_dir)
+            shown = source and Path(str(row.get("input"))).suffix.lower() in _SHOWN
+            before = source if shown else (_href(ent.before, out_dir) if ent.before is not None else after)
+            note = "" if shown else "before: the run's preview of the input, scaled to the output's size"
+            body = (f'<button class="open" onclick="rnrOpen(this)" title="open before/after at full size" '
+                    f'data-name="{_e(ent.name)}" data-before="{_e(before)}" data-after="{_e(after)}" '
+                    f'data-note="{_e(note)}">{pair}</button>')  # fmt: skip
+            files += f'<a href="{_e(after)}">output</a>'
         if t is not None:
             said = outcome(t)
-            tags = (f'<span class="tag {_e(t.decision)}">{_e(t.decision)}</span>'
+            tags = (f'<div class="said">{_e(said.line)}</div>'
+                    f'<span class="tag {_e(t.decision)}">{_e(t.decision)}</span>'
                     f"<span>overall {t.overall_before:.2f} → {_e(said.after_text(t.overall_after))}</span>"
-                    f'<div class="said"><small>{_e(said.line)}</small></div>'
                     f"<div><small>{_e(_kinds_text(t))}</small></div>"
                     f'<a href="#d{i}"><small>details</small></a>')  # fmt: skip
             if said.artefacts:
@@ -232,7 +293,8 @@ def _card(i: int, ent: Entry, out_dir: Path, embed: bool, size: int) -> str:
             tags = f'<span class="tag">{_e(status)}</span><small> trace unreadable</small>'
         if ent.note:
             tags += f'<div class="bad"><small>{_e(ent.note)}</small></div>'
-    return f'<div class="card {_e(status)}" {attrs}>{head}{body}<div>{tags}</div></div>'
+    links = f'<div class="files"><small>{files}</small></div>' if files else ""
+    return f'<div class="card {_e(status)}" {attrs}>{head}{body}<div>{tags}</div>{links}</div>'
 
 
 def _plan_text(plan) -> str:
@@ -288,7 +350,8 @@ def render_html(run: Run, out_dir: Path, *, embed: bool = True, thumb: int = 256
     size = min(thumb, LARGE_THUMB) if len(ents) > LARGE_RUN else thumb
     failed = [e for e in ents if e.row.get("status") == "failed"]
     notes = list(run.notes) + [f"{e.name}: {e.note}" for e in ents if e.note]
-    cards = "".join(_card(i, e, out_dir, embed, size) for i, e in enumerate(ents))
+    order = sorted(range(len(ents)), key=lambda i: ents[i].row.get("status") != "failed")  # the failures first
+    cards = "".join(_card(i, ents[i], out_dir, embed, size) for i in order)
     details = "".join(_details(i, e) for i, e in enumerate(ents) if e.trace is not None)
     fail_rows = "".join(f"<tr><td>{_e(e.name)}</td><td>{_e(e.row.get('input', ''))}</td>"
                         f'<td class="bad">{_e(e.row.get("error", ""))}</td></tr>' for e in failed)  # fmt: skip
@@ -298,13 +361,6 @@ def render_html(run: Run, out_dir: Path, *, embed: bool = True, thumb: int = 256
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>rnr report — {_e(run.root.name)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>",
         f"<h1>Restoration report: {_e(run.root)}</h1>{_summary(run)}",
-        '<h2 id="notes">Notes</h2><ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
-        if notes else "",
-        f'<h2 id="charts">Severity</h2><div class="charts">'
-        f"<figure>{kind_chart(ents)}<figcaption>Mean severity per kind, before and after (images where the kind "
-        f"was detected)</figcaption></figure>"
-        f"<figure>{severity_histogram(ents)}<figcaption>Overall severity: number of images per bin, before and "
-        f"after</figcaption></figure></div>",
         f'<h2 id="failures">Failures ({len(failed)})</h2>',
         f"<table><tr><th>image</th><th>input</th><th>error</th></tr>{fail_rows}</table>" if failed
         else '<p class="muted">none</p>',
@@ -312,7 +368,15 @@ def render_html(run: Run, out_dir: Path, *, embed: bool = True, thumb: int = 256
         f'{opts}</select> sort <select id="srt" onchange="rnrApply()"><option value="name">name</option>'
         '<option value="before">severity before</option><option value="gain">severity reduction</option>'
         f'</select></div><div class="cards" id="cards">{cards}</div>',
+        '<h2 id="notes">Notes</h2><ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
+        if notes else "",
+        f'<h2 id="charts">Severity</h2><div class="charts">'
+        f"<figure>{kind_chart(ents)}<figcaption>Mean severity per kind, before and after (images where the kind "
+        f"was detected)</figcaption></figure>"
+        f"<figure>{severity_histogram(ents)}<figcaption>Overall severity: number of images per bin, before and "
+        f"after</figcaption></figure></div>",
         f'<h2 id="details">Details</h2>{details or "<p class=muted>no readable traces</p>"}',
+        _OVERLAY,
         "</body></html>\n",
     ])  # fmt: skip
 
