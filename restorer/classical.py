@@ -2,6 +2,9 @@
 
 Each operation of the plan runs, in the plan's order, its kind's operator from :data:`restorer.operators.OPERATORS`
 with the record's factors (``op.params``) scaled by ``op.strength``; reference-guided colour transfer runs last.
+Images above :data:`restorer.tiling.TILE_PIXELS` go through the local operators (denoising, deblocking, rain
+removal, deconvolutions) tile by tile with overlap (:mod:`restorer.tiling`), in place after the first step; the
+error level the deconvolutions are told is then measured once on crops spread over the frame.
 """
 
 from __future__ import annotations
@@ -13,10 +16,33 @@ import numpy as np
 from reasoner.kinds import LOWPASS
 from reasoner.schema import DiagnosisRecord
 from restorer.base import ReferenceImage, RestoreOutput
-from restorer.operators import OPERATORS, combine_psfs, deconvolve, transfer_color
-from restorer.operators.deconvolution import WIENER_PER_VAR, clamp_overshoot, error_sigma
+from restorer.operators import OPERATORS, combine_psfs, deconvolve, estimate_noise, transfer_color
+from restorer.operators.deconvolution import (
+    WIENER_PER_VAR,
+    GuardTally,
+    clamp_overshoot,
+    error_sigma,
+    image_wide_guard,
+)
 from restorer.operators.filters import as_image
 from restorer.plan import Operation, Plan
+from restorer.tiling import (
+    DECONV_TILE,
+    TILE,
+    TILE_PIXELS,
+    map_tiles,
+    map_tiles_inplace,
+    needs_tiling,
+    proxy_crops,
+    tiles,
+)
+
+#: Kinds whose operator is local (its output at a pixel depends on a bounded neighbourhood), with that reach in px
+#: for those that do not depend on a kernel: non-local means (3 px patches, 11 px search), rain removal (4 px
+#: shifts and a 17 px line opening). The low-pass kinds reach as far as their kernel, times the iterations.
+LOCAL_REACH = {"noise": 8, "jpeg": 8, "rain": 24}
+#: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample).
+GUARD_SAMPLE_TILES = 9
 
 
 class ClassicalRestorer:
@@ -26,18 +52,30 @@ class ClassicalRestorer:
         color_transfer_min_score: least relevance score of the top reference for colour transfer to run.
         color_transfer_max_weight: blend weight of the transfer at score 1; it rises linearly from 0 at
             ``color_transfer_min_score``.
+        tile_pixels: images with more pixels than this are restored tile by tile (:mod:`restorer.tiling`).
+        tile: core side (px) of the tiles for non-local means and rain removal.
+        deconv_tile: core side (px) of the tiles for deconvolutions.
 
     """
 
     name = "classical"
 
-    def __init__(self, *, color_transfer_min_score: float = 0.6, color_transfer_max_weight: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        color_transfer_min_score: float = 0.6,
+        color_transfer_max_weight: float = 0.5,
+        tile_pixels: int = TILE_PIXELS,
+        tile: int = TILE,
+        deconv_tile: int = DECONV_TILE,
+    ) -> None:
         if not 0.0 <= color_transfer_min_score <= 1.0:
             raise ValueError(f"color_transfer_min_score must be in [0, 1], got {color_transfer_min_score!r}")
         if not 0.0 <= color_transfer_max_weight <= 1.0:
             raise ValueError(f"color_transfer_max_weight must be in [0, 1], got {color_transfer_max_weight!r}")
         self.color_transfer_min_score = float(color_transfer_min_score)
         self.color_transfer_max_weight = float(color_transfer_max_weight)
+        self.tile_pixels, self.tile, self.deconv_tile = int(tile_pixels), int(tile), int(deconv_tile)
 
     def restore(
         self, image: np.ndarray, record: DiagnosisRecord, references: Sequence[ReferenceImage], plan: Plan
@@ -47,7 +85,9 @@ class ClassicalRestorer:
         Operations with strength 0 are skipped; an empty plan (and no colour transfer) returns an exact copy.
         Factors missing from ``op.params`` are taken from the record's entry for that kind. ``run`` is None.
         """
-        x = as_image(image)
+        tiled = needs_tiling(np.shape(image), self.tile_pixels)
+        x = as_image(image) if not tiled else image  # tiles are checked one by one; the input is only read
+        owned = not tiled  # whether x may be overwritten (never the caller's image)
         noise_left: float | None = None  # std (0-255) of the noise a denoise step left, for the deconvolutions
         quality = _jpeg_quality(plan, record)  # the compression error regularises deconvolutions too
         ops = [op for op in plan.operations if op.strength > 0]
@@ -60,16 +100,54 @@ class ClassicalRestorer:
                 strength *= DEBLOCK_BEFORE_DECONVOLUTION
             if op.kind in LOWPASS and len(lowpass) > 1:
                 if op is lowpass[0]:
-                    x = _joint_deconvolution(x, lowpass, record, noise_left, quality)
+                    if tiled:
+                        noise_left = _proxy_noise(x) if noise_left is None else noise_left
+                        fn = lambda t: _joint_deconvolution(t, lowpass, record, noise_left, quality)  # noqa: E731
+                        reach = _deconv_reach(_joint_psf(lowpass, record)[0])
+                        x, owned = self._tiled(fn, x, owned, self.deconv_tile, reach, guard=True), True
+                    else:
+                        x = _joint_deconvolution(x, lowpass, record, noise_left, quality)
                 continue
             extra = {"noise": noise_left, "quality": quality} if operator.error_aware else {}
-            x = operator.run(x, *params, strength=strength, **extra)
+            if tiled and (op.kind in LOCAL_REACH or operator.psf is not None):
+                if operator.error_aware and noise_left is None:  # measured once, not per tile
+                    noise_left = extra["noise"] = _proxy_noise(x)
+                reach, size = LOCAL_REACH.get(op.kind), self.tile
+                if reach is None:
+                    reach, size = _deconv_reach(operator.psf(*params)[0]), self.deconv_tile
+                fn = lambda t, run=operator.run, p=params, s=strength, e=extra: run(t, *p, strength=s, **e)  # noqa: E731
+                x, owned = self._tiled(fn, x, owned, size, reach, guard=operator.psf is not None), True
+            else:  # global operators (exposure, haze) see the whole image
+                x, owned = operator.run(x, *params, strength=strength, **extra), True
             if operator.leaves_noise is not None:
                 noise_left = operator.leaves_noise(*params, strength=strength)
+        if tiled and not owned:  # nothing ran: the result is still a new array
+            x = as_image(image)
         weight = self.color_transfer_weight(references) if plan.use_references else 0.0
         if weight > 0:
             x = transfer_color(x, max(references, key=lambda r: r.score).pixels, weight)
         return RestoreOutput(x)
+
+    def _tiled(self, fn, x: np.ndarray, owned: bool, tile: int, overlap: int, guard: bool = False) -> np.ndarray:
+        """``fn`` over ``x`` tile by tile: in place when ``x`` is the restorer's own, else into a new image.
+
+        ``guard``: ``fn`` deconvolves; its stability guard is judged once for the image, on up to
+        :data:`GUARD_SAMPLE_TILES` tiles spread over it, and that verdict applied to every tile.
+        """
+        overlap = min(overlap, tile // 2)
+        if guard:
+            tally = GuardTally()
+            boxes = list(tiles(*x.shape[:2], tile, overlap))
+            pick = np.unique(np.linspace(0, len(boxes) - 1, min(GUARD_SAMPLE_TILES, len(boxes))).round().astype(int))
+            with image_wide_guard(tally):
+                for i in pick:
+                    fn(np.ascontiguousarray(x[boxes[i][0]]))
+            tally.freeze()
+            with image_wide_guard(tally):
+                return self._tiled(fn, x, owned, tile, overlap)
+        if owned:
+            return map_tiles_inplace(fn, x, tile=tile, overlap=overlap)
+        return map_tiles(fn, x, tile=tile, overlap=overlap)
 
     def color_transfer_weight(self, references: Sequence[ReferenceImage]) -> float:
         """Blend weight of the colour transfer for these references: 0 below the threshold score, then linear."""
@@ -98,18 +176,38 @@ def _joint_deconvolution(x, ops: list[Operation], record: DiagnosisRecord, noise
     at its operation's strength (an unsure detection as a partial blur, :func:`combine_psfs`); the prior is the
     strongest of their least balances plus the error term.
     """
+    psf, floor = _joint_psf(ops, record)
+    sigma = error_sigma(noise, quality, x)
+    boost = max(max(op.strength for op in ops), 1.0)
+    out = deconvolve(x, psf, balance=(floor + WIENER_PER_VAR * sigma**2) / boost**2)
+    if any(op.kind == "low_resolution" for op in ops):
+        out = clamp_overshoot(out, x, _JOINT_CLAMP)
+    return out
+
+
+def _joint_psf(ops: list[Operation], record: DiagnosisRecord) -> tuple[np.ndarray, float]:
+    """The combined PSF of several low-pass operations (each at its strength) and the strongest least balance."""
     parts, floor = [], 0.0
     for op in ops:
         operator = OPERATORS[op.kind]
         psf, least = operator.psf(*_factors(op, record, operator.factors))
         parts.append((psf, op.strength))
         floor = max(floor, least)
-    sigma = error_sigma(noise, quality, x)
-    boost = max(max(op.strength for op in ops), 1.0)
-    out = deconvolve(x, combine_psfs(parts), balance=(floor + WIENER_PER_VAR * sigma**2) / boost**2)
-    if any(op.kind == "low_resolution" for op in ops):
-        out = clamp_overshoot(out, x, _JOINT_CLAMP)
-    return out
+    return combine_psfs(parts), floor
+
+
+def _deconv_reach(psf: np.ndarray) -> int:
+    """Context (px) a deconvolution tile needs around its core.
+
+    Richardson-Lucy spreads by the kernel radius per iteration and Wiener's inverse decays over a few kernel
+    widths; the mirrored tile border must sit beyond both.
+    """
+    return int(max(32, 4 * max(psf.shape)))
+
+
+def _proxy_noise(x: np.ndarray) -> float:
+    """The noise std (0-255) of a large image, measured on crops spread over it (a block quantile: crops suffice)."""
+    return estimate_noise(proxy_crops(x))
 
 
 def _jpeg_quality(plan: Plan, record: DiagnosisRecord) -> float | None:

@@ -7,7 +7,9 @@ degraded by ``rl.degradations`` and by AgenticIR-style mixtures (noise, JPEG, lo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import cv2
 import numpy as np
@@ -30,6 +32,52 @@ RL_ITERATIONS, RL_SIGMA = 8, 16.0
 GUARD_RATIO, GUARD_SHARE, GUARD_OVER = 2.0, 0.02, 0.1
 #: JPEG error std (0-255) a deblocked image still holds at quality q: JPEG_ERR0 + JPEG_ERR1 * ln(100 / q) (tuned).
 JPEG_ERR0, JPEG_ERR1 = 2.2, 2.7
+
+
+class GuardTally:
+    """The stability guard's statistics over a whole image, gathered from tiles, so every tile is guarded alike.
+
+    Inside :func:`image_wide_guard`, :func:`deconvolve` first adds each tile's correction to the tally (and guards
+    nothing); once :meth:`freeze` has fixed the scale, it applies that one scale to every tile instead of judging
+    each tile alone (a per-tile guard would scale neighbouring tiles differently: a seam). Tiles may overlap; the
+    overlap counts twice, which a guard threshold tolerates.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sums = np.zeros(5)  # sum d, sum d^2, sum x, sum x^2, count beyond the over-range margin
+        self.scale: float | None = None
+
+    def add(self, out: np.ndarray, x: np.ndarray) -> None:
+        """Count one tile's unguarded result ``out`` of input ``x``."""
+        d = (out - x).astype(np.float64)
+        over = (out < -GUARD_OVER) | (out > 1.0 + GUARD_OVER)
+        self.sums += [d.sum(), np.square(d).sum(), x.sum(dtype=np.float64), np.square(x, dtype=np.float64).sum(),
+                      over.sum()]  # fmt: skip
+        self.n += d.size
+
+    def freeze(self) -> float:
+        """Fix and return the guard scale (1: no scaling) from what was added."""
+        if self.n == 0:
+            self.scale = 1.0
+            return self.scale
+        sd, sd2, sx, sx2, over = self.sums / self.n
+        ratio = math.sqrt(max(sd2 - sd * sd, 0.0)) / (math.sqrt(max(sx2 - sx * sx, 0.0)) + 1e-3)
+        self.scale = min(1.0, GUARD_RATIO / max(ratio, 1e-6), GUARD_SHARE / max(over, 1e-6))
+        return self.scale
+
+
+_TALLY: ContextVar[GuardTally | None] = ContextVar("deconvolution_guard_tally", default=None)
+
+
+@contextmanager
+def image_wide_guard(tally: GuardTally) -> Iterator[GuardTally]:
+    """Within this block :func:`deconvolve` feeds or applies ``tally`` (see :class:`GuardTally`)."""
+    token = _TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        _TALLY.reset(token)
 
 
 def combine_psfs(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
@@ -138,9 +186,16 @@ def deconvolve(
         out = _richardson_lucy(x, psf, max(1, round(n)))
     # A kernel far wider than the real blur inverts into a pattern many times stronger than the image itself, never
     # an image the input could have been blurred from: such a correction is scaled back (a blend, as for strength).
-    ratio = float(np.std(out - x)) / (float(np.std(x)) + 1e-3)
-    over = float(np.mean((out < -GUARD_OVER) | (out > 1.0 + GUARD_OVER)))
-    s = min(s, 1.0, GUARD_RATIO / max(ratio, 1e-6), GUARD_SHARE / max(over, 1e-6))
+    tally = _TALLY.get()
+    if tally is None:
+        ratio = float(np.std(out - x)) / (float(np.std(x)) + 1e-3)
+        over = float(np.mean((out < -GUARD_OVER) | (out > 1.0 + GUARD_OVER)))
+        s = min(s, 1.0, GUARD_RATIO / max(ratio, 1e-6), GUARD_SHARE / max(over, 1e-6))
+    elif tally.scale is None:  # gathering the whole image's statistics: this tile's result is not kept
+        tally.add(out, x)
+        s = min(s, 1.0)
+    else:
+        s = min(s, 1.0, tally.scale)
     if s < 1.0:
         out = x + np.float32(s) * (out - x)
     return clip01(out)
