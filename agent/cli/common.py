@@ -52,11 +52,16 @@ def validation_line(err: Exception) -> str:
 
 
 def stdout_console():
-    """A rich console for stdout that does not cut tables at 80 columns when stdout is a pipe or a file."""
+    """A rich console for stdout that does not cut tables at 80 columns when stdout is a pipe or a file.
+
+    A terminal's width is its own; a pipe's is ``COLUMNS`` when set, else wide enough for any table rnr prints.
+    """
+    import os
+
     from rich.console import Console
 
     console = Console()
-    if not console.is_terminal:
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
         console = Console(width=max(console.width, 200), soft_wrap=False)
     return console
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from agent.cli.common import fail, require_model
+from agent.cli.common import fail, require_model, stdout_console
 
 
 def diagnose(
@@ -83,7 +83,7 @@ def _diagnose_all(backend, files: list[Path], refused: list, limit: int, as_json
     from agent.cli.render import render_record
     from reasoner.imageio import ImageLoadError, load_image
 
-    stdout, stderr = Console(), Console(stderr=True)
+    stdout, stderr = stdout_console(), Console(stderr=True)
     records, failures = [], [str(e) for e in refused]
     for msg in failures:
         stderr.print(f"[red]error:[/] {msg}", highlight=False, soft_wrap=True)

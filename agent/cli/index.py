@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from agent.cli.common import fail
+from agent.cli.common import fail, stdout_console
 
 index_app = typer.Typer(
     name="index",
@@ -126,7 +126,7 @@ def _report(lib, result, n_inputs: int, as_json: bool, action: str) -> None:
         table.add_row("embedder", lib.embedder_tag)
         table.add_row("index", lib.index_type)
         table.add_row("threshold", f"{lib.threshold:.2f}")
-        Console().print(table)
+        stdout_console().print(table)
     if result.errors:
         stderr.print(f"{len(result.errors)} of {n_inputs} input(s) failed and were skipped:", highlight=False)
         for msg in result.errors:
@@ -260,7 +260,6 @@ def query(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Find the references most similar to an image."""
-    from rich.console import Console
     from rich.table import Table
 
     from reasoner.imageio import ImageLoadError, load_image
@@ -289,7 +288,7 @@ def query(
         }
         sys.stdout.write(json.dumps(doc) + "\n")
         return
-    con = Console()
+    con = stdout_console()
     if not refs:
         con.print(f"no reference scores ≥ {used:.2f} for {image}; lower --threshold to see weaker matches")
         return
