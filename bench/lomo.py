@@ -109,7 +109,7 @@ def _crop(photos: Mapping[str, np.ndarray], rng: np.random.Generator, i: int, si
 def zoo_cases(split: str, seed: int, fold: int | None, per_kind: int, mixed: int, size: int) -> list[ZooCase]:
     """Degraded cases of one fold (every kind from its held-out model), or of the whole zoo when ``fold`` is None."""
     photos = real_photos(split)
-    rng = np.random.default_rng([seed, 17, -1 if fold is None else fold])
+    rng = np.random.default_rng([seed, 17, 1000 if fold is None else fold])
     held = held_out(fold) if fold is not None else {}
     models = {k: (v,) for k, v in held.items()} or dict(ZOO)
     plan = [(k,) for k in KINDS for _ in range(per_kind)] + [None] * mixed
