@@ -230,10 +230,21 @@ def _checked(restorer, out, shape: tuple[int, ...]) -> RestoreOutput:
         out = RestoreOutput(out)
     elif not isinstance(out, RestoreOutput):
         raise TypeError(f"{name}.restore returned a {type(out).__name__}, not a RestoreOutput")
-    pixels = as_rgb_float(out.pixels, f"{name}.restore output")
+    pixels = _in_range(out.pixels)
+    if pixels is None:
+        pixels = as_rgb_float(out.pixels, f"{name}.restore output")
     if pixels.shape != shape:
         raise ValueError(f"{name}.restore output: shape {pixels.shape}, the input's is {shape}")
     return RestoreOutput(pixels, out.run)
+
+
+def _in_range(pixels) -> np.ndarray | None:
+    """``pixels`` itself when already float32 HxWx3 in [0, 1] (a large photo's copy costs 0.3 GB), else None."""
+    if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.float32 and pixels.ndim == 3):
+        return None
+    if pixels.shape[2] != 3 or pixels.size == 0 or not (pixels.min() >= 0.0 and pixels.max() <= 1.0):
+        return None  # NaN fails the comparisons too: as_rgb_float says what is wrong
+    return pixels
 
 
 def _jsonable(run: dict) -> dict:
