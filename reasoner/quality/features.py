@@ -103,12 +103,19 @@ def change_features(src: np.ndarray, out: np.ndarray) -> dict[str, float]:
     """
     if src.shape != out.shape:
         raise ValueError(f"source {src.shape} and restoration {out.shape} differ in shape")
-    src = np.clip(np.asarray(src, np.float32), 0.0, 1.0)
-    out = np.clip(np.asarray(out, np.float32), 0.0, 1.0)
+    src, out = _unit(src), _unit(out)
     f: dict[str, float] = {}
     _global(f, _small(src), _small(out))
     _local(f, _crop(src), _crop(out))
     return {k: float(np.nan_to_num(f[k])) for k in FEATURES}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 in [0, 1]; the array itself when it already is (no whole-image copy of a large photo)."""
+    x = np.asarray(x)
+    if x.dtype == np.float32 and x.size and x.min() >= 0.0 and x.max() <= 1.0:
+        return x
+    return np.clip(np.asarray(x, np.float32), 0.0, 1.0)
 
 
 def _global(f: dict, src: np.ndarray, out: np.ndarray) -> None:
