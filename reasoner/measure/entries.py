@@ -52,7 +52,18 @@ def clip(x: float, lo: float, hi: float) -> float:
     return min(max(float(x), lo), hi)
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
+#: The kernel measurements (:mod:`reasoner.measure.psf`, a Welch average over 256 px tiles) read at most this many
+#: pixels: a larger image is measured on its central crop of that area (a 24 MP photo's full spectrum would cost
+#: seconds and 0.3 GB for no better estimate; 2048 x 2048 already averages about 200 tiles).
+PSF_MAX_PIXELS = 2048 * 2048
+
+
+def _luma(rgb: np.ndarray, max_pixels: int | None = None) -> np.ndarray:
+    if max_pixels is not None and rgb.shape[0] * rgb.shape[1] > max_pixels:
+        side = int(max_pixels**0.5) // 8 * 8
+        h, w = rgb.shape[:2]
+        y0, x0 = max(0, (h - side) // 2) // 8 * 8, max(0, (w - side) // 2) // 8 * 8
+        rgb = rgb[y0 : y0 + side, x0 : x0 + side]
     return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -150,7 +161,7 @@ def _blur(r: Reading) -> Degradation:
     # A disk PSF of the wrong radius puts spectral zeros in the wrong place and wrecks deconvolution, while a Gaussian
     # of the same spread is a safe approximation: say "defocus" only when sure. A disk whose zero rings are seen in
     # the spectrum is measured, radius included (reasoner.measure.psf).
-    disk = psf.defocus_radius(_luma(r.rgb))
+    disk = psf.defocus_radius(_luma(r.rgb, PSF_MAX_PIXELS))
     if disk is not None:
         return r.entry(sigma=disk[0] / 2, kernel="defocus")
     shape = "defocus" if r.prob.get("blur_defocus", 0.0) >= DEFOCUS_SURE else "gaussian"
@@ -161,7 +172,7 @@ def _motion_blur(r: Reading) -> Degradation:
     # Motion removes spectral energy along its direction; frequency angle == motion angle. (make_degradation wraps the
     # angle into [0, 180) after rounding: 179.96 is stored as 0.0.)
     angle = r.stats["orient_min_angle"] % 180
-    seen = psf.motion_length(_luma(r.rgb), angle)
+    seen = psf.motion_length(_luma(r.rgb, PSF_MAX_PIXELS), angle)
     length = seen[0] if seen is not None else clip(r.factors["length"], 2.0, 500.0)
     return r.entry(length=length, angle=angle)
 
