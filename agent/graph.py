@@ -171,7 +171,7 @@ def plan(state: RestoreState, ctx: Context) -> dict:
     """First plan from the diagnosis; on a retry, the plan of the retry the policy calls for (:mod:`agent.policy`)."""
     if not state.attempts:
         diagnosed = plan_from_record(state.record)
-        first = policy.user_plan(diagnosed, ctx.settings)
+        first = policy.user_plan(diagnosed, ctx.settings, record=state.record)
         if not first.operations:  # nothing to restore: the decision is final before any attempt
             final = policy.conclude(state.record, [], ctx.settings)
             if diagnosed.operations:  # the person's controls (strength 0, only, skip) left nothing to do

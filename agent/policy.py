@@ -229,14 +229,16 @@ def _estimated(attempt: AttemptTrace) -> bool:
     return attempt.quality is not None and attempt.quality.gain_db is not None
 
 
-def user_plan(plan: Plan, settings: Settings, scale: Iterable[str] | None = None) -> Plan:
+def user_plan(
+    plan: Plan, settings: Settings, scale: Iterable[str] | None = None, record: DiagnosisRecord | None = None
+) -> Plan:
     """``plan`` under the person's controls: ``only``/``skip`` filter kinds, strengths scale them (0 drops a kind).
 
     ``scale`` limits the strength scaling to these kinds (a retry's kinds already carry the scaled strength they
     were last run with); None scales every kind.
 
     With a trained plan policy (``settings.policy``), the first plan (``scale`` None) is the policy's plan of the
-    diagnosis ``plan`` holds (:func:`policy_plan`), under the same controls.
+    diagnosis ``plan`` holds and the statistics ``record`` cites (:func:`policy_plan`), under the same controls.
 
     >>> p = Plan(operations=[Operation(kind="noise", severity=0.5), Operation(kind="jpeg", severity=0.5)])
     >>> [(o.kind, o.strength) for o in user_plan(p, Settings(strength=0.5, kind_strength={"jpeg": 0.0})).operations]
@@ -244,7 +246,7 @@ def user_plan(plan: Plan, settings: Settings, scale: Iterable[str] | None = None
     """
     s = settings
     if s.policy and scale is None:
-        plan = policy_plan(plan, s.policy)
+        plan = policy_plan(plan, s.policy, record)
     scale = None if scale is None else set(scale)
     ops = []
     for op in plan.operations:
@@ -259,8 +261,10 @@ def user_plan(plan: Plan, settings: Settings, scale: Iterable[str] | None = None
     return plan.model_copy(update={"operations": ops})
 
 
-def policy_plan(plan: Plan, path: str) -> Plan:
+def policy_plan(plan: Plan, path: str, record: DiagnosisRecord | None = None) -> Plan:
     """The plan the trained plan policy at ``path`` writes for the diagnosis the hand ``plan`` holds.
+
+    The policy also reads the statistics ``record`` cites as evidence (:func:`rl.plan_policy.record_stats`).
 
     The one rule of this module that runs a model (:class:`rl.plan_policy.PlanPolicy`, loaded once per process).
     A reply that does not parse falls back to ``plan`` itself, so a weak policy never leaves an image unplanned.
@@ -273,7 +277,7 @@ def policy_plan(plan: Plan, path: str) -> Plan:
         return plan
     from rl.plan_policy import load_plan_policy
 
-    planned, _reply = load_plan_policy(path).plan(plan)
+    planned, _reply = load_plan_policy(path).plan(plan, record)
     return plan if planned is None else planned
 
 
