@@ -4,7 +4,8 @@
     python bench/grpo_restore.py --tune ...       (evaluate on the tuning split instead: for choosing settings)
 
 The policy (:mod:`rl.plan_policy`) is a tiny local Qwen3 causal LM (:mod:`rl.tiny_text`) that reads the ``measure``
-diagnosis of a crop (each detected kind with its severity and confidence as one digit) and writes the plan as
+diagnosis of a crop (each detected kind with its severity and confidence as one digit, and the statistics the
+diagnosis cites, each as its decile among the warm-start crops) and writes the plan as
 ``kind strength`` pairs in the order to run them (``none``: restore nothing), which expands into the plan schema's
 JSON and runs on the classical restorer. The hand planner runs every detected kind in restoration order at the
 strength its confidence gives. The warm start is supervised on the hand planner's plans (``--warm-from hand``,
@@ -87,7 +88,7 @@ def evaluate(cases, rows, policies: dict[str, object], say) -> dict[str, dict]:
     from restorer import load_restorer, plan_from_record
     from restorer.metrics import psnr
     from restorer.plan import Plan
-    from rl.plan_policy import parse_completion, to_plan
+    from rl.plan_policy import parse_completion, record_stats, to_plan
 
     restorer = load_restorer("classical")
     hands = [Plan.model_validate_json(h) for h in rows["hand"]]
@@ -96,7 +97,8 @@ def evaluate(cases, rows, policies: dict[str, object], say) -> dict[str, dict]:
     bad: dict[str, int] = {}
     for name, policy in policies.items():
         todo = [i for i, h in enumerate(hands) if h.operations]
-        replies = policy.replies([hands[i] for i in todo]) if todo else []
+        stats = [record_stats(records[i]) for i in todo]
+        replies = policy.replies([hands[i] for i in todo], stats) if todo else []
         chosen, bad[name] = list(hands), 0
         for i, reply in zip(todo, replies, strict=True):
             parsed = parse_completion(reply[0], hands[i])
@@ -204,6 +206,7 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=8, help="completions per prompt (GRPO group size)")
     ap.add_argument("--prompts-per-step", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=128, help="policy hidden size (2 layers)")
+    ap.add_argument("--no-stats", dest="stats", action="store_false", help="prompt with the diagnosis only")
     ap.add_argument("--tune", action="store_true", help="evaluate on the tuning split, not the held-out one")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (warm start and GRPO policies)")
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
@@ -213,7 +216,15 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from reasoner import load_reasoner
-    from rl.plan_grpo import WarmStart, load_recipe_yaml, plan_dataset, train_plan_grpo, warm_start
+    from rl.plan_grpo import (
+        WarmStart,
+        diagnose_items,
+        load_recipe_yaml,
+        plan_dataset,
+        train_plan_grpo,
+        training_bins,
+        warm_start,
+    )
     from rl.plan_policy import PlanPolicy
     from rl.tiny_text import build_tiny_text_policy
     from rl.training import read_manifest
@@ -229,34 +240,36 @@ def main() -> None:
     say(f"work folder {work}")
     measure = load_reasoner("measure")
     size = args.size
-    train_rows = plan_dataset(make_cases(TRAIN_PHOTOS, TRAIN_MODELS, args.train, 0, size, (1, 3)), reasoner=measure)
-    grpo_rows = plan_dataset(make_cases(TRAIN_PHOTOS, TRAIN_MODELS, args.grpo_train, 3, size, (1, 3)),
-                             reasoner=measure)  # fmt: skip
+    train_diag = diagnose_items(make_cases(TRAIN_PHOTOS, TRAIN_MODELS, args.train, 0, size, (1, 3)), measure)
+    grpo_diag = diagnose_items(make_cases(TRAIN_PHOTOS, TRAIN_MODELS, args.grpo_train, 3, size, (1, 3)), measure)
+    # Statistic deciles from the warm-start crops only, reused as they are for every other crop.
+    bins = training_bins(train_diag) if args.stats else None
+    train_rows, grpo_rows = plan_dataset(train_diag, bins=bins), plan_dataset(grpo_diag, bins=bins)
     split = "tuning" if args.tune else "held-out"
     photos, models = (TUNING_PHOTOS, TRAIN_MODELS) if args.tune else (EVALUATION_PHOTOS, HELD_OUT_MODELS)
     groups = {
         "mixed": make_cases(photos, models, args.eval_mixed, 11, size, (2, 3)),
         "single": make_cases(photos, models, args.eval_single, 12, size, 1),
     }
-    eval_rows = {g: plan_dataset(c, reasoner=measure, keep_empty=True) for g, c in groups.items()}
+    eval_rows = {g: plan_dataset(diagnose_items(c, measure), bins=bins, keep_empty=True) for g, c in groups.items()}
     say(f"data: {len(train_rows)} warm-start and {len(grpo_rows)} GRPO prompts (crops with something diagnosed), "
         f"{split}: {len(groups['mixed'])} mixed and {len(groups['single'])} single crops of {size}px")  # fmt: skip
 
     base = build_tiny_text_policy(work / "base", seed=0, hidden=args.hidden, layers=2)
     ws = WarmStart(target=args.warm_from, steps=args.sft_steps, learning_rate=args.sft_lr, batch=args.sft_batch)
-    warm = warm_start(base, train_rows, work / "warm", ws, say=say)
+    warm = warm_start(base, train_rows, work / "warm", ws, bins=bins, say=say)
     t_warm = time.time() - t0
     recipe = load_recipe_yaml(
         "grpo_restore.yaml",
         {
             "model": str(warm), "dataset": "(in memory)", "output_dir": str(work / "grpo"), "overwrite": True,
             "max_steps": args.grpo_steps, "learning_rate": args.lr, "beta": args.beta,
-            "temperature": args.temperature, "num_generations": args.generations,
+            "temperature": args.temperature, "num_generations": args.generations, "stats": args.stats,
             "per_device_train_batch_size": args.generations * args.prompts_per_step, "warm_start": ws.model_dump(),
         },
     )  # fmt: skip
     t1 = time.time()
-    out = train_plan_grpo(recipe, log=say, train=grpo_rows)
+    out = train_plan_grpo(recipe, log=say, train=grpo_rows, bins=bins)
     grpo_s = time.time() - t1
     policies = {"start": PlanPolicy(warm), "grpo": PlanPolicy(out)}
     results = {g: evaluate(groups[g], eval_rows[g], policies, say) for g in groups}

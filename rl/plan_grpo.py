@@ -24,7 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from reasoner.schema import DiagnosisRecord
 from restorer.plan import plan_from_record
-from rl.plan_policy import COMPLETIONS, hand_target, oracle_target, prompt_messages, write_meta
+from rl.plan_policy import (
+    COMPLETIONS,
+    fit_bins,
+    hand_target,
+    oracle_target,
+    prompt_messages,
+    record_stats,
+    write_meta,
+)
 from rl.plan_rewards import PLAN_REWARDS, PlanEngine, build_plan_rewards
 from rl.recipe import GRPORecipe
 
@@ -55,6 +63,7 @@ class PlanRecipe(GRPORecipe):
     completion: str = "compact"
     rewards: dict[str, float | dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_REWARDS))
     reasoner: str = Field("measure", description="Reasoner whose diagnosis the prompt shows (never the policy).")
+    stats: bool = Field(True, description="Show the diagnosis' evidence statistics (deciles over the training set).")
     warm_start: WarmStart | None = None
     max_completion_length: int = Field(64, ge=1)
 
@@ -95,38 +104,54 @@ def _png(u8: np.ndarray):
     return Image.fromarray(np.ascontiguousarray(u8))
 
 
-def plan_dataset(
-    items: Iterable[tuple[np.ndarray, np.ndarray | None, DiagnosisRecord | None]],
-    completion: str = "compact",
-    reasoner=None,
-    vlm: bool = False,
-    keep_empty: bool = False,
-):
-    """Plan-policy rows from ``(degraded, clean or None, ground truth or None)`` crops (float RGB or uint8).
+def diagnose_items(items: Iterable[tuple], reasoner=None) -> list[tuple]:
+    """``(degraded uint8, clean uint8 or None, truth or None, diagnosis)`` of ``(degraded, clean, truth)`` crops.
 
-    Each crop is diagnosed by ``reasoner`` (default ``measure``) and planned by hand; crops with nothing to plan are
-    left out unless ``keep_empty`` (no action to learn). Columns: ``prompt``, ``pixels`` (and ``image`` when
-    ``vlm``), ``clean``, ``record`` (the diagnosis), ``hand`` (hand plan JSON), ``truth``, ``target_hand``,
-    ``target_oracle`` (the hand target where there is no ground truth).
+    Crops may be float RGB in [0, 1] or uint8; they are quantised to 8 bits before ``reasoner`` (default
+    ``measure``) diagnoses them, as a saved photo would be.
     """
-    from datasets import Dataset
-
     from reasoner import load_reasoner
     from reasoner.imageio import to_uint8
     from rl.rewards import as_uint8
 
     diagnose = reasoner or load_reasoner("measure")
+    out = []
+    for degraded, clean, truth in items:
+        u8 = degraded if degraded.dtype == np.uint8 else to_uint8(np.asarray(degraded, np.float32))
+        out.append((u8, None if clean is None else as_uint8(clean), truth,
+                    diagnose.diagnose(u8.astype(np.float32) / 255.0)))  # fmt: skip
+    return out
+
+
+def training_bins(diagnosed: list[tuple]) -> dict[str, list[float]]:
+    """Decile edges of the prompt statistics over diagnosed training crops (:func:`diagnose_items`)."""
+    return fit_bins([record_stats(d[3]) for d in diagnosed])
+
+
+def plan_dataset(
+    diagnosed: list[tuple],
+    completion: str = "compact",
+    bins: dict[str, list[float]] | None = None,
+    vlm: bool = False,
+    keep_empty: bool = False,
+):
+    """Plan-policy rows of diagnosed crops (:func:`diagnose_items`), statistics binned by ``bins`` when given.
+
+    Crops with nothing to plan are left out unless ``keep_empty`` (no action to learn). Columns: ``prompt``,
+    ``pixels`` (and ``image`` when ``vlm``), ``clean``, ``record`` (the diagnosis), ``hand`` (hand plan JSON),
+    ``truth``, ``target_hand``, ``target_oracle`` (the hand target where there is no ground truth).
+    """
+    from datasets import Dataset
+
     rows: dict[str, list] = {k: [] for k in ("prompt", "pixels", "clean", "record", "hand", "truth", "target_hand",
                                              "target_oracle")}  # fmt: skip
-    for degraded, clean, truth in items:
-        u8 = as_uint8(degraded) if degraded.dtype == np.uint8 else to_uint8(np.asarray(degraded, np.float32))
-        record = diagnose.diagnose(u8.astype(np.float32) / 255.0)
+    for u8, clean, truth, record in diagnosed:
         hand = plan_from_record(record)
         if not hand.operations and not keep_empty:
             continue
-        rows["prompt"].append(prompt_messages(hand, completion))
+        rows["prompt"].append(prompt_messages(hand, completion, record_stats(record), bins))
         rows["pixels"].append(_png(u8))
-        rows["clean"].append(None if clean is None else _png(as_uint8(clean)))
+        rows["clean"].append(None if clean is None else _png(clean))
         rows["record"].append(record.model_dump_json())
         rows["hand"].append(hand.model_dump_json())
         rows["truth"].append("" if truth is None else truth.model_dump_json())
@@ -153,11 +178,20 @@ def synth_items(path: str | Path, max_samples: int | None = None):
 # --------------------------------------------------------------------------------------------------- warm start
 
 
-def warm_start(base: str | Path, data, out: str | Path, ws: WarmStart, completion: str = "compact", say=None) -> Path:
+def warm_start(
+    base: str | Path,
+    data,
+    out: str | Path,
+    ws: WarmStart,
+    completion: str = "compact",
+    bins: dict[str, list[float]] | None = None,
+    say=None,
+) -> Path:
     """Supervised next-token steps of a text policy on ``data``'s ``target_<ws.target>`` replies; writes ``out``.
 
     A plain loop (the loss on the reply only, batches drawn with seed 0), then the weights, tokenizer and
-    :data:`rl.plan_policy.META_FILE`, so ``out`` is a policy folder the agent can load as it is.
+    :data:`rl.plan_policy.META_FILE` (with ``bins``, those the rows' prompts were rendered with), so ``out`` is a
+    policy folder the agent can load as it is.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -193,7 +227,7 @@ def warm_start(base: str | Path, data, out: str | Path, ws: WarmStart, completio
     out.mkdir(parents=True, exist_ok=True)
     model.eval().save_pretrained(out)
     tok.save_pretrained(out)
-    write_meta(out, "text", completion)
+    write_meta(out, "text", completion, bins)
     return out
 
 
@@ -210,6 +244,7 @@ def train_plan_grpo(
     overrides: list[str] | dict | None = None,
     log=None,
     train=None,
+    bins: dict[str, list[float]] | None = None,
 ) -> Path:
     """GRPO-train a plan policy; returns the output folder (a policy folder :class:`PlanPolicy` loads).
 
@@ -218,7 +253,8 @@ def train_plan_grpo(
         overrides: ``["key=value", ...]`` or a dict, applied over the recipe.
         log: Optional callable taking one line of progress text.
         train: Rows of :func:`plan_dataset` to train on; default: the recipe's ``dataset`` (an ``rnr synth`` set)
-            diagnosed by its ``reasoner``.
+            diagnosed by its ``reasoner``, statistics binned over it (when ``stats``).
+        bins: The statistic bins ``train``'s prompts were rendered with (written into the policy folder).
 
     Returns:
         ``output_dir``: weights (LoRA merged), tokenizer or processor, ``rnr_plan_policy.json`` and
@@ -249,8 +285,9 @@ def train_plan_grpo(
     out = prepare_output(recipe, resuming=resume is not None)
     use_cpu, dtype = resolve_device(recipe)
     if train is None:
-        items = synth_items(recipe.dataset, recipe.max_samples)
-        train = plan_dataset(items, recipe.completion, load_reasoner(recipe.reasoner), vlm=recipe.policy == "vlm")
+        diagnosed = diagnose_items(synth_items(recipe.dataset, recipe.max_samples), load_reasoner(recipe.reasoner))
+        bins = training_bins(diagnosed) if recipe.stats else None
+        train = plan_dataset(diagnosed, recipe.completion, bins, vlm=recipe.policy == "vlm")
     say(f"{len(train)} prompts with something to plan")
     with plan_engine(recipe) as engine:
         reward_funcs, weights = build_plan_rewards(recipe.rewards, engine)
@@ -278,7 +315,7 @@ def train_plan_grpo(
     if not trainer.is_world_process_zero():
         return out
     save_trained(trainer, recipe, processor, base, out)
-    write_meta(out, recipe.policy, recipe.completion)
+    write_meta(out, recipe.policy, recipe.completion, bins)
     history = [h for h in trainer.state.log_history if "reward" in h]
     manifest = {
         "format": "rnr.grpo_plan_run",

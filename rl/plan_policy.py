@@ -2,8 +2,9 @@
 
 The hand planner (:func:`restorer.plan.plan_from_record`) runs every detected kind in restoration order at the
 strength its confidence gives (1 for a sure detection). A plan policy sees the same diagnosis — the hand plan's
-kinds, each with its severity and confidence weight as one digit, so the prompt is a function of the plan alone and
-the agent can call the policy wherever it holds a plan — and writes the plan as schema-guided JSON
+kinds, each with its severity and confidence weight as one digit — and the image statistics the diagnosis cites as
+evidence (:data:`PROMPT_STATS`, each as its decile among the training crops, :func:`record_stats`), and writes the
+plan as schema-guided JSON
 (:class:`PlanCompletion`: ordered steps, each a diagnosed kind with a strength and optional factor overrides) or, for
 a small text policy, in a compact form that expands into the same JSON (``"noise 1.25, haze 0.75"``; ``none``
 restores nothing). A kind left out, or given strength 0, is skipped; a kind the diagnosis does not hold is refused
@@ -64,6 +65,13 @@ JSON_HINT = (
     "removes the diagnosed amount, 0.5 half of it, 1.5 more; leave a kind out to skip it; a step may set "
     '"params" to override diagnosed factors by name.'
 )
+STATS_HEADER = "Measured statistics (deciles):"
+#: Statistics of the diagnosis' evidence the prompt shows (the ``measure`` backend cites them all; a missing one is
+#: written ``?``): noise, sharpness, motion, resampling, compression, haze, exposure, rain, colour.
+PROMPT_STATS: tuple[str, ...] = (
+    "noise_sigma_mid", "edge_width", "blur_sigma_fit", "orient_aniso", "spec_cutoff", "jpeg_blockiness",
+    "transmission_dcp", "contrast_rms", "dark_mean", "lum_mean", "lum_p995", "rain_tophat_frac", "saturation",
+)  # fmt: skip
 _PAIR = re.compile(r"^\s*([a-z_]+)\s+(\d+(?:\.\d+)?)\s*$")
 
 Param = float | int | str | list[float]
@@ -102,12 +110,49 @@ def render_diagnosis(hand: Plan) -> str:
     return "\n".join(f"{op.kind} {_digit(op.severity)} {_digit(op.strength)}" for op in hand.operations)
 
 
-def prompt_messages(hand: Plan, completion: str = "compact") -> list[dict[str, str]]:
-    """The conversational prompt for the plan of ``hand`` (system and user message)."""
+def record_stats(record: DiagnosisRecord | None) -> dict[str, float]:
+    """The statistics a record cites as evidence, by name (the reasoning steps' ``evidence``, later steps winning)."""
+    out: dict[str, float] = {}
+    for step in record.reasoning if record is not None else ():
+        out.update(step.evidence)
+    return out
+
+
+def fit_bins(stats_rows: list[dict[str, float]], names: tuple[str, ...] = PROMPT_STATS) -> dict[str, list[float]]:
+    """Decile edges of each statistic over (training) rows; reused as they are for any other image."""
+    from rl.text_policy import stat_bins
+
+    names = tuple(n for n in names if all(n in row for row in stats_rows))
+    return stat_bins(stats_rows, list(names)) if stats_rows and names else {}
+
+
+def render_stats(stats: dict[str, float] | None, bins: dict[str, list[float]]) -> str:
+    r"""``name decile`` lines for the statistics of ``bins`` (``?`` where ``stats`` lacks one).
+
+    >>> render_stats({"lum_mean": 0.3}, {"lum_mean": [0.2, 0.4], "dark_mean": [0.1]})
+    'Measured statistics (deciles):\nlum_mean 1\ndark_mean ?'
+    """
+    import bisect
+
+    stats = stats or {}
+    lines = [f"{k} {bisect.bisect_right(edges, stats[k]) if k in stats else '?'}" for k, edges in bins.items()]
+    return "\n".join([STATS_HEADER, *lines])
+
+
+def prompt_messages(
+    hand: Plan,
+    completion: str = "compact",
+    stats: dict[str, float] | None = None,
+    bins: dict[str, list[float]] | None = None,
+) -> list[dict[str, str]]:
+    """The conversational prompt for the plan of ``hand``: the diagnosis, the binned statistics when ``bins``."""
     if completion not in COMPLETIONS:
         raise ValueError(f"completion={completion!r} is not one of {list(COMPLETIONS)}")
     hint = COMPACT_HINT if completion == "compact" else JSON_HINT
-    user = f"{DIAGNOSIS_HEADER}\n{render_diagnosis(hand) or '(nothing detected)'}\n\n{hint}"
+    parts = [f"{DIAGNOSIS_HEADER}\n{render_diagnosis(hand) or '(nothing detected)'}"]
+    if bins:
+        parts.append(render_stats(stats, bins))
+    user = "\n\n".join([*parts, hint])
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -266,10 +311,13 @@ class PlanPolicyError(ValueError):
     """A policy folder that cannot be used; the message is one line naming it."""
 
 
-def write_meta(out: str | Path, policy: Literal["text", "vlm"], completion: str) -> Path:
-    """Write :data:`META_FILE` into a policy folder (how to prompt it and read its replies)."""
+def write_meta(
+    out: str | Path, policy: Literal["text", "vlm"], completion: str, bins: dict[str, list[float]] | None = None
+) -> Path:
+    """Write :data:`META_FILE` into a policy folder (how to prompt it, with which statistic bins, and read it)."""
     path = Path(out) / META_FILE
-    meta = {"format": META_FORMAT, "prompt_version": PROMPT_VERSION, "policy": policy, "completion": completion}
+    meta = {"format": META_FORMAT, "prompt_version": PROMPT_VERSION, "policy": policy, "completion": completion,
+            "bins": bins or {}}  # fmt: skip
     path.write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
@@ -316,6 +364,7 @@ class PlanPolicy:
         self.path = str(path)
         self.meta = read_meta(path)
         self.completion = self.meta["completion"]
+        self.bins = {k: [float(e) for e in v] for k, v in (self.meta.get("bins") or {}).items()}
         self.max_new_tokens = int(max_new_tokens)
         try:
             import torch
@@ -332,14 +381,23 @@ class PlanPolicy:
             raise PlanPolicyError(f"policy {path}: cannot load the model: {one_line(e, 300)}") from None
         self.tokenizer.padding_side = "left"
 
-    def replies(self, hands: list[Plan], *, sample: bool = False, n: int = 1, seed: int = 0) -> list[list[str]]:
-        """``n`` replies per hand plan (greedy, or sampled at temperature 1), batched."""
+    def replies(
+        self,
+        hands: list[Plan],
+        stats: list[dict[str, float] | None] | None = None,
+        *,
+        sample: bool = False,
+        n: int = 1,
+        seed: int = 0,
+    ) -> list[list[str]]:
+        """``n`` replies per hand plan (with its image's statistics), greedy or sampled at temperature 1, batched."""
         import torch
 
+        stats = stats if stats is not None else [None] * len(hands)
         texts = [
-            self.tokenizer.apply_chat_template(prompt_messages(h, self.completion), tokenize=False,
+            self.tokenizer.apply_chat_template(prompt_messages(h, self.completion, st, self.bins), tokenize=False,
                                                add_generation_prompt=True)
-            for h in hands
+            for h, st in zip(hands, stats, strict=True)
         ]  # fmt: skip
         out: list[list[str]] = []
         if sample:
@@ -355,11 +413,14 @@ class PlanPolicy:
             out += [words[j : j + n] for j in range(0, len(words), n)]
         return out
 
-    def plan(self, hand: Plan) -> tuple[Plan | None, str]:
-        """The policy's plan for the diagnosis ``hand`` holds (None when its reply does not parse) and the reply."""
+    def plan(self, hand: Plan, record: DiagnosisRecord | None = None) -> tuple[Plan | None, str]:
+        """The policy's plan of a diagnosis (``hand``, and ``record``'s evidence) and its reply.
+
+        The plan is None when the reply does not parse.
+        """
         if not hand.operations:
             return None, ""
-        reply = self.replies([hand])[0][0]
+        reply = self.replies([hand], [record_stats(record)])[0][0]
         parsed = parse_completion(reply, hand)
         return (None if parsed is None else to_plan(parsed, hand)), reply
 

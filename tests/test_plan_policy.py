@@ -10,6 +10,7 @@ import pytest
 
 from agent.state import Settings
 from reasoner.measure import MeasureReasoner
+from reasoner.schema import DiagnosisRecord
 from restorer.plan import Operation, Plan, plan_from_record
 from rl.ground_truth import synthesize
 from rl.photos import CALIBRATION_PHOTOS, load_photo, random_crop
@@ -95,6 +96,9 @@ def test_prompt_and_targets():
     user = prompt_messages(HAND)[1]["content"]
     assert "noise 4 9\nhaze 6 5" in user and "`none`" in user
     assert '"steps"' in prompt_messages(HAND, "json")[1]["content"]
+    bins = {"lum_mean": [0.2, 0.4], "noise_sigma_mid": [5.0]}
+    with_stats = prompt_messages(HAND, stats={"lum_mean": 0.5}, bins=bins)[1]["content"]
+    assert "Measured statistics (deciles):\nlum_mean 2\nnoise_sigma_mid ?" in with_stats
     assert hand_target(HAND) == "noise 1, haze 0.5"
     assert json.loads(hand_target(HAND, "json"))["steps"][1] == {"kind": "haze", "strength": 0.5, "params": {}}
     truth = synthesize(np.full((32, 32, 3), 0.5, np.float32), 0, kinds=["noise"]).record
@@ -158,7 +162,7 @@ class FixedPolicy(PlanPolicy):
     def __init__(self, reply: str) -> None:
         self.reply, self.completion = reply, "compact"
 
-    def replies(self, hands, **kwargs):
+    def replies(self, hands, stats=None, **kwargs):
         return [[self.reply] for _ in hands]
 
 
@@ -220,7 +224,15 @@ def test_tiny_grpo_run_writes_a_policy_the_graph_runs(tmp_path, noisy_case):
     import torch
 
     from agent.run import restore_image
-    from rl.plan_grpo import WarmStart, load_recipe_yaml, plan_dataset, train_plan_grpo, warm_start
+    from rl.plan_grpo import (
+        WarmStart,
+        diagnose_items,
+        load_recipe_yaml,
+        plan_dataset,
+        train_plan_grpo,
+        training_bins,
+        warm_start,
+    )
     from rl.tiny_text import build_tiny_text_policy
     from rl.training import read_manifest
 
@@ -231,21 +243,25 @@ def test_tiny_grpo_run_writes_a_policy_the_graph_runs(tmp_path, noisy_case):
         clean = random_crop(load_photo(CALIBRATION_PHOTOS[i % 3]), rng, 64)
         syn = synthesize(clean, rng, n_kinds=(1, 2))
         items.append((syn.image, clean, syn.record))
-    rows = plan_dataset(items)
+    diagnosed = diagnose_items(items)
+    bins = training_bins(diagnosed)
+    rows = plan_dataset(diagnosed, bins=bins)
+    assert "Measured statistics (deciles):\nnoise_sigma_mid " in rows["prompt"][0][1]["content"]
     assert len(rows) >= 2 and {"prompt", "pixels", "clean", "record", "hand", "target_hand"} <= set(rows.column_names)
     base = build_tiny_text_policy(tmp_path / "base", hidden=32, layers=1)
-    warm = warm_start(base, rows, tmp_path / "warm", WarmStart(steps=2, batch=2))
+    warm = warm_start(base, rows, tmp_path / "warm", WarmStart(steps=2, batch=2), bins=bins)
     recipe = load_recipe_yaml("grpo_restore.yaml", {
         "model": str(warm), "dataset": "(rows)", "output_dir": str(tmp_path / "grpo"), "max_steps": 2,
         "per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 12,
     })  # fmt: skip
-    out = train_plan_grpo(recipe, train=rows)
+    out = train_plan_grpo(recipe, train=rows, bins=bins)
     manifest = read_manifest(out)
     assert manifest["global_step"] == 2 and (out / META_FILE).is_file()
     assert {f"rewards/{k}/mean" for k in ("format", "psnr_gain")} <= set(manifest["log_history"][0])
     policy = PlanPolicy(out)
+    assert policy.bins == bins
     hand = Plan.model_validate_json(rows["hand"][0])
-    planned, reply = policy.plan(hand)
+    planned, reply = policy.plan(hand, DiagnosisRecord.model_validate_json(rows["record"][0]))
     assert isinstance(reply, str) and (planned is None or set(planned.kinds) <= set(hand.kinds))
     _, syn = noisy_case
     _, trace = restore_image(syn.image, settings=Settings(policy=str(out), max_attempts=1))
