@@ -24,7 +24,7 @@ haze 6 5
 >>> [(op.kind, op.strength) for op in to_plan(parse_completion("haze 1.25, noise 0.5", hand), hand).operations]
 [('haze', 1.25), ('noise', 0.5)]
 >>> parse_completion("blur 1", hand) is None, hand_target(hand)
-(True, 'noise 1, haze 0.5')
+(True, 'noise 1.00, haze 0.50')
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ SYSTEM = (
 )
 DIAGNOSIS_HEADER = "Diagnosis (kind, severity 0-9, confidence 0-9):"
 COMPACT_HINT = (
-    "Reply with the plan as `kind strength` pairs in the order to run them, separated by commas: strength 1 "
-    "removes the diagnosed amount, 0.5 half of it, 1.5 more; leave a kind out to skip it; `none` restores nothing."
+    "Reply with the plan as `kind strength` pairs in the order to run them, separated by commas: strength 1.00 "
+    "removes the diagnosed amount, 0.50 half of it, 1.50 more; leave a kind out to skip it; `none` restores nothing."
 )
 JSON_HINT = (
     'Reply with JSON only: {"steps": [{"kind": KIND, "strength": S}, ...]} in the order to run them; strength 1 '
@@ -260,13 +260,17 @@ def bucket(strength: float) -> float:
     return min(STRENGTHS, key=lambda s: (abs(s - strength), s))
 
 
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
 def compact_of(plan: Plan) -> str:
-    """The compact reply of ``plan`` (kinds in its order, strengths as written), or ``none``."""
-    return ", ".join(f"{op.kind} {_fmt(op.strength)}" for op in plan.operations) or "none"
+    """The compact reply of ``plan`` (kinds in its order, strengths with two decimals), or ``none``.
+
+    Every strength is written with the same number of tokens (``1.00``, not ``1``): a shorter spelling of one
+    strength would be sampled with fewer chances of a malformed reply, and the format reward would then favour it
+    for its length instead of its restoration.
+
+    >>> compact_of(Plan(operations=[Operation(kind="noise", severity=0.4, strength=1)]))
+    'noise 1.00'
+    """
+    return ", ".join(f"{op.kind} {op.strength:.2f}" for op in plan.operations) or "none"
 
 
 def json_of(plan: Plan) -> str:

@@ -99,10 +99,10 @@ def test_prompt_and_targets():
     bins = {"lum_mean": [0.2, 0.4], "noise_sigma_mid": [5.0]}
     with_stats = prompt_messages(HAND, stats={"lum_mean": 0.5}, bins=bins)[1]["content"]
     assert "Measured statistics (deciles):\nlum_mean 2\nnoise_sigma_mid ?" in with_stats
-    assert hand_target(HAND) == "noise 1, haze 0.5"
+    assert hand_target(HAND) == "noise 1.00, haze 0.50"
     assert json.loads(hand_target(HAND, "json"))["steps"][1] == {"kind": "haze", "strength": 0.5, "params": {}}
     truth = synthesize(np.full((32, 32, 3), 0.5, np.float32), 0, kinds=["noise"]).record
-    assert oracle_target(HAND, truth) == "noise 1"  # haze is not there: the oracle skips it
+    assert oracle_target(HAND, truth) == "noise 1.00"  # haze is not there: the oracle skips it
     with pytest.raises(ValueError, match="completion"):
         prompt_messages(HAND, "yaml")
 
