@@ -39,8 +39,9 @@ from restorer.tiling import (
 
 #: Kinds whose operator is local (its output at a pixel depends on a bounded neighbourhood), with that reach in px
 #: for those that do not depend on a kernel: non-local means (3 px patches, 11 px search), rain removal (4 px
-#: shifts and a 17 px line opening). The low-pass kinds reach as far as their kernel, times the iterations.
-LOCAL_REACH = {"noise": 8, "jpeg": 8, "rain": 24}
+#: shifts and a 17 px line opening), brightening once its curve is prepared. The low-pass kinds reach as far as
+#: their kernel, times the iterations.
+LOCAL_REACH = {"noise": 8, "jpeg": 8, "rain": 24, "low_light": 8}
 #: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample).
 GUARD_SAMPLE_TILES = 9
 
@@ -109,7 +110,11 @@ class ClassicalRestorer:
                         x = _joint_deconvolution(x, lowpass, record, noise_left, quality)
                 continue
             extra = {"noise": noise_left, "quality": quality} if operator.error_aware else {}
-            if tiled and (op.kind in LOCAL_REACH or operator.psf is not None):
+            if tiled and operator.prepare is not None:  # global quantities measured once, the rest per tile
+                kw = {**extra, **operator.prepare(x, *params, strength=strength)}
+                fn = lambda t, run=operator.run, p=params, s=strength, k=kw: run(t, *p, strength=s, **k)  # noqa: E731
+                x, owned = self._tiled(fn, x, owned, self.tile, LOCAL_REACH[op.kind]), True
+            elif tiled and (op.kind in LOCAL_REACH or operator.psf is not None):
                 if operator.error_aware and noise_left is None:  # measured once, not per tile
                     noise_left = extra["noise"] = _proxy_noise(x)
                 reach, size = LOCAL_REACH.get(op.kind), self.tile

@@ -36,7 +36,7 @@ from restorer.operators.denoise import RESIDUAL_NOISE, denoise, residual_noise, 
 from restorer.operators.derain import derain
 from restorer.operators.filters import estimate_noise
 from restorer.operators.kernels import MAX_PSF_RADIUS, disk_kernel, gaussian_kernel, line_kernel, stroke_kernel
-from restorer.operators.low_light import brighten
+from restorer.operators.low_light import brighten, prepare_brighten
 from restorer.operators.motion_deblur import deblur_motion, motion_psf
 from restorer.operators.super_resolution import resolution_psf, sharpen_resolution
 
@@ -58,6 +58,9 @@ class Operator:
             it); no function when ``run`` does not change the noise level it is told.
         psf: ``psf(*factors)`` -> ``(kernel, least Wiener balance)`` for a low-pass kind, so that several low-pass
             degradations of one image are undone by one deconvolution of their combined PSF; None otherwise.
+        prepare: ``prepare(image, *factors, strength=...)`` -> keyword arguments of ``run`` holding what it reads
+            from the whole image (a tone curve, a noise level), so that ``run`` on tiles of a large image is local
+            (:mod:`restorer.tiling`); None when ``run`` is global through and through or local already.
 
     """
 
@@ -65,6 +68,7 @@ class Operator:
     factors: tuple[str, ...]
     leaves_noise: Callable[..., float | None] | None = None
     psf: Callable[..., tuple[np.ndarray, float]] | None = None
+    prepare: Callable[..., dict] | None = None
 
     @property
     def error_aware(self) -> bool:
@@ -80,7 +84,7 @@ OPERATORS: dict[str, Operator] = check_table(
         "motion_blur": Operator(deblur_motion, ("length", "angle"), psf=motion_psf),
         "blur": Operator(deblur, ("sigma", "kernel"), psf=blur_psf),
         "low_resolution": Operator(sharpen_resolution, ("scale",), psf=resolution_psf),
-        "low_light": Operator(brighten, ("exposure", "gamma"), measured_after),
+        "low_light": Operator(brighten, ("exposure", "gamma"), measured_after, prepare=prepare_brighten),
         "noise": Operator(denoise, ("sigma", "model"), residual_noise),
         "jpeg": Operator(deblock, ("quality",)),
     },

@@ -36,7 +36,15 @@ def tone_curve(img: np.ndarray, exposure: float, gamma: float) -> tuple[float, f
     return min(max(e, 1e-3), 1.0), g
 
 
-def brighten(img: np.ndarray, exposure: float, gamma: float = 1.0, strength: float = 1.0) -> np.ndarray:
+def brighten(
+    img: np.ndarray,
+    exposure: float,
+    gamma: float = 1.0,
+    strength: float = 1.0,
+    *,
+    curve: tuple[float, float] | None = None,
+    noise: float | None = None,
+) -> np.ndarray:
     """Invert under-exposure ``y = exposure * x ** gamma`` on brightness and denoise the noise the gain amplifies.
 
     The curve comes from :func:`tone_curve` (the diagnosis held to natural-image statistics). The division by the
@@ -50,6 +58,9 @@ def brighten(img: np.ndarray, exposure: float, gamma: float = 1.0, strength: flo
         exposure: linear exposure multiplier in (0, 1].
         gamma: tone-curve exponent.
         strength: interpolates from no change: ``exposure ** strength`` and ``1 + (gamma - 1) * strength``.
+        curve: the ``(exposure, gamma)`` to apply, already dosed (:func:`brighten_curve`); default from ``img``.
+            A tile of a large image is given the whole image's (:func:`prepare_brighten`).
+        noise: noise std (0-255) of ``img`` before the gain; default measured on ``img``.
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
@@ -58,12 +69,11 @@ def brighten(img: np.ndarray, exposure: float, gamma: float = 1.0, strength: flo
     x, s = as_image(img), float(strength)
     if s <= 0:
         return x.copy()
-    e, g = tone_curve(x, exposure, gamma)
-    e, g = e**s, max(1.0 + (g - 1.0) * s, 0.2)
+    e, g = brighten_curve(x, exposure, gamma, s) if curve is None else curve
     if e >= 1.0 and g == 1.0:
         return x.copy()
     lin = x / np.float32(e)
-    sigma = estimate_noise(x) / e
+    sigma = (estimate_noise(x) if noise is None else float(noise)) / e
     if sigma > 1.0:
         lin = nlm(lin, sigma)
     v = np.maximum(channel_max(lin), 1e-4)[..., None]
@@ -71,3 +81,23 @@ def brighten(img: np.ndarray, exposure: float, gamma: float = 1.0, strength: flo
     shoulder = np.where(v > knee, knee + (1 - knee) * np.tanh((v - knee) / (1 - knee)), v).astype(np.float32)
     ratio = np.clip(lin / v, 0.0, 1.0)
     return clip01(np.power(ratio * shoulder, np.float32(1.0 / g)))
+
+
+def brighten_curve(img: np.ndarray, exposure: float, gamma: float, strength: float = 1.0) -> tuple[float, float]:
+    """The exposure and gamma :func:`brighten` applies to ``img`` at ``strength`` (:func:`tone_curve`, dosed)."""
+    e, g = tone_curve(img, exposure, gamma)
+    return e ** float(strength), max(1.0 + (g - 1.0) * float(strength), 0.2)
+
+
+def prepare_brighten(img: np.ndarray, exposure: float, gamma: float = 1.0, strength: float = 1.0) -> dict:
+    """What :func:`brighten` reads from the whole image (its curve, its noise), measured on bounded proxies.
+
+    The curve's highlight percentile is read on a regular subsample of at most 4 MP, the noise on crops spread
+    over the frame; given to :func:`brighten` on each tile, they make it local.
+    """
+    from restorer.tiling import proxy_crops, subsample
+
+    return {
+        "curve": brighten_curve(subsample(img), exposure, gamma, strength),
+        "noise": estimate_noise(proxy_crops(img)),
+    }
