@@ -9,6 +9,7 @@ error level the deconvolutions are told is then measured once on crops spread ov
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,11 +40,12 @@ from restorer.tiling import (
 
 #: Kinds whose operator is local (its output at a pixel depends on a bounded neighbourhood), with that reach in px
 #: for those that do not depend on a kernel: non-local means (3 px patches, 11 px search), rain removal (4 px
-#: shifts and a 17 px line opening), brightening once its curve is prepared. The low-pass kinds reach as far as
-#: their kernel, times the iterations.
-LOCAL_REACH = {"noise": 8, "jpeg": 8, "rain": 24, "low_light": 8}
-#: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample).
-GUARD_SAMPLE_TILES = 9
+#: shifts and a 17 px line opening), brightening and dehazing once their curve or transmission map is prepared.
+#: The low-pass kinds reach as far as their kernel, times the iterations.
+LOCAL_REACH = {"noise": 8, "jpeg": 8, "rain": 24, "low_light": 8, "haze": 16}
+#: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample; their
+#: results are kept when the guard does not bind, so the sample costs nothing then).
+GUARD_SAMPLE_TILES = 6
 
 
 class ClassicalRestorer:
@@ -55,7 +57,8 @@ class ClassicalRestorer:
             ``color_transfer_min_score``.
         tile_pixels: images with more pixels than this are restored tile by tile (:mod:`restorer.tiling`).
         tile: core side (px) of the tiles for non-local means and rain removal.
-        deconv_tile: core side (px) of the tiles for deconvolutions.
+        deconv_tile: core side (px) of the tiles for Wiener deconvolutions (symmetric PSFs, whose FFTs of the
+            mirrored tile take many tile-sized arrays); Richardson-Lucy takes ``tile``.
 
     """
 
@@ -104,25 +107,27 @@ class ClassicalRestorer:
                     if tiled:
                         noise_left = _proxy_noise(x) if noise_left is None else noise_left
                         fn = lambda t: _joint_deconvolution(t, lowpass, record, noise_left, quality)  # noqa: E731
-                        reach = _deconv_reach(_joint_psf(lowpass, record)[0])
-                        x, owned = self._tiled(fn, x, owned, self.deconv_tile, reach, guard=True), True
+                        psf = _joint_psf(lowpass, record)[0]
+                        size = self.deconv_tile if _symmetric(psf) else self.tile
+                        x, owned = self._tiled(fn, x, owned, size, _deconv_reach(psf), guard=True), True
                     else:
                         x = _joint_deconvolution(x, lowpass, record, noise_left, quality)
                 continue
             extra = {"noise": noise_left, "quality": quality} if operator.error_aware else {}
             if tiled and operator.prepare is not None:  # global quantities measured once, the rest per tile
-                kw = {**extra, **operator.prepare(x, *params, strength=strength)}
-                fn = lambda t, run=operator.run, p=params, s=strength, k=kw: run(t, *p, strength=s, **k)  # noqa: E731
-                x, owned = self._tiled(fn, x, owned, self.tile, LOCAL_REACH[op.kind]), True
+                kw = {**extra, **operator.prepare(x, *params, strength=strength, **extra)}
+                fn = functools.partial(_run_tile, operator.run, params, strength, kw, x.shape[:2])
+                x, owned = self._tiled(fn, x, owned, self.tile, LOCAL_REACH[op.kind], boxed=True), True
             elif tiled and (op.kind in LOCAL_REACH or operator.psf is not None):
                 if operator.error_aware and noise_left is None:  # measured once, not per tile
                     noise_left = extra["noise"] = _proxy_noise(x)
                 reach, size = LOCAL_REACH.get(op.kind), self.tile
                 if reach is None:
-                    reach, size = _deconv_reach(operator.psf(*params)[0]), self.deconv_tile
+                    psf = operator.psf(*params)[0]
+                    reach, size = _deconv_reach(psf), self.deconv_tile if _symmetric(psf) else self.tile
                 fn = lambda t, run=operator.run, p=params, s=strength, e=extra: run(t, *p, strength=s, **e)  # noqa: E731
                 x, owned = self._tiled(fn, x, owned, size, reach, guard=operator.psf is not None), True
-            else:  # global operators (exposure, haze) see the whole image
+            else:  # global operators (reference colour transfer aside, none today) see the whole image
                 x, owned = operator.run(x, *params, strength=strength, **extra), True
             if operator.leaves_noise is not None:
                 noise_left = operator.leaves_noise(*params, strength=strength)
@@ -133,7 +138,9 @@ class ClassicalRestorer:
             x = transfer_color(x, max(references, key=lambda r: r.score).pixels, weight)
         return RestoreOutput(x)
 
-    def _tiled(self, fn, x: np.ndarray, owned: bool, tile: int, overlap: int, guard: bool = False) -> np.ndarray:
+    def _tiled(
+        self, fn, x: np.ndarray, owned: bool, tile: int, overlap: int, guard: bool = False, boxed: bool = False
+    ) -> np.ndarray:
         """``fn`` over ``x`` tile by tile: in place when ``x`` is the restorer's own, else into a new image.
 
         ``guard``: ``fn`` deconvolves; its stability guard is judged once for the image, on up to
@@ -142,17 +149,24 @@ class ClassicalRestorer:
         overlap = min(overlap, tile // 2)
         if guard:
             tally = GuardTally()
-            boxes = list(tiles(*x.shape[:2], tile, overlap))
-            pick = np.unique(np.linspace(0, len(boxes) - 1, min(GUARD_SAMPLE_TILES, len(boxes))).round().astype(int))
+            boxes = [padded for padded, _ in tiles(*x.shape[:2], tile, overlap)]
+            pick = np.linspace(0, len(boxes) - 1, min(GUARD_SAMPLE_TILES, len(boxes))).round().astype(int)
+            sampled = {}
             with image_wide_guard(tally):
-                for i in pick:
-                    fn(np.ascontiguousarray(x[boxes[i][0]]))
-            tally.freeze()
+                for i in np.unique(pick):
+                    sampled[_key(boxes[i])] = fn(np.ascontiguousarray(x[boxes[i]]))
+            if tally.freeze() < 1.0:  # the guard binds: every tile is computed again under it
+                sampled.clear()
+
+            def reuse(t, box):  # a sampled tile's result is final when the guard does not bind
+                hit = sampled.pop(_key(box), None)
+                return hit if hit is not None else fn(t)
+
             with image_wide_guard(tally):
-                return self._tiled(fn, x, owned, tile, overlap)
+                return self._tiled(reuse, x, owned, tile, overlap, boxed=True)
         if owned:
-            return map_tiles_inplace(fn, x, tile=tile, overlap=overlap)
-        return map_tiles(fn, x, tile=tile, overlap=overlap)
+            return map_tiles_inplace(fn, x, tile=tile, overlap=overlap, boxed=boxed)
+        return map_tiles(fn, x, tile=tile, overlap=overlap, boxed=boxed)
 
     def color_transfer_weight(self, references: Sequence[ReferenceImage]) -> float:
         """Blend weight of the colour transfer for these references: 0 below the threshold score, then linear."""
@@ -190,6 +204,18 @@ def _joint_deconvolution(x, ops: list[Operation], record: DiagnosisRecord, noise
     return out
 
 
+def _key(box: tuple[slice, slice]) -> tuple[int, int, int, int]:
+    return box[0].start, box[0].stop, box[1].start, box[1].stop
+
+
+def _run_tile(
+    run, params: list, strength: float, kw: dict, shape: tuple[int, int], tile: np.ndarray, box
+) -> np.ndarray:
+    """``run`` on one tile, with the prepared per-pixel maps (arrays of the image's height and width) cut alike."""
+    cut = {k: v[box] if isinstance(v, np.ndarray) and v.shape[:2] == shape else v for k, v in kw.items()}
+    return run(tile, *params, strength=strength, **cut)
+
+
 def _joint_psf(ops: list[Operation], record: DiagnosisRecord) -> tuple[np.ndarray, float]:
     """The combined PSF of several low-pass operations (each at its strength) and the strongest least balance."""
     parts, floor = [], 0.0
@@ -199,6 +225,11 @@ def _joint_psf(ops: list[Operation], record: DiagnosisRecord) -> tuple[np.ndarra
         parts.append((psf, op.strength))
         floor = max(floor, least)
     return combine_psfs(parts), floor
+
+
+def _symmetric(psf: np.ndarray) -> bool:
+    """Whether :func:`deconvolve` takes the Wiener path for ``psf`` (FFTs of the mirrored tile: smaller tiles)."""
+    return bool(np.allclose(psf, psf[::-1], atol=1e-9) and np.allclose(psf, psf[:, ::-1], atol=1e-9))
 
 
 def _deconv_reach(psf: np.ndarray) -> int:

@@ -54,12 +54,13 @@ def _cuts(n: int, tile: int) -> list[tuple[int, int]]:
 
 
 def map_tiles(
-    fn: Callable[[np.ndarray], np.ndarray],
+    fn: Callable[..., np.ndarray],
     image: np.ndarray,
     *,
     tile: int = TILE,
     overlap: int = 32,
     out: np.ndarray | None = None,
+    boxed: bool = False,
 ) -> np.ndarray:
     """``fn`` applied tile by tile to ``image`` (HxW or HxWxC), each tile's core written into ``out``.
 
@@ -69,6 +70,8 @@ def map_tiles(
         tile: core side in px.
         overlap: context px read around each core; at least the operator's reach, or seams appear.
         out: where to write (may not be ``image``: neighbours still read the input); default a new float32 array.
+        boxed: call ``fn(tile, box)`` with the tile's ``(rows, cols)`` slices in ``image`` (to cut per-pixel
+            side inputs alike).
 
     Returns:
         ``out``.
@@ -80,13 +83,13 @@ def map_tiles(
     elif out is image or np.shares_memory(out, image):
         raise ValueError("map_tiles cannot write into its input: a tile's neighbours still read its overlap")
     for padded, core in tiles(h, w, tile, overlap):
-        res = fn(np.ascontiguousarray(image[padded]))
+        res = fn(np.ascontiguousarray(image[padded]), padded) if boxed else fn(np.ascontiguousarray(image[padded]))
         out[padded][core] = res[core]
     return out
 
 
 def map_tiles_inplace(
-    fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *, tile: int = TILE, overlap: int = 32
+    fn: Callable[..., np.ndarray], image: np.ndarray, *, tile: int = TILE, overlap: int = 32, boxed: bool = False
 ) -> np.ndarray:
     """:func:`map_tiles` writing back into ``image`` itself, holding only two rows of tiles aside.
 
@@ -104,7 +107,8 @@ def map_tiles_inplace(
         band = np.empty((y1 - y0, w, *image.shape[2:]), image.dtype)
         for x0, x1 in cols:
             px0, px1 = max(0, x0 - overlap), min(w, x1 + overlap)
-            res = fn(np.ascontiguousarray(image[py0:py1, px0:px1]))
+            box = (slice(py0, py1), slice(px0, px1))
+            res = fn(np.ascontiguousarray(image[box]), box) if boxed else fn(np.ascontiguousarray(image[box]))
             band[:, x0:x1] = res[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
         if pending is not None:
             image[pending[0]] = pending[1]

@@ -24,6 +24,7 @@ PARAMS = {
     "motion_blur": {"length": 9.0, "angle": 30.0},
     "low_resolution": {"scale": 2.0},
     "low_light": {"exposure": 0.5, "gamma": 1.2},
+    "haze": {"transmission": 0.6, "airlight": [0.9, 0.9, 0.9], "beta": 1.0},
 }
 
 
@@ -95,7 +96,8 @@ def test_proxy_crops_are_bounded():
         (["blur"], 1e-5, 1e-6),  # Wiener on the mirrored tile: exact up to float rounding with enough overlap
         (["low_resolution"], 1e-5, 1e-6),
         (["noise", "blur", "low_resolution"], 1e-5, 1e-6),  # joint deconvolution, guard judged image-wide
-        (["noise", "low_light"], 1e-6, 1e-7),  # exposure stays global (whole image)
+        (["noise", "low_light"], 1e-6, 1e-7),  # the tone curve is prepared once for the whole image
+        (["haze"], 1e-5, 1e-7),  # the transmission map too (at full resolution below 4 MP)
         # Richardson-Lucy's extrapolation step is sized per tile: close, not exact.
         (["motion_blur"], 0.05, 2e-3),
         (["jpeg", "noise", "motion_blur"], 0.05, 2e-3),
@@ -138,3 +140,18 @@ def test_empty_plan_returns_a_copy_when_tiled(photo):
     out = ClassicalRestorer(**TILED).restore(photo, _NoRecord, [], Plan(operations=[])).pixels
     assert out is not photo
     np.testing.assert_array_equal(out, photo)
+
+
+def test_dehazing_a_large_image_reads_transmission_from_a_proxy(photo, monkeypatch):
+    # Above 4 MP the transmission map is estimated on a down-scaled copy: close and seamless. (Not equal: noise
+    # lowers the minima a full-resolution dark channel takes, the down-scaled copy has averaged it away.)
+    import restorer.tiling
+
+    plan = _plan(["haze"])
+    whole = ClassicalRestorer().restore(photo, _NoRecord, [], plan).pixels
+    monkeypatch.setattr(restorer.tiling, "TILE_PIXELS", 100_000)  # the proxy is half the photo's side
+    tiled = ClassicalRestorer(**TILED).restore(photo, _NoRecord, [], plan).pixels
+    d = np.abs(tiled - whole).max(axis=2)
+    assert d.mean() < 0.025, d.mean()
+    border = _borders(d.shape, TILED["tile"])
+    assert d[border].max() <= d[~border].max() + 1e-6

@@ -31,7 +31,7 @@ from restorer.operators.color_transfer import transfer_color
 from restorer.operators.deblock import deblock
 from restorer.operators.deblur import blur_psf, deblur
 from restorer.operators.deconvolution import combine_psfs, deconvolve
-from restorer.operators.dehaze import dehaze, guided_filter
+from restorer.operators.dehaze import dehaze, guided_filter, prepare_dehaze
 from restorer.operators.denoise import RESIDUAL_NOISE, denoise, residual_noise, unclip
 from restorer.operators.derain import derain
 from restorer.operators.filters import estimate_noise
@@ -79,7 +79,7 @@ class Operator:
 #: kind -> its operator; every kind of :data:`reasoner.kinds.KINDS` has one.
 OPERATORS: dict[str, Operator] = check_table(
     {
-        "haze": Operator(dehaze, ("transmission", "airlight", "beta")),
+        "haze": Operator(dehaze, ("transmission", "airlight", "beta"), prepare=prepare_dehaze),
         "rain": Operator(derain, ("density", "angle")),
         "motion_blur": Operator(deblur_motion, ("length", "angle"), psf=motion_psf),
         "blur": Operator(deblur, ("sigma", "kernel"), psf=blur_psf),

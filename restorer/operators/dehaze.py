@@ -59,9 +59,10 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return box(a) * g + box(b)
 
 
-def _sky(grey: np.ndarray, airlight: float, sigma: float) -> np.ndarray:
-    # Weight in [0, 1] of sky-like pixels: bright (near the airlight) and smooth beyond the error, feathered.
-    r = max(3, min(grey.shape) // 32)
+def _sky(grey: np.ndarray, airlight: float, sigma: float, r: int | None = None) -> np.ndarray:
+    # Weight in [0, 1] of sky-like pixels: bright (near the airlight) and smooth beyond the error, feathered; ``r``
+    # the window radius (default scaled to the image).
+    r = max(3, min(grey.shape) // 32) if r is None else r
     size = (2 * r + 1, 2 * r + 1)
     mean = cv2.boxFilter(grey, -1, size, borderType=cv2.BORDER_REFLECT)
     std = np.sqrt(np.maximum(cv2.boxFilter(grey * grey, -1, size, borderType=cv2.BORDER_REFLECT) - mean**2, 0.0))
@@ -78,6 +79,8 @@ def dehaze(
     strength: float = 1.0,
     noise: float | None = None,
     quality: float | None = None,
+    *,
+    transmission_map: np.ndarray | None = None,
 ) -> np.ndarray:
     """Remove haze with the dark-channel prior, its depth map scaled to the diagnosed mean transmission.
 
@@ -91,6 +94,8 @@ def dehaze(
             1 the haze opacity ``1 - transmission`` is taken that much stronger.
         noise: std (0-255) of the noise left in ``img``; ``None`` measures it.
         quality: JPEG quality the image went through, None if it was not compressed.
+        transmission_map: float32 HxW transmission to use instead of estimating it from ``img`` (a tile of a large
+            image is given its part of the whole image's, :func:`prepare_dehaze`).
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
@@ -102,16 +107,9 @@ def dehaze(
     if opacity <= 0 or s <= 0:
         return x.copy()
     a = np.maximum(np.asarray(airlight, np.float32).reshape(3), 0.05)
-    patch = int(np.clip(min(x.shape[:2]) // 8, 15, 41)) | 1  # a few objects wide at any resolution
-    dark = cv2.erode(channel_min(x / a), cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch)))
     grey = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
-    dark = guided_filter(grey, dark.astype(np.float32), max(8, min(x.shape[:2]) // 16), _HAZE_EPS)
-    omega = min(opacity / max(float(dark.mean()), 1e-3), 1.0)
     sigma = error_sigma(noise, quality, x) / 255.0
-    t_min = min(max(T_MIN, T_PER_SIGMA * sigma), 0.9)
-    t = np.maximum(1.0 - omega * dark, min(t_min, 1.0 - opacity))
-    if SKY_T > 0:
-        t = t + _sky(grey, float(a.mean()), sigma) * np.maximum(np.float32(SKY_T) - t, 0.0)
+    t = _transmission(x, grey, a, opacity, sigma) if transmission_map is None else transmission_map
     t = t[..., None]
     if DETAIL_K > 0 and sigma > 0:
         base = guided_filter(grey, x, DETAIL_RADIUS, (DETAIL_K * sigma) ** 2)
@@ -125,3 +123,68 @@ def dehaze(
     if s < 1.0:
         out = x + np.float32(s) * (out - x)
     return clip01(out)
+
+
+def _transmission(
+    x: np.ndarray, grey: np.ndarray, a: np.ndarray, opacity: float, sigma: float, side: int | None = None
+) -> np.ndarray:
+    """The refined, bounded transmission map (float32 HxW) of ``x`` for airlight ``a`` and error ``sigma`` (0-1).
+
+    ``side``: the shorter side of the image ``x`` stands for (a down-scaled proxy of a large one); windows are
+    sized for that image and scaled to ``x``, so the proxy's map is the large image's, down-scaled.
+    """
+    n = min(x.shape[:2])
+    side = n if side is None else int(side)
+    k = n / side
+    patch = int(np.clip(side // 8, 15, 41)) | 1  # a few objects wide at any resolution
+    radius = max(8, side // 16)
+    if side != n:
+        patch, radius = max(1, round(patch * k)) | 1, max(1, round(radius * k))
+    dark = cv2.erode(channel_min(x / a), cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch)))
+    dark = guided_filter(grey, dark.astype(np.float32), radius, _HAZE_EPS)
+    omega = min(opacity / max(float(dark.mean()), 1e-3), 1.0)
+    t_min = min(max(T_MIN, T_PER_SIGMA * sigma), 0.9)
+    t = np.maximum(1.0 - omega * dark, min(t_min, 1.0 - opacity))
+    if SKY_T > 0:
+        t = t + _sky(grey, float(a.mean()), sigma, None if side == n else max(1, round(max(3, side // 32) * k)))
+    return t
+
+
+def prepare_dehaze(
+    img: np.ndarray,
+    transmission: float,
+    airlight: Sequence[float],
+    beta: float | None = None,
+    strength: float = 1.0,
+    noise: float | None = None,
+    quality: float | None = None,
+) -> dict:
+    """What :func:`dehaze` reads from the whole image, for tiles of a large one: the transmission map and the noise.
+
+    The map (a smooth, scene-scale quantity: a dark channel over objects, guided-filtered over a sixteenth of the
+    frame) is estimated on an area-down-scaled copy of at most 4 MP and resized back; the noise is measured on
+    full-resolution crops spread over the frame (down-scaling would average it away).
+    """
+    from restorer.operators.filters import estimate_noise
+    from restorer.tiling import TILE_PIXELS, proxy_crops
+
+    h, w = img.shape[:2]
+    s = float(strength)
+    opacity = min((1.0 - float(transmission)) * max(s, 1.0), 0.95)
+    if noise is None:
+        noise = estimate_noise(proxy_crops(img))
+    if opacity <= 0 or s <= 0:
+        return {"noise": noise}
+    k = min(1.0, (TILE_PIXELS / (h * w)) ** 0.5)
+    small = (
+        img
+        if k >= 1.0
+        else cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    )
+    small = as_image(small)
+    a = np.maximum(np.asarray(airlight, np.float32).reshape(3), 0.05)
+    sigma = error_sigma(noise, quality) / 255.0
+    t = _transmission(small, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), a, opacity, sigma, side=min(h, w))
+    if t.shape != (h, w):
+        t = cv2.resize(t.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return {"noise": noise, "transmission_map": t.astype(np.float32, copy=False)}
