@@ -146,7 +146,8 @@ def _transmission(
     t_min = min(max(T_MIN, T_PER_SIGMA * sigma), 0.9)
     t = np.maximum(1.0 - omega * dark, min(t_min, 1.0 - opacity))
     if SKY_T > 0:
-        t = t + _sky(grey, float(a.mean()), sigma, None if side == n else max(1, round(max(3, side // 32) * k)))
+        r = None if side == n else max(1, round(max(3, side // 32) * k))
+        t = t + _sky(grey, float(a.mean()), sigma, r) * np.maximum(np.float32(SKY_T) - t, 0.0)
     return t
 
 
