@@ -64,6 +64,9 @@ class PlanRecipe(GRPORecipe):
     rewards: dict[str, float | dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_REWARDS))
     reasoner: str = Field("measure", description="Reasoner whose diagnosis the prompt shows (never the policy).")
     stats: bool = Field(True, description="Show the diagnosis' evidence statistics (deciles over the training set).")
+    fallback_to_hand: bool = Field(
+        True, description="Score an unparsable reply as the hand plan the agent falls back to (format 0 still)."
+    )
     warm_start: WarmStart | None = None
     max_completion_length: int = Field(64, ge=1)
 
@@ -290,7 +293,7 @@ def train_plan_grpo(
         train = plan_dataset(diagnosed, recipe.completion, bins, vlm=recipe.policy == "vlm")
     say(f"{len(train)} prompts with something to plan")
     with plan_engine(recipe) as engine:
-        reward_funcs, weights = build_plan_rewards(recipe.rewards, engine)
+        reward_funcs, weights = build_plan_rewards(recipe.rewards, engine, recipe.fallback_to_hand)
         processor, model = load_policy(recipe, dtype, say)
         base = BaseGeneration(model)
         if recipe.freeze_vision and recipe.policy == "vlm":

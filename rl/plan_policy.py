@@ -6,10 +6,11 @@ kinds, each with its severity and confidence weight as one digit — and the ima
 evidence (:data:`PROMPT_STATS`, each as its decile among the training crops, :func:`record_stats`), and writes the
 plan as schema-guided JSON
 (:class:`PlanCompletion`: ordered steps, each a diagnosed kind with a strength and optional factor overrides) or, for
-a small text policy, in a compact form that expands into the same JSON (``"noise 1.25, haze 0.75"``; ``none``
-restores nothing). A kind left out, or given strength 0, is skipped; a kind the diagnosis does not hold is refused
-(the restorer needs its factors). :func:`to_plan` turns a completion into a :class:`restorer.plan.Plan` with the
-diagnosed factors, which the classical restorer executes and :func:`restorer.instructions.render_instruction`
+a small text policy, in a compact form that expands into the same JSON (one strength per diagnosed kind in the
+diagnosis' order, ``"1.25 0.75"``; or ``kind strength`` pairs in the order to run them, ``"haze 0.75, noise 1.25"``;
+``none`` restores nothing). A kind left out, or given strength 0, is skipped; a kind the diagnosis does not hold is
+refused (the restorer needs its factors). :func:`to_plan` turns a completion into a :class:`restorer.plan.Plan`
+with the diagnosed factors, which the classical restorer executes and :func:`restorer.instructions.render_instruction`
 renders for the edit restorers (strength below 0.75 says "gently", above 1.25 "thoroughly").
 
 A completion that does not parse is ``None`` here: the rewards score its format 0 and nothing else, and the agent
@@ -24,7 +25,9 @@ haze 6 5
 >>> [(op.kind, op.strength) for op in to_plan(parse_completion("haze 1.25, noise 0.5", hand), hand).operations]
 [('haze', 1.25), ('noise', 0.5)]
 >>> parse_completion("blur 1", hand) is None, hand_target(hand)
-(True, 'noise 1.00, haze 0.50')
+(True, '1.00 0.50')
+>>> to_plan(parse_completion("1.00 0", hand), hand).kinds
+['noise']
 """
 
 from __future__ import annotations
@@ -57,8 +60,8 @@ SYSTEM = (
 )
 DIAGNOSIS_HEADER = "Diagnosis (kind, severity 0-9, confidence 0-9):"
 COMPACT_HINT = (
-    "Reply with the plan as `kind strength` pairs in the order to run them, separated by commas: strength 1.00 "
-    "removes the diagnosed amount, 0.50 half of it, 1.50 more; leave a kind out to skip it; `none` restores nothing."
+    "Reply with one strength per diagnosed kind, in the order listed, separated by spaces (e.g. `1.00 0.50`): 1.00 "
+    "removes the diagnosed amount, 0.50 half of it, 1.50 more, 0.00 skips the kind."
 )
 JSON_HINT = (
     'Reply with JSON only: {"steps": [{"kind": KIND, "strength": S}, ...]} in the order to run them; strength 1 '
@@ -182,6 +185,30 @@ def parse_compact(text: str) -> PlanCompletion | None:
         return None
 
 
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+
+
+def parse_positional(text: str, hand: Plan) -> PlanCompletion | None:
+    """The completion of a reply that gives one strength per diagnosed kind, in the diagnosis' order, or None.
+
+    >>> from restorer.plan import Operation
+    >>> hand = Plan(operations=[Operation(kind="noise", severity=0.4), Operation(kind="haze", severity=0.6)])
+    >>> [(s.kind, s.strength) for s in parse_positional("1.25 0.00", hand).steps]
+    [('noise', 1.25), ('haze', 0.0)]
+    >>> parse_positional("1.25", hand) is None, parse_positional("1.25 x", hand) is None
+    (True, True)
+    """
+    words = text.strip().rstrip(".").split()
+    if not words or len(words) != len(hand.operations) or not all(_NUMBER.match(w) for w in words):
+        return None
+    try:
+        return PlanCompletion(
+            steps=[PlanStep(kind=op.kind, strength=float(w)) for op, w in zip(hand.operations, words, strict=True)]
+        )
+    except ValidationError:
+        return None
+
+
 def parse_json(text: str) -> PlanCompletion | None:
     """The completion of a JSON reply (a fenced block or surrounding whitespace allowed), or None."""
     body = text.strip()
@@ -196,13 +223,20 @@ def parse_json(text: str) -> PlanCompletion | None:
 def parse_completion(text: Any, hand: Plan) -> PlanCompletion | None:
     """A policy's reply (JSON or compact, a string or TRL's message list) checked against the diagnosis.
 
+    Compact replies are one strength per diagnosed kind in the diagnosis' order (what the text policy is taught:
+    every reply to a prompt has the same length, so none is favoured for being shorter to write), or ``kind
+    strength`` pairs in the order to run them, or ``none``.
+
     None when it does not parse, names a kind twice, names a kind the diagnosis does not hold (no factors to run
     it with), or overrides a factor the kind does not have or with a value its schema refuses.
     """
     from rl.rewards import completion_text
 
     text = completion_text(text)
-    parsed = parse_json(text) if text.lstrip().startswith(("{", "```")) else parse_compact(text)
+    if text.lstrip().startswith(("{", "```")):
+        parsed = parse_json(text)
+    else:
+        parsed = parse_positional(text, hand) or parse_compact(text)
     if parsed is None:
         return None
     diagnosed = {op.kind: op for op in hand.operations}
@@ -279,22 +313,35 @@ def json_of(plan: Plan) -> str:
     return PlanCompletion(steps=steps).model_dump_json()
 
 
+def positional_of(strengths: list[float]) -> str:
+    """The positional compact reply: strengths with two decimals, separated by spaces.
+
+    >>> positional_of([1, 0.5])
+    '1.00 0.50'
+    """
+    return " ".join(f"{x:.2f}" for x in strengths)
+
+
+def _target(hand: Plan, strengths: list[float], completion: str) -> str:
+    if completion == "compact":
+        return positional_of(strengths)
+    ops = [op.model_copy(update={"strength": s}) for op, s in zip(hand.operations, strengths, strict=True)]
+    return json_of(Plan(operations=[op for op in ops if op.strength > 0]))
+
+
 def hand_target(hand: Plan, completion: str = "compact") -> str:
     """What the hand planner would write: every diagnosed kind in restoration order, strength bucketed."""
-    ops = [op.model_copy(update={"strength": bucket(op.strength)}) for op in hand.operations]
-    plan = Plan(operations=[op for op in ops if op.strength > 0])
-    return compact_of(plan) if completion == "compact" else json_of(plan)
+    return _target(hand, [bucket(op.strength) for op in hand.operations], completion)
 
 
 def oracle_target(hand: Plan, truth: DiagnosisRecord, completion: str = "compact") -> str:
-    """The oracle plan within the policy's reach: the diagnosed kinds that are really there, at strength 1.
+    """The oracle plan within the policy's reach: the diagnosed kinds that are really there at strength 1, others 0.
 
     (The oracle plan proper, :func:`restorer.plan.plan_from_record` of the ground truth, may need kinds the
     diagnosis missed, whose factors the policy does not have.)
     """
     real = {d.kind for d in truth.detected()}
-    plan = Plan(operations=[op.model_copy(update={"strength": 1.0}) for op in hand.operations if op.kind in real])
-    return compact_of(plan) if completion == "compact" else json_of(plan)
+    return _target(hand, [1.0 if op.kind in real else 0.0 for op in hand.operations], completion)
 
 
 def expand(text: Any, hand: Plan) -> str | None:

@@ -15,8 +15,9 @@ diagnosis (:func:`rl.plan_policy.parse_completion`), turned into a plan, execute
   against the clean crop, or structural drift from the input without one).
 
 The restoring rewards share one :class:`PlanEngine` (restorations cached by image and plan, so the three restore
-each completion once). A reply that does not parse scores None on the restoring rewards (TRL leaves it out of the
-weighted sum) and 0 on format. Imports no torch.
+each completion once). A reply that does not parse scores 0 on format and, on the restoring rewards, None (TRL leaves
+it out of the weighted sum) or, with ``fallback`` (the plan recipes' choice), the score of the hand plan the agent
+falls back to. Imports no torch.
 """
 
 from __future__ import annotations
@@ -105,13 +106,16 @@ class PlanEngine(RewardEngine):
         return [None if k is None else todo[k] if k in todo else found[k] for k in keys]
 
 
-def plans_of(completions, hand) -> list[Plan | None]:
-    """The plan of each completion against its row's hand plan (JSON or Plan); None where it does not parse."""
+def plans_of(completions, hand, fallback: bool = False) -> list[Plan | None]:
+    """The plan of each completion against its row's hand plan (JSON or Plan).
+
+    Where a completion does not parse: None, or with ``fallback`` the hand plan itself (what the agent runs then).
+    """
     out = []
     for c, h in zip(completions, hand, strict=True):
         h = h if isinstance(h, Plan) else Plan.model_validate_json(h)
         parsed = parse_completion(c, h)
-        out.append(None if parsed is None else to_plan(parsed, h))
+        out.append((h if fallback else None) if parsed is None else to_plan(parsed, h))
     return out
 
 
@@ -138,11 +142,18 @@ class _PlanRestoring(_Reward):
     Args:
         engine: The run's engine (shared by its restoring rewards); None makes one (``workers`` processes, 0 inline).
         workers: Worker processes of an engine made here.
+        fallback: Score a reply that does not parse as the hand plan it falls back to in the agent (its format
+            reward is 0 all the same) instead of None. Without it, GRPO's advantage of a malformed reply is the
+            format weight alone, far below any restoration, and the policy learns to write whatever is least often
+            malformed (fewer kinds, the commonest digits) rather than what restores best.
 
     """
 
-    def __init__(self, engine: PlanEngine | None = None, *, workers: int | None = None) -> None:
+    def __init__(
+        self, engine: PlanEngine | None = None, *, workers: int | None = None, fallback: bool = False
+    ) -> None:
         super().__init__()
+        self.fallback = bool(fallback)
         if engine is not None and workers is not None:
             raise ValueError("workers belongs to the engine passed to the reward, not to the reward")
         self.engine = engine if engine is not None else PlanEngine(workers=0 if workers is None else workers)
@@ -165,7 +176,7 @@ class _PlanRestoring(_Reward):
 
     def _outcomes(self, completions, pixels, hand, record) -> tuple[list[np.ndarray], list[Outcome | None]]:
         images = [as_uint8(p) for p in pixels]
-        outcomes = self.engine.restore_plans(images, list(record), plans_of(completions, hand))
+        outcomes = self.engine.restore_plans(images, list(record), plans_of(completions, hand, self.fallback))
         self._last_batch = [
             (u8, None if a is None else a.pixels, completion_text(c))
             for u8, a, c in zip(images, outcomes, completions, strict=True)
@@ -273,8 +284,12 @@ PLAN_REWARDS: dict[str, type[_Reward]] = {
 }
 
 
-def build_plan_rewards(spec: dict[str, float | dict], engine: PlanEngine | None = None) -> tuple[list, list[float]]:
+def build_plan_rewards(
+    spec: dict[str, float | dict], engine: PlanEngine | None = None, fallback: bool = False
+) -> tuple[list, list[float]]:
     """Reward instances and weights from a plan recipe's ``rewards`` mapping (weights, or mappings with options).
+
+    ``fallback`` is the restoring rewards' default (see :class:`_PlanRestoring`); a reward's options may override it.
 
     >>> fns, weights = build_plan_rewards({"format": 0.2, "psnr_gain": {"weight": 1.0, "scale_db": 5}})
     >>> [f.__name__ for f in fns], weights, fns[1].scale_db
@@ -291,8 +306,10 @@ def build_plan_rewards(spec: dict[str, float | dict], engine: PlanEngine | None 
         opts = dict(value) if isinstance(value, dict) else {"weight": value}
         weight = float(opts.pop("weight", 1.0))
         cls = PLAN_REWARDS[name]
-        if engine is not None and issubclass(cls, _PlanRestoring):
-            opts["engine"] = engine
+        if issubclass(cls, _PlanRestoring):
+            opts.setdefault("fallback", fallback)
+            if engine is not None:
+                opts["engine"] = engine
         try:
             fns.append(cls(**opts))
         except (TypeError, ValueError) as e:

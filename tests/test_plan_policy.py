@@ -43,7 +43,12 @@ HAND = Plan(
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
-        ("noise 1.25, haze 0.75", [("noise", 1.25), ("haze", 0.75)]),  # compact, restoration order
+        ("1.25 0.75", [("noise", 1.25), ("haze", 0.75)]),  # one strength per diagnosed kind, in its order
+        ("0.00 1.50", [("haze", 1.5)]),  # 0 skips a kind
+        ("1.00", None),  # a strength short
+        ("1.00 0.50 0.50", None),  # one too many
+        ("1.00 2.50", None),  # above the bound
+        ("noise 1.25, haze 0.75", [("noise", 1.25), ("haze", 0.75)]),  # named pairs, restoration order
         ("haze 1, noise 0.5", [("haze", 1.0), ("noise", 0.5)]),  # the order is the policy's
         ("noise 1, haze 0", [("noise", 1.0)]),  # strength 0 skips a kind
         ("haze 1.5", [("haze", 1.5)]),  # a kind left out is skipped
@@ -94,15 +99,15 @@ def test_factor_overrides_and_instruction():
 
 def test_prompt_and_targets():
     user = prompt_messages(HAND)[1]["content"]
-    assert "noise 4 9\nhaze 6 5" in user and "`none`" in user
+    assert "noise 4 9\nhaze 6 5" in user and "`1.00 0.50`" in user
     assert '"steps"' in prompt_messages(HAND, "json")[1]["content"]
     bins = {"lum_mean": [0.2, 0.4], "noise_sigma_mid": [5.0]}
     with_stats = prompt_messages(HAND, stats={"lum_mean": 0.5}, bins=bins)[1]["content"]
     assert "Measured statistics (deciles):\nlum_mean 2\nnoise_sigma_mid ?" in with_stats
-    assert hand_target(HAND) == "noise 1.00, haze 0.50"
+    assert hand_target(HAND) == "1.00 0.50"
     assert json.loads(hand_target(HAND, "json"))["steps"][1] == {"kind": "haze", "strength": 0.5, "params": {}}
     truth = synthesize(np.full((32, 32, 3), 0.5, np.float32), 0, kinds=["noise"]).record
-    assert oracle_target(HAND, truth) == "noise 1.00"  # haze is not there: the oracle skips it
+    assert oracle_target(HAND, truth) == "1.00 0.00"  # haze is not there: the oracle skips it
     with pytest.raises(ValueError, match="completion"):
         prompt_messages(HAND, "yaml")
 
@@ -126,6 +131,10 @@ def test_full_reference_reward_prefers_the_plan_closer_to_the_oracle(noisy_case)
     assert gain[0] > gain[1] > gain[2] > gain[3] == 0.0 and gain[4] is None
     assert quality[4] is None and quality[3] == 0.0 and quality[0] > 0
     assert PsnrGain(engine)(None, ["noise 1"], **{k: v[:1] for k, v in cols.items()})[0] is None  # no clean crop
+    # With fallback, a malformed reply scores what the agent then runs: the hand plan (here the oracle's).
+    assert PsnrGain(engine, fallback=True)(None, ["oops"], clean=[clean], **{k: v[:1] for k, v in cols.items()}) == [
+        gain[0]
+    ]
 
 
 def test_recipes_parse_and_validate():
@@ -266,3 +275,28 @@ def test_tiny_grpo_run_writes_a_policy_the_graph_runs(tmp_path, noisy_case):
     _, syn = noisy_case
     _, trace = restore_image(syn.image, settings=Settings(policy=str(out), max_attempts=1))
     assert trace.settings["policy"] == str(out) and len(trace.attempts) == 1
+
+
+def test_the_same_recipe_trains_a_tiny_qwen3vl_plan_policy(tmp_path, tiny_vlm_dir, noisy_case):
+    """The GPU recipe's policy (vlm, JSON replies, LoRA) on the tiny Qwen3-VL, 1 step on CPU in float32."""
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
+    from rl.plan_grpo import diagnose_items, load_recipe_yaml, plan_dataset, train_plan_grpo, training_bins
+    from rl.training import read_manifest
+
+    clean, syn = noisy_case
+    diagnosed = diagnose_items([(syn.image, clean, syn.record)] * 2)
+    bins = training_bins(diagnosed)
+    rows = plan_dataset(diagnosed, "json", bins, vlm=True)
+    assert "image" in rows.column_names and '"steps"' in rows["prompt"][0][1]["content"]
+    overrides = {
+        "model": str(tiny_vlm_dir), "dataset": "(rows)", "output_dir": str(tmp_path / "vlm"), "max_steps": 1,
+        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "num_generations": 2,
+        "max_completion_length": 8, "device": "cpu", "dtype": "float32", "use_vllm": False, "vllm": {},
+        "gradient_checkpointing": False, "report_to": "none", "save_steps": 0, "reward_workers": 0,
+        "lora.r": 4, "lora.alpha": 8,
+    }  # fmt: skip
+    out = train_plan_grpo(load_recipe_yaml("grpo_restore_qwen3vl.yaml", overrides), train=rows, bins=bins)
+    manifest = read_manifest(out)
+    assert manifest["global_step"] == 1 and manifest["recipe"]["policy"] == "vlm"
+    assert json.loads((out / META_FILE).read_text())["completion"] == "json"
