@@ -2,9 +2,12 @@
 
 Each operation of the plan runs, in the plan's order, its kind's operator from :data:`restorer.operators.OPERATORS`
 with the record's factors (``op.params``) scaled by ``op.strength``; reference-guided colour transfer runs last.
-Images above :data:`restorer.tiling.TILE_PIXELS` go through the local operators (denoising, deblocking, rain
-removal, deconvolutions) tile by tile with overlap (:mod:`restorer.tiling`), in place after the first step; the
-error level the deconvolutions are told is then measured once on crops spread over the frame.
+Images above :data:`restorer.tiling.TILE_PIXELS` go through every operator tile by tile with overlap
+(:mod:`restorer.tiling`), in place after the first step: denoising, deblocking, rain removal and the deconvolutions
+are local as they are; brightening and dehazing get what they read from the whole image (tone curve, transmission
+map, noise level) measured once on bounded proxies (``Operator.prepare``); the deconvolutions' stability guard is
+judged once per image and the error level they are told measured once on crops spread over the frame. Reference
+colour transfer (global statistics) still sees the whole image.
 """
 
 from __future__ import annotations
