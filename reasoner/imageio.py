@@ -28,8 +28,10 @@ DEFAULT_MAX_PIXELS: int = 128 * 1024 * 1024
 The default in force is lower where memory is short: see :func:`resolve_max_pixels`."""
 
 #: Peak resident memory per input pixel, above the interpreter's own, of what a command does with an image on the
-#: default backends (measured at 4 MP: decoding 16 B/px, diagnosis 36 B/px, a restoration 247 B/px; margins added).
-PEAK_BYTES_PER_PIXEL: dict[str, int] = {"load": 24, "diagnose": 48, "restore": 300}
+#: default backends (measured at 4 MP: decoding 16 B/px, diagnosis 36 B/px; a restoration 247 B/px at 4 MP, but
+#: images above the tiling threshold (restorer.tiling, 4.2 MP) are restored per tile in place: 61 B/px at 24 MP and
+#: 56 at 50 MP by bench/large.py, so under 1.1 GB below the threshold and ~60 B/px above; margins added).
+PEAK_BYTES_PER_PIXEL: dict[str, int] = {"load": 24, "diagnose": 48, "restore": 100}
 #: Share of the available memory one image may take (the rest: the interpreter, other workers, the OS).
 MEMORY_SHARE = 0.7
 
@@ -251,12 +253,13 @@ def from_array(arr: np.ndarray, *, name: str | None = None) -> LoadedImage:
     elif np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
             raise ImageLoadError(shown, "array contains NaN or infinite values")
-        x, mode, depth = np.clip(a.astype(np.float32), 0.0, 1.0), base, 16
+        x, mode, depth = np.clip(a, 0.0, 1.0).astype(np.float32, copy=False), base, 16
     else:
         raise ImageLoadError(shown, f"unsupported dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
     pixels = _to_rgb(x)
-    digest = hashlib.sha256(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
-    return LoadedImage(pixels, name, digest, mode, depth, False)
+    h = hashlib.sha256(f"{pixels.shape}".encode())  # the same digest as hashing shape + bytes, without a copy
+    h.update(memoryview(np.ascontiguousarray(pixels)).cast("B"))
+    return LoadedImage(pixels, name, h.hexdigest(), mode, depth, False)
 
 
 def iter_image_files(
