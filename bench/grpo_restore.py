@@ -5,14 +5,15 @@
 
 The policy (:mod:`rl.plan_policy`) is a tiny local Qwen3 causal LM (:mod:`rl.tiny_text`) that reads the ``measure``
 diagnosis of a crop (each detected kind with its severity and confidence as one digit, and the statistics the
-diagnosis cites, each as its decile among the warm-start crops) and writes the plan as
-``kind strength`` pairs in the order to run them (``none``: restore nothing), which expands into the plan schema's
-JSON and runs on the classical restorer. The hand planner runs every detected kind in restoration order at the
-strength its confidence gives. The warm start is supervised on the hand planner's plans (``--warm-from hand``,
-strengths bucketed to 0/0.5/0.75/1/1.25/1.5) or on the oracle's (``--warm-from oracle``: the diagnosed kinds that
-are really there, at strength 1); GRPO (TRL's ``GRPOTrainer`` through :func:`rl.plan_grpo.train_plan_grpo`) then
-trains it with the recipe's rewards (``rl/recipes/grpo_restore.yaml``: full-reference PSNR gain, the artefact-aware
-scorer's estimated gain, the fidelity guard, format).
+diagnosis cites, each as its decile among the warm-start crops) and writes the plan as one factor per diagnosed kind
+on the hand planner's strength (``1.25 0.00``: the first a quarter stronger, the second skipped), which expands into
+the plan schema's JSON and runs on the classical restorer. The hand planner runs every detected kind in restoration
+order at the strength its confidence gives. The warm start is supervised on the hand planner's plans
+(``--warm-from hand``: every factor 1, so the warm start is the hand planner up to malformed replies) or on the
+oracle's (``--warm-from oracle``: the diagnosed kinds that are really there at strength 1, the others skipped);
+GRPO (TRL's ``GRPOTrainer`` through :func:`rl.plan_grpo.train_plan_grpo`) then trains it with the recipe's rewards
+(``rl/recipes/grpo_restore.yaml``: full-reference PSNR gain, the artefact-aware scorer's estimated gain, the
+fidelity guard, format).
 
 Splits. Photos: training crops come from the calibration photos less the tuning scenes (chelsea, brick, moon),
 tuning crops from those three, held-out crops from :data:`rl.photos.EVALUATION_PHOTOS`. Degradation models:
@@ -190,18 +191,18 @@ def draw(history: list[dict], path: Path) -> None:
 def main() -> None:
     """Run the benchmark; write JSON and PNG; print the table and the final line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--train", type=int, default=400, help="crops for the supervised warm start")
-    ap.add_argument("--grpo-train", type=int, default=600, help="other crops of the training photos, for GRPO")
+    ap.add_argument("--train", type=int, default=300, help="crops for the supervised warm start")
+    ap.add_argument("--grpo-train", type=int, default=500, help="other crops of the training photos, for GRPO")
     ap.add_argument("--eval-mixed", type=int, default=80, help="evaluated mixed crops (2-3 kinds)")
     ap.add_argument("--eval-single", type=int, default=32, help="evaluated single-kind crops")
     ap.add_argument("--size", type=int, default=128, help="crop side (px)")
     ap.add_argument("--warm-from", choices=("hand", "oracle"), default="hand")
-    ap.add_argument("--sft-steps", type=int, default=300)
+    ap.add_argument("--sft-steps", type=int, default=200)
     ap.add_argument("--sft-lr", type=float, default=1e-3)
     ap.add_argument("--sft-batch", type=int, default=16)
     ap.add_argument("--grpo-steps", type=int, default=200)
-    ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--beta", type=float, default=0.02, help="KL coefficient against the warm start")
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--beta", type=float, default=0.0, help="KL coefficient against the warm start")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--generations", type=int, default=8, help="completions per prompt (GRPO group size)")
     ap.add_argument("--prompts-per-step", type=int, default=4)

@@ -46,7 +46,7 @@ class WarmStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target: Literal["hand", "oracle"] = Field(
-        "hand", description="hand: the hand planner's plans (strengths bucketed); oracle: the diagnosed kinds that "
+        "hand", description="hand: the hand planner's plans (factors 1); oracle: the diagnosed kinds that "
         "are really there, at strength 1."
     )  # fmt: skip
     steps: int = Field(300, ge=0)

@@ -6,16 +6,19 @@ kinds, each with its severity and confidence weight as one digit — and the ima
 evidence (:data:`PROMPT_STATS`, each as its decile among the training crops, :func:`record_stats`), and writes the
 plan as schema-guided JSON
 (:class:`PlanCompletion`: ordered steps, each a diagnosed kind with a strength and optional factor overrides) or, for
-a small text policy, in a compact form that expands into the same JSON (one strength per diagnosed kind in the
-diagnosis' order, ``"1.25 0.75"``; or ``kind strength`` pairs in the order to run them, ``"haze 0.75, noise 1.25"``;
-``none`` restores nothing). A kind left out, or given strength 0, is skipped; a kind the diagnosis does not hold is
-refused (the restorer needs its factors). :func:`to_plan` turns a completion into a :class:`restorer.plan.Plan`
-with the diagnosed factors, which the classical restorer executes and :func:`restorer.instructions.render_instruction`
-renders for the edit restorers (strength below 0.75 says "gently", above 1.25 "thoroughly").
+a small text policy, in a compact form that expands into the same JSON (one factor per diagnosed kind in the
+diagnosis' order on the hand planner's strength, ``"1.25 0.00"``, so the warm start on hand plans is the hand
+planner exactly and GRPO learns corrections to it; or ``kind strength`` pairs in the order to run them, with
+absolute strengths, ``"haze 0.75, noise 1.25"``; ``none`` restores nothing). A kind left out, or given strength 0,
+is skipped; a kind the diagnosis does not hold is refused (the restorer needs its factors). :func:`to_plan` turns a
+completion into a :class:`restorer.plan.Plan` with the diagnosed factors, which the classical restorer executes and
+:func:`restorer.instructions.render_instruction` renders for the edit restorers (strength below 0.75 says
+"gently", above 1.25 "thoroughly").
 
-A completion that does not parse is ``None`` here: the rewards score its format 0 and nothing else, and the agent
-falls back to the hand plan (:func:`agent.policy.policy_plan`). :class:`PlanPolicy` loads a trained policy folder
-(the checkpoint and ``rnr_plan_policy.json``) and plans with greedy decoding. Imports no torch at module level.
+A completion that does not parse is ``None`` here: the rewards score its format 0 (and its restoration as the hand
+plan's, or not at all, :mod:`rl.plan_rewards`), and the agent falls back to the hand plan
+(:func:`agent.policy.policy_plan`). :class:`PlanPolicy` loads a trained policy folder (the checkpoint and
+``rnr_plan_policy.json``) and plans with greedy decoding. Imports no torch at module level.
 
 >>> from restorer.plan import Operation, Plan
 >>> hand = Plan(operations=[Operation(kind="noise", severity=0.4), Operation(kind="haze", severity=0.6, strength=0.5)])
@@ -25,9 +28,9 @@ haze 6 5
 >>> [(op.kind, op.strength) for op in to_plan(parse_completion("haze 1.25, noise 0.5", hand), hand).operations]
 [('haze', 1.25), ('noise', 0.5)]
 >>> parse_completion("blur 1", hand) is None, hand_target(hand)
-(True, '1.00 0.50')
->>> to_plan(parse_completion("1.00 0", hand), hand).kinds
-['noise']
+(True, '1.00 1.00')
+>>> [(op.kind, op.strength) for op in to_plan(parse_completion("1.00 1.50", hand), hand).operations]
+[('noise', 1.0), ('haze', 0.75)]
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ from reasoner.schema import DEGRADATION_MODELS, DegradationKind, DiagnosisRecord
 from reasoner.severity import level_for
 from restorer.plan import Operation, Plan
 
-#: Strength buckets the warm start writes and the compact form documents (any value in [0, MAX_STRENGTH] parses).
-STRENGTHS: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5)
+#: Factor buckets (on the hand planner's strength) the oracle target is rounded to; any value in [0, 2] parses.
+STRENGTHS: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 #: The largest strength a policy may ask for.
 MAX_STRENGTH = 2.0
 #: Completion formats: the schema JSON, or the compact pairs a small text policy writes.
@@ -52,7 +55,7 @@ COMPLETIONS = ("json", "compact")
 #: Written next to a trained policy's weights: how to prompt it and read its completions.
 META_FILE = "rnr_plan_policy.json"
 META_FORMAT = "rnr.plan_policy"
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2
 
 SYSTEM = (
     "You plan the restoration of a photo from its diagnosis: which degradations to remove, in what order, and how "
@@ -60,8 +63,8 @@ SYSTEM = (
 )
 DIAGNOSIS_HEADER = "Diagnosis (kind, severity 0-9, confidence 0-9):"
 COMPACT_HINT = (
-    "Reply with one strength per diagnosed kind, in the order listed, separated by spaces (e.g. `1.00 0.50`): 1.00 "
-    "removes the diagnosed amount, 0.50 half of it, 1.50 more, 0.00 skips the kind."
+    "Reply with one factor per diagnosed kind, in the order listed, separated by spaces (e.g. `1.00 0.50`): 1.00 "
+    "restores it as the hand planner would, 0.50 half as strongly, 1.50 more strongly, 0.00 skips it."
 )
 JSON_HINT = (
     'Reply with JSON only: {"steps": [{"kind": KIND, "strength": S}, ...]} in the order to run them; strength 1 '
@@ -189,24 +192,30 @@ _NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
 
 
 def parse_positional(text: str, hand: Plan) -> PlanCompletion | None:
-    """The completion of a reply that gives one strength per diagnosed kind, in the diagnosis' order, or None.
+    """The completion of a reply that gives one factor per diagnosed kind, in the diagnosis' order, or None.
+
+    Each factor scales the hand planner's strength of its kind (1 restores as the hand planner would, 0 skips the
+    kind), so the policy learns corrections to the hand planner; strengths are capped at :data:`MAX_STRENGTH`.
 
     >>> from restorer.plan import Operation
-    >>> hand = Plan(operations=[Operation(kind="noise", severity=0.4), Operation(kind="haze", severity=0.6)])
-    >>> [(s.kind, s.strength) for s in parse_positional("1.25 0.00", hand).steps]
-    [('noise', 1.25), ('haze', 0.0)]
+    >>> hand = Plan(operations=[Operation(kind="noise", severity=0.4), Operation(kind="haze", severity=0.6,
+    ...                                                                          strength=0.5)])
+    >>> [(s.kind, s.strength) for s in parse_positional("1.25 0.50", hand).steps]
+    [('noise', 1.25), ('haze', 0.25)]
     >>> parse_positional("1.25", hand) is None, parse_positional("1.25 x", hand) is None
     (True, True)
     """
     words = text.strip().rstrip(".").split()
     if not words or len(words) != len(hand.operations) or not all(_NUMBER.match(w) for w in words):
         return None
-    try:
-        return PlanCompletion(
-            steps=[PlanStep(kind=op.kind, strength=float(w)) for op, w in zip(hand.operations, words, strict=True)]
-        )
-    except ValidationError:
+    factors = [float(w) for w in words]
+    if any(f > MAX_STRENGTH for f in factors):
         return None
+    steps = [
+        PlanStep(kind=op.kind, strength=round(min(f * op.strength, MAX_STRENGTH), 4))
+        for op, f in zip(hand.operations, factors, strict=True)
+    ]
+    return PlanCompletion(steps=steps)
 
 
 def parse_json(text: str) -> PlanCompletion | None:
@@ -223,7 +232,7 @@ def parse_json(text: str) -> PlanCompletion | None:
 def parse_completion(text: Any, hand: Plan) -> PlanCompletion | None:
     """A policy's reply (JSON or compact, a string or TRL's message list) checked against the diagnosis.
 
-    Compact replies are one strength per diagnosed kind in the diagnosis' order (what the text policy is taught:
+    Compact replies are one factor per diagnosed kind in the diagnosis' order (what the text policy is taught:
     every reply to a prompt has the same length, so none is favoured for being shorter to write), or ``kind
     strength`` pairs in the order to run them, or ``none``.
 
@@ -289,7 +298,7 @@ def bucket(strength: float) -> float:
     """The nearest of :data:`STRENGTHS`.
 
     >>> bucket(0.62), bucket(0.9), bucket(3.0)
-    (0.5, 1.0, 1.5)
+    (0.5, 1.0, 2.0)
     """
     return min(STRENGTHS, key=lambda s: (abs(s - strength), s))
 
@@ -313,35 +322,36 @@ def json_of(plan: Plan) -> str:
     return PlanCompletion(steps=steps).model_dump_json()
 
 
-def positional_of(strengths: list[float]) -> str:
-    """The positional compact reply: strengths with two decimals, separated by spaces.
+def positional_of(factors: list[float]) -> str:
+    """The positional compact reply: one factor per diagnosed kind with two decimals, separated by spaces.
 
     >>> positional_of([1, 0.5])
     '1.00 0.50'
     """
-    return " ".join(f"{x:.2f}" for x in strengths)
-
-
-def _target(hand: Plan, strengths: list[float], completion: str) -> str:
-    if completion == "compact":
-        return positional_of(strengths)
-    ops = [op.model_copy(update={"strength": s}) for op, s in zip(hand.operations, strengths, strict=True)]
-    return json_of(Plan(operations=[op for op in ops if op.strength > 0]))
+    return " ".join(f"{x:.2f}" for x in factors)
 
 
 def hand_target(hand: Plan, completion: str = "compact") -> str:
-    """What the hand planner would write: every diagnosed kind in restoration order, strength bucketed."""
-    return _target(hand, [bucket(op.strength) for op in hand.operations], completion)
+    """What the hand planner would write: every diagnosed kind in restoration order at its strength (factors 1)."""
+    if completion == "compact":
+        return positional_of([1.0] * len(hand.operations))
+    return json_of(Plan(operations=[op for op in hand.operations if op.strength > 0]))
 
 
 def oracle_target(hand: Plan, truth: DiagnosisRecord, completion: str = "compact") -> str:
     """The oracle plan within the policy's reach: the diagnosed kinds that are really there at strength 1, others 0.
 
     (The oracle plan proper, :func:`restorer.plan.plan_from_record` of the ground truth, may need kinds the
-    diagnosis missed, whose factors the policy does not have.)
+    diagnosis missed, whose factors the policy does not have.) In the compact form a factor is capped at
+    :data:`MAX_STRENGTH`, so a very unsure real detection gets twice its hand strength, not 1.
     """
     real = {d.kind for d in truth.detected()}
-    return _target(hand, [1.0 if op.kind in real else 0.0 for op in hand.operations], completion)
+    if completion == "compact":
+        factors = [bucket(min(1.0 / max(op.strength, 1e-6), MAX_STRENGTH)) if op.kind in real else 0.0
+                   for op in hand.operations]  # fmt: skip
+        return positional_of(factors)
+    ops = [op.model_copy(update={"strength": 1.0}) for op in hand.operations if op.kind in real]
+    return json_of(Plan(operations=ops))
 
 
 def expand(text: Any, hand: Plan) -> str | None:

@@ -16,6 +16,7 @@ from rl.ground_truth import synthesize
 from rl.photos import CALIBRATION_PHOTOS, load_photo, random_crop
 from rl.plan_policy import (
     META_FILE,
+    PROMPT_VERSION,
     PlanPolicy,
     PlanPolicyError,
     hand_target,
@@ -43,11 +44,11 @@ HAND = Plan(
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
-        ("1.25 0.75", [("noise", 1.25), ("haze", 0.75)]),  # one strength per diagnosed kind, in its order
-        ("0.00 1.50", [("haze", 1.5)]),  # 0 skips a kind
+        ("1.25 0.75", [("noise", 1.25), ("haze", 0.375)]),  # one factor per kind on the hand strength, in order
+        ("0.00 2.00", [("haze", 1.0)]),  # 0 skips a kind
         ("1.00", None),  # a strength short
         ("1.00 0.50 0.50", None),  # one too many
-        ("1.00 2.50", None),  # above the bound
+        ("1.00 2.50", None),  # a factor above the bound
         ("noise 1.25, haze 0.75", [("noise", 1.25), ("haze", 0.75)]),  # named pairs, restoration order
         ("haze 1, noise 0.5", [("haze", 1.0), ("noise", 0.5)]),  # the order is the policy's
         ("noise 1, haze 0", [("noise", 1.0)]),  # strength 0 skips a kind
@@ -104,8 +105,9 @@ def test_prompt_and_targets():
     bins = {"lum_mean": [0.2, 0.4], "noise_sigma_mid": [5.0]}
     with_stats = prompt_messages(HAND, stats={"lum_mean": 0.5}, bins=bins)[1]["content"]
     assert "Measured statistics (deciles):\nlum_mean 2\nnoise_sigma_mid ?" in with_stats
-    assert hand_target(HAND) == "1.00 0.50"
+    assert hand_target(HAND) == "1.00 1.00"  # the hand plan exactly
     assert json.loads(hand_target(HAND, "json"))["steps"][1] == {"kind": "haze", "strength": 0.5, "params": {}}
+    assert to_plan(parse_completion(hand_target(HAND), HAND), HAND).operations == HAND.operations
     truth = synthesize(np.full((32, 32, 3), 0.5, np.float32), 0, kinds=["noise"]).record
     assert oracle_target(HAND, truth) == "1.00 0.00"  # haze is not there: the oracle skips it
     with pytest.raises(ValueError, match="completion"):
@@ -222,9 +224,12 @@ def test_a_missing_policy_folder_is_one_line(tmp_path, noisy_case):
 
     with pytest.raises(PlanPolicyError, match="no such folder"):
         read_meta(tmp_path / "nope")
-    (tmp_path / META_FILE).write_text('{"format": "rnr.plan_policy", "prompt_version": 1, "policy": "vlm", '
-                                      '"completion": "json"}')  # fmt: skip
+    meta = {"format": "rnr.plan_policy", "prompt_version": PROMPT_VERSION, "policy": "vlm", "completion": "json"}
+    (tmp_path / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(PlanPolicyError, match="text policy"):
+        read_meta(tmp_path)
+    (tmp_path / META_FILE).write_text(json.dumps({**meta, "prompt_version": 1, "policy": "text"}))
+    with pytest.raises(PlanPolicyError, match="retrain"):
         read_meta(tmp_path)
 
 
