@@ -200,6 +200,7 @@ def main() -> None:
     ap.add_argument("--sft-steps", type=int, default=200)
     ap.add_argument("--sft-lr", type=float, default=1e-3)
     ap.add_argument("--sft-batch", type=int, default=16)
+    ap.add_argument("--warm-noise", type=float, default=0.0, help="share of warm-start target factors resampled")
     ap.add_argument("--grpo-steps", type=int, default=200)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--beta", type=float, default=0.0, help="KL coefficient against the warm start")
@@ -257,7 +258,8 @@ def main() -> None:
         f"{split}: {len(groups['mixed'])} mixed and {len(groups['single'])} single crops of {size}px")  # fmt: skip
 
     base = build_tiny_text_policy(work / "base", seed=0, hidden=args.hidden, layers=2)
-    ws = WarmStart(target=args.warm_from, steps=args.sft_steps, learning_rate=args.sft_lr, batch=args.sft_batch)
+    ws = WarmStart(target=args.warm_from, steps=args.sft_steps, learning_rate=args.sft_lr, batch=args.sft_batch,
+                   noise=args.warm_noise)  # fmt: skip
     warm = warm_start(base, train_rows, work / "warm", ws, bins=bins, say=say)
     t_warm = time.time() - t0
     recipe = load_recipe_yaml(

@@ -52,6 +52,15 @@ class WarmStart(BaseModel):
     steps: int = Field(300, ge=0)
     learning_rate: float = Field(1e-3, gt=0)
     batch: int = Field(16, ge=1)
+    noise: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of the compact targets' factors replaced by another bucket, drawn afresh each step: the "
+        "warm start still writes the target most often (greedy decoding returns it), but sampling keeps exploring. "
+        "Supervised on one constant reply (the hand plan is all 1.00) the policy becomes near-deterministic, every "
+        "GRPO group then holds the same reply, and GRPO gets no gradient.",
+    )
 
 
 class PlanRecipe(GRPORecipe):
@@ -209,8 +218,13 @@ def warm_start(
         p_ids = tok(tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))["input_ids"]
         pairs.append((p_ids, tok(target + end)["input_ids"]))
     rng = np.random.default_rng(0)
+    targets = list(data[f"target_{ws.target}"])
     for step in range(ws.steps):
-        batch = [pairs[i] for i in rng.choice(len(pairs), size=min(ws.batch, len(pairs)), replace=False)]
+        picked = rng.choice(len(pairs), size=min(ws.batch, len(pairs)), replace=False)
+        batch = [pairs[i] for i in picked]
+        if ws.noise > 0 and completion == "compact":
+            batch = [(p, tok(_perturbed(targets[i], ws.noise, rng) + end)["input_ids"]) for (p, _c), i in
+                     zip(batch, picked, strict=True)]  # fmt: skip
         width = max(len(p) + len(c) for p, c in batch)
         ids = torch.full((len(batch), width), tok.pad_token_id)
         labels = torch.full((len(batch), width), -100)
@@ -232,6 +246,34 @@ def warm_start(
     tok.save_pretrained(out)
     write_meta(out, "text", completion, bins)
     return out
+
+
+def _perturbed(target: str, noise: float, rng: np.random.Generator) -> str:
+    """A positional compact target with each factor replaced, with probability ``noise``, by another bucket.
+
+    >>> _perturbed("1.00 1.00", 0.0, np.random.default_rng(0))
+    '1.00 1.00'
+    """
+    from rl.plan_policy import STRENGTHS, parse_positional, positional_of
+
+    words = target.split()
+    if not words or any(parse_positional(w, _ONE) is None for w in words):
+        return target  # not a positional target (none, pairs): left as it is
+    factors = [float(w) for w in words]
+    for j, f in enumerate(factors):
+        if rng.random() < noise:
+            others = [s for s in STRENGTHS if s != f]
+            factors[j] = others[int(rng.integers(len(others)))]
+    return positional_of(factors)
+
+
+def _one_kind_plan():
+    from restorer.plan import Operation, Plan
+
+    return Plan(operations=[Operation(kind="noise", severity=0.5)])
+
+
+_ONE = _one_kind_plan()
 
 
 # --------------------------------------------------------------------------------------------------------- GRPO
