@@ -280,6 +280,31 @@ def test_tiny_grpo_run_writes_a_policy_the_graph_runs(tmp_path, noisy_case):
     _, syn = noisy_case
     _, trace = restore_image(syn.image, settings=Settings(policy=str(out), max_attempts=1))
     assert trace.settings["policy"] == str(out) and len(trace.attempts) == 1
+    # The same folder through the CLI: rnr restore --policy runs it inside the graph.
+    import subprocess
+    import sys
+
+    from reasoner.imageio import save_image
+
+    (tmp_path / "in").mkdir()
+    save_image(tmp_path / "in" / "a.png", syn.image)
+    rnr = Path(sys.executable).with_name("rnr")
+    res = subprocess.run([rnr, "restore", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--policy", str(out),
+                          "--max-attempts", "1"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "out" / "a.json").read_text())["settings"]["policy"] == str(out.resolve())
+
+
+def test_rnr_restore_refuses_a_folder_that_is_not_a_policy_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    rnr = Path(sys.executable).with_name("rnr")
+    (tmp_path / "in").mkdir()
+    res = subprocess.run([rnr, "restore", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--policy",
+                          str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "no such folder" in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_same_recipe_trains_a_tiny_qwen3vl_plan_policy(tmp_path, tiny_vlm_dir, noisy_case):

@@ -57,6 +57,11 @@ def restore(
     ),
     index: Path | None = typer.Option(None, "--index", help="Reference library folder (rnr index build)."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Restore attempts per image, retries included."),
+    policy: Path | None = typer.Option(
+        None, "--policy", metavar="FOLDER",
+        help="A trained restoration-plan policy folder (bench/grpo_restore.py --keep): it writes each image's first "
+        "plan from the diagnosis; re-scored and rolled back like any plan, the hand plan when its reply does not parse.",
+    ),  # fmt: skip
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-directories."),
     as_json: bool = typer.Option(False, "--json", help="Print one manifest row per image as JSON lines."),
     engine: str = typer.Option("local", "--engine", help="Batch engine: local (process pool) or ray (extra 'dist')."),
@@ -88,7 +93,7 @@ def restore(
     _check_engine(engine, address, gpus_per_worker, trace)
     if engine == "ray" and (output_format or quality is not None):
         fail("--format/--quality are not supported with --engine ray yet (it writes each input's own container)")
-    settings = _settings(max_attempts, strength, only, skip)
+    settings = _settings(max_attempts, strength, only, skip, policy)
     output = _output(output_format, quality)
     restorer_options = parse_options(restorer_opts, "--restorer-opt")
     if "strength" in restorer_options:
@@ -150,7 +155,7 @@ def check_kind(kind: str, option: str) -> str:
     return kind
 
 
-def _settings(max_attempts: int, strength: list[str], only: list[str], skip: list[str]):
+def _settings(max_attempts: int, strength: list[str], only: list[str], skip: list[str], policy: Path | None = None):
     """The run's :class:`agent.state.Settings` from the options; a bad value is one line, exit 2."""
     from pydantic import ValidationError
 
@@ -165,6 +170,14 @@ def _settings(max_attempts: int, strength: list[str], only: list[str], skip: lis
     fields = dict(max_attempts=max_attempts, kind_strength=per_kind, only=only, skip=skip)
     if overall is not None:
         fields["strength"] = overall
+    if policy is not None:
+        from rl.plan_policy import PlanPolicyError, read_meta
+
+        try:
+            read_meta(policy)  # a folder that is not a plan policy is one line, before any image is read
+        except PlanPolicyError as e:
+            fail(f"--policy: {e}")
+        fields["policy"] = str(policy.expanduser().resolve())
     try:
         return Settings(**fields)
     except ValidationError as e:
