@@ -31,7 +31,7 @@ from restorer.plan import Plan
 from rl import reward_engine as _engine
 from rl.plan_policy import parse_completion, to_plan
 from rl.reward_engine import Outcome, RewardEngine, image_key
-from rl.rewards import _Reward, as_uint8, completion_text
+from rl.rewards import Reward, as_uint8, completion_text
 
 
 def restore_and_assess(backends, u8: np.ndarray, record_json: str, plan_json: str) -> Outcome:
@@ -119,7 +119,7 @@ def plans_of(completions, hand, fallback: bool = False) -> list[Plan | None]:
     return out
 
 
-class PlanFormat(_Reward):
+class PlanFormat(Reward):
     """1.0 when the reply parses into a plan of diagnosed kinds, else 0.0.
 
     >>> from restorer.plan import Operation
@@ -136,7 +136,7 @@ class PlanFormat(_Reward):
         return [float(p is not None) for p in plans_of(completions, hand)]
 
 
-class _PlanRestoring(_Reward):
+class _PlanRestoring(Reward):
     """Base of the rewards that restore: plans run through a shared :class:`PlanEngine`.
 
     Args:
@@ -276,7 +276,7 @@ class PlanFidelity(_PlanRestoring):
 
 
 #: Registry name -> reward class; plan recipes (``rl/recipes/grpo_restore*.yaml``) list rewards by these names.
-PLAN_REWARDS: dict[str, type[_Reward]] = {
+PLAN_REWARDS: dict[str, type[Reward]] = {
     "format": PlanFormat,
     "quality_gain": QualityGain,
     "psnr_gain": PsnrGain,

@@ -86,7 +86,7 @@ def parse_record(completion: Any, image: Any) -> DiagnosisRecord | None:
 # ------------------------------------------------------------------------------------------------------ rewards
 
 
-class _Reward:
+class Reward:
     """Base: a picklable callable whose ``__name__`` is the registry name (TRL logs ``rewards/<name>/mean``)."""
 
     name = "reward"
@@ -99,7 +99,7 @@ class _Reward:
         return f"{type(self).__name__}({shown})"
 
 
-class _Restoring(_Reward):
+class _Restoring(Reward):
     """Base of the rewards that restore: plans run through a :class:`~rl.reward_engine.RewardEngine`.
 
     Args:
@@ -176,7 +176,7 @@ class _Restoring(_Reward):
         return images, outcomes
 
 
-class FormatReward(_Reward):
+class FormatReward(Reward):
     """1.0 when the completion parses (:func:`~reasoner.vlm_output.parse_completion`) and assembles into a record.
 
     >>> import numpy as np
@@ -313,7 +313,7 @@ class Fidelity(_Restoring):
         return out
 
 
-class DiagnosisAccuracy(_Reward):
+class DiagnosisAccuracy(Reward):
     """``f1_weight * F1(kinds) + (1 - f1_weight) * (1 - mean |severity error|)`` against the ``record`` column.
 
     Kinds are the detected ones (level not "none"); severity errors are averaged over kinds either record lists
@@ -354,7 +354,7 @@ class DiagnosisAccuracy(_Reward):
 
 
 #: Registry name -> reward class; recipes list rewards by these names.
-REWARDS: dict[str, type[_Reward]] = {
+REWARDS: dict[str, type[Reward]] = {
     "format": FormatReward,
     "severity_reduction": SeverityReduction,
     "fidelity": Fidelity,
@@ -364,7 +364,7 @@ REWARDS: dict[str, type[_Reward]] = {
 
 def build_rewards(
     spec: dict[str, float | dict], engine: RewardEngine | None = None
-) -> tuple[list[_Reward], list[float]]:
+) -> tuple[list[Reward], list[float]]:
     """Reward instances and weights from a recipe's ``rewards`` mapping.
 
     Each value is a weight, or a mapping with ``weight`` and the reward's keyword arguments. The restoring rewards
