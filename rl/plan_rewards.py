@@ -31,7 +31,7 @@ from restorer.plan import Plan
 from rl import reward_engine as _engine
 from rl.plan_policy import parse_completion, to_plan
 from rl.reward_engine import Outcome, RewardEngine, image_key
-from rl.rewards import Reward, as_uint8, completion_text
+from rl.rewards import Reward, as_uint8, completion_text, instantiate
 
 
 def restore_and_assess(backends, u8: np.ndarray, record_json: str, plan_json: str) -> Outcome:
@@ -299,20 +299,10 @@ def build_plan_rewards(
         ValueError: For an unknown reward or option, naming the reward.
 
     """
-    fns, weights = [], []
-    for name, value in spec.items():
-        if name not in PLAN_REWARDS:
-            raise ValueError(f"unknown plan reward {name!r}; known: {sorted(PLAN_REWARDS)}")
-        opts = dict(value) if isinstance(value, dict) else {"weight": value}
-        weight = float(opts.pop("weight", 1.0))
-        cls = PLAN_REWARDS[name]
+    def options(cls: type, opts: dict) -> None:
         if issubclass(cls, _PlanRestoring):
             opts.setdefault("fallback", fallback)
             if engine is not None:
                 opts["engine"] = engine
-        try:
-            fns.append(cls(**opts))
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"reward {name!r}: {e}") from None
-        weights.append(weight)
-    return fns, weights
+
+    return instantiate(spec, PLAN_REWARDS, "unknown plan reward {name!r}", options)

@@ -23,6 +23,7 @@ own from its keyword arguments (``reward.close()`` stops its pool). Imports no t
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -378,15 +379,32 @@ def build_rewards(
         ValueError: For an unknown reward or option, naming the reward.
 
     """
-    fns, weights = [], []
-    for name, value in spec.items():
-        if name not in REWARDS:
-            raise ValueError(f"unknown reward {name!r} in the recipe; known: {sorted(REWARDS)}")
-        opts = dict(value) if isinstance(value, dict) else {"weight": value}
-        weight = float(opts.pop("weight", 1.0))
-        cls = REWARDS[name]
+    def options(cls: type, opts: dict) -> None:
         if engine is not None and issubclass(cls, _Restoring):
             opts["engine"] = engine
+
+    return instantiate(spec, REWARDS, "unknown reward {name!r} in the recipe", options)
+
+
+def instantiate(
+    spec: dict[str, float | dict],
+    registry: Mapping[str, type[Reward]],
+    unknown: str,
+    options: Callable[[type, dict], None],
+) -> tuple[list[Reward], list[float]]:
+    """Reward instances and weights from a ``rewards`` mapping over ``registry`` (diagnosis or plan rewards).
+
+    ``unknown`` is the message for a name not in ``registry`` (formatted with ``name``); ``options(cls, opts)`` may
+    add to a reward's keyword arguments before it is built.
+    """
+    fns, weights = [], []
+    for name, value in spec.items():
+        if name not in registry:
+            raise ValueError(f"{unknown.format(name=name)}; known: {sorted(registry)}")
+        opts = dict(value) if isinstance(value, dict) else {"weight": value}
+        weight = float(opts.pop("weight", 1.0))
+        cls = registry[name]
+        options(cls, opts)
         try:
             fns.append(cls(**opts))
         except (TypeError, ValueError) as e:
