@@ -299,6 +299,7 @@ def build_plan_rewards(
         ValueError: For an unknown reward or option, naming the reward.
 
     """
+
     def options(cls: type, opts: dict) -> None:
         if issubclass(cls, _PlanRestoring):
             opts.setdefault("fallback", fallback)

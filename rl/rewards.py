@@ -379,6 +379,7 @@ def build_rewards(
         ValueError: For an unknown reward or option, naming the reward.
 
     """
+
     def options(cls: type, opts: dict) -> None:
         if engine is not None and issubclass(cls, _Restoring):
             opts["engine"] = engine
