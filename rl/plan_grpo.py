@@ -34,7 +34,7 @@ from rl.plan_policy import (
     write_meta,
 )
 from rl.plan_rewards import PLAN_REWARDS, PlanEngine, build_plan_rewards
-from rl.recipe import GRPORecipe
+from rl.recipe import GRPORecipe, check_reward_names
 
 #: The plan recipe's default rewards and weights: the full-reference gain leads on synthetic data.
 DEFAULT_REWARDS = {"format": 0.2, "psnr_gain": 1.0, "quality_gain": 0.5, "fidelity": 0.25}
@@ -82,12 +82,7 @@ class PlanRecipe(GRPORecipe):
     @field_validator("rewards")
     @classmethod
     def _rewards(cls, v: dict) -> dict:
-        if not v:
-            raise ValueError(f"rewards must map reward names to weights; known: {sorted(PLAN_REWARDS)}")
-        bad = sorted(set(v) - set(PLAN_REWARDS))
-        if bad:
-            raise ValueError(f"unknown plan reward(s) {bad}; known: {sorted(PLAN_REWARDS)}")
-        return v
+        return check_reward_names(v, PLAN_REWARDS, "plan reward(s)")
 
     @model_validator(mode="after")
     def _consistent(self):

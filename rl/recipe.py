@@ -220,12 +220,7 @@ class GRPORecipe(TrainingRecipe):
     def _rewards(cls, v: dict) -> dict:
         from rl.rewards import REWARDS
 
-        if not v:
-            raise ValueError(f"rewards must map reward names to weights; known: {sorted(REWARDS)}")
-        bad = sorted(set(v) - set(REWARDS))
-        if bad:
-            raise ValueError(f"unknown reward(s) {bad}; known: {sorted(REWARDS)}")
-        return v
+        return check_reward_names(v, REWARDS, "reward(s)")
 
     @field_validator("vllm")
     @classmethod
@@ -344,3 +339,13 @@ def _explain(error: ValidationError, cls: type[TrainingRecipe]) -> str:
             known = sorted(LoraSettings.model_fields) if parent == ("lora",) else []
             parts.insert(0, f"unknown {'.'.join(map(str, parent))} field(s) {sorted(names)}; known: {known}")
     return "; ".join(parts)
+
+
+def check_reward_names(v: dict, known, label: str) -> dict:
+    """A recipe's ``rewards`` mapping, if it names only rewards in ``known`` (and at least one)."""
+    if not v:
+        raise ValueError(f"rewards must map reward names to weights; known: {sorted(known)}")
+    bad = sorted(set(v) - set(known))
+    if bad:
+        raise ValueError(f"unknown {label} {bad}; known: {sorted(known)}")
+    return v
