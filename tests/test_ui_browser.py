@@ -121,12 +121,26 @@ def _download_trace(page, tmp_path):
 
 
 def _edit(page, row: int, col: int, value: str) -> None:
+    """Type ``value`` into a review cell and wait until the table shows it (committed, not just typed).
+
+    The table re-renders when the server answers, and a double click that lands during a re-render opens no
+    editor; such a lost click is tried again (three times at most), a value that never shows fails the test.
+    """
     cell = page.locator(f"#rnr-edit [data-testid=cell-{row}-{col}]")
-    cell.dblclick()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(value)
-    page.keyboard.press("Enter")
-    assert cell.locator("span[data-editable]").inner_text().strip() == value  # committed, not just typed
+    shown = cell.locator("span[data-editable]")
+    for _ in range(3):
+        page.wait_for_timeout(300)  # let a pending re-render of the table finish
+        cell.dblclick()
+        page.keyboard.press("Control+A")
+        page.keyboard.type(value)
+        page.keyboard.press("Enter")
+        try:
+            page.wait_for_function("([el, v]) => el.innerText.trim() === v", arg=[shown.element_handle(), value],
+                                   timeout=3000)  # fmt: skip
+            return
+        except sync_api.TimeoutError:
+            continue
+    assert shown.inner_text().strip() == value
 
 
 @pytest.mark.parametrize("width", [1280, 390])
