@@ -1,6 +1,8 @@
 """The reason-then-restore state machine (LangGraph).
 
-diagnose -> retrieve -> [review] -> plan -> restore -> rescore -> decide -> (plan again | export). Backends arrive
+diagnose -> retrieve -> [review] -> plan -> restore -> rescore -> decide -> (plan again | [full_size] -> export).
+A big photo's attempts run and are judged on crops, and ``full_size`` runs the chosen plan on the whole photo and
+judges it again (:mod:`agent.crops`). Backends arrive
 through the runtime context (:class:`agent.state.Context`), never built inside nodes; images travel as ``.npy``
 files in the run's work directory, so a checkpointed run resumes with all intermediate results. ``review`` runs only
 when the context asks for it (``rnr ui``): it interrupts the graph for a person to confirm or edit the diagnosis.
@@ -21,10 +23,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel
 
-from agent import policy
+from agent import crops, policy
 from agent.policy import Final, record_of
 from agent.state import Context, RestoreState
-from agent.trace import AttemptTrace, QualityTrace, ReviewTrace, Trace
+from agent.trace import AttemptTrace, FullSizeTrace, QualityTrace, ReviewTrace, Trace
 from reasoner.common import as_rgb_float, one_line
 from reasoner.imageio import from_array, load_image
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
@@ -68,8 +70,14 @@ def diagnose(state: RestoreState, ctx: Context) -> dict:
     else:
         record = ctx.reasoner.diagnose(img)
     update = {"input_info": img.info(), "input_npy": _npy(state, "input", img.pixels), "record": record}
-    if stats is not None and ctx.settings.artefact_scorer:
-        update["input_stats"] = {k: float(v) for k, v in stats.items()}
+    s = ctx.settings
+    stats = {k: float(v) for k, v in stats.items()} if stats is not None and s.artefact_scorer else None
+    if getattr(ctx.restorer, "local", False) and crops.applies(img.pixels.shape, s.crops_above, s.crop_side):
+        corners = crops.boxes(img.pixels.shape, s.crop_side)
+        update |= {"crops": corners, "crops_npy": _npy(state, "crops", crops.cut(img.pixels, corners, s.crop_side)),
+                   "full_stats": stats}  # fmt: skip
+    elif stats is not None:
+        update["input_stats"] = stats
     return update
 
 
@@ -199,28 +207,36 @@ def _final(step: Final) -> dict:
 def restore(state: RestoreState, ctx: Context) -> dict:
     """Run the restorer on the plan's source image."""
     n = len(state.attempts)
-    src = (
-        np.load(state.input_npy)
-        if state.plan_source is None
-        else np.load(Path(state.work_dir) / f"attempt{state.plan_source}.npy")
-    )
-    refs = []
-    if state.plan.use_references and ctx.library is not None:
-        refs = [ReferenceImage(ctx.library.load_pixels(r), r.score, r.id) for r in state.references]
+    first = state.crops_npy or state.input_npy  # a big photo's attempts restore its crops (agent.crops)
+    src = np.load(first if state.plan_source is None else Path(state.work_dir) / f"attempt{state.plan_source}.npy")
+    refs = _references(state, ctx, state.plan)
     record = record_of(state.record, state.attempts, state.plan_source)
     t0 = time.perf_counter()
+    runs: list[RestoreOutput] = []
+
+    def run(image: np.ndarray) -> np.ndarray:
+        runs.append(_checked(ctx.restorer, ctx.restorer.restore(image, record, refs, state.plan), image.shape))
+        return runs[-1].pixels
+
     try:
-        out = _checked(ctx.restorer, ctx.restorer.restore(src, record, refs, state.plan), src.shape)
+        pixels = crops.each(run, src) if state.crops_npy else run(src)
     except Exception as e:  # a backend failure is an attempt that failed, not a crashed run
         why = one_line(e, with_type=True)
         return {"pending": None, "pending_s": time.perf_counter() - t0, "pending_error": why, "pending_run": None}
+    out = runs[0]
     return {
-        "pending": _npy(state, f"attempt{n}", out.pixels),
+        "pending": _npy(state, f"attempt{n}", pixels),
         "pending_s": time.perf_counter() - t0,
         "pending_error": None,
         # model restorers report prompt, seed, ... so the attempt can be reproduced
         "pending_run": _jsonable(out.run) if out.run else None,
     }
+
+
+def _references(state: RestoreState, ctx: Context, plan) -> list[ReferenceImage]:
+    if not plan.use_references or ctx.library is None:
+        return []
+    return [ReferenceImage(ctx.library.load_pixels(r), r.score, r.id) for r in state.references]
 
 
 def _checked(restorer, out, shape: tuple[int, ...]) -> RestoreOutput:
@@ -265,28 +281,18 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
         )  # fmt: skip
         return {"attempts": [*state.attempts, failed]}
     out = np.load(state.pending)
-    measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
-    rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
-        from_array(out)), None)  # fmt: skip
-    source_overall = source_rec.overall_severity
-    inp = np.load(state.input_npy)
-    structure = structure_score(inp, out)
-    update: dict = {}
-    quality, why_not = None, None
-    if ctx.settings.artefact_scorer and _quality_model() is not None:
-        from reasoner.quality import assess, describe, measured
-
-        stats = state.input_stats
-        if stats is None:  # measured once per image; later attempts are judged against the same input
-            stats = update["input_stats"] = measured(inp)
-        q = assess(inp, out, state.plan.kinds, source_measured=stats, restored_measured=out_stats)
-        quality = QualityTrace(gain_db=q.gain_db, uncertainty_db=q.uncertainty_db, spread_db=q.spread_db,
-                               artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
-        why_not = q.implausible
-    if quality is not None and quality.gain_db is not None:
-        verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not)
+    if state.crops_npy:  # a big photo: its crops are judged, laid out as one mosaic
+        inp, out = crops.mosaic(np.load(state.crops_npy)), crops.mosaic(out)
     else:
-        verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings)
+        inp = np.load(state.input_npy)
+    update: dict = {}
+    stats = state.input_stats if _quality_on(ctx) else None
+    if stats is None and _quality_on(ctx):
+        from reasoner.quality import measured
+
+        stats = update["input_stats"] = measured(inp)  # once per image; later attempts are judged against it too
+    rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan.kinds, stats,
+                                                      source_rec.overall_severity)  # fmt: skip
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
@@ -304,6 +310,30 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     return {**update, "attempts": [*state.attempts, attempt], "pending": None}
 
 
+def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | None, source_overall: float):
+    """``out`` restored from ``inp`` judged: the scorer's record of it, structure, quality estimate, verdict, reason.
+
+    ``stats`` are the input's measure statistics for the quality scorer (None: no quality estimate).
+    """
+    measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
+    rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
+        from_array(out)), None)  # fmt: skip
+    structure = structure_score(inp, out)
+    quality, why_not = None, None
+    if stats is not None:
+        from reasoner.quality import assess, describe
+
+        q = assess(inp, out, kinds, source_measured=stats, restored_measured=out_stats)
+        quality = QualityTrace(gain_db=q.gain_db, uncertainty_db=q.uncertainty_db, spread_db=q.spread_db,
+                               artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
+        why_not = q.implausible
+    if quality is not None and quality.gain_db is not None:
+        verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not)
+    else:
+        verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings)
+    return rec, structure, quality, verdict, reason
+
+
 @_timed("decide")
 def decide(state: RestoreState, ctx: Context) -> dict:
     """Accept, retry (bounded), or roll back to the best attempt, as :func:`agent.policy.decide` says."""
@@ -311,14 +341,63 @@ def decide(state: RestoreState, ctx: Context) -> dict:
     return _final(step) if isinstance(step, Final) else {"decision": None}
 
 
-def route_plan(state: RestoreState) -> Literal["restore", "export"]:
-    """After plan: restore, or export at once when there is nothing to do."""
-    return "export" if state.decision is not None else "restore"
+def route_plan(state: RestoreState) -> Literal["restore", "full_size", "export"]:
+    """After plan: restore, or finish at once when there is nothing (more) to do."""
+    return "restore" if state.decision is None else _finish(state)
 
 
-def route(state: RestoreState) -> Literal["plan", "export"]:
-    """After decide: retry through plan, or export."""
-    return "plan" if state.decision is None else "export"
+def route(state: RestoreState) -> Literal["plan", "full_size", "export"]:
+    """After decide: retry through plan, or finish."""
+    return "plan" if state.decision is None else _finish(state)
+
+
+def _finish(state: RestoreState) -> Literal["full_size", "export"]:
+    # A big photo's chosen attempt exists only on its crops: its plan runs at full size first.
+    return "full_size" if state.crops_npy and state.chosen is not None else "export"
+
+
+@_timed("full_size")
+def full_size(state: RestoreState, ctx: Context) -> dict:
+    """A big photo: the chosen attempt's plan (and its sources') run on the whole photo, judged against the input.
+
+    The result is returned only when that judgement says better too; otherwise the input is returned unchanged,
+    the reason saying that the crops' verdict did not hold.
+    """
+    t0 = time.perf_counter()
+    s, chosen = ctx.settings, state.chosen
+    base = {"crops": state.crops, "side": s.crop_side, "margin": crops.MARGIN, "attempt": chosen}
+    inp = np.load(state.input_npy)
+    x = inp
+    try:
+        for i in crops.lineage([a.source for a in state.attempts], chosen):
+            a = state.attempts[i]
+            record = record_of(state.record, state.attempts, a.source)
+            x = _checked(ctx.restorer, ctx.restorer.restore(x, record, _references(state, ctx, a.plan), a.plan),
+                         inp.shape).pixels  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - the restorer failing at full size returns the input, it is not a crash
+        reason = f"restorer failed on the full photo: {one_line(e, with_type=True)}"[:1000]
+        trace = FullSizeTrace(**base, verdict="failed", reason=reason, elapsed_s=time.perf_counter() - t0)
+        return {"full_size": trace, **_undo(reason)}
+    stats = state.full_stats if _quality_on(ctx) else None
+    if stats is None and _quality_on(ctx):
+        from reasoner.quality import measured
+
+        stats = measured(inp)
+    kinds = state.attempts[chosen].plan.kinds
+    rec, structure, quality, verdict, reason = _judge(ctx, inp, x, kinds, stats, state.record.overall_severity)
+    trace = FullSizeTrace(**base, verdict=verdict, reason=reason, structure=structure, quality=quality,
+                          severity_after=rec.severities(), overall_after=rec.overall_severity,
+                          elapsed_s=time.perf_counter() - t0)  # fmt: skip
+    if verdict != "better":
+        return {"full_size": trace, **_undo(f"better on the {len(state.crops)} crops it was judged on, but not on "
+                                             f"the full photo ({verdict}: {reason})")}  # fmt: skip
+    n = len(state.crops)
+    confirmed = f"{state.decision_reason}; judged on {n} crops and confirmed on the full photo ({reason})"
+    return {"full_size": trace, "final_npy": _npy(state, "final", x), "decision_reason": confirmed[:1000]}
+
+
+def _undo(why: str) -> dict:
+    return {"decision": "unchanged", "chosen": None, "decision_reason": f"{why}; input returned unchanged"[:1000]}
 
 
 @_timed("export")
@@ -331,18 +410,25 @@ def build_graph(checkpointer=None):
     """The compiled graph. Pass a LangGraph checkpointer to make runs resumable."""
     g = StateGraph(RestoreState, context_schema=Context)
     for name, fn in (("diagnose", diagnose), ("retrieve", retrieve), ("review", review), ("plan", plan),
-                     ("restore", restore), ("rescore", rescore), ("decide", decide), ("export", export)):  # fmt: skip
+                     ("restore", restore), ("rescore", rescore), ("decide", decide), ("full_size", full_size),
+                     ("export", export)):  # fmt: skip
         g.add_node(name, fn)
     g.add_edge(START, "diagnose")
     g.add_edge("diagnose", "retrieve")
     g.add_conditional_edges("retrieve", route_retrieved, {"review": "review", "plan": "plan"})
     g.add_edge("review", "plan")
-    g.add_conditional_edges("plan", route_plan, {"restore": "restore", "export": "export"})
+    g.add_conditional_edges("plan", route_plan, {"restore": "restore", "full_size": "full_size", "export": "export"})
     g.add_edge("restore", "rescore")
     g.add_edge("rescore", "decide")
-    g.add_conditional_edges("decide", route, {"plan": "plan", "export": "export"})
+    g.add_conditional_edges("decide", route, {"plan": "plan", "full_size": "full_size", "export": "export"})
+    g.add_edge("full_size", "export")
     g.add_edge("export", END)
     return g.compile(checkpointer=checkpointer)
+
+
+def _quality_on(ctx: Context) -> bool:
+    """Whether attempts are judged by the artefact-aware scorer (asked for, and its model installed)."""
+    return ctx.settings.artefact_scorer and _quality_model() is not None
 
 
 def _quality_model():
@@ -356,9 +442,15 @@ def _scored(state: RestoreState) -> bool:
 
 
 def final_pixels(state: RestoreState) -> np.ndarray:
-    """What the run returns: the chosen attempt, or the input unchanged."""
-    path = state.input_npy if state.chosen is None else Path(state.work_dir) / f"attempt{state.chosen}.npy"
-    return np.load(path)
+    """What the run returns: the chosen attempt (a big photo's: its full-size result), or the input unchanged."""
+    return np.load(final_path(state))
+
+
+def final_path(state: RestoreState) -> Path:
+    """The ``.npy`` file of what the run returns (see :func:`final_pixels`)."""
+    if state.chosen is None:
+        return Path(state.input_npy)
+    return Path(state.final_npy) if state.crops_npy else Path(state.work_dir) / f"attempt{state.chosen}.npy"
 
 
 def build_trace(state: RestoreState, ctx: Context) -> Trace:
@@ -367,6 +459,11 @@ def build_trace(state: RestoreState, ctx: Context) -> Trace:
 
     chosen = state.attempts[state.chosen] if state.chosen is not None else None
     after = chosen.severity_after if chosen else state.record.severities()
+    overall = chosen.overall_after if chosen else state.record.overall_severity
+    quality = chosen.quality if chosen else (QualityTrace(gain_db=0.0, spread_db=0.0) if _scored(state) else None)
+    if chosen is not None and state.full_size is not None:  # what is returned is the full-size result
+        full = state.full_size
+        after, overall, quality = full.severity_after, full.overall_after, full.quality
     return Trace(
         input=state.input_info,
         record_before=state.record,
@@ -378,14 +475,15 @@ def build_trace(state: RestoreState, ctx: Context) -> Trace:
         severity_before=state.record.severities(),
         severity_after=after,
         overall_before=state.record.overall_severity,
-        overall_after=chosen.overall_after if chosen else state.record.overall_severity,
+        overall_after=overall,
         timings={k: round(v, 6) for k, v in state.timings.items()},
         backends=ctx.backends,
         settings=ctx.settings.model_dump(),
         versions=_versions(rnr_version()),
         created_at=datetime.now(timezone.utc),
         review=state.review,
-        quality=chosen.quality if chosen else (QualityTrace(gain_db=0.0, spread_db=0.0) if _scored(state) else None),
+        quality=quality,
+        full_size=state.full_size,
     )
 
 

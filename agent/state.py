@@ -12,7 +12,7 @@ from typing import Annotated, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.trace import AttemptTrace, Decision, ReviewTrace, Trace
+from agent.trace import AttemptTrace, Decision, FullSizeTrace, ReviewTrace, Trace
 from reasoner.registry import Reasoner
 from reasoner.schema import DegradationKind, DiagnosisRecord, ImageInfo
 from restorer.base import Restorer
@@ -81,6 +81,14 @@ class Settings(BaseModel):
         description="A kind whose severity rose by more than this over its source's counts as made worse; after a "
         "second harmful attempt in a row such kinds are left out of the next try.",
     )
+    crops_above: int = Field(
+        2048 * 2048,
+        ge=0,
+        description="Photos with more pixels than this are restored and judged on four crops, and only the chosen "
+        "plan runs at full size, judged again there before it is returned (0: judge every attempt on the whole photo; "
+        "model restorers always are).",
+    )
+    crop_side: int = Field(768, ge=64, le=4096, description="Side (px) of each crop a big photo is judged on.")
     policy: str = Field(
         "",
         max_length=4096,
@@ -113,6 +121,13 @@ class RestoreState(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     trace: Trace | None = None  # set by the export node
     review: ReviewTrace | None = None  # set by the review node when a person reviewed the diagnosis
+    # Big photos (agent.crops): corners of the crops attempts are judged on, their stack of the input, the whole
+    # input's measure statistics, and the chosen plan's full-size result once judged there.
+    crops: list[tuple[int, int]] | None = None
+    crops_npy: str | None = None
+    full_stats: dict[str, float] | None = None
+    final_npy: str | None = None
+    full_size: FullSizeTrace | None = None
 
 
 @runtime_checkable

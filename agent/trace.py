@@ -20,8 +20,9 @@ from retrieval.base import Reference
 TRACE_NAME = "rnr.restore_trace"
 # 1.1: records may carry `thinking`; 1.2: attempts carry `restorer_run`; 1.3: `review`; 1.4: `quality` (estimated
 # quality change, its uncertainty and the artefacts found) on attempts and on the trace, verdict "uncertain";
-# 1.5: `output_file` (container, bit depth, what metadata the written file kept).
-TRACE_VERSION = "1.5.0"
+# 1.5: `output_file` (container, bit depth, what metadata the written file kept); 1.6: `full_size` (a big photo's
+# attempts judged on crops, the chosen plan's full-size result judged again).
+TRACE_VERSION = "1.6.0"
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed", "uncertain"]
@@ -120,6 +121,28 @@ class ReviewTrace(BaseModel):
     )
 
 
+class FullSizeTrace(BaseModel):
+    """A big photo judged on crops (:mod:`agent.crops`): where they were, and the chosen plan's full-size check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crops: list[tuple[int, int]] = Field(
+        max_length=16, description="Top-left (y, x) of each crop, its context margin included."
+    )
+    side: int = Field(ge=1, description="Side (px) of each crop's judged core.")
+    margin: int = Field(ge=0, description="Context (px) cut around each core.")
+    attempt: int | None = Field(
+        None, description="The attempt whose plan ran at full size; None when no attempt was chosen on the crops."
+    )
+    verdict: Verdict | None = Field(None, description="The full-size result's verdict against the whole input.")
+    reason: str = Field("", max_length=1000)
+    structure: float | None = None
+    severity_after: dict[str, float] = Field(default_factory=dict, description="The full-size result's severities.")
+    overall_after: float | None = Field(None, ge=0, le=1)
+    quality: QualityTrace | None = None
+    elapsed_s: float = Field(0.0, ge=0, description="Restoring and judging the full-size result.")
+
+
 class Trace(BaseModel):
     """The full account of one image's pass through diagnose -> retrieve -> plan -> restore -> rescore -> decide."""
 
@@ -154,6 +177,9 @@ class Trace(BaseModel):
         None,
         description="What is returned, as the artefact-aware scorer sees it against the input (gain 0 and no "
         "artefacts when the input is returned unchanged); 1.4+.",
+    )
+    full_size: FullSizeTrace | None = Field(
+        None, description="Set when the photo was big enough to judge its attempts on crops (agent.crops); 1.6+."
     )
 
     @model_validator(mode="before")

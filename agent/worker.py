@@ -306,10 +306,11 @@ def complete(state: RestoreState) -> bool:
     """Whether a thread's final state has what the outputs are made of: a decision, a trace, its arrays on disk."""
     if state.trace is None or state.decision is None or not state.input_npy:
         return False
-    arrays = [Path(state.input_npy)]
-    if state.chosen is not None:
-        arrays.append(Path(state.work_dir) / f"attempt{state.chosen}.npy")
-    return all(p.is_file() for p in arrays)
+    from agent.graph import final_path
+
+    if state.chosen is not None and state.crops_npy and not state.final_npy:
+        return False
+    return all(p.is_file() for p in {Path(state.input_npy), final_path(state)})
 
 
 def _more_needed(path: Path, out: Path, attempts: int, err: BaseException) -> int | None:

@@ -38,7 +38,11 @@ class RestoreOutput:
 
 @runtime_checkable
 class Restorer(Protocol):
-    """Restores an image given its diagnosis, references and the plan."""
+    """Restores an image given its diagnosis, references and the plan.
+
+    A restorer may set ``local = True`` when its result at a pixel depends only on a neighbourhood (and image-wide
+    estimates): the graph then judges a big photo's attempts on crops and runs only the chosen plan at full size.
+    """
 
     name: str
 

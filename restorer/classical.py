@@ -66,6 +66,9 @@ class ClassicalRestorer:
     """
 
     name = "classical"
+    #: Every operator's output at a pixel depends on a bounded neighbourhood (plus image-wide estimates): the graph may
+    #: judge a big photo's attempts on crops of it and run only the chosen plan at full size (:mod:`agent.crops`).
+    local = True
 
     def __init__(
         self,

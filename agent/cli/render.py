@@ -83,6 +83,10 @@ def render_update(console: Console, node: str, update: dict) -> None:
         )
     elif node == "decide" and update.get("decision"):
         console.print(f"[bold]decide[/] {update['decision']}: {update.get('decision_reason', '')}")
+    elif node == "full_size" and update.get("full_size") is not None:
+        f = update["full_size"]
+        said = f"[cyan]{f.verdict}[/] — {f.reason}" if "decision" not in update else update["decision_reason"]
+        console.print(f"[bold]full size[/] attempt {f.attempt} on the whole photo: {said}")
 
 
 def summary_table(summary, out) -> Table:

@@ -60,7 +60,8 @@ def restore(
     policy: Path | None = typer.Option(
         None, "--policy", metavar="FOLDER",
         help="A trained restoration-plan policy folder (bench/grpo_restore.py --keep): it writes each image's first "
-        "plan from the diagnosis; re-scored and rolled back like any plan, the hand plan when its reply does not parse.",
+        "plan from the diagnosis; re-scored and rolled back like any plan, the hand plan when its reply does not "
+        "parse.",
     ),  # fmt: skip
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-directories."),
     as_json: bool = typer.Option(False, "--json", help="Print one manifest row per image as JSON lines."),

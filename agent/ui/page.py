@@ -372,7 +372,8 @@ def _stream(runs: UIRuns, p: Page, sess: dict, ctx: Context, resume, table: bool
 #: What the page says while a node runs next (the status line moves as nodes finish).
 _PROGRESS = {"diagnose": "Diagnosed; looking for references...", "retrieve": "Diagnosed.",
              "review": "Restoring...", "plan": "Restoring...", "restore": "Checking the result...",
-             "rescore": "Checking the result...", "decide": "Deciding...", "export": "Done."}  # fmt: skip
+             "rescore": "Checking the result...", "decide": "Deciding...",
+             "full_size": "Restoring the full photo...", "export": "Done."}  # fmt: skip
 
 
 def _found(record: dict) -> str:
