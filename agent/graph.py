@@ -182,9 +182,11 @@ def plan(state: RestoreState, ctx: Context) -> dict:
         first = policy.user_plan(diagnosed, ctx.settings, record=state.record)
         if not first.operations:  # nothing to restore: the decision is final before any attempt
             final = policy.conclude(state.record, [], ctx.settings)
-            if diagnosed.operations:  # the person's controls (strength 0, only, skip) left nothing to do
-                final = Final("unchanged", None, "your strength/only/skip settings leave nothing to restore; "
-                              "input returned unchanged")  # fmt: skip
+            if diagnosed.operations:  # the person's controls (strength 0, only, skip), or the plan policy
+                by_hand = policy.user_plan(diagnosed, ctx.settings.model_copy(update={"policy": ""}))
+                why = ("the plan policy chose to restore nothing" if by_hand.operations
+                       else "your strength/only/skip settings leave nothing to restore")  # fmt: skip
+                final = Final("unchanged", None, f"{why}; input returned unchanged")
             return {"plan": first, "plan_source": None, **_final(final)}
         return {"plan": first, "plan_source": None}
     step = policy.decide(state.record, state.attempts, ctx.settings)

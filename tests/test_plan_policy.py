@@ -204,6 +204,18 @@ def test_graph_runs_the_policy_plan_and_falls_back_to_the_hand_plan(noisy_case, 
     assert [(op.kind, op.strength) for op in trace.attempts[0].plan.operations] == [("noise", 0.25)]
 
 
+def test_a_policy_that_plans_nothing_is_named_as_the_reason(noisy_case, policy_reply):
+    from agent.run import restore_image
+
+    _, syn = noisy_case
+    policy_reply('{"steps": []}')
+    pixels, trace = restore_image(syn.image, settings=Settings(policy="p"))
+    assert trace.decision == "unchanged" and not trace.attempts
+    assert trace.decision_reason == "the plan policy chose to restore nothing; input returned unchanged"
+    _, trace = restore_image(syn.image, settings=Settings(policy="p", strength=0))  # the person's controls first
+    assert trace.decision_reason.startswith("your strength/only/skip settings leave nothing to restore")
+
+
 def test_a_harmful_policy_plan_is_rescored_and_rolled_back(noisy_case, policy_reply):
     from agent.run import restore_image
 
