@@ -184,7 +184,7 @@ def restore_image(
         pixels = final_pixels(state)
         written, path = None, None
         if out is not None:
-            written, path = _write_like_input(image, Path(out), pixels, state.chosen is None, container, quality)
+            written, path = write_like_input(image, Path(out), pixels, state.chosen is None, container, quality)
         trace = finish_trace(state.trace, path, time.perf_counter() - t0)
         return pixels, trace.model_copy(update={"output_file": written})
 
@@ -201,7 +201,7 @@ def _out_container(out, output_format: str | None, quality: int | None) -> str |
     return None
 
 
-def _write_like_input(image, out: Path, pixels, unchanged: bool, container: str | None, quality: int | None):
+def write_like_input(image, out: Path, pixels, unchanged: bool, container: str | None, quality: int | None):
     """Write ``pixels`` to ``out`` like the input file ``image`` (see :func:`restore_image`).
 
     Returns the trace's record of the file, and its path (``out`` with the container's suffix when it had none).

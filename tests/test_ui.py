@@ -231,3 +231,34 @@ def test_ui_command_rejects_bad_options_and_passes_the_pixel_limit(tmp_path, mon
         res = CliRunner().invoke(app, args, env=env)
         assert res.exit_code == 0, res.output
         assert launched[-1]["max_pixels"] == limit and launched[-1]["max_pixels"].why == why
+
+
+def test_the_download_is_written_like_the_upload_and_the_slider_gets_a_png(tmp_path):
+    # A camera JPEG uploaded comes back a JPEG with its EXIF (not a PNG without it); the slider shows a PNG copy.
+    import numpy as np
+    from PIL import Image
+
+    from agent.run import stream_run
+    from agent.ui.runs import UIRuns
+    from rl import degradations as D
+
+    exif = Image.Exif()
+    exif[271], exif[33432] = "Canon", "(c) Jane Doe"
+    shot = tmp_path / "IMG_0002.jpg"
+    noisy = D.apply(load_photo("astronaut")[:192, :256], [D.NoiseParams(sigma=20, seed=2)])
+    Image.fromarray(np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8)).save(shot, quality=90, exif=exif)
+    before = shot.read_bytes()
+    runs = UIRuns(tmp_path / "ui")
+    key, ctx = runs.context("measure", "", "measure", "", "classical", "", None, 1)
+    sess = runs.new_session(str(shot), key)
+    steps = list(stream_run(shot, ctx, sess["work"], checkpointer=runs.saver, thread=sess["thread"]))
+    assert steps[-1][0] == "__interrupt__"  # the review question: accepted as proposed
+    list(stream_run(shot, ctx, sess["work"], checkpointer=runs.saver, thread=sess["thread"], resume=None))
+    image, shown, trace_path, preview, trace = runs.export(sess)
+    assert image.name == "IMG_0002_restored.jpg" and shown.suffix == ".png" and shown != image
+    with Image.open(image) as im:
+        assert im.format == "JPEG" and im.getexif()[33432] == "(c) Jane Doe"
+    with Image.open(shown) as im:
+        assert im.format == "PNG" and im.size == (256, 192)
+    assert trace.output_path == str(image) and trace.output_file.container == "jpeg" and trace.output_file.exif_kept
+    assert shot.read_bytes() == before  # the upload itself is only read

@@ -419,8 +419,8 @@ def _node_view(runs: UIRuns, p: Page, sess: dict, node: str, update: dict) -> di
             out[p.record] = R.record_html(update["record"], "Diagnosis (edited by you)")
         return out
     if node == "export":
-        image, trace_path, before, trace = runs.export(sess)
-        return {p.slider: (str(before), str(image)), p.severity: R.severity_compare_html(trace),
+        image, shown, trace_path, before, trace = runs.export(sess)
+        return {p.slider: (str(before), str(shown)), p.severity: R.severity_compare_html(trace),
                 p.trace_file: gr.update(value=str(trace_path), visible=True),
                 p.image_file: gr.update(value=str(image), visible=True),
                 p.status: _say(outcome(trace).line)}  # fmt: skip

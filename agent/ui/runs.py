@@ -23,7 +23,7 @@ from agent.backends import Backends
 from agent.checkpoint import sqlite_checkpointer
 from agent.graph import final_pixels, finish_trace
 from agent.io import write_text_atomic
-from agent.run import thread_state
+from agent.run import thread_state, write_like_input
 from agent.state import Context, Settings
 from agent.trace import Trace
 from reasoner.imageio import ImageLoadError, PixelLimit, load_image, resolve_max_pixels, save_image
@@ -155,20 +155,27 @@ class UIRuns:
         after = save_image(out / f"crop_after_{secrets.token_hex(4)}.png", restore_area(ctx, crop, record))
         return before, after
 
-    def export(self, session: dict) -> tuple[Path, Path, Path, Trace]:
-        """Write the restored image, its trace (atomically) and the before-preview into the run's served folder."""
+    def export(self, session: dict) -> tuple[Path, Path, Path, Path, Trace]:
+        """Write the restored image (like the upload), its PNG for the slider (the same file for a PNG upload), its
+        trace (atomically) and the before-preview into the run's served folder."""
         state = thread_state(self.saver, session["thread"])
         out = Path(session["out"])
         out.mkdir(mode=0o700, exist_ok=True)
         stem = Path(session["name"]).stem or "image"
         t0 = time.perf_counter()
-        image = save_image(out / f"{stem}_restored.png", final_pixels(state))
+        pixels = final_pixels(state)
+        # The download is written like the upload (its container, bit depth, EXIF, ICC); the slider shows a PNG.
+        written, path = write_like_input(session["input"], out / f"{stem}_restored", pixels, state.chosen is None,
+                                         None, None)  # fmt: skip
+        image = Path(path)
+        shown = image if image.suffix.lower() == ".png" else save_image(out / f"{stem}_restored_preview.png", pixels)
         trace = finish_trace(state.trace, str(image), time.perf_counter() - t0)
+        trace = trace.model_copy(update={"output_file": written})
         trace_path = write_text_atomic(out / f"{stem}.trace.json", trace.model_dump_json(indent=2))
         before = out / "input_preview.png"
         if not before.exists():
             save_image(before, np.load(state.input_npy))
-        return image, trace_path, before, trace
+        return image, shown, trace_path, before, trace
 
 
 #: Side (px) of the 100% crop the strength preview restores: big enough to judge grain and edges, quick to redo.
