@@ -176,6 +176,7 @@ def plan_batch(
     follow_symlinks: bool = False,
     warn: Callable[[str], None] | None = None,
     scanned: tuple[list[tuple[Path, Path]], list[tuple[Path, str]]] | None = None,
+    output: OutputOptions | None = None,
 ) -> BatchPlan:
     """Check the inputs and ``out``, name every input, and split them into to-do and already finished.
 
@@ -218,12 +219,17 @@ def plan_batch(
     append_claims(out, [it for it in named if it.name not in previous and os.path.abspath(it.path) not in claims])
     summary = Summary(warnings=warnings, total=len(named))
     todo = []
+    wanted = (output or OutputOptions()).as_row()
     for it in items:
         row = by_path.get(os.path.abspath(it.path))
         if resume and _is_done(out, row, it):
-            summary.skipped.append(it.name)
-        else:
-            todo.append(it)
+            if row.get("output_options", wanted) == wanted:
+                summary.skipped.append(it.name)
+                continue
+            was = OutputOptions(**row["output_options"]).describe()
+            warn_all(f"{it.path}: written earlier as {row['output']} ({was}); writing it again as "
+                     f"{(output or OutputOptions()).describe()} (the earlier file is kept)")  # fmt: skip
+        todo.append(it)
     protect = frozenset(os.path.realpath(p) for p, _ in files) | frozenset(os.path.abspath(p) for p, _ in files)
     return BatchPlan(out, todo, summary, list(zip(refused_items, (r for _, r in refused), strict=True)), protect)
 
@@ -330,7 +336,7 @@ def run_batch(
     with interruptible() as caught, RunLock(out) as lock:
         try:
             plan = plan_batch(inputs, out, resume, recursive=recursive, follow_symlinks=follow_symlinks,
-                              warn=on_warning, scanned=scanned)  # fmt: skip
+                              warn=on_warning, scanned=scanned, output=output)  # fmt: skip
         except BaseException:
             lock.release()
             if not existed:

@@ -20,6 +20,7 @@ from pathlib import Path
 from agent.backends import Backends
 from agent.batch import (
     NoImagesError,
+    OutputOptions,
     Recorder,
     Summary,
     check_new_run,
@@ -95,6 +96,7 @@ class _Restorer:
         checkpoint: str | None = None,
         max_pixels: int | None = None,
         protect: frozenset[str] = frozenset(),
+        output: OutputOptions | None = None,
     ) -> None:
         from agent.worker import Worker
 
@@ -102,7 +104,7 @@ class _Restorer:
         if os.path.isdir(cwd):
             os.chdir(cwd)
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        self.worker = Worker.load(backends, settings, max_pixels)
+        self.worker = Worker.load(backends, settings, max_pixels, output)
         self.worker.protect = protect
         self.out = Path(out)
         self.checkpoint = checkpoint
@@ -164,6 +166,7 @@ def run_batch_ray(
     checkpoint: str | None = None,
     follow_symlinks: bool = False,
     max_pixels: int | None = None,
+    output: OutputOptions | None = None,
 ) -> Summary:
     """Restore every input into ``out`` on Ray; same outputs and resume rule as :func:`agent.batch.run_batch`.
 
@@ -189,6 +192,7 @@ def run_batch_ray(
             per image in ``out``.
         follow_symlinks: Follow symlinks that leave a folder input (refused by default).
         max_pixels: Refuse larger images (default: what each worker's memory allows).
+        output: How restored images are written (default: each input's own container).
 
     Returns:
         The :class:`agent.batch.Summary` of the run.
@@ -215,19 +219,19 @@ def run_batch_ray(
     backends.check()
     with interruptible(), RunLock(out):
         plan = plan_batch(inputs, out, resume, recursive=recursive, follow_symlinks=follow_symlinks,
-                          warn=on_warning, scanned=scanned)  # fmt: skip
+                          warn=on_warning, scanned=scanned, output=output)  # fmt: skip
         summary = plan.summary
         record = Recorder(out, summary, on_row, on_warning)
         if on_start is not None:
             on_start(summary, len(plan.todo) + len(plan.refused))
         for it, reason in plan.refused:
-            record(refused_row(it, reason))
+            record(refused_row(it, reason, output))
         if not plan.todo:
             return summary
         owned = _start(ray, address, workers)
         try:
             rows = _stream_rows(ray, plan.todo, out, backends, settings or Settings(), workers, gpus_per_worker,
-                                checkpoint, limit, plan.protect)  # fmt: skip
+                                checkpoint, limit, plan.protect, output)  # fmt: skip
             for row in rows:
                 record(driver_row(row))
             return summary
@@ -247,6 +251,7 @@ def _stream_rows(
     checkpoint,
     max_pixels: int | None,
     protect: frozenset[str],
+    output: OutputOptions | None = None,
 ):
     from ray.data import DataContext
 
@@ -259,7 +264,7 @@ def _stream_rows(
         override_num_blocks=blocks,
     )
     kwargs = {"backends": backends, "settings": settings, "out": os.fspath(out), "cwd": os.getcwd(),
-              "checkpoint": checkpoint, "max_pixels": max_pixels, "protect": protect}  # fmt: skip
+              "checkpoint": checkpoint, "max_pixels": max_pixels, "protect": protect, "output": output}  # fmt: skip
     ds = ds.map_batches(
         _Restorer,
         compute=ray.data.ActorPoolStrategy(size=workers),

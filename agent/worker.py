@@ -60,6 +60,15 @@ class OutputOptions:
         if self.quality is not None and self.format in ("png", "tiff"):
             raise ValueError(f"--quality applies to jpeg and webp; {self.format} is lossless")
 
+    def as_row(self) -> dict:
+        """The options as a manifest row records them (a resume with other options writes the image again)."""
+        return {"format": self.format, "quality": self.quality}
+
+    def describe(self) -> str:
+        """The options in a few words, e.g. ``"webp, quality 80"`` or ``"each input's own container"``."""
+        said = self.format or "each input's own container"
+        return said + (f", quality {self.quality}" if self.quality is not None else "")
+
     def suffix_guess(self, path: Path) -> str:
         """The output suffix an input is expected to get, before it is read (for rows of inputs that fail)."""
         from reasoner.imagefile import SourceFile, normalise_format, output_suffix
@@ -113,7 +122,7 @@ class Worker:
         t0 = time.perf_counter()
         row = {"input": str(item.path), "input_abs": os.path.abspath(item.path), "name": item.name,
                "output": f"{item.name}{self.output.suffix_guess(Path(item.path))}",
-               "trace": f"{item.name}.json"}  # fmt: skip
+               "trace": f"{item.name}.json", "output_options": self.output.as_row()}  # fmt: skip
         thread: ImageThread | None = None
         try:
             row["sha256"] = item.sha256 or file_sha256(item.path)  # resume keys inputs by path and content

@@ -155,6 +155,28 @@ def test_format_and_quality_are_honoured(camera_jpeg, tmp_path):
     assert sizes["40"] < sizes["95"]
 
 
+def test_a_resume_with_other_output_options_writes_the_images_again(camera_jpeg, tmp_path):
+    from agent.manifest import read_manifest
+
+    out = tmp_path / "out"
+    _restore(str(camera_jpeg), "--out", str(out), "--strength", "0")
+    first = (out / "IMG_0001.jpg").read_bytes()
+    res = _restore(str(camera_jpeg), "--out", str(out), "--resume", "--format", "webp", "--quality", "80",
+                   "--strength", "0")  # fmt: skip
+    said = [line for line in res.output.splitlines() if "written earlier" in line]
+    assert len(said) == 1 and "IMG_0001.jpg (each input's own container); writing it again as webp, quality 80" in (
+        said[0]
+    )
+    assert Image.open(out / "IMG_0001.webp").format == "WEBP"
+    assert (out / "IMG_0001.jpg").read_bytes() == first  # the earlier output is kept, not deleted
+    row = read_manifest(out)["IMG_0001"]
+    assert row["output"] == "IMG_0001.webp" and row["output_options"] == {"format": "webp", "quality": 80}
+    assert _trace(out, "IMG_0001")["output_file"]["container"] == "webp"
+    res = _restore(str(camera_jpeg), "--out", str(out), "--resume", "--format", "webp", "--quality", "80",
+                   "--strength", "0")  # fmt: skip
+    assert "written earlier" not in res.output and "1 already finished" in res.output  # the same options: skipped
+
+
 def test_names_keep_letters_of_any_script(tmp_path):
     d = tmp_path / "in"
     d.mkdir()

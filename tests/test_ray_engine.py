@@ -101,6 +101,17 @@ def test_interrupted_ray_run_resumes_only_the_missing_images(runtime, folder, lo
 
 
 @needs_ray
+def test_output_options_are_the_local_engines(runtime, folder, tmp_path):
+    from agent.batch import OutputOptions
+
+    webp = OutputOptions("webp", 80)
+    run_batch([folder], tmp_path / "local", output=webp)
+    run_batch_ray([folder], tmp_path / "ray", workers=2, output=webp)
+    assert _outputs(tmp_path / "ray") == _outputs(tmp_path / "local")
+    assert sorted(p.name for p in (tmp_path / "ray").glob("*.webp")) == ["astronaut.webp", "camera.webp", "coffee.webp"]
+
+
+@needs_ray
 def test_glob_and_path_lists_name_outputs_like_files(runtime, folder, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -92,8 +92,6 @@ def restore(
     from agent.backends import Backends
 
     _check_engine(engine, address, gpus_per_worker, trace)
-    if engine == "ray" and (output_format or quality is not None):
-        fail("--format/--quality are not supported with --engine ray yet (it writes each input's own container)")
     settings = _settings(max_attempts, strength, only, skip, policy)
     output = _output(output_format, quality)
     restorer_options = parse_options(restorer_opts, "--restorer-opt")
@@ -110,10 +108,11 @@ def restore(
     options = dict(backends=backends, settings=settings, resume=resume, recursive=recursive,
                    follow_symlinks=follow_symlinks, max_pixels=max_pixels, on_row=view.on_row, on_warning=view.warn,
                    on_start=view.on_start, checkpoint=shared)  # fmt: skip
+    options["output"] = output
     if engine == "ray":
         options |= dict(address=address, gpus_per_worker=gpus_per_worker)
     else:
-        options |= dict(output=output, on_item=view.on_item)
+        options["on_item"] = view.on_item
     summary = _run(inputs, out, engine, 1 if trace else workers, view, options)
     _finish(summary, out, view)
 
