@@ -62,6 +62,22 @@ class BackendSpec:
         """
         return self.resolve()(**self.kwargs())
 
+    def needs_model(self) -> bool:
+        """Whether the backend takes a model that was not given: rnr never picks one for the user.
+
+        True when its class's ``model`` argument is required or defaults to a model id; a default of None means the
+        backend asks its server which model it serves.
+        """
+        import inspect
+
+        if self.model or "model" in self.options:
+            return False
+        try:
+            param = inspect.signature(self.resolve()).parameters.get("model")
+        except (TypeError, ValueError):
+            return False
+        return param is not None and param.default is not None
+
 
 @dataclass(frozen=True)
 class Backends:
@@ -128,6 +144,20 @@ class Backends:
         """
         for spec in self.specs().values():
             spec.resolve()
+        self.check_models()
+
+    def check_models(self) -> None:
+        """Refuse a model backend given no model (one line naming the keyword to pass), before anything loads.
+
+        Raises:
+            ValueError: A backend that needs a model id or folder and was given none.
+
+        """
+        for role, spec in self.specs().items():
+            if spec.needs_model():
+                example = "Qwen/Qwen-Image-Edit-2509" if spec.role == "restorer" else "Qwen/Qwen3-VL-2B-Instruct"
+                raise ValueError(f"{role} {spec.name!r} needs a model: pass {role}_model= (rnr: --{role}-model) "
+                                 f"with a hub id (e.g. {example}) or a local folder; rnr never picks one for you")  # fmt: skip
 
     def load(self, settings: Settings | None = None, *, max_pixels: int | None = None) -> Context:
         """Load the backends once (a batch worker keeps them for all its images) into a run context.
@@ -135,6 +165,7 @@ class Backends:
         A scorer identical to the reasoner is the same object (one model loaded once). A damaged library costs the
         run its references, not its images: the context then has no library and the reason is in its embedder tag.
         """
+        self.check_models()
         rsn = self.reasoner.load()
         scr = rsn if self.scorer == self.reasoner else self.scorer.load()
         rst = self.restorer.load()

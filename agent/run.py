@@ -152,8 +152,15 @@ def restore_image(
     out: str | Path | None = None,
     output_format: str | None = None,
     quality: int | None = None,
+    reasoner_model: str | None = None,
+    scorer_model: str | None = None,
+    restorer_model: str | None = None,
+    restorer_options: dict | None = None,
 ) -> tuple[np.ndarray, Trace]:
     """Restore one image (a path or a ``float32 HxWx3 RGB in [0, 1]`` array); returns the pixels and the trace.
+
+    Backends as :func:`agent.backends.make_context` names them: a model backend needs its model id or folder
+    (``reasoner="qwen3vl", reasoner_model="Qwen/Qwen3-VL-2B-Instruct"``); none is ever picked for you.
 
     ``settings`` carries the controls: ``Settings(strength=0.5)``, ``kind_strength={"noise": 0.3}``,
     ``only=["noise"]``, ``skip=["jpeg"]``. With ``out``, the result is also written there like the input (its
@@ -175,7 +182,9 @@ def restore_image(
     if isinstance(image, np.ndarray):
         image = as_rgb_float(image, "image")  # before any backend loads: a bad array fails at once
     container = _out_container(out, output_format, quality)
-    ctx = context or make_context(reasoner, scorer, restorer, index, settings)
+    ctx = context or make_context(reasoner, scorer, restorer, index, settings, reasoner_model=reasoner_model,
+                                  scorer_model=scorer_model, restorer_model=restorer_model,
+                                  restorer_options=restorer_options)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="rnr-") as tmp:
         if isinstance(image, np.ndarray):
             image = save_image(Path(tmp) / "input.png", image)

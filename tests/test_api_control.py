@@ -61,3 +61,22 @@ def test_run_batch_output_options(shot, tmp_path):
     assert summary.done[0]["output"] == "shot.png" and Image.open(tmp_path / "out" / "shot.png").format == "PNG"
     with pytest.raises(ValueError, match="png is lossless"):
         OutputOptions("png", 80)
+
+
+@pytest.mark.parametrize(
+    ("kw", "said"),
+    [
+        ({"reasoner": "qwen3vl"}, "reasoner 'qwen3vl' needs a model: pass reasoner_model="),
+        ({"scorer": "qwen3vl"}, "scorer 'qwen3vl' needs a model: pass scorer_model="),
+        ({"restorer": "qwen-image-edit"}, "restorer 'qwen-image-edit' needs a model: pass restorer_model="),
+    ],
+)
+def test_the_python_api_never_picks_a_model(kw, said):
+    # Refused before anything loads or any download is attempted (the hub is not reachable here anyway).
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError) as e:
+        restore_image(np.zeros((32, 32, 3), np.float32), **kw)
+    assert str(e.value).startswith(said) and "\n" not in str(e.value)
+    assert time.perf_counter() - t0 < 30
