@@ -463,9 +463,11 @@ def build_trace(state: RestoreState, ctx: Context) -> Trace:
     after = chosen.severity_after if chosen else state.record.severities()
     overall = chosen.overall_after if chosen else state.record.overall_severity
     quality = chosen.quality if chosen else (QualityTrace(gain_db=0.0, spread_db=0.0) if _scored(state) else None)
-    if chosen is not None and state.full_size is not None:  # what is returned is the full-size result
-        full = state.full_size
+    full = state.full_size
+    if chosen is not None and full is not None:  # what is returned is the full-size result
         after, overall, quality = full.severity_after, full.overall_after, full.quality
+    elif full is None and state.crops:  # judged on crops, nothing chosen: the trace still says where they were
+        full = FullSizeTrace(crops=state.crops, side=ctx.settings.crop_side, margin=crops.MARGIN)
     return Trace(
         input=state.input_info,
         record_before=state.record,
@@ -485,7 +487,7 @@ def build_trace(state: RestoreState, ctx: Context) -> Trace:
         created_at=datetime.now(timezone.utc),
         review=state.review,
         quality=quality,
-        full_size=state.full_size,
+        full_size=full,
     )
 
 

@@ -8,7 +8,8 @@ or 8640x5760 (50 MP), given Gaussian noise (``rl.degradations``, sigma on the 0-
 with OpenCV's defaults (h = hColor = 10, 7 px patches, 21 px search) on the decoded JPEG. Both run as
 subprocesses, one at a time, measured by wall time and peak resident memory of the whole process tree (psutil,
 sampled every 50 ms; ``rnr restore`` runs its default single worker, a child process of the CLI, whose memory is
-included). One run each: machines are noisy, read the ratio with the load printed beside it.
+included). Photos this size are judged on crops and only the chosen plan runs at full size (:mod:`agent.crops`);
+the table says so. One run each: machines are noisy, read the ratio with the load printed beside it.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def main() -> None:
                 "ratio": round(rnr_s / nlm_s, 2), "rnr_peak_gb": round(rnr_gb, 2), "nlm_peak_gb": round(nlm_gb, 2),
                 "kinds": kinds, "attempts": len(trace["attempts"]), "decision": trace["decision"],
                 "timings": trace["timings"], "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
+                "judged_on": "crops" if trace.get("full_size") else "whole photo",
+                "full_size_verdict": (trace.get("full_size") or {}).get("verdict"),
+                "attempt_verdicts": [f"{a['verdict']} ({a['reason'][:80]})" for a in trace["attempts"]],
             })  # fmt: skip
             print(json.dumps(rows[-1]), file=sys.stderr)
     cols = ("photo", "MP", "bare NLM s", "rnr s", "ratio", "rnr peak GB", "NLM peak GB")
@@ -112,7 +116,9 @@ def main() -> None:
     for r in rows:
         vals = (r["mp"], r["nlm_s"], r["rnr_s"], r["ratio"], r["rnr_peak_gb"], r["nlm_peak_gb"])
         line = f"{r['photo']:<14}" + "".join(f"{v:>{len(c) + 2}}" for v, c in zip(vals, cols[1:], strict=True))
-        print(f"{line}  {', '.join(r['kinds'])} ({r['attempts']} attempts, load {r['load_before']})")
+        full = f", full size {r['full_size_verdict']}" if r["full_size_verdict"] else ""
+        print(f"{line}  {', '.join(r['kinds'])} ({r['attempts']} attempts on the {r['judged_on']}{full}, "
+              f"{r['decision']}, load {r['load_before']})")
     print(f"{os.cpu_count()} CPUs; bare NLM: cv2.fastNlMeansDenoisingColored h=hColor=10, 7/21 (OpenCV defaults)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "cpus": os.cpu_count()}, indent=1))

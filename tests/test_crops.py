@@ -206,3 +206,10 @@ def test_measure_reads_the_mosaic_like_a_photo(noisy):
     whole = MeasureReasoner().diagnose(img)
     mosaic = MeasureReasoner().diagnose(crops.mosaic(crops.cut(img, crops.boxes(img.shape, 160), 160)))
     assert [d.kind for d in mosaic.degradations] == [d.kind for d in whole.degradations]
+
+
+def test_a_trace_says_the_photo_was_judged_on_crops_when_nothing_was_chosen(noisy, tmp_path):
+    state = _run(noisy, _ctx(Recording(), BIG.model_copy(update={"strength": 0.0})), tmp_path)  # nothing to run
+    assert state.trace.decision == "unchanged"
+    full = state.trace.full_size
+    assert full is not None and full.crops == state.crops and full.attempt is None and full.verdict is None
