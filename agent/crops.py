@@ -39,7 +39,7 @@ def boxes(shape: tuple[int, ...], side: int) -> list[tuple[int, int]]:
     Each is centred on a quadrant's middle and kept inside the photo.
 
     >>> boxes((4000, 6000), 768)
-    [(516, 1016), (516, 4016), (2516, 1016), (2516, 4016)]
+    [(552, 1052), (552, 4052), (2552, 1052), (2552, 4052)]
     """
     h, w, full = int(shape[0]), int(shape[1]), side + 2 * MARGIN
     out = []
