@@ -9,7 +9,8 @@ with OpenCV's defaults (h = hColor = 10, 7 px patches, 21 px search) on the deco
 subprocesses, one at a time, measured by wall time and peak resident memory of the whole process tree (psutil,
 sampled every 50 ms; ``rnr restore`` runs its default single worker, a child process of the CLI, whose memory is
 included). Photos this size are judged on crops and only the chosen plan runs at full size (:mod:`agent.crops`);
-the table says so. One run each: machines are noisy, read the ratio with the load printed beside it.
+the table says so; a second ``rnr`` run forces the accept path (attempts judged by severities, so the chosen plan
+runs at full size), its worst case. One run each: machines are noisy, read the ratio with the load printed beside it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ img = cv2.imread(sys.argv[1], cv2.IMREAD_COLOR)
 t0 = time.perf_counter()
 cv2.fastNlMeansDenoisingColored(img, None, 10, 10, 7, 21)
 print(time.perf_counter() - t0)
+"""
+
+
+#: The accept path, forced: the same restore judged by the scorer's severities (which read the noise drop as better),
+#: so the chosen plan runs at full size and is judged there; the worst case of a big photo's wall time.
+_ACCEPT = """
+import sys
+from agent.run import restore_image
+from agent.state import Settings
+_, trace = restore_image(sys.argv[1], settings=Settings(artefact_scorer=False), out=sys.argv[2])
+print(trace.model_dump_json())
 """
 
 
@@ -99,6 +111,9 @@ def main() -> None:
             cli = [sys.executable, "-c", "from agent.cli import app; app()", "restore", str(photo), "--out", str(out)]
             rnr_s, rnr_gb, _ = run_measured(cli, env)
             trace = json.loads((out / f"{photo.stem}.json").read_text())
+            acc_s, acc_gb, acc_out = run_measured([sys.executable, "-c", _ACCEPT, str(photo), str(out / "forced.jpg")],
+                                                  env)  # fmt: skip
+            forced = json.loads(acc_out)
             kinds = [d["kind"] for d in trace["record_before"]["degradations"]]
             w, h = SIZES[mp]
             rows.append({
@@ -109,6 +124,9 @@ def main() -> None:
                 "judged_on": "crops" if trace.get("full_size") else "whole photo",
                 "full_size_verdict": (trace.get("full_size") or {}).get("verdict"),
                 "attempt_verdicts": [f"{a['verdict']} ({a['reason'][:80]})" for a in trace["attempts"]],
+                "accept_s": round(acc_s, 1), "accept_ratio": round(acc_s / nlm_s, 2), "accept_peak_gb": round(acc_gb, 2),
+                "accept_decision": forced["decision"], "accept_full_size": (forced.get("full_size") or {}).get("verdict"),
+                "accept_timings": forced["timings"],
             })  # fmt: skip
             print(json.dumps(rows[-1]), file=sys.stderr)
     cols = ("photo", "MP", "bare NLM s", "rnr s", "ratio", "rnr peak GB", "NLM peak GB")
@@ -119,6 +137,10 @@ def main() -> None:
         full = f", full size {r['full_size_verdict']}" if r["full_size_verdict"] else ""
         print(f"{line}  {', '.join(r['kinds'])} ({r['attempts']} attempts on the {r['judged_on']}{full}, "
               f"{r['decision']}, load {r['load_before']})")
+    print("accept path forced (restore_image, attempts judged by severities: a plan is chosen and runs at full size):")
+    for r in rows:
+        print(f"{r['photo']:<14}  {r['accept_s']:>6} s  ratio {r['accept_ratio']:>5}  peak {r['accept_peak_gb']} GB  "
+              f"{r['accept_decision']}, full size {r['accept_full_size']}, full_size node {r['accept_timings'].get('full_size', 0):.1f} s")
     print(f"{os.cpu_count()} CPUs; bare NLM: cv2.fastNlMeansDenoisingColored h=hColor=10, 7/21 (OpenCV defaults)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "cpus": os.cpu_count()}, indent=1))
