@@ -28,6 +28,7 @@ from restorer.operators.deconvolution import (
     error_sigma,
     image_wide_guard,
 )
+from restorer.operators.denoise import denoise_deblock
 from restorer.operators.filters import as_image
 from restorer.plan import Operation, Plan
 from restorer.tiling import (
@@ -102,7 +103,21 @@ class ClassicalRestorer:
         quality = _jpeg_quality(plan, record)  # the compression error regularises deconvolutions too
         ops = [op for op in plan.operations if op.strength > 0]
         lowpass = [op for op in ops if op.kind in LOWPASS]
+        folded = None if lowpass else _foldable(ops, record)
         for op in ops:
+            if folded is not None and op is folded[1]:
+                continue  # removed with the compression error in the jpeg step's single pass
+            if folded is not None and op is folded[0]:
+                (quality_f,) = _factors(op, record, OPERATORS["jpeg"].factors)
+                sigma, model = _factors(folded[1], record, OPERATORS["noise"].factors)
+                fn = functools.partial(denoise_deblock, sigma=sigma, quality=quality_f, strength=folded[1].strength,
+                                       jpeg_strength=op.strength)  # fmt: skip
+                if tiled:
+                    x, owned = self._tiled(fn, x, owned, self.tile, LOCAL_REACH["noise"]), True
+                else:
+                    x, owned = fn(x), True
+                noise_left = OPERATORS["noise"].leaves_noise(sigma, model, strength=folded[1].strength)
+                continue
             operator = OPERATORS[op.kind]
             params = _factors(op, record, operator.factors)
             strength = op.strength
@@ -260,6 +275,19 @@ def _jpeg_quality(plan: Plan, record: DiagnosisRecord) -> float | None:
     (quality,) = _factors(op, record, OPERATORS["jpeg"].factors)
     # A weakly dosed (unsure) detection counts as lighter compression, as the deblocking step treats it.
     return max(1.0, 100.0 - (100.0 - float(quality)) * min(op.strength, 1.0))
+
+
+def _foldable(ops: list[Operation], record: DiagnosisRecord) -> tuple[Operation, Operation] | None:
+    """``(jpeg, noise)`` when the plan deblocks then removes Gaussian noise, one step after the other: both errors
+    are then removed in one pass (:func:`restorer.operators.denoise.denoise_deblock`); else None."""
+    kinds = [op.kind for op in ops]
+    if "jpeg" not in kinds or "noise" not in kinds:
+        return None
+    i, j = kinds.index("jpeg"), kinds.index("noise")
+    if j != i + 1:
+        return None
+    (model,) = _factors(ops[j], record, ("model",))
+    return (ops[i], ops[j]) if model == "gaussian" else None
 
 
 def _factors(op: Operation, record: DiagnosisRecord, names: tuple[str, ...]) -> list:

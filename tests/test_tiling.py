@@ -92,6 +92,7 @@ def test_proxy_crops_are_bounded():
     [
         (["noise"], 1e-6, 1e-7),  # non-local means reads 6 px around a pixel: a tile's core is exact
         (["jpeg"], 1e-6, 1e-7),
+        (["jpeg", "noise"], 1e-6, 1e-7),  # deblocked and denoised in one pass (denoise_deblock)
         (["rain"], 1e-4, 1e-7),
         (["blur"], 1e-5, 1e-6),  # Wiener on the mirrored tile: exact up to float rounding with enough overlap
         (["low_resolution"], 1e-5, 1e-6),

@@ -25,9 +25,24 @@ def deblock(img: np.ndarray, quality: int, strength: float = 1.0) -> np.ndarray:
 
     """
     x = as_image(img)
+    h = jpeg_sigma(quality, strength)
+    if h <= 0:
+        return x.copy()
+    return nlm(x, h, DEBLOCK_LUMA, DEBLOCK_CHROMA)
+
+
+#: Filter strength ``h / sigma`` of the deblocking pass for luma and for chroma (chroma is quantised harder).
+DEBLOCK_LUMA, DEBLOCK_CHROMA = 1.0, 2.0
+
+
+def jpeg_sigma(quality: int, strength: float = 1.0) -> float:
+    """The compression error (std, 0-255) :func:`deblock` filters for ``quality`` at ``strength`` (0: none).
+
+    >>> round(jpeg_sigma(30), 2), jpeg_sigma(95, 0.0)
+    (10.72, 0.0)
+    """
     loss = (100.0 - float(quality)) * float(strength)
     if loss <= 0:
-        return x.copy()
+        return 0.0
     q = max(1.0, 100.0 - loss)
-    h = (_JPEG_H0 + _JPEG_H1 * math.log(100.0 / q)) * min(1.0, loss / 10.0)
-    return nlm(x, h, 1.0, 2.0)
+    return (_JPEG_H0 + _JPEG_H1 * math.log(100.0 / q)) * min(1.0, loss / 10.0)

@@ -63,6 +63,12 @@ def estimate_noise(img: np.ndarray) -> float:
     return float(np.percentile(per_block, 10) * 255.0 * 1.1)
 
 
+def nlm_ratios(sigma: float) -> tuple[float, float]:
+    """The tuned filter strengths ``h / sigma`` of :func:`nlm` for luma and chroma at noise ``sigma`` (0-255)."""
+    octaves = min(max(math.log2(max(sigma, 1e-3) / 10.0), 0.0), 2.0)
+    return _NLM_LUMA - _NLM_LUMA_SLOPE * octaves, _NLM_CHROMA - _NLM_CHROMA_SLOPE * min(octaves, 1.0)
+
+
 def nlm(x: np.ndarray, sigma: float, luma: float | None = None, chroma: float | None = None) -> np.ndarray:
     """Joint non-local means (3x3 patches, 11x11 search) over the opponent channels, quantised to uint8.
 
@@ -76,9 +82,9 @@ def nlm(x: np.ndarray, sigma: float, luma: float | None = None, chroma: float | 
         float32 HxWx3 RGB in [0, 1].
 
     """
-    octaves = min(max(math.log2(max(sigma, 1e-3) / 10.0), 0.0), 2.0)
-    luma = _NLM_LUMA - _NLM_LUMA_SLOPE * octaves if luma is None else luma
-    chroma = _NLM_CHROMA - _NLM_CHROMA_SLOPE * min(octaves, 1.0) if chroma is None else chroma
+    default_luma, default_chroma = nlm_ratios(sigma)
+    luma = default_luma if luma is None else luma
+    chroma = default_chroma if chroma is None else chroma
     s = sigma * _OPP_SCALE / 255.0
     z = (x @ _OPP.T + _OPP_OFFSET) * _OPP_SCALE
     u = np.clip(z + 0.5, 0, 255).astype(np.uint8)
