@@ -103,15 +103,16 @@ class ClassicalRestorer:
         quality = _jpeg_quality(plan, record)  # the compression error regularises deconvolutions too
         ops = [op for op in plan.operations if op.strength > 0]
         lowpass = [op for op in ops if op.kind in LOWPASS]
-        folded = None if lowpass else _foldable(ops, record)
+        folded = _foldable(ops, record)
         for op in ops:
             if folded is not None and op is folded[1]:
                 continue  # removed with the compression error in the jpeg step's single pass
             if folded is not None and op is folded[0]:
                 (quality_f,) = _factors(op, record, OPERATORS["jpeg"].factors)
                 sigma, model = _factors(folded[1], record, OPERATORS["noise"].factors)
+                jpeg_strength = op.strength * (DEBLOCK_BEFORE_DECONVOLUTION if lowpass else 1.0)
                 fn = functools.partial(denoise_deblock, sigma=sigma, quality=quality_f, strength=folded[1].strength,
-                                       jpeg_strength=op.strength)  # fmt: skip
+                                       jpeg_strength=jpeg_strength)  # fmt: skip
                 if tiled:
                     x, owned = self._tiled(fn, x, owned, self.tile, LOCAL_REACH["noise"]), True
                 else:
@@ -279,7 +280,8 @@ def _jpeg_quality(plan: Plan, record: DiagnosisRecord) -> float | None:
 
 def _foldable(ops: list[Operation], record: DiagnosisRecord) -> tuple[Operation, Operation] | None:
     """``(jpeg, noise)`` when the plan deblocks then removes Gaussian noise, one step after the other: both errors
-    are then removed in one pass (:func:`restorer.operators.denoise.denoise_deblock`); else None."""
+    are then removed in one pass (:func:`restorer.operators.denoise.denoise_deblock`; before a deconvolution with
+    the deblocking share :data:`DEBLOCK_BEFORE_DECONVOLUTION`, as two passes would); else None."""
     kinds = [op.kind for op in ops]
     if "jpeg" not in kinds or "noise" not in kinds:
         return None

@@ -430,4 +430,5 @@ def test_shot_noise_and_deconvolutions_keep_their_own_passes():
     assert _foldable(ops("jpeg", "noise", model="poisson_gaussian"), None) is None  # variance-stabilised apart
     assert _foldable(ops("noise", "jpeg"), None) is None  # not in the order the errors were made
     assert _foldable(ops("jpeg", "rain", "noise"), None) is None  # a step in between
+    assert _foldable(ops("jpeg", "noise", "blur"), None) is not None  # the deconvolution follows both
     assert _foldable(ops("noise"), None) is None

@@ -53,7 +53,8 @@ def denoise_deblock(
     so one pass with the combined strength replaces deblocking then denoising: half the time, and on the held-out
     photos (noise sigma 8-25 then JPEG q30-85) 0.08 dB better on average than the two passes (better in 30 of 45
     cases; at most 0.2 dB worse, for strong noise saved at high quality), since a second pass no longer smooths what
-    the first left. Gaussian noise only: shot noise is filtered after a variance-stabilising transform the
+    the first left; before a deconvolution (blur or motion blur σ1.5 / 9 px, same noise and qualities) 0.01 dB better
+    (at most 0.05 worse) in 60% of the time. Gaussian noise only: shot noise is filtered after a variance-stabilising transform the
     compression error does not follow.
 
     Args:
