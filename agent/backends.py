@@ -7,6 +7,7 @@ way and load it with :meth:`Backends.load`, which builds the :class:`agent.state
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,9 @@ from reasoner.registry import Reasoner
 from restorer.base import Restorer
 
 Role = Literal["reasoner", "restorer"]
+#: A model id each role's "needs a model" message offers as an example.
+MODEL_EXAMPLES: dict[str, str] = {"reasoner": "Qwen/Qwen3-VL-2B-Instruct", "scorer": "Qwen/Qwen3-VL-2B-Instruct",
+                                  "restorer": "Qwen/Qwen-Image-Edit-2509"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,20 +67,8 @@ class BackendSpec:
         return self.resolve()(**self.kwargs())
 
     def needs_model(self) -> bool:
-        """Whether the backend takes a model that was not given: rnr never picks one for the user.
-
-        True when its class's ``model`` argument is required or defaults to a model id; a default of None means the
-        backend asks its server which model it serves.
-        """
-        import inspect
-
-        if self.model or "model" in self.options:
-            return False
-        try:
-            param = inspect.signature(self.resolve()).parameters.get("model")
-        except (TypeError, ValueError):
-            return False
-        return param is not None and param.default is not None
+        """Whether the backend takes a model that was not given (:func:`model_default`): rnr never picks one."""
+        return not self.model and "model" not in self.options and model_default(self.name, self.role) is not None
 
 
 @dataclass(frozen=True)
@@ -155,9 +147,9 @@ class Backends:
         """
         for role, spec in self.specs().items():
             if spec.needs_model():
-                example = "Qwen/Qwen-Image-Edit-2509" if spec.role == "restorer" else "Qwen/Qwen3-VL-2B-Instruct"
-                raise ValueError(f"{role} {spec.name!r} needs a model: pass {role}_model= (rnr: --{role}-model) "
-                                 f"with a hub id (e.g. {example}) or a local folder; rnr never picks one for you")  # fmt: skip
+                raise ValueError(f"{role} {spec.name!r} needs a model: pass {role}_model= (rnr: --{role}-model) with "
+                                 f"a hub id (e.g. {MODEL_EXAMPLES[spec.role]}) or a local folder; rnr never picks one "
+                                 "for you")  # fmt: skip
 
     def load(self, settings: Settings | None = None, *, max_pixels: int | None = None) -> Context:
         """Load the backends once (a batch worker keeps them for all its images) into a run context.
@@ -171,6 +163,48 @@ class Backends:
         rst = self.restorer.load()
         library, embedder = (None, "none") if self.index is None else open_library(self.index)
         return Context(rsn, scr, rst, library, settings or Settings(), self.tags(embedder), max_pixels=max_pixels)
+
+
+def model_default(name: str, role: str) -> str | None:
+    """Whether backend ``name`` needs a model: ``"required"``, ``"a default model"`` (an id rnr will not use), or None.
+
+    None when its class takes no ``model`` or defaults it to None (the backend asks its server which model it
+    serves). The class's source is read, not imported: the answer comes at once even when the backend imports torch.
+    """
+    import importlib.util
+
+    from reasoner.registry import REASONERS
+
+    if role == "restorer":
+        from restorer.base import RESTORERS as registry
+    else:
+        registry = REASONERS
+    module, _, cls = registry.get(name, name).partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (ImportError, ValueError, AttributeError, TypeError, OSError, SyntaxError):
+        return None  # a bad name or missing extra: reported in its own words when the backend loads
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    return _arg_default(item.args, "model")
+    return None
+
+
+def _arg_default(args: ast.arguments, name: str) -> str | None:
+    positional = [*args.posonlyargs, *args.args]
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    pairs = [*zip(positional, defaults, strict=True), *zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+    for arg, default in pairs:
+        if arg.arg == name:
+            if default is None:
+                return "required"
+            if isinstance(default, ast.Constant) and default.value is None:
+                return None
+            return "a default model"
+    return None
 
 
 def make_context(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import sys
 from pathlib import Path
@@ -69,53 +68,16 @@ def stdout_console():
 def require_model(name: str, model: str | None, role: str, option: str) -> None:
     """Exit (one line) when backend ``name`` needs a model and none was given: rnr never picks one for the user.
 
-    A backend needs one when its class takes a ``model`` argument that is required or defaults to a model id (a
-    default of None means the backend asks its server which model it serves). The class's source is read, not
-    imported, so the answer comes at once even when the backend imports torch.
+    The rule is :func:`agent.backends.model_default` (the class's source is read, not imported, so the answer comes
+    at once even when the backend imports torch).
     """
+    from agent.backends import MODEL_EXAMPLES, model_default
+
     if model:
         return
-    if _model_default(name, role) is not None:
-        example = "Qwen/Qwen-Image-Edit-2509" if role == "restorer" else "Qwen/Qwen3-VL-2B-Instruct"
-        fail(f"{role} {name!r} needs a model: pass {option} with a hub id (e.g. {example}) or a local folder")
-
-
-def _model_default(name: str, role: str) -> str | None:
-    """``"required"`` or the default model id of backend ``name``'s ``model`` argument; None when it has none."""
-    import importlib.util
-
-    from reasoner.registry import REASONERS
-
-    if role == "restorer":
-        from restorer.base import RESTORERS as registry
-    else:
-        registry = REASONERS
-    module, _, cls = registry.get(name, name).partition(":")
-    try:
-        spec = importlib.util.find_spec(module)
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    except (ImportError, ValueError, AttributeError, TypeError, OSError, SyntaxError):
-        return None  # a bad name or missing extra: reported in its own words when the backend loads
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                    return _arg_default(item.args, "model")
-    return None
-
-
-def _arg_default(args: ast.arguments, name: str) -> str | None:
-    positional = [*args.posonlyargs, *args.args]
-    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    pairs = [*zip(positional, defaults, strict=True), *zip(args.kwonlyargs, args.kw_defaults, strict=True)]
-    for arg, default in pairs:
-        if arg.arg == name:
-            if default is None:
-                return "required"
-            if isinstance(default, ast.Constant) and default.value is None:
-                return None
-            return "a default model"
-    return None
+    if model_default(name, role) is not None:
+        fail(f"{role} {name!r} needs a model: pass {option} with a hub id (e.g. {MODEL_EXAMPLES[role]}) or a local "
+             "folder")  # fmt: skip
 
 
 class RnrGroup(TyperGroup):
