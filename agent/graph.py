@@ -288,11 +288,9 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     else:
         inp = np.load(state.input_npy)
     update: dict = {}
-    stats = state.input_stats if _quality_on(ctx) else None
-    if stats is None and _quality_on(ctx):
-        from reasoner.quality import measured
-
-        stats = update["input_stats"] = measured(inp)  # once per image; later attempts are judged against it too
+    stats = _stats(ctx, state.input_stats, inp)
+    if stats is not None and state.input_stats is None:  # once per image; later attempts are judged against it too
+        update["input_stats"] = stats
     rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan.kinds, stats,
                                                       source_rec.overall_severity)  # fmt: skip
     attempt = AttemptTrace(
@@ -380,11 +378,7 @@ def full_size(state: RestoreState, ctx: Context) -> dict:
         reason = f"restorer failed on the full photo: {one_line(e, with_type=True)}"[:1000]
         trace = FullSizeTrace(**base, verdict="failed", reason=reason, elapsed_s=time.perf_counter() - t0)
         return {"full_size": trace, **_undo(reason)}
-    stats = state.full_stats if _quality_on(ctx) else None
-    if stats is None and _quality_on(ctx):
-        from reasoner.quality import measured
-
-        stats = measured(inp)
+    stats = _stats(ctx, state.full_stats, inp)
     kinds = state.attempts[chosen].plan.kinds
     rec, structure, quality, verdict, reason = _judge(ctx, inp, x, kinds, stats, state.record.overall_severity)
     trace = FullSizeTrace(**base, verdict=verdict, reason=reason, structure=structure, quality=quality,
@@ -428,9 +422,18 @@ def build_graph(checkpointer=None):
     return g.compile(checkpointer=checkpointer)
 
 
-def _quality_on(ctx: Context) -> bool:
-    """Whether attempts are judged by the artefact-aware scorer (asked for, and its model installed)."""
-    return ctx.settings.artefact_scorer and _quality_model() is not None
+def _stats(ctx: Context, known: dict | None, inp: np.ndarray) -> dict | None:
+    """The input's measure statistics for the artefact-aware scorer: ``known`` ones, else measured now.
+
+    None when attempts are not judged by that scorer (switched off, or no model installed).
+    """
+    if not (ctx.settings.artefact_scorer and _quality_model() is not None):
+        return None
+    if known is not None:
+        return known
+    from reasoner.quality import measured
+
+    return measured(inp)
 
 
 def _quality_model():

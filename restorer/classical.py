@@ -279,9 +279,11 @@ def _jpeg_quality(plan: Plan, record: DiagnosisRecord) -> float | None:
 
 
 def _foldable(ops: list[Operation], record: DiagnosisRecord) -> tuple[Operation, Operation] | None:
-    """``(jpeg, noise)`` when the plan deblocks then removes Gaussian noise, one step after the other: both errors
-    are then removed in one pass (:func:`restorer.operators.denoise.denoise_deblock`; before a deconvolution with
-    the deblocking share :data:`DEBLOCK_BEFORE_DECONVOLUTION`, as two passes would); else None."""
+    """``(jpeg, noise)`` when the plan deblocks then removes Gaussian noise, one step after the other; else None.
+
+    Both errors are then removed in one pass (:func:`restorer.operators.denoise.denoise_deblock`; before a
+    deconvolution with the deblocking share :data:`DEBLOCK_BEFORE_DECONVOLUTION`, as two passes would).
+    """
     kinds = [op.kind for op in ops]
     if "jpeg" not in kinds or "noise" not in kinds:
         return None

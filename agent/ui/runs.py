@@ -156,8 +156,11 @@ class UIRuns:
         return before, after
 
     def export(self, session: dict) -> tuple[Path, Path, Path, Path, Trace]:
-        """Write the restored image (like the upload), its PNG for the slider (the same file for a PNG upload), its
-        trace (atomically) and the before-preview into the run's served folder."""
+        """Write the restored image, its slider PNG, its trace and the before-preview into the run's served folder.
+
+        The image is written like the upload (its container, depth and metadata); the slider gets a PNG copy, the
+        same file for a PNG upload. The trace is written atomically.
+        """
         state = thread_state(self.saver, session["thread"])
         out = Path(session["out"])
         out.mkdir(mode=0o700, exist_ok=True)

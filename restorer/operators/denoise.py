@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from restorer.operators.deblock import DEBLOCK_CHROMA, DEBLOCK_LUMA, jpeg_sigma
 from restorer.operators.filters import as_image, clip01, nlm, nlm_ratios
 
 _SHOT_FRACTION = 0.7  # assumed share of shot noise at mid-grey for "poisson_gaussian" (synthesis draws 0.5-0.9)
@@ -53,18 +54,18 @@ def denoise_deblock(
     so one pass with the combined strength replaces deblocking then denoising: half the time, and on the held-out
     photos (noise sigma 8-25 then JPEG q30-85) 0.08 dB better on average than the two passes (better in 30 of 45
     cases; at most 0.2 dB worse, for strong noise saved at high quality), since a second pass no longer smooths what
-    the first left; before a deconvolution (blur or motion blur σ1.5 / 9 px, same noise and qualities) 0.01 dB better
-    (at most 0.05 worse) in 60% of the time. Gaussian noise only: shot noise is filtered after a variance-stabilising transform the
-    compression error does not follow.
+    the first left; before a deconvolution (blur or motion blur, same noise and qualities) 0.01 dB better (at most
+    0.05 worse) in 60% of the time. Gaussian noise only: shot noise is filtered after a variance-stabilising
+    transform the compression error does not follow.
 
     Args:
         img: float32 HxWx3 RGB in [0, 1].
-        sigma: noise std (0-255); ``strength`` multiplies it.
-        quality: the JPEG quality the image went through; ``jpeg_strength`` multiplies its loss, as in ``deblock``.
+        sigma: noise std (0-255).
+        quality: the JPEG quality the image went through.
+        strength: multiplier on ``sigma``.
+        jpeg_strength: multiplier on the compression loss ``100 - quality``, as in ``deblock``.
 
     """
-    from restorer.operators.deblock import DEBLOCK_CHROMA, DEBLOCK_LUMA, jpeg_sigma
-
     x, s, hj = as_image(img), float(sigma) * float(strength), jpeg_sigma(quality, jpeg_strength)
     if s <= 0:
         return nlm(x, hj, DEBLOCK_LUMA, DEBLOCK_CHROMA) if hj > 0 else x.copy()
