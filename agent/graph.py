@@ -328,7 +328,7 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | 
                                artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:
-        verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not)
+        verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds)
     else:
         verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings)
     return rec, structure, quality, verdict, reason

@@ -12,11 +12,16 @@ change against the input with the ensemble's spread on this image; :func:`judge_
 =============================================================  ==========
 structure below ``min_structure``                              drift
 a large tone/colour change on an almost featureless image      worse
-estimate - ``quality_z`` * spread above ``quality_margin_db``  better
+estimate - ``quality_z`` * spread above the margin             better
 estimate + ``quality_z`` * spread below -``quality_margin_db``   worse
 estimate below 0 and an artefact found                         worse
 otherwise                                                      uncertain
 =============================================================  ==========
+
+The margin is ``quality_margin_db``, plus ``quality_artefact_margin_db`` when an artefact was found that the
+attempt's own operators make (:func:`own_artefacts`: ringing after a deblurring, clipping after a deconvolution or
+a tone change): on held-out degradation models such attempts were worse than the input about as often as better,
+so their gain must be clear.
 
 Without a fitted quality model, from the scorer's severities (:func:`judge`), the first row that holds:
 
@@ -130,18 +135,27 @@ def judge(structure: float, source_overall: float, overall_after: float, setting
 
 
 def judge_quality(
-    structure: float, quality: QualityTrace, settings: Settings, implausible: str | None = None
+    structure: float,
+    quality: QualityTrace,
+    settings: Settings,
+    implausible: str | None = None,
+    kinds: Iterable[str] = (),
 ) -> tuple[Verdict, str]:
-    """The verdict on an attempt from the artefact-aware scorer's estimate against the input (see the table).
+    """The verdict on an attempt restoring ``kinds`` from the scorer's estimate against the input (see the table).
 
     >>> q = QualityTrace(gain_db=3.0, uncertainty_db=1.5, spread_db=0.8)
     >>> judge_quality(0.99, q, Settings())
     ('better', 'estimated +3.0 dB (spread 0.8, error ±1.5)')
     >>> judge_quality(0.99, QualityTrace(gain_db=-0.5, spread_db=0.2, artefacts={"ringing": 1.2}), Settings())[0]
     'worse'
+    >>> clipped = QualityTrace(gain_db=2.0, spread_db=0.5, artefacts={"clipped_highlights": 0.03})
+    >>> judge_quality(0.99, clipped, Settings(), kinds=["noise"])[0], judge_quality(0.99, clipped, Settings(),
+    ...     kinds=["motion_blur"])[0]
+    ('better', 'uncertain')
     """
     s = settings
     gain, spread = float(quality.gain_db), float(quality.spread_db or 0.0)
+    margin = s.quality_margin_db + (s.quality_artefact_margin_db if own_artefacts(quality, kinds) else 0.0)
     said = f"estimated {gain:+.1f} dB (spread {spread:.1f}"
     said += f", error ±{quality.uncertainty_db:.1f})" if quality.uncertainty_db is not None else ")"
     if quality.artefacts:
@@ -150,11 +164,23 @@ def judge_quality(
         return "drift", f"structure {structure:.2f} below {s.min_structure:.2f}: the content moved; {said}"
     if implausible:
         return "worse", f"{implausible}; {said}"
-    if gain - s.quality_z * spread > s.quality_margin_db:
+    if gain - s.quality_z * spread > margin:
         return "better", said
     if gain + s.quality_z * spread < -s.quality_margin_db or (gain < 0 and quality.artefacts):
         return "worse", said
     return "uncertain", said
+
+
+def own_artefacts(quality: QualityTrace | None, kinds: Iterable[str]) -> frozenset[str]:
+    """Artefacts ``quality`` found that the operators of ``kinds`` make (empty: none, or no quality estimate).
+
+    >>> sorted(own_artefacts(QualityTrace(gain_db=1.0, artefacts={"ringing": 2.0, "banding": 0.3}), ["blur"]))
+    ['ringing']
+    """
+    if quality is None:
+        return frozenset()
+    wanted = set(kinds)
+    return frozenset(n for n in quality.artefacts if n in BY_NAME and BY_NAME[n].caused_by & wanted)
 
 
 def artefact_kinds(quality: QualityTrace | None) -> frozenset[str]:
@@ -204,8 +230,7 @@ def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings
         if not ok:
             why = f"no attempt was estimated to improve on the input ({len(attempts)} tried); input returned"
             return Final("unchanged", None, why)
-        z = settings.quality_z
-        best = max(ok, key=lambda a: (a.quality.gain_db - z * (a.quality.spread_db or 0.0), -a.index))
+        best = max(ok, key=lambda a: (_assured_gain(a, settings), -a.index))
         q = best.quality
         reason = f"attempt {best.index}: estimated {q.gain_db:+.1f} dB"
         reason += f" (error ±{q.uncertainty_db:.1f})" if q.uncertainty_db is not None else ""
@@ -223,6 +248,13 @@ def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings
         reason = f"attempt {best.index}: overall severity {record.overall_severity:.2f} -> {best.overall_after:.2f}"
     decision: Decision = "accepted" if best.index == attempts[-1].index else "rolled_back"
     return Final(decision, best.index, reason)
+
+
+def _assured_gain(attempt: AttemptTrace, settings: Settings) -> float:
+    """The estimate ``quality_z`` spreads down, less the artefact margin when the attempt shows its own artefacts."""
+    q = attempt.quality
+    bound = q.gain_db - settings.quality_z * (q.spread_db or 0.0)
+    return bound - (settings.quality_artefact_margin_db if own_artefacts(q, attempt.plan.kinds) else 0.0)
 
 
 def _estimated(attempt: AttemptTrace) -> bool:

@@ -74,6 +74,13 @@ class Settings(BaseModel):
         le=5,
         description="Estimated PSNR gain (dB), after the uncertainty discount, that an attempt must show to be kept.",
     )
+    quality_artefact_margin_db: float = Field(
+        2.0,
+        ge=0,
+        le=10,
+        description="Added to quality_margin_db for an attempt showing an artefact its own plan's operators make "
+        "(ringing after a deblurring, clipping after a deconvolution or a tone change): such a gain must be clear.",
+    )
     worsened_margin: float = Field(
         0.05,
         ge=0,

@@ -72,9 +72,10 @@ def evaluate(rows: list[dict], model) -> dict:
     for r in rows:
         gain, spread = model.estimate(r)
         _, total = model.predict(r)
-        arts = find_artefacts(r, r["kinds"].split(",") if r["kinds"] else [], model.meta.get("artefact_thresholds"))
+        kinds = r["kinds"].split(",") if r["kinds"] else []
+        arts = find_artefacts(r, kinds, model.meta.get("artefact_thresholds"))
         q = QualityTrace(gain_db=gain, uncertainty_db=total, spread_db=spread, artefacts=arts)
-        verdict, _ = judge_quality(r["structure"], q, settings, implausible(r))
+        verdict, _ = judge_quality(r["structure"], q, settings, implausible(r), kinds)
         r["estimate"], r["spread"], r["verdict"] = gain, spread, verdict
         est.append(gain)
         true.append(r["dpsnr"])

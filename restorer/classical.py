@@ -25,6 +25,7 @@ from restorer.operators.deconvolution import (
     WIENER_PER_VAR,
     GuardTally,
     clamp_overshoot,
+    clamp_to_footprint,
     error_sigma,
     image_wide_guard,
 )
@@ -223,6 +224,8 @@ def _joint_deconvolution(x, ops: list[Operation], record: DiagnosisRecord, noise
     out = deconvolve(x, psf, balance=(floor + WIENER_PER_VAR * sigma**2) / boost**2)
     if any(op.kind == "low_resolution" for op in ops):
         out = clamp_overshoot(out, x, _JOINT_CLAMP)
+    if any(op.kind == "motion_blur" for op in ops):
+        out = clamp_to_footprint(out, x, psf)
     return out
 
 

@@ -233,7 +233,8 @@ def scored(index, verdict, gain, spread=0.5, artefacts=None, strengths=None, aft
     return a.model_copy(update={"quality": q})
 
 
-#: (structure, gain, spread, artefacts, implausible, expected verdict).
+#: (structure, gain, spread, artefacts, implausible, expected verdict); the plan restored noise, unless the name ends
+#: "(deblurred)": motion_blur.
 JUDGE_QUALITY = {
     # clearly better: the gain minus one spread stays above the 0.25 dB margin
     "clear gain": (0.99, 3.0, 1.0, {}, None, "better"),
@@ -249,6 +250,12 @@ JUDGE_QUALITY = {
     "drift": (0.5, 5.0, 0.1, {}, None, "drift"),
     # a strong tone change on a featureless image is never trusted
     "implausible": (0.99, 5.0, 0.1, {}, "a large tone change on an image with almost no texture", "worse"),
+    # clipping that a denoiser does not make (black areas put back at 0): the plain margin
+    "clipped, not its doing": (0.99, 2.0, 0.5, {"clipped_highlights": 0.03}, None, "better"),
+    # the same gain where the deconvolution's overshoot clipped: must clear the artefact margin too (2 - 0.5 < 2.25)
+    "clipped (deblurred)": (0.99, 2.0, 0.5, {"clipped_highlights": 0.03}, None, "uncertain"),
+    # ... which a clear gain does (4 - 0.5 > 2.25)
+    "clear gain, clipped (deblurred)": (0.99, 4.0, 0.5, {"crushed_shadows": 0.03}, None, "better"),
 }
 
 
@@ -256,7 +263,8 @@ JUDGE_QUALITY = {
 def test_judge_quality(name):
     structure, gain, spread, artefacts, why, expected = JUDGE_QUALITY[name]
     q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, artefacts=artefacts)
-    assert judge_quality(structure, q, S, why)[0] == expected
+    kinds = ["motion_blur"] if name.endswith("(deblurred)") else ["noise"]
+    assert judge_quality(structure, q, S, why, kinds)[0] == expected
 
 
 #: (attempts so far, the step decide must take) with quality estimates.
@@ -269,6 +277,19 @@ DECIDE_QUALITY = {
     # nothing estimated better: the input comes back, even if the severities dropped
     "none better": ([scored(0, "uncertain", 1.0, 2.0), scored(1, "worse", -2.0), scored(2, "uncertain", 0.1)],
                     ("unchanged", None)),  # fmt: skip
+    # a deblurring that clipped pays the artefact margin in the choice too: the gentler clean retry (2.5 - 1 = 1.5)
+    # beats it (4 - 1 - 2 = 1)
+    "own artefact pays its margin": (
+        [scored(0, "better", 4.0, 1.0, {"crushed_shadows": 0.02}, {"motion_blur": 1.0}),
+         scored(1, "better", 2.5, 1.0, None, {"motion_blur": 0.5})],
+        ("accepted", 1),
+    ),
+    # an artefact the plan's operators do not make (clipping after a denoiser) costs nothing
+    "artefact not its own": (
+        [scored(0, "better", 4.0, 1.0, {"crushed_shadows": 0.02}, {"noise": 1.0}),
+         scored(1, "better", 2.5, 1.0, None, {"noise": 0.5})],
+        ("rolled_back", 0),
+    ),
 }
 
 

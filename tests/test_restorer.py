@@ -17,6 +17,7 @@ from restorer.classical import ClassicalRestorer
 from restorer.instructions import PHRASES
 from restorer.operators import OPERATORS
 from restorer.operators import kernels as K
+from restorer.operators.deconvolution import clamp_to_footprint
 from rl import degradations as D
 from rl.ground_truth import ground_truth
 from rl.photos import load_photo
@@ -166,13 +167,32 @@ def test_strength_one_is_best_when_the_diagnosis_is_right(restorer):
     ],
     ids=["deblur", "motion", "low_resolution", "dehaze"],
 )
-def test_strength_below_one_blends_with_the_input(run):
+def test_strength_below_one_blends_with_the_input(run, request):
     # A gentler deconvolution is the same kernel's result blended with the input, never a smaller kernel (which
     # rings where the real one would not); the same for dehazing an unsure haze.
     img = D.apply(_crop("coffee", 96), [D.BlurParams("defocus", radius=4.0)])
     full, half = run(img, 1.0), run(img, 0.5)
     inside = (full > 0.01) & (full < 0.99)  # clipping at 0 and 1 is not linear
+    if request.node.callspec.id == "motion":  # nor is the clamp to the input's range over the PSF: where it held
+        psf = O.motion_psf(9.0, 30.0)[0]  # the full result back, the half one is the blend of the unclamped one
+        lo, hi = (clamp_to_footprint(np.full_like(img, v), img, psf) for v in (-9.0, 9.0))
+        inside &= (full > lo + 1e-6) & (full < hi - 1e-6)
+        assert inside.mean() > 0.5  # most pixels are left to the deconvolution
     assert np.allclose(half[inside], (img + 0.5 * (full - img))[inside], atol=2e-3)
+
+
+def test_motion_deblurring_stays_within_the_inputs_range_over_the_psf():
+    # A line PSF 60% too long on real motion rings far beyond the edges' values; the clamp keeps every pixel within
+    # what the blurred image holds under the PSF's footprint (one 8-bit level of slack), and loses less to the truth.
+    clean = _crop("astronaut")
+    blurred = D.apply(clean, [D.MotionBlurParams(9.0, 30.0)])
+    out = O.deblur_motion(blurred, 14.4, 30.0)
+    psf = O.motion_psf(14.4, 30.0)[0]
+    k = (psf >= 0.02 * psf.max()).astype(np.uint8)
+    assert (out >= cv2.erode(blurred, k, borderType=cv2.BORDER_REFLECT) - 1.01 / 255).all()
+    assert (out <= cv2.dilate(blurred, k, borderType=cv2.BORDER_REFLECT) + 1.01 / 255).all()
+    raw = O.deconvolve(blurred, psf)
+    assert _psnr(clean, out) > _psnr(clean, raw) + 0.3
 
 
 def test_a_kernel_far_too_wide_is_reined_in():

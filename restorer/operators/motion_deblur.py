@@ -1,10 +1,10 @@
-"""``motion_blur``: non-blind deconvolution of a linear motion PSF."""
+"""``motion_blur``: non-blind deconvolution of a linear motion PSF, kept within the input's range over the PSF."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from restorer.operators.deconvolution import WIENER_FLOOR, deconvolve
+from restorer.operators.deconvolution import WIENER_FLOOR, clamp_to_footprint, deconvolve
 from restorer.operators.filters import as_image
 from restorer.operators.kernels import line_kernel
 
@@ -18,6 +18,9 @@ def deblur_motion(
     quality: float | None = None,
 ) -> np.ndarray:
     """Undo linear motion blur by non-blind deconvolution with a line PSF (:func:`~.kernels.line_kernel`).
+
+    The result is clamped to the input's range over the PSF (:func:`~.deconvolution.clamp_to_footprint`): real
+    motion is rarely a uniform line, and the overshoot of a line PSF on a trail or a shaken path is what clips.
 
     Args:
         img: float32 HxWx3 RGB in [0, 1].
@@ -34,7 +37,8 @@ def deblur_motion(
     x = as_image(img)
     if float(length) <= 1.0 or strength <= 0:
         return x.copy()
-    return deconvolve(x, motion_psf(length, angle)[0], noise, quality=quality, strength=strength)
+    psf = motion_psf(length, angle)[0]
+    return clamp_to_footprint(deconvolve(x, psf, noise, quality=quality, strength=strength), x, psf)
 
 
 def motion_psf(length: float, angle: float) -> tuple[np.ndarray, float]:
