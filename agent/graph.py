@@ -330,7 +330,7 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | 
     if quality is not None and quality.gain_db is not None:
         verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds)
     else:
-        verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings)
+        verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings, kinds)
     return rec, structure, quality, verdict, reason
 
 

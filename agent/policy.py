@@ -10,7 +10,8 @@ Verdict of an attempt. With the artefact-aware scorer (:mod:`reasoner.quality`, 
 change against the input with the ensemble's spread on this image; :func:`judge_quality`), the first row that holds:
 
 =============================================================  ==========
-structure below ``min_structure``                              drift
+structure below ``min_structure`` (``min_structure_derain``     drift
+for a plan that removes rain)
 a large tone/colour change on an almost featureless image      worse
 estimate - ``quality_z`` * spread above the margin             better
 estimate + ``quality_z`` * spread below -``quality_margin_db``   worse
@@ -112,8 +113,19 @@ class Final:
     reason: str
 
 
-def judge(structure: float, source_overall: float, overall_after: float, settings: Settings) -> tuple[Verdict, str]:
-    """The verdict on an attempt whose output re-scored ``overall_after`` against its source's ``source_overall``.
+def drift_below(settings: Settings, kinds: Iterable[str] = ()) -> float:
+    """The structure score below which an attempt restoring ``kinds`` has drifted (removing rain removes structure).
+
+    >>> drift_below(Settings(), ["noise"]), drift_below(Settings(), ["rain", "haze"])
+    (0.9, 0.75)
+    """
+    return settings.min_structure_derain if "rain" in set(kinds) else settings.min_structure
+
+
+def judge(
+    structure: float, source_overall: float, overall_after: float, settings: Settings, kinds: Iterable[str] = ()
+) -> tuple[Verdict, str]:
+    """The verdict on an attempt restoring ``kinds`` whose output re-scored ``overall_after`` (source: ``source_overall``).
 
     Returns:
         The verdict and its one-line reason, as the trace records them.
@@ -124,9 +136,9 @@ def judge(structure: float, source_overall: float, overall_after: float, setting
     'drift'
 
     """
-    s = settings
-    if structure < s.min_structure:
-        return "drift", f"structure {structure:.2f} below {s.min_structure:.2f}: the content moved"
+    s, floor = settings, drift_below(settings, kinds)
+    if structure < floor:
+        return "drift", f"structure {structure:.2f} below {floor:.2f}: the content moved"
     if overall_after < source_overall - s.min_gain:
         return "better", f"overall severity {source_overall:.2f} -> {overall_after:.2f}"
     if overall_after > source_overall + s.min_gain:
@@ -160,8 +172,9 @@ def judge_quality(
     said += f", error ±{quality.uncertainty_db:.1f})" if quality.uncertainty_db is not None else ")"
     if quality.artefacts:
         said += f"; {quality.summary or ', '.join(quality.artefacts)}"
-    if structure < s.min_structure:
-        return "drift", f"structure {structure:.2f} below {s.min_structure:.2f}: the content moved; {said}"
+    floor = drift_below(s, kinds)
+    if structure < floor:
+        return "drift", f"structure {structure:.2f} below {floor:.2f}: the content moved; {said}"
     if implausible:
         return "worse", f"{implausible}; {said}"
     if gain - s.quality_z * spread > margin:

@@ -37,6 +37,13 @@ class Settings(BaseModel):
     min_structure: float = Field(
         0.9, ge=0, le=1, description="Below this structure score an attempt has drifted (restorations keep >= 0.95)."
     )
+    min_structure_derain: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="min_structure for a plan that removes rain: streaks are structure, and taking them away lowers "
+        "the score on purpose (derainings at 0.79-0.90 were all at least as good as the input on held-out photos).",
+    )
     min_gain: float = Field(0.02, ge=0, le=1, description="Overall-severity drop that counts as an improvement.")
     done_below: float = Field(0.1, ge=0, le=1, description="Stop retrying once overall severity is below this.")
     top_k: int = Field(3, ge=0, le=20, description="References to retrieve.")

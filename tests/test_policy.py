@@ -137,20 +137,24 @@ def test_decide(case):
     assert decide(INPUT, attempts, settings) == expected
 
 
-#: (structure, source's overall, attempt's overall, verdict): min_structure 0.9, min_gain 0.02.
+#: (structure, source's overall, attempt's overall, plan's kinds, verdict): min_structure 0.9 (0.75 when the plan
+#: removes rain), min_gain 0.02.
 JUDGE = [
-    (0.89, 0.8, 0.1, "drift"),  # content moved: drift, however much better it scores
-    (0.95, 0.8, 0.77, "better"),  # more than min_gain down
-    (0.95, 0.8, 0.78, "no_change"),  # exactly min_gain down is not an improvement
-    (0.95, 0.8, 0.82, "no_change"),  # nor exactly min_gain up a harm
-    (0.95, 0.8, 0.83, "worse"),  # more than min_gain up
-    (0.9, 0.8, 0.5, "better"),  # structure at the bound is kept
+    (0.89, 0.8, 0.1, ["noise"], "drift"),  # content moved: drift, however much better it scores
+    (0.95, 0.8, 0.77, ["noise"], "better"),  # more than min_gain down
+    (0.95, 0.8, 0.78, ["noise"], "no_change"),  # exactly min_gain down is not an improvement
+    (0.95, 0.8, 0.82, ["noise"], "no_change"),  # nor exactly min_gain up a harm
+    (0.95, 0.8, 0.83, ["noise"], "worse"),  # more than min_gain up
+    (0.9, 0.8, 0.5, ["noise"], "better"),  # structure at the bound is kept
+    (0.8, 0.8, 0.5, ["rain", "haze"], "better"),  # streaks removed: their structure goes with them
+    (0.74, 0.8, 0.5, ["rain"], "drift"),  # ... down to min_structure_derain
+    (0.8, 0.8, 0.5, ["haze"], "drift"),  # the allowance is rain's alone
 ]
 
 
-@pytest.mark.parametrize("structure, before, after, verdict", JUDGE)
-def test_judge(structure, before, after, verdict):
-    assert judge(structure, before, after, S)[0] == verdict
+@pytest.mark.parametrize("structure, before, after, kinds, verdict", JUDGE)
+def test_judge(structure, before, after, kinds, verdict):
+    assert judge(structure, before, after, S, kinds)[0] == verdict
 
 
 def test_judge_reasons_are_the_traces():
@@ -234,7 +238,7 @@ def scored(index, verdict, gain, spread=0.5, artefacts=None, strengths=None, aft
 
 
 #: (structure, gain, spread, artefacts, implausible, expected verdict); the plan restored noise, unless the name ends
-#: "(deblurred)": motion_blur.
+#: "(deblurred)": motion_blur, or "(rain)": rain.
 JUDGE_QUALITY = {
     # clearly better: the gain minus one spread stays above the 0.25 dB margin
     "clear gain": (0.99, 3.0, 1.0, {}, None, "better"),
@@ -248,6 +252,8 @@ JUDGE_QUALITY = {
     "small loss": (0.99, -0.2, 1.0, {}, None, "uncertain"),
     # content moved: drift, whatever the estimate
     "drift": (0.5, 5.0, 0.1, {}, None, "drift"),
+    # removing rain streaks lowers structure on purpose: judged by the estimate down to min_structure_derain
+    "derained (rain)": (0.8, 3.0, 1.0, {}, None, "better"),
     # a strong tone change on a featureless image is never trusted
     "implausible": (0.99, 5.0, 0.1, {}, "a large tone change on an image with almost no texture", "worse"),
     # clipping that a denoiser does not make (black areas put back at 0): the plain margin
@@ -263,7 +269,7 @@ JUDGE_QUALITY = {
 def test_judge_quality(name):
     structure, gain, spread, artefacts, why, expected = JUDGE_QUALITY[name]
     q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, artefacts=artefacts)
-    kinds = ["motion_blur"] if name.endswith("(deblurred)") else ["noise"]
+    kinds = {"(deblurred)": ["motion_blur"], "(rain)": ["rain"]}.get(name.rsplit(" ", 1)[-1], ["noise"])
     assert judge_quality(structure, q, S, why, kinds)[0] == expected
 
 
