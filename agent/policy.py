@@ -20,9 +20,10 @@ otherwise                                                      uncertain
 =============================================================  ==========
 
 The margin is ``quality_margin_db``, plus ``quality_artefact_margin_db`` when an artefact was found that the
-attempt's own operators make (:func:`own_artefacts`: ringing after a deblurring, clipping after a deconvolution or
-a tone change): on held-out degradation models such attempts were worse than the input about as often as better,
-so their gain must be clear.
+attempt's own deconvolutions make (:func:`own_artefacts`: ringing, overshoot, false texture after a deblurring,
+clipping after a motion deblurring): on held-out motion models such attempts were worse than the input more often
+than better, so their gain must be clear. (Tone artefacts of brightening and dehazing are often the correction
+itself and get no extra margin.)
 
 Without a fitted quality model, from the scorer's severities (:func:`judge`), the first row that holds:
 
@@ -185,14 +186,15 @@ def judge_quality(
 
 
 def own_artefacts(quality: QualityTrace | None, kinds: Iterable[str]) -> frozenset[str]:
-    """Artefacts ``quality`` found that the operators of ``kinds`` make (empty: none, or no quality estimate).
+    """Artefacts ``quality`` found that the deconvolutions among ``kinds`` make (empty: none, or no estimate).
 
-    >>> sorted(own_artefacts(QualityTrace(gain_db=1.0, artefacts={"ringing": 2.0, "banding": 0.3}), ["blur"]))
-    ['ringing']
+    >>> q = QualityTrace(gain_db=1.0, artefacts={"ringing": 2.0, "colour_shift": 9.0})
+    >>> sorted(own_artefacts(q, ["blur", "low_light"])), sorted(own_artefacts(q, ["low_light"]))
+    (['ringing'], [])
     """
     if quality is None:
         return frozenset()
-    wanted = set(kinds)
+    wanted = set(kinds) & LOWPASS
     return frozenset(n for n in quality.artefacts if n in BY_NAME and BY_NAME[n].caused_by & wanted)
 
 

@@ -85,8 +85,9 @@ class Settings(BaseModel):
         2.0,
         ge=0,
         le=10,
-        description="Added to quality_margin_db for an attempt showing an artefact its own plan's operators make "
-        "(ringing after a deblurring, clipping after a deconvolution or a tone change): such a gain must be clear.",
+        description="Added to quality_margin_db for an attempt showing an artefact its own deconvolutions make "
+        "(ringing, overshoot or false texture after a deblurring, clipping after a motion deblurring): such a gain "
+        "must be clear.",
     )
     worsened_margin: float = Field(
         0.05,
