@@ -126,7 +126,7 @@ def drift_below(settings: Settings, kinds: Iterable[str] = ()) -> float:
 def judge(
     structure: float, source_overall: float, overall_after: float, settings: Settings, kinds: Iterable[str] = ()
 ) -> tuple[Verdict, str]:
-    """The verdict on an attempt restoring ``kinds`` whose output re-scored ``overall_after`` (source: ``source_overall``).
+    """The verdict on an attempt restoring ``kinds`` that re-scored ``overall_after`` (its source: ``source_overall``).
 
     Returns:
         The verdict and its one-line reason, as the trace records them.

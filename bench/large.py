@@ -124,8 +124,9 @@ def main() -> None:
                 "judged_on": "crops" if trace.get("full_size") else "whole photo",
                 "full_size_verdict": (trace.get("full_size") or {}).get("verdict"),
                 "attempt_verdicts": [f"{a['verdict']} ({a['reason'][:80]})" for a in trace["attempts"]],
-                "accept_s": round(acc_s, 1), "accept_ratio": round(acc_s / nlm_s, 2), "accept_peak_gb": round(acc_gb, 2),
-                "accept_decision": forced["decision"], "accept_full_size": (forced.get("full_size") or {}).get("verdict"),
+                "accept_s": round(acc_s, 1), "accept_ratio": round(acc_s / nlm_s, 2),
+                "accept_peak_gb": round(acc_gb, 2), "accept_decision": forced["decision"],
+                "accept_full_size": (forced.get("full_size") or {}).get("verdict"),
                 "accept_timings": forced["timings"],
             })  # fmt: skip
             print(json.dumps(rows[-1]), file=sys.stderr)
@@ -139,8 +140,9 @@ def main() -> None:
               f"{r['decision']}, load {r['load_before']})")
     print("accept path forced (restore_image, attempts judged by severities: a plan is chosen and runs at full size):")
     for r in rows:
+        node = r["accept_timings"].get("full_size", 0)
         print(f"{r['photo']:<14}  {r['accept_s']:>6} s  ratio {r['accept_ratio']:>5}  peak {r['accept_peak_gb']} GB  "
-              f"{r['accept_decision']}, full size {r['accept_full_size']}, full_size node {r['accept_timings'].get('full_size', 0):.1f} s")
+              f"{r['accept_decision']}, full size {r['accept_full_size']}, full_size node {node:.1f} s")
     print(f"{os.cpu_count()} CPUs; bare NLM: cv2.fastNlMeansDenoisingColored h=hColor=10, 7/21 (OpenCV defaults)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "cpus": os.cpu_count()}, indent=1))

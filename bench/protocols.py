@@ -1,6 +1,6 @@
 """Literature protocols on held-out photos: MiO/AgenticIR groups A/B/C, PromptIR Gaussian denoising, our own cases.
 
-    python bench/protocols.py --protocol mio|promptir|rnr|all [--per-group N] [--size 256] [--workers 2]
+    python bench/protocols.py --protocol mio|promptir|rnr|heldout|all [--per-group N] [--size 256] [--workers 2]
                               [--out bench/out/protocols.json]
 
 Protocols (every degradation from ``rl.degradations``' zoo, deterministic per ``--seed``):
@@ -18,6 +18,9 @@ Protocols (every degradation from ``rl.degradations``' zoo, deterministic per ``
   truncated to 8 bits as its ``DenoiseTestDataset`` does; crops a multiple of 16. N images per sigma.
 - ``rnr``: the project's own cases (``rl.cases.evaluation_cases``: single kinds, mixtures, clean crops) plus clean
   negatives (``rl.negatives``). N cases per group (singles: ceil(N / 8) per kind).
+- ``heldout``: every kind from one zoo model held out of ``bench/scorer.py``'s quality fit (:data:`HELD_OUT_MODELS`):
+  N singles, N 2-3-kind mixtures, N / 4 clean crops. Run it with ``RNR_QUALITY_MODEL=bench/out/scorer_model.json``
+  for a scorer that never saw those models (the shipped one was fitted on the whole zoo).
 
 Photos: ``rl.photos.EVALUATION_PHOTOS`` (held out from calibration), plus the real photos in the gradio wheel
 (cheetah, lion, tower, cheetah2) when gradio is installed; random crops of ``--size`` px.
@@ -75,7 +78,7 @@ MIO_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
 #: Published PSNR on MiO100 (dB, groups A/B/C; GPU networks, other images): from the project's FACTS.
 PUBLISHED = {"AgenticIR": (21.04, 20.55, 18.82), "MAIR": (21.02, 20.92, 19.42), "RAR": (20.46, 21.04, 19.33)}
 PROMPTIR_SIGMAS = (15, 25, 50)
-DEFAULT_N = {"mio": 6, "promptir": 10, "rnr": 12}
+DEFAULT_N = {"mio": 6, "promptir": 10, "rnr": 12, "heldout": 24}
 GRADIO_PHOTOS = ("media_assets/images/cheetah.jpg", "media_assets/images/lion.jpg",
                  "media_assets/images/tower.jpg", "test_data/cheetah2.jpg")  # fmt: skip
 PSNR_CAP = 60.0
@@ -219,7 +222,33 @@ def rnr_cases(seed: int, n: int, size: int) -> list[ProtocolCase]:
     return cases
 
 
-PROTOCOLS = {"mio": mio_cases, "promptir": promptir_cases, "rnr": rnr_cases}
+#: The held-out model of each kind (as ``bench/scorer.py`` holds them out of its quality model's fit).
+HELD_OUT_MODELS = {"haze": "mio", "rain": "mio", "motion_blur": "trail", "blur": "soft_disk", "low_resolution": "mio",
+                   "low_light": "mio", "noise": "poisson", "jpeg": "double"}  # fmt: skip
+
+
+def heldout_cases(seed: int, n: int, size: int) -> list[ProtocolCase]:
+    """``n`` single-kind cases, ``n`` 2-3-kind mixtures (physical order) and ``n // 4`` clean crops, every kind drawn
+    from its :data:`HELD_OUT_MODELS` entry.
+
+    With ``RNR_QUALITY_MODEL=bench/out/scorer_model.json`` (fitted without these models by ``bench/scorer.py``) the
+    agent decides with a scorer that never saw them: held-out photos and held-out models end to end.
+    """
+    rng = np.random.default_rng(seed + 3)
+    cases = []
+    for group, count in (("single", n), ("mixed", n), ("clean", max(1, n // 4))):
+        for i in range(count):
+            photo, clean = crop(rng, i, size, base=8)
+            kinds = 0 if group == "clean" else 1 if group == "single" else int(rng.integers(2, 4))
+            ops = D.sample_ops(rng, n_kinds=kinds, models=HELD_OUT_MODELS) if kinds else []
+            image = quantise(D.apply(clean, ops)) if ops else clean
+            task = "+".join(op.kind for op in ground_truth(ops, image).detected()) or "clean"
+            cases.append(ProtocolCase(f"heldout_{group}_{i}_{photo}", "heldout", group, task, clean, image,
+                                      ground_truth(ops, image)))  # fmt: skip
+    return cases
+
+
+PROTOCOLS = {"mio": mio_cases, "promptir": promptir_cases, "rnr": rnr_cases, "heldout": heldout_cases}
 
 
 # ------------------------------------------------------------------------------------------------ methods, metrics
@@ -418,7 +447,9 @@ def main(argv=None) -> int:
         rs = [r for r in results if r["protocol"] == p]
         groups, tasks = summarise(rs, "group"), summarise(rs, "task")
         title = {"mio": "MiO / AgenticIR groups", "promptir": "PromptIR Gaussian denoising",
-                 "rnr": "reason-restore's own cases and clean negatives"}[p]  # fmt: skip
+                 "rnr": "reason-restore's own cases and clean negatives",
+                 "heldout": "Held-out zoo models (" + ", ".join(f"{k}:{v}" for k, v in HELD_OUT_MODELS.items())
+                 + f"), scorer {os.environ.get('RNR_QUALITY_MODEL') or 'shipped'}"}[p]  # fmt: skip
         print_table(con, f"{title}: mean PSNR dB / SSIM-Y (luma, 11x11 Gaussian window)", groups)
         if p == "mio":
             print_table(con, "MiO per combination: PSNR dB / SSIM-Y", tasks, harm=False)

@@ -40,9 +40,8 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-#: One held-out model per kind: what the measured scorer never saw.
-HOLDOUT = {"haze": "mio", "rain": "mio", "motion_blur": "trail", "blur": "soft_disk", "low_resolution": "mio",
-           "low_light": "mio", "noise": "poisson", "jpeg": "double"}  # fmt: skip
+from bench.protocols import HELD_OUT_MODELS as HOLDOUT  # noqa: E402  (one per kind: what the scorer never saw)
+
 HARM_DB = 0.5
 
 

@@ -108,7 +108,8 @@ def test_output_options_are_the_local_engines(runtime, folder, tmp_path):
     run_batch([folder], tmp_path / "local", output=webp)
     run_batch_ray([folder], tmp_path / "ray", workers=2, output=webp)
     assert _outputs(tmp_path / "ray") == _outputs(tmp_path / "local")
-    assert sorted(p.name for p in (tmp_path / "ray").glob("*.webp")) == ["astronaut.webp", "camera.webp", "coffee.webp"]
+    written = sorted(p.name for p in (tmp_path / "ray").glob("*.webp"))
+    assert written == ["astronaut.webp", "camera.webp", "coffee.webp"]
 
 
 @needs_ray

@@ -54,7 +54,8 @@ def test_a_neutral_smooth_top_is_not_claimed_as_sky(name):
 def test_a_blue_sky_is_sky():
     h, w = 192, 256
     img = np.zeros((h, w, 3), np.float32)
-    img[: h // 2] = np.array([0.45, 0.65, 0.95], np.float32) - np.linspace(0, 0.1, h // 2, dtype=np.float32)[:, None, None]
+    ramp = np.linspace(0, 0.1, h // 2, dtype=np.float32)[:, None, None]
+    img[: h // 2] = np.array([0.45, 0.65, 0.95], np.float32) - ramp
     rng = np.random.default_rng(0)
     img[h // 2 :] = rng.uniform(0.1, 0.5, (h - h // 2, w, 3)).astype(np.float32)
     sem = describe(img, scene_stats(img), float(img.mean()))

@@ -350,7 +350,7 @@ def protocols():
         del sys.modules[spec.name]
 
 
-@pytest.mark.parametrize("protocol", ["mio", "promptir", "rnr"])
+@pytest.mark.parametrize("protocol", ["mio", "promptir", "rnr", "heldout"])
 def test_protocol_degradations_are_deterministic_per_seed(protocols, protocol):
     build = protocols.PROTOCOLS[protocol]
     a, b, c = build(0, 1, 64), build(0, 1, 64), build(1, 1, 64)
@@ -361,6 +361,22 @@ def test_protocol_degradations_are_deterministic_per_seed(protocols, protocol):
         assert x.record.degradations == y.record.degradations
         assert np.array_equal(x.image, np.rint(x.image * 255) / 255)  # 8-bit, as the methods get it
     assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c, strict=False))
+
+
+def test_heldout_protocol_draws_every_kind_from_its_held_out_model(protocols, monkeypatch):
+    from rl import degradations as D
+
+    assert set(protocols.HELD_OUT_MODELS) == set(KINDS)
+    assert all(model in D.MODELS[kind] for kind, model in protocols.HELD_OUT_MODELS.items())
+    drawn = []
+    real = D.sample_ops
+    monkeypatch.setattr(D, "sample_ops", lambda *a, **k: drawn.append(k["models"]) or real(*a, **k))
+    cases = protocols.heldout_cases(0, 4, 64)
+    assert [c.group for c in cases] == ["single"] * 4 + ["mixed"] * 4 + ["clean"]
+    assert drawn and all(m == protocols.HELD_OUT_MODELS for m in drawn)
+    for c in cases:
+        n = len(c.record.detected())
+        assert (n == 0) if c.group == "clean" else (n == 1) if c.group == "single" else (2 <= n <= 3)
 
 
 def test_mio_protocol_follows_agenticir(protocols):
