@@ -19,11 +19,10 @@ estimate below 0 and an artefact found                         worse
 otherwise                                                      uncertain
 =============================================================  ==========
 
-The margin is ``quality_margin_db``, plus ``quality_artefact_margin_db`` when an artefact was found that the
-attempt's own deconvolutions make (:func:`own_artefacts`: ringing, overshoot, false texture after a deblurring,
-clipping after a motion deblurring): on held-out motion models such attempts were worse than the input more often
-than better, so their gain must be clear. (Tone artefacts of brightening and dehazing are often the correction
-itself and get no extra margin.)
+The margin is ``quality_margin_db``, plus ``quality_artefact_margin_db`` when an artefact was found that, after
+one of the plan's operators, signals harm (:func:`own_artefacts`, :data:`reasoner.quality.artefacts.HARM_SIGNS`:
+clipping after a motion deblurring, which on held-out motion models was worse than the input 3 times in 4): such a
+gain must be clear. Other artefacts are reported and steer retries, but were mostly found on attempts that helped.
 
 Without a fitted quality model, from the scorer's severities (:func:`judge`), the first row that holds:
 
@@ -43,7 +42,9 @@ last verdict           retry when                          retry: same source, s
 better                 overall still >= ``done_below``     ``residual_factor`` on the input's kinds still
                        and residue remains                 detected, low-pass kinds excepted ("stronger")
 no_change, uncertain   always (uncertain: when the         ``no_change_factor`` on every kind ("bolder");
-                       estimate is not negative)           an uncertain estimate below 0 is retried gentler
+                       estimate is not negative)           an uncertain estimate below 0 is retried gentler;
+                                                           one showing a sign of harm (:func:`own_artefacts`)
+                                                           without the kinds it follows
 worse, drift, failed   always                              ``failure_factor`` on every kind; after a second
                                                            harmful attempt in a row, without the kinds the last
                                                            made worse by more than ``worsened_margin``
@@ -71,7 +72,7 @@ from typing import Literal
 from agent.state import Settings
 from agent.trace import AttemptTrace, Decision, QualityTrace, Verdict
 from reasoner.kinds import KINDS, LOWPASS
-from reasoner.quality.artefacts import BY_NAME
+from reasoner.quality.artefacts import BY_NAME, HARM_SIGNS
 from reasoner.schema import DiagnosisRecord
 from restorer.plan import Operation, Plan, plan_from_record
 
@@ -186,16 +187,16 @@ def judge_quality(
 
 
 def own_artefacts(quality: QualityTrace | None, kinds: Iterable[str]) -> frozenset[str]:
-    """Artefacts ``quality`` found that the deconvolutions among ``kinds`` make (empty: none, or no estimate).
+    """Artefacts ``quality`` found that signal harm after the operators of ``kinds`` (:data:`HARM_SIGNS`).
 
-    >>> q = QualityTrace(gain_db=1.0, artefacts={"ringing": 2.0, "colour_shift": 9.0})
-    >>> sorted(own_artefacts(q, ["blur", "low_light"])), sorted(own_artefacts(q, ["low_light"]))
-    (['ringing'], [])
+    >>> q = QualityTrace(gain_db=1.0, artefacts={"ringing": 2.0, "clipped_highlights": 0.03})
+    >>> sorted(own_artefacts(q, ["motion_blur"])), sorted(own_artefacts(q, ["blur", "low_light"]))
+    (['clipped_highlights'], [])
     """
     if quality is None:
         return frozenset()
-    wanted = set(kinds) & LOWPASS
-    return frozenset(n for n in quality.artefacts if n in BY_NAME and BY_NAME[n].caused_by & wanted)
+    wanted = set(kinds)
+    return frozenset(n for n in quality.artefacts if HARM_SIGNS.get(n, frozenset()) & wanted)
 
 
 def artefact_kinds(quality: QualityTrace | None) -> frozenset[str]:
@@ -223,6 +224,11 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
                 return Retry("gentler", last.source, per_kind(s.failure_factor, culprits))
             if last.overall_after >= s.done_below and residual:
                 return Retry("stronger", last.source, per_kind(s.residual_factor, residual))
+        elif last.verdict in UNDECIDED and (own := own_artefacts(last.quality, last.plan.kinds)):
+            # bolder would deepen what held it back, and a weaker pass of the same wrong kernel is still wrong (a
+            # motion "blur" that clips when undone is often not there): retry without the operators at fault
+            makers = frozenset().union(*(HARM_SIGNS[n] for n in own)) & set(last.plan.kinds)
+            return Retry("gentler", last.source, per_kind(1.0), makers)
         elif last.verdict in UNDECIDED and not _estimated_loss(last):
             return Retry("bolder", last.source, per_kind(s.no_change_factor))
         elif last.verdict in HARMFUL or last.verdict in UNDECIDED:

@@ -85,8 +85,8 @@ class Settings(BaseModel):
         2.0,
         ge=0,
         le=10,
-        description="Added to quality_margin_db for an attempt showing an artefact its own deconvolutions make "
-        "(ringing, overshoot or false texture after a deblurring, clipping after a motion deblurring): such a gain "
+        description="Added to quality_margin_db for an attempt showing an artefact that signals harm after its "
+        "plan's operators (reasoner.quality.artefacts.HARM_SIGNS: clipping after a motion deblurring): such a gain "
         "must be clear.",
     )
     worsened_margin: float = Field(

@@ -319,6 +319,17 @@ def test_an_uncertain_loss_retries_gentler_not_bolder():
     assert isinstance(step, Retry) and step.rule == "gentler"
 
 
+def test_an_uncertain_gain_held_back_by_clipping_retries_without_the_motion_deblurring():
+    # dehazing + motion deblurring, estimated +3 dB but the deconvolution clipped: drop it, keep the dehazing
+    a = scored(0, "uncertain", 3.0, 1.0, {"clipped_highlights": 0.03}, {"motion_blur": 1.0, "haze": 1.0})
+    step = decide(INPUT, [a], S)
+    assert isinstance(step, Retry) and step.rule == "gentler"
+    assert step.skip == {"motion_blur"} and step.factors["haze"] == 1.0
+    # ringing after a defocus deblurring is no such sign (mostly found on attempts that helped): bolder
+    b = scored(0, "uncertain", 3.0, 3.0, {"ringing": 5.0}, {"blur": 1.0, "haze": 1.0})
+    assert decide(INPUT, [b], S).rule == "bolder"
+
+
 def test_an_uncertain_gain_retries_bolder():
     step = decide(INPUT, [scored(0, "uncertain", 0.4, 1.0)], S)
     assert isinstance(step, Retry) and step.rule == "bolder"
