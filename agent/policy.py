@@ -19,10 +19,11 @@ estimate below 0 and an artefact found                         worse
 otherwise                                                      uncertain
 =============================================================  ==========
 
-The margin is ``quality_margin_db``, plus ``quality_artefact_margin_db`` when an artefact was found that, after
-one of the plan's operators, signals harm (:func:`own_artefacts`, :data:`reasoner.quality.artefacts.HARM_SIGNS`:
-clipping after a motion deblurring, which on held-out motion models was worse than the input 3 times in 4): such a
-gain must be clear. Other artefacts are reported and steer retries, but were mostly found on attempts that helped.
+The margin is ``quality_margin_db``; the estimate is also lowered by ``quality_artefact_margin_db`` when an artefact
+was found that signals harm after one of the plan's operators (:func:`harm_at_fault`, the artefact's ``harm_after``
+in :data:`reasoner.quality.artefacts.ARTEFACTS`: clipping after a motion deblurring, which on held-out motion models
+was worse than the input 3 times in 4), here and when the best attempt is chosen (:func:`assured_gain`). Other
+artefacts are reported and steer retries, but were mostly found on attempts that helped.
 
 Without a fitted quality model, from the scorer's severities (:func:`judge`), the first row that holds:
 
@@ -43,8 +44,8 @@ better                 overall still >= ``done_below``     ``residual_factor`` o
                        and residue remains                 detected, low-pass kinds excepted ("stronger")
 no_change, uncertain   always (uncertain: when the         ``no_change_factor`` on every kind ("bolder");
                        estimate is not negative)           an uncertain estimate below 0 is retried gentler;
-                                                           one showing a sign of harm (:func:`own_artefacts`)
-                                                           without the kinds it follows
+                                                           one showing a sign of harm (:func:`harm_at_fault`)
+                                                           without the kinds at fault
 worse, drift, failed   always                              ``failure_factor`` on every kind; after a second
                                                            harmful attempt in a row, without the kinds the last
                                                            made worse by more than ``worsened_margin``
@@ -72,7 +73,7 @@ from typing import Literal
 from agent.state import Settings
 from agent.trace import AttemptTrace, Decision, QualityTrace, Verdict
 from reasoner.kinds import KINDS, LOWPASS
-from reasoner.quality.artefacts import BY_NAME, HARM_SIGNS
+from reasoner.quality.artefacts import BY_NAME
 from reasoner.schema import DiagnosisRecord
 from restorer.plan import Operation, Plan, plan_from_record
 
@@ -169,7 +170,6 @@ def judge_quality(
     """
     s = settings
     gain, spread = float(quality.gain_db), float(quality.spread_db or 0.0)
-    margin = s.quality_margin_db + (s.quality_artefact_margin_db if own_artefacts(quality, kinds) else 0.0)
     said = f"estimated {gain:+.1f} dB (spread {spread:.1f}"
     said += f", error ±{quality.uncertainty_db:.1f})" if quality.uncertainty_db is not None else ")"
     if quality.artefacts:
@@ -179,24 +179,30 @@ def judge_quality(
         return "drift", f"structure {structure:.2f} below {floor:.2f}: the content moved; {said}"
     if implausible:
         return "worse", f"{implausible}; {said}"
-    if gain - s.quality_z * spread > margin:
+    if assured_gain(quality, kinds, s) > s.quality_margin_db:
         return "better", said
     if gain + s.quality_z * spread < -s.quality_margin_db or (gain < 0 and quality.artefacts):
         return "worse", said
     return "uncertain", said
 
 
-def own_artefacts(quality: QualityTrace | None, kinds: Iterable[str]) -> frozenset[str]:
-    """Artefacts ``quality`` found that signal harm after the operators of ``kinds`` (:data:`HARM_SIGNS`).
+def harm_at_fault(quality: QualityTrace | None, kinds: Iterable[str]) -> frozenset[str]:
+    """The kinds among ``kinds`` after whose operator an artefact ``quality`` found signals harm (``harm_after``).
 
     >>> q = QualityTrace(gain_db=1.0, artefacts={"ringing": 2.0, "clipped_highlights": 0.03})
-    >>> sorted(own_artefacts(q, ["motion_blur"])), sorted(own_artefacts(q, ["blur", "low_light"]))
-    (['clipped_highlights'], [])
+    >>> sorted(harm_at_fault(q, ["motion_blur", "haze"])), sorted(harm_at_fault(q, ["blur", "low_light"]))
+    (['motion_blur'], [])
     """
     if quality is None:
         return frozenset()
-    wanted = set(kinds)
-    return frozenset(n for n in quality.artefacts if HARM_SIGNS.get(n, frozenset()) & wanted)
+    found = (BY_NAME[n].harm_after for n in quality.artefacts if n in BY_NAME)
+    return frozenset().union(*found) & set(kinds)
+
+
+def assured_gain(quality: QualityTrace, kinds: Iterable[str], settings: Settings) -> float:
+    """The estimate ``quality_z`` spreads down, less ``quality_artefact_margin_db`` when a sign of harm was found."""
+    bound = float(quality.gain_db) - settings.quality_z * float(quality.spread_db or 0.0)
+    return bound - (settings.quality_artefact_margin_db if harm_at_fault(quality, kinds) else 0.0)
 
 
 def artefact_kinds(quality: QualityTrace | None) -> frozenset[str]:
@@ -224,11 +230,10 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
                 return Retry("gentler", last.source, per_kind(s.failure_factor, culprits))
             if last.overall_after >= s.done_below and residual:
                 return Retry("stronger", last.source, per_kind(s.residual_factor, residual))
-        elif last.verdict in UNDECIDED and (own := own_artefacts(last.quality, last.plan.kinds)):
+        elif last.verdict in UNDECIDED and (at_fault := harm_at_fault(last.quality, last.plan.kinds)):
             # bolder would deepen what held it back, and a weaker pass of the same wrong kernel is still wrong (a
             # motion "blur" that clips when undone is often not there): retry without the operators at fault
-            makers = frozenset().union(*(HARM_SIGNS[n] for n in own)) & set(last.plan.kinds)
-            return Retry("gentler", last.source, per_kind(1.0), makers)
+            return Retry("gentler", last.source, per_kind(1.0), at_fault)
         elif last.verdict in UNDECIDED and not _estimated_loss(last):
             return Retry("bolder", last.source, per_kind(s.no_change_factor))
         elif last.verdict in HARMFUL or last.verdict in UNDECIDED:
@@ -251,7 +256,7 @@ def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings
         if not ok:
             why = f"no attempt was estimated to improve on the input ({len(attempts)} tried); input returned"
             return Final("unchanged", None, why)
-        best = max(ok, key=lambda a: (_assured_gain(a, settings), -a.index))
+        best = max(ok, key=lambda a: (assured_gain(a.quality, a.plan.kinds, settings), -a.index))
         q = best.quality
         reason = f"attempt {best.index}: estimated {q.gain_db:+.1f} dB"
         reason += f" (error ±{q.uncertainty_db:.1f})" if q.uncertainty_db is not None else ""
@@ -269,13 +274,6 @@ def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings
         reason = f"attempt {best.index}: overall severity {record.overall_severity:.2f} -> {best.overall_after:.2f}"
     decision: Decision = "accepted" if best.index == attempts[-1].index else "rolled_back"
     return Final(decision, best.index, reason)
-
-
-def _assured_gain(attempt: AttemptTrace, settings: Settings) -> float:
-    """The estimate ``quality_z`` spreads down, less the artefact margin when the attempt shows its own artefacts."""
-    q = attempt.quality
-    bound = q.gain_db - settings.quality_z * (q.spread_db or 0.0)
-    return bound - (settings.quality_artefact_margin_db if own_artefacts(q, attempt.plan.kinds) else 0.0)
 
 
 def _estimated(attempt: AttemptTrace) -> bool:

@@ -85,9 +85,9 @@ class Settings(BaseModel):
         2.0,
         ge=0,
         le=10,
-        description="Added to quality_margin_db for an attempt showing an artefact that signals harm after its "
-        "plan's operators (reasoner.quality.artefacts.HARM_SIGNS: clipping after a motion deblurring): such a gain "
-        "must be clear.",
+        description="Taken off the estimated gain of an attempt showing an artefact that signals harm after its "
+        "plan's operators (an artefact's harm_after in reasoner.quality.artefacts: clipping after a motion "
+        "deblurring), when it is judged and when the best attempt is chosen: such a gain must be clear.",
     )
     worsened_margin: float = Field(
         0.05,

@@ -242,9 +242,9 @@ def heldout_cases(seed: int, n: int, size: int) -> list[ProtocolCase]:
             kinds = 0 if group == "clean" else 1 if group == "single" else int(rng.integers(2, 4))
             ops = D.sample_ops(rng, n_kinds=kinds, models=HELD_OUT_MODELS) if kinds else []
             image = quantise(D.apply(clean, ops)) if ops else clean
-            task = "+".join(op.kind for op in ground_truth(ops, image).detected()) or "clean"
-            cases.append(ProtocolCase(f"heldout_{group}_{i}_{photo}", "heldout", group, task, clean, image,
-                                      ground_truth(ops, image)))  # fmt: skip
+            record = ground_truth(ops, image)
+            task = "+".join(d.kind for d in record.detected()) or "clean"
+            cases.append(ProtocolCase(f"heldout_{group}_{i}_{photo}", "heldout", group, task, clean, image, record))
     return cases
 
 

@@ -26,6 +26,12 @@ class Artefact:
     words: str  # what a person sees
     default: tuple[float, float]  # thresholds (not explained, explained) when no fitted model provides them
     caused_by: frozenset[str] = frozenset()  # kinds whose operator, too strong, makes it (what a retry weakens)
+    #: Kinds after whose operator this artefact signals harm: on held-out degradation models the attempts showing it
+    #: were worse than the input more often than better (the agent then asks for a clearer gain, and retries without
+    #: that operator). Only clipping after a motion deblurring qualifies (21 of 28 worse under the trail model);
+    #: ringing, false texture and amplified blocking after other deblurrings, and tone artefacts after brightening or
+    #: dehazing, were mostly found on attempts that helped.
+    harm_after: frozenset[str] = frozenset()
 
 
 _TONE = frozenset({"haze", "low_light"})
@@ -53,22 +59,13 @@ ARTEFACTS: tuple[Artefact, ...] = (
     # shaken path: on held-out motion models 21 of 28 motion deblurrings that clipped were worse than the input,
     # while defocus and Gaussian deblurrings that clipped were mostly better).
     Artefact("clipped_highlights", "clip_hi", +1, _DETAIL, "highlights clipped to white", (0.01, 0.02),
-             _TONE | {"motion_blur"}),
+             _TONE | {"motion_blur"}, frozenset({"motion_blur"})),
     Artefact("crushed_shadows", "clip_lo", +1, _DETAIL, "shadows crushed to black", (0.01, 0.02),
-             _TONE | {"motion_blur"}),
+             _TONE | {"motion_blur"}, frozenset({"motion_blur"})),
     Artefact("tone_shift", "flat_tone_abs", +1, _TONE, "brightness of plain areas changed", (0.05, 0.25), _TONE),
     Artefact("structure_drift", "structure", -1, frozenset(), "content moved or invented", (0.93, 0.9), _ALL),
 )  # fmt: skip
 BY_NAME: dict[str, Artefact] = {a.name: a for a in ARTEFACTS}
-
-#: Artefact -> kinds whose operator, when the artefact shows after it, made the image worse more often than better
-#: on held-out degradation models (agent attempts on held-out photos): a motion deblurring that clipped (21 of 28
-#: worse under the trail model). Ringing, false texture and amplified blocking after other deblurrings, and tone
-#: artefacts after brightening or dehazing, were mostly better: those are reported, not held against the gain.
-HARM_SIGNS: dict[str, frozenset[str]] = {
-    "clipped_highlights": frozenset({"motion_blur"}),
-    "crushed_shadows": frozenset({"motion_blur"}),
-}
 
 
 def implausible(stats: Mapping[str, float]) -> str | None:

@@ -209,8 +209,15 @@ def clamp_overshoot(out: np.ndarray, ref: np.ndarray, radius: int = 1) -> np.nda
     """
     if radius <= 0:
         return out
-    k = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    return np.clip(out, cv2.erode(ref, k), cv2.dilate(ref, k))
+    return _clamp_to_range(out, ref, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+
+
+def _clamp_to_range(out: np.ndarray, ref: np.ndarray, window: np.ndarray, slack: float = 0.0) -> np.ndarray:
+    # ``out`` within ``ref``'s min and max over ``window`` (a uint8 mask), widened by ``slack`` on either side.
+    lo, hi = cv2.erode(ref, window), cv2.dilate(ref, window)
+    if slack:
+        lo, hi = lo - np.float32(slack), hi + np.float32(slack)
+    return np.clip(out, lo, hi)
 
 
 #: Share of a PSF's peak from which a tap belongs to its footprint (:func:`clamp_to_footprint`).
@@ -230,11 +237,7 @@ def clamp_to_footprint(out: np.ndarray, ref: np.ndarray, psf: np.ndarray) -> np.
     k = np.asarray(psf) >= FOOTPRINT_SHARE * float(np.max(psf))
     if k.sum() <= 1:
         return out
-    k = k.astype(np.uint8)
-    tol = np.float32(1.0 / 255.0)
-    lo = cv2.erode(ref, k, borderType=cv2.BORDER_REFLECT) - tol
-    hi = cv2.dilate(ref, k, borderType=cv2.BORDER_REFLECT) + tol
-    return np.clip(out, lo, hi)
+    return _clamp_to_range(out, ref, k.astype(np.uint8), 1.0 / 255.0)
 
 
 def _transfer(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
