@@ -43,7 +43,8 @@ ARTEFACTS: tuple[Artefact, ...] = (
     Artefact("ringing", "ring_lr", +1, frozenset(), "ringing or halos along edges", (0.9, 0.9), LOWPASS),
     Artefact("overshoot", "overshoot", +1, frozenset(), "edges overshoot (brighter/darker rims)", (0.004, 0.006),
              LOWPASS),
-    Artefact("over_smoothing", "band0_tex_lr", -1, _DETAIL, "texture smoothed away (waxy look)", (-0.8, -2.5),
+    # Fine texture against the source's texture less its noise's share (``tex_kept``): denoising explains only that.
+    Artefact("over_smoothing", "tex_kept", -1, _DETAIL, "texture smoothed away (waxy look)", (-0.5, -0.5),
              _DETAIL),
     Artefact("false_texture", "band0_flat_lr", +1, _SHARPEN, "new texture in smooth areas (oil paint)", (0.7, 1.5),
              LOWPASS | {"noise"}),
@@ -53,14 +54,14 @@ ARTEFACTS: tuple[Artefact, ...] = (
              LOWPASS | {"haze"}),
     Artefact("banding", "poster_d", +1, _DETAIL, "banding or posterised gradients", (0.12, 0.25), _TONE | _DETAIL),
     Artefact("colour_shift", "flat_chroma_abs", +1, _TONE, "colour cast in plain areas", (3.0, 8.0), _TONE),
-    # Removing noise or blocking from pure black or white areas puts their pixels back at 0 or 255 (where the clean
-    # image has them): more clipped pixels are expected there, so those plans get the looser threshold. Brightening
+    # Clipping counts only where the source was not at black or white already (``crush_lo``/``crush_hi``): removing
+    # noise from a black background puts it back at 0, where the clean image has it. Brightening
     # and dehazing clip by moving tone; a motion deconvolution clips by overshooting edges (a line PSF on a trail or a
     # shaken path: on held-out motion models 21 of 28 motion deblurrings that clipped were worse than the input,
     # while defocus and Gaussian deblurrings that clipped were mostly better).
-    Artefact("clipped_highlights", "clip_hi", +1, _DETAIL, "highlights clipped to white", (0.01, 0.02),
+    Artefact("clipped_highlights", "crush_hi", +1, _DETAIL, "highlights clipped to white", (0.01, 0.02),
              _TONE | {"motion_blur"}, frozenset({"motion_blur"})),
-    Artefact("crushed_shadows", "clip_lo", +1, _DETAIL, "shadows crushed to black", (0.01, 0.02),
+    Artefact("crushed_shadows", "crush_lo", +1, _DETAIL, "shadows crushed to black", (0.01, 0.02),
              _TONE | {"motion_blur"}, frozenset({"motion_blur"})),
     Artefact("tone_shift", "flat_tone_abs", +1, _TONE, "brightness of plain areas changed", (0.05, 0.25), _TONE),
     Artefact("structure_drift", "structure", -1, frozenset(), "content moved or invented", (0.93, 0.9), _ALL),
