@@ -25,7 +25,9 @@ kinds, single crops one. Every crop is quantised to 8 bits before it is diagnose
 Evaluation: each crop is restored once with each plan (no retries: the agent's re-scoring and roll-back would
 apply to every planner alike) and scored by PSNR against the clean crop; harm is the share of crops whose output
 is below the degraded input. Policies plan greedily; a reply that does not parse falls back to the hand plan, as in
-the agent, and is counted. ``oracle`` is the classical plan of the ground truth (what a perfect diagnosis gives).
+the agent, and is counted. ``oracle`` is the classical plan of the ground truth (what a perfect diagnosis gives);
+``ceiling`` is, per crop, the best of the hand plan and the plans that change one diagnosed kind's factor to 0, 0.5
+or 1.5 (chosen against the clean crop: an upper bound on what a policy that corrects one factor can gain).
 
 Writes ``<out>/grpo_restore.json`` and ``<out>/grpo_restore.png`` (per-component training reward per step;
 ``grpo_restore_tune.*`` with ``--tune``). The last line printed is
@@ -63,7 +65,9 @@ TRAIN_MODELS: dict[str, tuple[str, ...]] = {
 TUNING_PHOTOS: tuple[str, ...] = ("chelsea", "brick", "moon")
 TRAIN_PHOTOS: tuple[str, ...] = tuple(p for p in CALIBRATION_PHOTOS if p not in TUNING_PHOTOS)
 REWARD_NAMES = ("format", "psnr_gain", "quality_gain", "fidelity")
-POLICIES = ("input", "hand", "start", "grpo", "oracle")
+POLICIES = ("input", "hand", "start", "grpo", "ceiling", "oracle")
+#: Factors the ceiling tries on one diagnosed kind at a time (the others at 1).
+CEILING_FACTORS = (0.0, 0.5, 1.5)
 
 
 def make_cases(photos, models, n: int, seed: int, size: int, n_kinds) -> list[tuple]:
@@ -114,11 +118,22 @@ def evaluate(cases, rows, policies: dict[str, object], say) -> dict[str, dict]:
         scores = {"input": psnr(clean, degraded)}
         for name, chosen in plans.items():
             scores[name] = psnr(clean, _run(restorer, src, records[j], chosen[j]))
+        scores["ceiling"] = max([scores["hand"]] + [psnr(clean, _run(restorer, src, records[j], p))
+                                                    for p in _one_change(hands[j])])  # fmt: skip
         scores["oracle"] = psnr(clean, _run(restorer, src, truth, plan_from_record(truth)))
         kinds = [d.kind for d in truth.detected()]
         out[str(j)] = {"kinds": kinds, "psnr": scores, "plans": {k: _short(v[j]) for k, v in plans.items()}}
     say(f"evaluated {len(cases)} crops; unparsable replies: {bad}")
     return {"cases": out, "unparsable": bad}
+
+
+def _one_change(hand):
+    """The hand plan with one diagnosed kind's factor changed to each of :data:`CEILING_FACTORS` (0 drops it)."""
+    for i in range(len(hand.operations)):
+        for f in CEILING_FACTORS:
+            ops = [op.model_copy(update={"strength": op.strength * (f if k == i else 1.0)})
+                   for k, op in enumerate(hand.operations)]  # fmt: skip
+            yield hand.model_copy(update={"operations": [op for op in ops if op.strength > 0]})
 
 
 def _run(restorer, src, record, plan) -> np.ndarray:
