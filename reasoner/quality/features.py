@@ -34,7 +34,7 @@ FEATURES: tuple[str, ...] = (
     "src_edges",
 )  # fmt: skip
 #: Statistics only the artefact checks read (not the model): clipping where the source was not already at black or
-#: white (see :func:`_clipped_anew`), and fine texture kept beyond what the source's noise explains (``tex_kept``).
+#: white (see :func:`_black_white`), and fine texture kept beyond what the source's noise explains (``tex_kept``).
 ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept")
 
 
@@ -108,9 +108,8 @@ def change_features(src: np.ndarray, out: np.ndarray) -> dict[str, float]:
         raise ValueError(f"source {src.shape} and restoration {out.shape} differ in shape")
     src, out = _unit(src), _unit(out)
     f: dict[str, float] = {}
+    _local(f, _crop(src), _crop(out))  # first: the clipping checks of _global read the source's noise
     _global(f, _small(src), _small(out))
-    _local(f, _crop(src), _crop(out))
-    _clipped_anew(f, _small(src), _small(out))
     return {k: float(np.nan_to_num(f[k])) for k in FEATURES + ARTEFACT_STATISTICS}
 
 
@@ -141,8 +140,12 @@ def _global(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     flat = loc <= np.percentile(loc, 30)
     f["flat_tone_abs"] = _masked_mean(np.abs(lo - ls), flat)
     f["flat_chroma_abs"] = _masked_mean(shift, flat)
-    f["clip_lo"] = float(np.mean(yo <= 1.5 / 255) - np.mean(ys <= 1.5 / 255))
-    f["clip_hi"] = float(np.mean(yo >= 253.5 / 255) - np.mean(ys >= 253.5 / 255))
+    lo_s, lo_o, hi_s, hi_o = ys <= 1.5 / 255, yo <= 1.5 / 255, ys >= 253.5 / 255, yo >= 253.5 / 255
+    f["clip_lo"] = float(np.mean(lo_o) - np.mean(lo_s))
+    f["clip_hi"] = float(np.mean(hi_o) - np.mean(hi_s))
+    black, white = _black_white(ys, f["src_noise"])
+    f["crush_lo"] = float(np.mean(lo_o & ~black) - np.mean(lo_s & ~black))
+    f["crush_hi"] = float(np.mean(hi_o & ~white) - np.mean(hi_s & ~white))
     f["structure"] = _structure(src, out)
     f["src_mean"] = float(ys.mean())
     f["src_p05"], f["src_p95"] = (float(v) for v in np.percentile(ys, [5, 95]))
@@ -152,30 +155,25 @@ def _global(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     f["src_sat"] = sat_s
 
 
-def _clipped_anew(f: dict, src: np.ndarray, out: np.ndarray) -> None:
-    """Pixels newly at black (``crush_lo``) or white (``crush_hi``) where the source was not black or white already.
+def _black_white(y: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where a source luma ``y`` is black, and where white, allowing for its noise ``sigma`` (native resolution).
 
     Noise lifts a black background off 0 (clipped noise averages about 0.4 sigma) and a denoiser puts it back,
-    where the clean image has it: that is restoration, not crushed shadows (``clip_lo`` counts it). A pixel counts
-    as black in the source when its 3x3 median is within ``1.2 sigma + 3/255`` of 0, sigma being the source's noise
-    at native resolution (``src_noise``, of the luma: independent noise in the channels reads about a third lower
-    there); white likewise. Measured on the down-scaled view, as ``clip_lo``.
+    where the clean image has it: that is restoration, not crushed shadows. ``crush_lo``/``crush_hi`` count new
+    clipping only outside these masks (``clip_lo``/``clip_hi`` count it all). A pixel is black when its 3x3 median
+    is within ``1.2 sigma + 3/255`` of 0 (sigma of the luma: independent noise in the channels reads about a third
+    lower there); white likewise.
 
     >>> rng = np.random.default_rng(0)
-    >>> clean = np.zeros((64, 64, 3), np.float32); clean[:, 32:] = 0.5
+    >>> clean = np.zeros((64, 64), np.float32); clean[:, 32:] = 0.5
     >>> noisy = np.clip(clean + rng.normal(0, 12 / 255, clean.shape), 0, 1).astype(np.float32)
-    >>> f = {"src_noise": _noise_sigma(_luma(noisy))}
-    >>> _clipped_anew(f, noisy, clean); abs(f["crush_lo"]) < 0.01   # the black half back at black: not crushing
-    True
-    >>> _clipped_anew(f, noisy, np.clip(noisy - 0.6, 0, 1)); f["crush_lo"] > 0.4   # the grey half crushed: it is
-    True
+    >>> black, white = _black_white(noisy, _noise_sigma(noisy))
+    >>> float(black[:, :32].mean()) > 0.95, bool(black[:, 33:].any()), bool(white.any())
+    (True, False, False)
     """
-    ys, yo = _luma(src), _luma(out)
-    tau = 1.2 * f["src_noise"] + 3 / 255
-    med = cv2.medianBlur(ys, 3)
-    black, white = med <= tau, med >= 1 - tau
-    f["crush_lo"] = float(np.mean((yo <= 1.5 / 255) & ~black) - np.mean((ys <= 1.5 / 255) & ~black))
-    f["crush_hi"] = float(np.mean((yo >= 253.5 / 255) & ~white) - np.mean((ys >= 253.5 / 255) & ~white))
+    tau = 1.2 * sigma + 3 / 255
+    med = cv2.medianBlur(y, 3)
+    return med <= tau, med >= 1 - tau
 
 
 @cache
@@ -223,7 +221,8 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
         f[f"band{i}_lr"] = _lr(float(eb.mean()), float(ea.mean()))
         f[f"band{i}_flat_lr"] = _lr(_masked_mean(eb, flat), _masked_mean(ea, flat))
         f[f"band{i}_tex_lr"] = _lr(_masked_mean(eb, tex), _masked_mean(ea, tex))
-    f["tex_kept"] = _texture_kept(bs, bo, tex, _noise_sigma(ys))
+    f["src_noise"] = sigma = _noise_sigma(ys)
+    f["tex_kept"] = _texture_kept(bs, bo, tex, sigma)
     hs, ho = bs[0] + bs[1], bo[0] + bo[1]
     d = ho - hs
     # In step with the source's detail (sharpening, > 0) or not (noise removed, false texture: near 0 or < 0).
@@ -240,7 +239,7 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     over = np.maximum(yo - cv2.dilate(ys, k), 0) + np.maximum(cv2.erode(ys, k) - yo, 0)
     f["overshoot"] = float(over.mean())
     f["block_lr"] = _lr(_blockiness(yo), _blockiness(ys))
-    f["noise_lr"] = _lr(_noise_sigma(yo) ** 2, _noise_sigma(ys) ** 2)
+    f["noise_lr"] = _lr(_noise_sigma(yo) ** 2, sigma**2)
     # Banding: smooth gradients of the source turned into flat steps (8-bit levels repeated along a row).
     smooth = (loc < np.percentile(loc, 40)) & (loc > 0.4 / 255)
     qs, qo = np.round(ys * 255), np.round(yo * 255)
@@ -254,7 +253,6 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     gs = np.hypot(*np.gradient(_blur(ys, 1.0)))
     go = np.hypot(*np.gradient(_blur(yo, 1.0)))
     f["flat_grad_lr"] = _lr(_masked_mean(go * go, flat), _masked_mean(gs * gs, flat))
-    f["src_noise"] = _noise_sigma(ys)
     f["src_block"] = _blockiness(ys)
     f["src_hf"] = float(np.log(float(np.mean(bs[0] ** 2)) + _EPS))
     f["src_edges"] = float(np.mean(mag > 0.1))
