@@ -325,6 +325,7 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | 
 
         q = assess(inp, out, kinds, source_measured=stats, restored_measured=out_stats)
         quality = QualityTrace(gain_db=q.gain_db, uncertainty_db=q.uncertainty_db, spread_db=q.spread_db,
+                               spread_log=q.spread_log,
                                artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:

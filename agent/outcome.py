@@ -38,6 +38,7 @@ class Outcome:
     uncertainty_db: float | None = None
     artefacts: list[str] = field(default_factory=list)
     unsure: bool = False
+    at_least_db: float | None = None
 
     def after_text(self, overall_after: float) -> str:
         """The "after" severity as shown: never a bare 0.00 when artefacts were found."""
@@ -48,12 +49,22 @@ class Outcome:
         return text
 
     def gain_text(self) -> str:
-        """The estimated quality change, e.g. "+2.1 dB ±1.3", "unsure (±4.5 dB)", or "-" without an estimate."""
-        if self.gain_db is None:
-            return "-"
-        unc = f" ±{self.uncertainty_db:.1f}" if self.uncertainty_db is not None else ""
-        text = f"{self.gain_db:+.1f} dB{unc}"
-        return f"{text} (unsure)" if self.unsure else text
+        """The estimated quality change, e.g. "+2.1 dB ±1.3" or "-" without an estimate (see :func:`gain_text`)."""
+        return gain_text(self.gain_db, self.uncertainty_db, self.unsure, self.at_least_db)
+
+
+def gain_text(gain: float | None, unc: float | None, unsure: bool, at_least: float | None = None) -> str:
+    """:meth:`Outcome.gain_text` from its numbers (a manifest row's, in the CLI table).
+
+    >>> gain_text(12.2, 14.8, True, 1.94), gain_text(2.1, 1.3, False), gain_text(None, None, False)
+    ('+12.2 dB ±14.8 (unsure, at least +1.9)', '+2.1 dB ±1.3', '-')
+    """
+    if gain is None:
+        return "-"
+    text = f"{gain:+.1f} dB" + (f" ±{unc:.1f}" if unc is not None else "")
+    if not unsure:
+        return text
+    return text + (f" (unsure, at least {at_least:+.1f})" if at_least is not None else " (unsure)")
 
 
 def found_phrase(record) -> str:
@@ -93,10 +104,26 @@ def outcome(trace: Trace) -> Outcome:
     removed = listed(kinds) if kinds else "it"
     line = f"{said}; restored {removed} (attempt {trace.chosen_attempt + 1} of {tried})"
     unsure = unc is not None and unc > UNSURE_DB
+    least = _at_least(trace) if unsure else None
     if gain is not None:
         line += f", estimated {gain:+.1f} dB"
-        line += f" (±{unc:.1f}; the scorer is unsure)" if unsure else (f" (±{unc:.1f})" if unc is not None else "")
+        if unsure and least is not None:
+            line += f" (±{unc:.1f}; the scorer is unsure how much, but its ensemble agrees on at least {least:+.1f})"
+        else:
+            line += f" (±{unc:.1f}; the scorer is unsure)" if unsure else (f" (±{unc:.1f})" if unc is not None else "")
     line += "."
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
-    return Outcome(line, gain, unc, arts, unsure)
+    return Outcome(line, gain, unc, arts, unsure, least)
+
+
+def _at_least(trace: Trace) -> float | None:
+    """The positive gain the ensemble agrees on in signed log (``agent.policy.assured_gain``'s other bound) or None."""
+    from reasoner.quality.model import from_slog, to_slog
+
+    q = trace.quality
+    if q is None or q.gain_db is None or q.spread_log is None or q.artefacts:
+        return None
+    z = float(trace.settings.get("quality_z_log", 1.5))
+    least = float(from_slog(to_slog(q.gain_db) - z * q.spread_log))
+    return round(least, 2) if least > 0 else None

@@ -75,6 +75,14 @@ class Settings(BaseModel):
         description="An attempt counts as better only when its estimated gain stays positive this many ensemble "
         "spreads below the estimate (the artefact-aware scorer's own uncertainty on the image).",
     )
+    quality_z_log: float = Field(
+        1.5,
+        ge=0,
+        le=5,
+        description="An attempt on which no artefact was found also counts as better when its estimated gain stays "
+        "above the margin this many ensemble spreads down in the signed-log space the ensemble regresses in: "
+        "members that agree on a big gain but not on its size (2.8 to 36 dB) assure more than the dB spread says.",
+    )
     quality_margin_db: float = Field(
         0.25,
         ge=0,

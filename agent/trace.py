@@ -21,8 +21,9 @@ TRACE_NAME = "rnr.restore_trace"
 # 1.1: records may carry `thinking`; 1.2: attempts carry `restorer_run`; 1.3: `review`; 1.4: `quality` (estimated
 # quality change, its uncertainty and the artefacts found) on attempts and on the trace, verdict "uncertain";
 # 1.5: `output_file` (container, bit depth, what metadata the written file kept); 1.6: `full_size` (a big photo's
-# attempts judged on crops, the chosen plan's full-size result judged again).
-TRACE_VERSION = "1.6.0"
+# attempts judged on crops, the chosen plan's full-size result judged again); 1.7: quality `spread_log` (the
+# ensemble's disagreement in the space it regresses in).
+TRACE_VERSION = "1.7.0"
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed", "uncertain"]
@@ -43,6 +44,13 @@ class QualityTrace(BaseModel):
         None, ge=0, description="One standard deviation of that estimate's error (dB), calibrated on held-out data."
     )
     spread_db: float | None = Field(None, ge=0, description="Disagreement of the estimating ensemble on this image.")
+    spread_log: float | None = Field(
+        None,
+        ge=0,
+        description="The same disagreement in the signed-log space the ensemble regresses in (sign(x) log(1 + |x|)); "
+        "None where the ensemble extrapolates (the decide policy then uses the dB spread alone) and in traces "
+        "before 1.7.0.",
+    )
     artefacts: dict[str, float] = Field(
         default_factory=dict, description="Artefacts found (name -> the statistic's value), see reasoner.quality."
     )

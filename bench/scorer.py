@@ -69,11 +69,11 @@ def evaluate(rows: list[dict], model) -> dict:
     settings = Settings()
     est, true, keep = [], [], []
     for r in rows:
-        gain, spread = model.estimate(r)
+        gain, spread, spread_log = model.ensemble(r)
         _, total = model.predict(r)
         kinds = r["kinds"].split(",") if r["kinds"] else []
         arts = find_artefacts(r, kinds, model.meta.get("artefact_thresholds"))
-        q = QualityTrace(gain_db=gain, uncertainty_db=total, spread_db=spread, artefacts=arts)
+        q = QualityTrace(gain_db=gain, uncertainty_db=total, spread_db=spread, spread_log=spread_log, artefacts=arts)
         verdict, _ = judge_quality(r["structure"], q, settings, implausible(r), kinds)
         r["estimate"], r["spread"], r["verdict"] = gain, spread, verdict
         est.append(gain)

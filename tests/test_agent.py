@@ -475,3 +475,25 @@ def test_the_graph_core_imports_no_presentation():
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             bad += [f"{path.name}: {n}" for n in names if n.startswith(("agent.cli", "agent.ui"))]
     assert not bad, bad
+
+
+def test_a_dim_phone_photo_is_brightened_not_returned_unchanged(tmp_path):
+    # Under-exposed (x0.35, gamma 1.15), sensor noise, saved as JPEG q85. The scorer's members agree the brightening
+    # helps (+2.8 to +36 dB) but not by how much; the dB spread alone (13.8) once returned this photo untouched.
+    import cv2
+
+    clean = load_photo("astronaut")
+    rng = np.random.default_rng(3)
+    dim = (0.35 * clean) ** 1.15 + rng.normal(0.0, 6.0 / 255.0, clean.shape)
+    u8 = np.clip(np.round(dim * 255.0), 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    path = tmp_path / "dim.jpg"
+    path.write_bytes(buf.tobytes())
+    pixels, trace = restore_image(path)
+    before = load_image(path).pixels
+
+    def psnr(x):
+        return 10 * np.log10(1.0 / np.mean((x - clean) ** 2))
+
+    assert trace.decision in ("accepted", "rolled_back"), trace.decision_reason
+    assert psnr(pixels) > psnr(before) + 10.0

@@ -333,3 +333,38 @@ def test_an_uncertain_gain_held_back_by_clipping_retries_without_the_motion_debl
 def test_an_uncertain_gain_retries_bolder():
     step = decide(INPUT, [scored(0, "uncertain", 0.4, 1.0)], S)
     assert isinstance(step, Retry) and step.rule == "bolder"
+
+
+#: (gain, spread dB, spread in signed log, artefacts, expected verdict): members agreeing on the sign of a big change
+#: but not on its size.
+AGREEING = {
+    # the dim astronaut brightened right (members 2.8, 2.9, 24, 28, 36 dB; truly +18 dB): the dB bound is -1.6, the
+    # signed-log bound +1.95
+    "big gain, members agree on the sign": (12.2, 13.8, 1.0, {}, "better"),
+    # the same spread with an artefact found: the signed-log bound is not trusted (it once kept a -12 dB dehazing)
+    "big gain with an artefact": (12.2, 13.8, 1.0, {"false_texture": 2.3}, "uncertain"),
+    # members that straddle 0 in signed log too stay unsure
+    "members straddle zero": (1.0, 1.5, 0.9, {}, "uncertain"),
+    # where the members extrapolate the model gives no signed-log spread (a hazy, rainy crop dehazed 4 dB worse)
+    "members extrapolate": (15.3, 27.2, None, {}, "uncertain"),
+    # a trace from before 1.7.0 (no signed-log spread): the dB bound alone
+    "old trace": (12.2, 13.8, None, {}, "uncertain"),
+}
+
+
+@pytest.mark.parametrize("name", AGREEING)
+def test_members_agreeing_on_a_big_gain_assure_it(name):
+    gain, spread, spread_log, artefacts, expected = AGREEING[name]
+    q = QualityTrace(gain_db=gain, spread_db=spread, spread_log=spread_log, artefacts=artefacts)
+    verdict, reason = judge_quality(0.99, q, S, None, ["low_light", "jpeg"])
+    assert verdict == expected
+    assert ("agrees on at least" in reason) == (name == "big gain, members agree on the sign")
+
+
+def test_the_signed_log_bound_ranks_the_final_choice():
+    # attempt 0 assures +1.95 dB only in signed log, attempt 1 +1.5 dB in dB: attempt 0 is returned
+    a0 = scored(0, "better", 12.2, 13.8)
+    a0 = a0.model_copy(update={"quality": a0.quality.model_copy(update={"spread_log": 1.0})})
+    a1 = scored(1, "better", 2.0, 0.5)
+    final = conclude(INPUT, [a0, a1], S)
+    assert (final.decision, final.chosen) == ("rolled_back", 0)

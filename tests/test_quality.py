@@ -83,3 +83,17 @@ def test_a_colour_cast_no_kind_explains_is_named():
     cast[..., 0] += 0.08
     found = assess(photo, _u8(cast), ["noise"])
     assert "colour_shift" in found.artefacts and found.gain_db < 0
+
+
+def test_the_signed_log_spread_is_withheld_where_the_members_extrapolate(astronaut):
+    from reasoner.quality.model import TYPICAL_Z, load_model
+
+    clean, noisy = astronaut
+    q = assess(noisy, clean, ["noise"])
+    assert q.spread_log is not None and q.spread_log >= 0
+    model = load_model()
+    i = 0
+    far = dict(q.stats, **{model.features[i]: float(model.mean[i] + (TYPICAL_Z + 1) * model.scale[i])})
+    gain, spread, spread_log = model.ensemble(far)
+    assert spread_log is None and spread >= 0
+    assert model.ensemble(q.stats)[2] == pytest.approx(q.spread_log, abs=1e-4)

@@ -40,6 +40,9 @@ class QualityChange:
             None without a model.
         spread_db: How much the ensemble's members disagree on this image (dB): the per-image part of the
             uncertainty, which the decide policy weighs; None without a model.
+        spread_log: The same disagreement in the signed-log space the members regress in
+            (:meth:`reasoner.quality.model.QualityModel.ensemble`); None without a model and where the members
+            extrapolate.
         artefacts: Artefacts found (name -> the statistic's value), see :mod:`reasoner.quality.artefacts`.
         stats: The change statistics the estimate was made from.
         implausible: Why the change cannot be trusted as a restoration at all (see
@@ -53,6 +56,7 @@ class QualityChange:
     artefacts: dict[str, float] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
     implausible: str | None = None
+    spread_log: float | None = None
 
     def lower_bound(self, z: float = 1.0) -> float | None:
         """The gain ``z`` ensemble spreads below the estimate (None without a model)."""
@@ -78,7 +82,7 @@ def assess(
     :meth:`reasoner.measure.MeasureReasoner.diagnose_measured`) save measuring them again.
     """
     if np.array_equal(source, restored):  # nothing changed: nothing gained, whatever a model would extrapolate
-        return QualityChange(0.0, 0.0, 0.0)
+        return QualityChange(0.0, 0.0, 0.0, spread_log=0.0)
     stats = quality_statistics(source, restored, _complete(source_measured), _complete(restored_measured))
     model = model or load_model()
     thresholds = (model.meta.get("artefact_thresholds") if model else None) or {}
@@ -86,6 +90,7 @@ def assess(
     why = implausible(stats)
     if model is None:
         return QualityChange(None, None, None, found, stats, why)
-    gain, spread = model.estimate(stats)
+    gain, spread, spread_log = model.ensemble(stats)
     _, total = model.predict(stats)
-    return QualityChange(round(gain, 4), round(total, 4), round(spread, 4), found, stats, why)
+    spread_log = None if spread_log is None else round(spread_log, 4)
+    return QualityChange(round(gain, 4), round(total, 4), round(spread, 4), found, stats, why, spread_log)
