@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from reasoner.kinds import LOWPASS
 from reasoner.quality.artefacts import ARTEFACTS
 from reasoner.quality.features import statistic_names
 from reasoner.quality.model import DEFAULT_PATH, GAIN_RANGE, QualityModel, to_slog
@@ -24,6 +25,11 @@ from reasoner.quality.model import DEFAULT_PATH, GAIN_RANGE, QualityModel, to_sl
 DEFAULT_N = 3000  # cases (each 4-6 attempts): about 15 minutes on two idle cores
 TARGET_CLIP = 15.0  # dB: labels beyond this are "catastrophic" either way; clipping keeps them from dominating
 GOOD_DB = 0.5  # attempts better than this (dB) define what good restorations look like, for artefact thresholds
+#: Over-smoothing raises PSNR (noise goes with the texture), so a good attempt for its threshold must also have kept
+#: at least half the clean crop's fine-texture energy (``tex_true``, full-reference), on cases with no low-pass
+#: degradation (where the source still held the texture, so what is missing is the restoration's doing). Fitted on
+#: PSNR alone the threshold for denoising plans was -2.29: a fur denoised to watercolour (-0.76) passed.
+TEXTURE_KEPT = float(np.log(0.5))
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -31,14 +37,25 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _kept_texture(row: Mapping) -> bool:
+    return row.get("tex_true", 0.0) >= TEXTURE_KEPT and not set(row["degradations"].split(",")) & LOWPASS
+
+
+#: Artefacts whose good attempts must pass a further test than the PSNR gain (rows without its label: PSNR alone).
+GOOD_FOR: dict[str, Callable[[Mapping], bool]] = {"over_smoothing": _kept_texture}
+
+
 def artefact_thresholds(rows: Sequence[Mapping], percentile: float = 97.0) -> dict[str, list[float]]:
     """Per artefact, the statistic's ``percentile`` over good attempts: [plans it is not explained by, explained]."""
     good = [r for r in rows if r["dpsnr"] > GOOD_DB]
+    labelled = all("tex_true" in r for r in good)
     out = {}
     for a in ARTEFACTS:
         limits = []
+        test = GOOD_FOR.get(a.name) if labelled else None
         for explained in (False, True):
-            vals = [r[a.statistic] for r in good if bool(set(r["kinds"].split(",")) & a.explained_by) == explained]
+            vals = [r[a.statistic] for r in good if bool(set(r["kinds"].split(",")) & a.explained_by) == explained
+                    and (test is None or test(r))]  # fmt: skip
             if len(vals) < 30:
                 limits.append(a.default[int(explained)])
                 continue

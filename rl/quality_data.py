@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from reasoner.kinds import KINDS
-from reasoner.quality.features import measured, quality_statistics
+from reasoner.quality.features import measured, quality_statistics, texture_change
 from restorer.metrics import psnr, ssim
 from restorer.plan import Operation, Plan, plan_from_record
 from rl.degradations import MODELS, apply, sample_ops
@@ -157,6 +157,7 @@ def quality_case(
 
     ``model_pool`` restricts each kind to some of its zoo models (leave-one-model-out fits); default: all.
     Each row holds the change statistics, ``dpsnr`` / ``dssim`` (attempt minus input, against the clean crop),
+    ``tex_true`` (fine texture against the clean crop's: :func:`reasoner.quality.features.texture_change`),
     ``source`` (see :data:`SOURCES`), ``failure`` (a :data:`FAILURES` name or ""), ``kinds`` (the plan's kinds) and
     ``degradations`` (the kinds applied); with ``keep_images`` also ``images``: (input, attempt, clean) arrays.
     """
@@ -212,7 +213,8 @@ def quality_case(
     for source, failure, plan_kinds, out in attempts:
         out = _q8(out)
         row = quality_statistics(src, out, m_src)
-        row.update(dpsnr=psnr(_u8(clean), _u8(out)) - p0, dssim=ssim(_u8(clean), _u8(out)) - s0, source=source,
+        row.update(dpsnr=psnr(_u8(clean), _u8(out)) - p0, dssim=ssim(_u8(clean), _u8(out)) - s0,
+                   tex_true=texture_change(clean, out), source=source,
                    failure=failure, kinds=",".join(plan_kinds), degradations=",".join(kinds), index=index)  # fmt: skip
         if keep_images:
             row["images"] = (src, out, clean)

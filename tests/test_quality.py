@@ -97,3 +97,37 @@ def test_the_signed_log_spread_is_withheld_where_the_members_extrapolate(astrona
     gain, spread, spread_log = model.ensemble(far)
     assert spread_log is None and spread >= 0
     assert model.ensemble(q.stats)[2] == pytest.approx(q.spread_log, abs=1e-4)
+
+
+def test_the_over_smoothing_threshold_is_fitted_on_attempts_that_kept_their_texture():
+    # Denoisings that raised PSNR: 60 kept the clean texture (tex_kept about 0), 60 smoothed fur away (tex_kept -1,
+    # tex_true -1.2) yet gained more dB. Fitted on PSNR alone the waxy ones define "good"; with the texture label not.
+    from reasoner.quality.artefacts import ARTEFACTS
+    from rl.calibrate_quality import artefact_thresholds
+
+    rng = np.random.default_rng(0)
+
+    def row(kept, blurred=False):
+        tex = rng.normal(0.0, 0.05) if kept else rng.normal(-1.0, 0.05)
+        return {a.statistic: 0.0 for a in ARTEFACTS} | {
+            "dpsnr": 3.0 if kept else 4.0,
+            "kinds": "noise",
+            "tex_kept": tex,
+            "degradations": "noise,blur" if blurred else "noise",
+            "tex_true": rng.normal(-0.1, 0.05) if kept else -1.2,
+        }
+
+    rows = [row(True) for _ in range(60)] + [row(False) for _ in range(60)]
+    labelled = artefact_thresholds(rows)["over_smoothing"][1]
+    unlabelled = artefact_thresholds([{k: v for k, v in r.items() if k != "tex_true"} for r in rows])
+    assert -0.3 < labelled < 0.0 and unlabelled["over_smoothing"][1] < -0.9
+    # a blurred source lacks the texture whatever the restoration does: those attempts do not define "kept"
+    blurred = [row(True) for _ in range(60)] + [row(False, blurred=True) | {"tex_true": 0.0} for _ in range(60)]
+    assert artefact_thresholds(blurred)["over_smoothing"][1] > -0.3
+
+
+def test_quality_rows_carry_the_texture_label():
+    from rl.quality_data import quality_case
+
+    rows = quality_case(0, 1, size=(96, 128))
+    assert rows and all(np.isfinite(r["tex_true"]) for r in rows)
