@@ -119,11 +119,9 @@ def outcome(trace: Trace) -> Outcome:
 
 def _at_least(trace: Trace) -> float | None:
     """The positive gain the ensemble agrees on in signed log (``agent.policy.assured_gain``'s other bound) or None."""
-    from reasoner.quality.model import from_slog, to_slog
+    from agent.policy import agreed_gain
+    from agent.state import Settings
 
-    q = trace.quality
-    if q is None or q.gain_db is None or q.spread_log is None or q.artefacts:
-        return None
-    z = float(trace.settings.get("quality_z_log", 1.5))
-    least = float(from_slog(to_slog(q.gain_db) - z * q.spread_log))
-    return round(least, 2) if least > 0 else None
+    z = float(trace.settings.get("quality_z_log", Settings().quality_z_log))
+    least = agreed_gain(trace.quality, z) if trace.quality is not None else None
+    return round(least, 2) if least is not None and least > 0 else None

@@ -220,11 +220,22 @@ def assured_gain(quality: QualityTrace, kinds: Iterable[str], settings: Settings
     ...     "artefacts": {"false_texture": 2.3}}), ["low_light"], Settings()), 2)
     (1.95, -1.6)
     """
-    gain = float(quality.gain_db)
-    bound = gain - settings.quality_z * float(quality.spread_db or 0.0)
-    if quality.spread_log is not None and not quality.artefacts:
-        bound = max(bound, float(from_slog(to_slog(gain) - settings.quality_z_log * quality.spread_log)))
+    bound = float(quality.gain_db) - settings.quality_z * float(quality.spread_db or 0.0)
+    agreed = agreed_gain(quality, settings.quality_z_log)
+    if agreed is not None:
+        bound = max(bound, agreed)
     return bound - (settings.quality_artefact_margin_db if harm_at_fault(quality, kinds) else 0.0)
+
+
+def agreed_gain(quality: QualityTrace, z: float) -> float | None:
+    """The estimate ``z`` spreads down in signed log, when no artefact was found and the members do not extrapolate.
+
+    >>> agreed_gain(QualityTrace(gain_db=12.2, spread_db=13.8, spread_log=1.0), 1.5) > 1.9
+    True
+    """
+    if quality.gain_db is None or quality.spread_log is None or quality.artefacts:
+        return None
+    return float(from_slog(to_slog(float(quality.gain_db)) - z * quality.spread_log))
 
 
 def artefact_kinds(quality: QualityTrace | None) -> frozenset[str]:
