@@ -122,3 +122,30 @@ def test_jpeg_quality_on_dark_noisy_photo(measure, photo):
     rec = measure.diagnose(D.apply(photo, ops))
     entry = next(d for d in rec.degradations if d.kind == "jpeg")
     assert abs(entry.factors.quality - 70) <= 3
+
+
+def test_reported_haze_takes_the_factor_heads_transmission(measure):
+    # A borderline haze detection (haze under strong noise): the severity head regresses towards "absent", so its
+    # map says the scene is clearer than it is; the reported transmission must be the factor head's, nearer the truth
+    # (before, presence 0.75 blended them and the dehazing left most of the veil).
+    import math
+
+    from reasoner.measure.entries import implied_factors
+    from rl.ground_truth import ground_truth
+
+    base = np.ascontiguousarray(load_photo("motorcycle_right")[100:356, 200:456])
+    ops = [D.HazeParams(beta=1.2, airlight=(0.85, 0.87, 0.9), seed=3), D.NoiseParams(sigma=25, seed=1)]
+    img = (np.rint(D.apply(base, ops) * 255) / 255).astype(np.float32)
+    record, stats = measure.diagnose_measured(img)
+    severity, prob = measure.calibration.predict(stats)
+    assert 0.5 < prob["haze"] < 0.9, "precondition: a borderline detection"
+    reported = next(d for d in record.degradations if d.kind == "haze").factors.transmission
+    head = measure.calibration.predict_factors(stats, "haze")["transmission"]
+    severity_map = implied_factors("haze", severity["haze"], stats)["transmission"]
+    truth = next(d for d in ground_truth(ops, img).detected() if d.kind == "haze").factors.transmission
+
+    def logit(t):
+        return math.log(t / (1 - t))
+
+    assert reported == pytest.approx(head, abs=1e-3)
+    assert abs(logit(reported) - logit(truth)) < abs(logit(severity_map) - logit(truth))

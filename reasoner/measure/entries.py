@@ -1,10 +1,11 @@
 """Per-kind record entries of the ``measure`` backend: from calibrated severity and factors to a typed degradation.
 
-Two tables keyed by :data:`reasoner.kinds.KINDS` (checked at import): :data:`IMPLIED`, the factors a severity
-implies (the kind's inverse severity map, or a measured split of it), and :data:`ENTRIES`, the function that writes
-a kind's entry. Entry writers add what is measured directly (angles, airlight, the noise model, a defocus disk's or a
-motion's length read off spectral zeros, JPEG quantisation steps) to the calibration's factors, and clip each factor
-to the range the estimate is trusted in.
+Three tables keyed by :data:`reasoner.kinds.KINDS` (checked at import): :data:`IMPLIED`, the factors a severity
+implies (the kind's inverse severity map, or a measured split of it), :data:`HEAD_WHOLE_AT`, the presence from which
+the calibration's factor head alone gives them, and :data:`ENTRIES`, the function that writes a kind's entry. Entry
+writers add what is measured directly (angles, airlight, the noise model, a defocus disk's or a motion's length read
+off spectral zeros, JPEG quantisation steps) to the calibration's factors, and clip each factor to the range the
+estimate is trusted in.
 """
 
 from __future__ import annotations
@@ -99,6 +100,17 @@ def implied_factors(kind: str, severity: float, stats: Mapping[str, float]) -> d
     return IMPLIED[kind](severity, stats)
 
 
+#: Presence probability from which a kind's factors are its factor head's alone (blended linearly with the severity
+#: map's from 0.5). The severity head is fitted on images with and without the kind, so it regresses towards
+#: "absent" and its map under-states a degradation that is there. For haze the map's transmission was the worse of
+#: the two under every haze model, also at presence 0.5-0.9 (held-out photos, single and mixed, logit-t error of
+#: the head vs the map: MiO 0.33 vs 0.63, own 0.51 vs 0.75, depth proxy 0.63 vs 1.08, the map always too clear), and
+#: dehazing too little was the largest loss on hazy MiO mixtures: haze uses its head as soon as it is reported
+#: (MiO hazy cases 15.25 -> 15.73 dB on dev seeds, other kinds and harm unchanged). Other kinds keep 0.9: low light's
+#: map is the better exposure, and using the head early elsewhere moved nothing on the dev seeds.
+HEAD_WHOLE_AT: dict[str, float] = check_table({kind: 0.9 for kind in KINDS} | {"haze": 0.5}, "HEAD_WHOLE_AT")
+
+
 def blended_factors(
     kind: str, severity: float, p: float, stats: Mapping[str, float], head: Mapping[str, float] | None
 ) -> dict:
@@ -106,13 +118,25 @@ def blended_factors(
 
     The head is trained only on images that carry the kind, so on a borderline detection (often a false one) it
     still answers with a typical, strong degradation; the severity head's answer is the cautious one. They are
-    blended in the head's regression space, all head at p >= 0.9, all severity map at p <= 0.5. Without a head
-    (older calibrations, or a kind that has none) the severity map's factors are returned.
+    blended in the head's regression space, all severity map at p <= 0.5 and all head from :data:`HEAD_WHOLE_AT`
+    (0.9; haze 0.5). Without a head (older calibrations, or a kind that has none) the severity map's factors are
+    returned.
+
+    >>> round(blended_factors("haze", 0.2, 0.6, {}, {"transmission": 0.4})["transmission"], 3)  # haze: the head's
+    0.4
+    >>> round(blended_factors("haze", 0.2, 0.6, {}, None)["transmission"], 3)  # no head: the severity map's
+    0.76
+    >>> round(blended_factors("noise", 0.2, 0.6, {}, {"sigma": 30.0})["sigma"], 1)  # map 5.3, a quarter to the head
+    8.1
     """
     fallback = implied_factors(kind, severity, stats)
     if head is None:
         return fallback
-    w = clip((p - 0.5) / 0.4, 0.0, 1.0)
+    whole = HEAD_WHOLE_AT[kind]
+    if p >= whole:
+        w = 1.0
+    else:
+        w = clip((p - 0.5) / (whole - 0.5), 0.0, 1.0) if whole > 0.5 else 0.0
     out = dict(fallback)
     for name, space in FACTOR_TARGETS[kind]:
         mixed = w * to_target(head[name], space) + (1 - w) * to_target(fallback[name], space)
