@@ -1,7 +1,7 @@
 """Literature protocols on held-out photos: MiO/AgenticIR groups A/B/C, PromptIR Gaussian denoising, our own cases.
 
     python bench/protocols.py --protocol mio|promptir|rnr|heldout|all [--per-group N] [--size 256] [--workers 2]
-                              [--out bench/out/protocols.json]
+                              [--out bench/out/protocols.json] [--harm-seeds 1,2,3]
 
 Protocols (every degradation from ``rl.degradations``' zoo, deterministic per ``--seed``):
 
@@ -32,6 +32,8 @@ with ``plan_from_record`` of the ground truth: the parameters mapped to the sche
 RGB, SSIM on luminance (BT.601 Y, 11x11 Gaussian window, sigma 1.5: what AgenticIR reports through pyiqa) and SSIM
 on RGB; harm rate = share of outputs more than 0.5 dB below the input's PSNR. Writes JSON and, per protocol, a
 contact sheet of the 8 cases where rnr gained least over the input (100% crops: degraded | rnr | oracle | clean).
+``--harm-seeds`` then runs only ``rnr`` on the same protocols drawn with further seeds and prints its harm per seed
+(harm is a case in a hundred: one seed's 0% says little).
 """
 
 from __future__ import annotations
@@ -306,6 +308,44 @@ def run_case(case: ProtocolCase) -> dict:
             "m": m, "rnr_s": seconds, "decision": trace.decision}  # fmt: skip
 
 
+def run_rnr(case: ProtocolCase) -> dict:
+    """Only identity and rnr on one case (the harm check on further seeds)."""
+    from agent.run import restore_image
+
+    out, trace = restore_image(case.image)
+    return {"name": case.name, "protocol": case.protocol, "group": case.group,
+            "identity": metrics(case.image, case.clean)["psnr"], "rnr": metrics(out, case.clean)["psnr"],
+            "decision": trace.decision}  # fmt: skip
+
+
+def harm_by_seed(con: Console, names: list[str], seeds: list[int], args, pool) -> dict:
+    """rnr's harm on each protocol's degraded cases (clean crops and negatives aside), seed by seed: one seed's 0%
+    says little when harm is one case in a hundred."""
+    t = Table(title=f"Harm by seed (rnr, degraded cases; an output > {HARM_DB} dB below its input is harm)")
+    for col in ("protocol", "seed", "cases", "harmed", "rate", "worst dB", "rnr - identity dB"):
+        t.add_column(col, justify="left" if col == "protocol" else "right")
+    out: dict = {}
+    for seed in seeds:
+        cases = [c for p in names for c in PROTOCOLS[p](seed, args.per_group or DEFAULT_N[p], args.size)
+                 if c.group not in ("clean", "negative")]  # fmt: skip
+        rows = list(pool.map(run_rnr, cases, chunksize=1))
+        for p in names:
+            rs = [r for r in rows if r["protocol"] == p]
+            if not rs:
+                continue
+            loss = [r["rnr"] - r["identity"] for r in rs]
+            harmed = [r["name"] for r, d in zip(rs, loss, strict=True) if d < -HARM_DB]
+            out.setdefault(p, {})[str(seed)] = {"n": len(rs), "harmed": harmed, "worst_db": float(min(loss)),
+                                                "mean_gain_db": float(np.mean(loss))}  # fmt: skip
+            t.add_row(p, str(seed), str(len(rs)), str(len(harmed)), f"{len(harmed) / len(rs):.1%}",
+                      f"{min(loss):+.2f}", f"{np.mean(loss):+.2f}")  # fmt: skip
+    for p, per in out.items():
+        n, h = sum(v["n"] for v in per.values()), sum(len(v["harmed"]) for v in per.values())
+        t.add_row(p, "all", str(n), str(h), f"{h / n:.1%}", f"{min(v['worst_db'] for v in per.values()):+.2f}", "")
+    con.print(t)
+    return out
+
+
 METHODS_SHOWN = ("identity", "best blind", "blind chain", "nlm", "oracle", "rnr")
 
 
@@ -428,9 +468,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("bench/out/protocols.json"))
+    ap.add_argument("--harm-seeds", default="", help="further seeds (comma-separated) on which only rnr's harm is "
+                    "measured, e.g. 1,2,3")  # fmt: skip
     args = ap.parse_args(argv)
     if args.per_group is not None and args.per_group < 1 or args.size < 64:
         ap.error("--per-group must be >= 1 and --size >= 64")
+    try:
+        harm_seeds = [int(v) for v in args.harm_seeds.split(",") if v.strip()]
+    except ValueError:
+        ap.error(f"--harm-seeds: expected comma-separated integers, got {args.harm_seeds!r}")
 
     con = Console(width=None if sys.stdout.isatty() else 160)
     names = list(PROTOCOLS) if args.protocol == "all" else [args.protocol]
@@ -459,6 +505,9 @@ def main(argv=None) -> int:
         sheet = args.out.with_name(f"protocols_{p}_worst.png")
         contact_sheet(built[p], rs, sheet)
         report["protocols"][p] = {"groups": groups, "tasks": tasks, "cases": rs, "contact_sheet": str(sheet)}
+    if harm_seeds:
+        with ProcessPoolExecutor(args.workers) as pool:
+            report["harm_by_seed"] = harm_by_seed(con, names, harm_seeds, args, pool)
     report["published_mio_psnr"] = PUBLISHED
     report["seconds"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(report, indent=1))
