@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import io
 import math
 import sys
 from pathlib import Path
@@ -361,6 +362,34 @@ def test_protocol_degradations_are_deterministic_per_seed(protocols, protocol):
         assert x.record.degradations == y.record.degradations
         assert np.array_equal(x.image, np.rint(x.image * 255) / 255)  # 8-bit, as the methods get it
     assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c, strict=False))
+
+
+def test_harm_by_seed_counts_each_seed_and_pools_them(protocols, monkeypatch):
+    # rnr itself is replaced (the agent is tested elsewhere): each seed's single case loses 2 dB, its mixture gains.
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    def fake(case):
+        return {"name": case.name, "protocol": case.protocol, "group": case.group, "identity": 20.0,
+                "rnr": 18.0 if case.group == "single" else 21.0, "decision": "accepted"}  # fmt: skip
+
+    monkeypatch.setattr(protocols, "run_rnr", fake)
+    args, pool = SimpleNamespace(per_group=1, size=64), SimpleNamespace(map=lambda f, xs, **_: map(f, xs))
+    text = io.StringIO()
+    out = protocols.harm_by_seed(Console(file=text, width=200), ["heldout"], [1, 2], args, pool)
+    for seed in ("1", "2"):
+        row = out["heldout"][seed]
+        assert row["n"] == 2  # one single, one mixture; the clean crop is not a degraded case
+        assert len(row["harmed"]) == 1 and row["worst_db"] == -2.0 and row["mean_gain_db"] == -0.5
+    assert "│ heldout  │  all │     4 │      2 │ 50.0% │" in text.getvalue()
+
+
+def test_bad_harm_seeds_is_one_line(protocols, capsys):
+    with pytest.raises(SystemExit) as exc:
+        protocols.main(["--protocol", "rnr", "--harm-seeds", "1,two"])
+    assert exc.value.code == 2
+    assert "--harm-seeds: expected comma-separated integers, got '1,two'" in capsys.readouterr().err
 
 
 def test_heldout_protocol_draws_every_kind_from_its_held_out_model(protocols, monkeypatch):
