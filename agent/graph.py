@@ -291,8 +291,9 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     stats = _stats(ctx, state.input_stats, inp)
     if stats is not None and state.input_stats is None:  # once per image; later attempts are judged against it too
         update["input_stats"] = stats
-    rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan.kinds, stats,
-                                                      source_rec.overall_severity)  # fmt: skip
+    rec, structure, quality, verdict, reason = _judge(
+        ctx, inp, out, state.plan.kinds, stats, source_rec.overall_severity, _noise_sigma(source_rec)
+    )
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
@@ -310,10 +311,17 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     return {**update, "attempts": [*state.attempts, attempt], "pending": None}
 
 
-def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | None, source_overall: float):
+def _noise_sigma(record) -> float | None:
+    """The diagnosed noise sigma (0-255) of ``record``, or None."""
+    return next((d.factors.sigma for d in record.degradations if d.kind == "noise"), None)
+
+
+def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | None, source_overall: float,
+           noise_sigma: float | None = None):  # fmt: skip
     """``out`` restored from ``inp`` judged: the scorer's record of it, structure, quality estimate, verdict, reason.
 
-    ``stats`` are the input's measure statistics for the quality scorer (None: no quality estimate).
+    ``stats`` are the input's measure statistics for the quality scorer (None: no quality estimate);
+    ``noise_sigma`` the source's diagnosed noise, against which a noise-only plan's removed layer is measured.
     """
     measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
     rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
@@ -324,8 +332,13 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | 
         from reasoner.quality import assess, describe
 
         q = assess(inp, out, kinds, source_measured=stats, restored_measured=out_stats)
+        removed = None
+        if set(kinds) == {"noise"} and noise_sigma:
+            from reasoner.quality.features import removed_noise
+
+            removed = tuple(round(v, 4) for v in removed_noise(inp, out, noise_sigma))
         quality = QualityTrace(gain_db=q.gain_db, uncertainty_db=q.uncertainty_db, spread_db=q.spread_db,
-                               spread_log=q.spread_log,
+                               spread_log=q.spread_log, removed_noise=removed,
                                artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:
@@ -381,7 +394,9 @@ def full_size(state: RestoreState, ctx: Context) -> dict:
         return {"full_size": trace, **_undo(reason)}
     stats = _stats(ctx, state.full_stats, inp)
     kinds = state.attempts[chosen].plan.kinds
-    rec, structure, quality, verdict, reason = _judge(ctx, inp, x, kinds, stats, state.record.overall_severity)
+    source = record_of(state.record, state.attempts, state.attempts[chosen].source)
+    rec, structure, quality, verdict, reason = _judge(ctx, inp, x, kinds, stats, state.record.overall_severity,
+                                                      _noise_sigma(source))  # fmt: skip
     trace = FullSizeTrace(**base, verdict=verdict, reason=reason, structure=structure, quality=quality,
                           severity_after=rec.severities(), overall_after=rec.overall_severity,
                           elapsed_s=time.perf_counter() - t0)  # fmt: skip

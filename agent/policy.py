@@ -14,6 +14,8 @@ structure below ``min_structure`` (``min_structure_derain``     drift
 for a plan that removes rain)
 a large tone/colour change on an almost featureless image      worse
 assured gain above the margin (below)                          better
+a noise-only plan that took away white noise of about the      better
+diagnosed strength, estimate above 0, no denoising artefact
 estimate + ``quality_z`` * spread below -``quality_margin_db``   worse
 estimate below 0 and an artefact found                         worse
 otherwise                                                      uncertain
@@ -29,6 +31,12 @@ models with a scorer fitted without them / training models / held-out models wit
 1.5 dB worse). Where an artefact was found, the log bound once let through a -12 dB attempt, so it is not used there;
 nor where the members extrapolate (the trace's ``spread_log`` is None: see
 :meth:`reasoner.quality.model.QualityModel.ensemble`).
+The noise row (:func:`removed_white_noise`) answers where the ensemble is unsure about the one restoration that
+checks itself: what a denoising removed, ``source - restored``, should be white noise of the diagnosed sigma. On dev
+seeds every noise-only attempt with a positive estimate whose removed layer was 0.59-1.01 sigma and lag-1
+correlated at most 0.08 was truly +0.3 to +10.8 dB better (44 attempts: PromptIR, held-out, MiO and own cases),
+while the ensemble left a third of them "uncertain" (a sklearn_china crop at sigma 25: +2.8 dB +-4.0, truly
++8.4, returned noisy); non-local means given a false noise diagnosis on a clean photo removes 0.06-0.14 sigma.
 The margin is ``quality_margin_db``; the estimate is also lowered by ``quality_artefact_margin_db`` when an artefact
 was found that signals harm after one of the plan's operators (:func:`harm_at_fault`, the artefact's ``harm_after``
 in :data:`reasoner.quality.artefacts.ARTEFACTS`: clipping after a motion deblurring, which on held-out motion models
@@ -196,7 +204,38 @@ def judge_quality(
         return "better", said
     if gain + s.quality_z * spread < -s.quality_margin_db or (gain < 0 and quality.artefacts):
         return "worse", said
+    if gain > 0 and removed_white_noise(quality, kinds):
+        ratio, lag = quality.removed_noise
+        return "better", f"{said}; it took away white noise of {ratio:.2f} x the diagnosed sigma (lag-1 {lag:+.2f})"
     return "uncertain", said
+
+
+#: What a noise-only plan must have taken away to count as better on that alone (:func:`removed_white_noise`): its
+#: std between these multiples of the diagnosed sigma, and at most this lag-1 correlation (see the module docstring).
+REMOVED_NOISE_RATIO: tuple[float, float] = (0.55, 1.2)
+REMOVED_NOISE_LAG = 0.1
+
+
+def removed_white_noise(quality: QualityTrace, kinds: Iterable[str]) -> bool:
+    """Whether a noise-only plan took away white noise of about the diagnosed strength, with no denoising artefact.
+
+    The artefacts denoising makes are those :data:`reasoner.quality.artefacts.ARTEFACTS` says it causes
+    (over-smoothing, banding, false texture).
+
+    >>> q = QualityTrace(gain_db=1.0, spread_db=3.0, removed_noise=(0.8, 0.02))
+    >>> removed_white_noise(q, ["noise"]), removed_white_noise(q, ["noise", "blur"])
+    (True, False)
+    >>> removed_white_noise(q.model_copy(update={"removed_noise": (0.8, 0.3)}), ["noise"])  # texture went too
+    False
+    >>> removed_white_noise(q.model_copy(update={"removed_noise": (0.1, 0.0)}), ["noise"])  # a false diagnosis
+    False
+    >>> removed_white_noise(q.model_copy(update={"artefacts": {"over_smoothing": -2.0}}), ["noise"])
+    False
+    """
+    if set(kinds) != {"noise"} or quality.removed_noise is None or "noise" in artefact_kinds(quality):
+        return False
+    ratio, lag = quality.removed_noise
+    return REMOVED_NOISE_RATIO[0] <= ratio <= REMOVED_NOISE_RATIO[1] and abs(lag) <= REMOVED_NOISE_LAG
 
 
 def harm_at_fault(quality: QualityTrace | None, kinds: Iterable[str]) -> frozenset[str]:

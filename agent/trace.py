@@ -22,8 +22,9 @@ TRACE_NAME = "rnr.restore_trace"
 # quality change, its uncertainty and the artefacts found) on attempts and on the trace, verdict "uncertain";
 # 1.5: `output_file` (container, bit depth, what metadata the written file kept); 1.6: `full_size` (a big photo's
 # attempts judged on crops, the chosen plan's full-size result judged again); 1.7: quality `spread_log` (the
-# ensemble's disagreement in the space it regresses in).
-TRACE_VERSION = "1.7.0"
+# ensemble's disagreement in the space it regresses in); 1.8: quality `removed_noise` (what a noise-only plan took
+# away, against the diagnosed noise).
+TRACE_VERSION = "1.8.0"
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed", "uncertain"]
@@ -50,6 +51,12 @@ class QualityTrace(BaseModel):
         description="The same disagreement in the signed-log space the ensemble regresses in (sign(x) log(1 + |x|)); "
         "None where the ensemble extrapolates (the decide policy then uses the dB spread alone) and in traces "
         "before 1.7.0.",
+    )
+    removed_noise: tuple[float, float] | None = Field(
+        None,
+        description="For a plan that only denoises: the removed layer's std over the diagnosed noise sigma and its "
+        "mean lag-1 correlation (reasoner.quality.features.removed_noise; about 0.6-1 and 0 when it took away white "
+        "noise of that strength). None for other plans and in traces before 1.8.0.",
     )
     artefacts: dict[str, float] = Field(
         default_factory=dict, description="Artefacts found (name -> the statistic's value), see reasoner.quality."

@@ -477,6 +477,26 @@ def test_the_graph_core_imports_no_presentation():
     assert not bad, bad
 
 
+def test_a_noisy_photo_the_ensemble_is_unsure_about_is_denoised():
+    # Gaussian noise sigma 25 on a textured crop: the scorer's members put denoising at +1.1 dB and disagree, so the
+    # photo was returned noisy (truly +7.7 dB). What the denoiser took away is white noise of about the diagnosed
+    # sigma, which the decision now counts (agent.policy.removed_white_noise).
+    clean = np.ascontiguousarray(load_photo("sklearn_china")[60:316, 380:636])
+    noisy = np.clip(D.apply(clean, [D.NoiseParams(sigma=25.0, seed=1)]), 0, 1)
+    noisy = (np.rint(noisy * 255) / 255).astype(np.float32)
+    pixels, trace = restore_image(noisy)
+
+    def psnr(x):
+        return 10 * np.log10(1.0 / np.mean((x.astype(np.float64) - clean) ** 2))
+
+    assert trace.decision in ("accepted", "rolled_back"), trace.decision_reason
+    chosen = trace.attempts[trace.chosen_attempt]
+    ratio, lag = chosen.quality.removed_noise
+    assert 0.55 <= ratio <= 1.2 and abs(lag) <= 0.1
+    assert "white noise" in chosen.reason
+    assert psnr(pixels) > psnr(noisy) + 5.0
+
+
 def test_a_dim_phone_photo_is_brightened_not_returned_unchanged(tmp_path):
     # Under-exposed (x0.35, gamma 1.15), sensor noise, saved as JPEG q85. The scorer's members agree the brightening
     # helps (+2.8 to +36 dB) but not by how much; the dB spread alone (13.8) once returned this photo untouched.

@@ -132,6 +132,31 @@ def texture_change(clean: np.ndarray, out: np.ndarray) -> float:
     return _lr(_masked_mean(bo[0] ** 2 + bo[1] ** 2, tex), _masked_mean(bc[0] ** 2 + bc[1] ** 2, tex))
 
 
+def removed_noise(src: np.ndarray, out: np.ndarray, sigma: float) -> tuple[float, float]:
+    """What a denoising took away (``src - out``, a central crop) against white noise of the diagnosed ``sigma``.
+
+    Returns the removed layer's standard deviation over ``sigma`` (0-255 scale; the median of the three channels,
+    about 0.6-1.0 when a denoiser removed noise of that strength) and its mean lag-1 correlation across and down
+    (about 0 for white noise; removed texture and edges are correlated). Non-local means told a false noise
+    diagnosis on a clean photo removes almost nothing (0.06-0.14 of the sigma it was told).
+
+    >>> rng = np.random.default_rng(0)
+    >>> clean = np.full((64, 64, 3), 0.5, np.float32)
+    >>> noisy = clean + rng.normal(0, 10 / 255, clean.shape).astype(np.float32)
+    >>> [round(v, 1) for v in removed_noise(noisy, clean, 10.0)]
+    [1.0, 0.0]
+    """
+    res = (_crop(np.asarray(src, np.float32)) - _crop(np.asarray(out, np.float32))).astype(np.float64)
+    ratio = float(np.median(res.reshape(-1, 3).std(axis=0))) * 255.0 / max(float(sigma), 1e-3)
+    lags = []
+    for c in range(3):
+        g = res[..., c] - res[..., c].mean()
+        for a, b in ((g[:, :-1], g[:, 1:]), (g[:-1], g[1:])):
+            den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+            lags.append(float((a * b).sum()) / den if den > 0 else 0.0)
+    return ratio, float(np.mean(lags))
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     """``x`` as float32 in [0, 1]; the array itself when it already is (no whole-image copy of a large photo)."""
     x = np.asarray(x)
