@@ -494,6 +494,9 @@ def test_a_noisy_photo_the_ensemble_is_unsure_about_is_denoised():
     ratio, lag = chosen.quality.removed_noise
     assert 0.55 <= ratio <= 1.2 and abs(lag) <= 0.1
     assert "white noise" in chosen.reason
+    from agent.outcome import outcome
+
+    assert "looks like white noise" in outcome(trace).line
     assert psnr(pixels) > psnr(noisy) + 5.0
 
 
