@@ -331,14 +331,9 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | 
     if stats is not None:
         from reasoner.quality import assess, describe
 
-        q = assess(inp, out, kinds, source_measured=stats, restored_measured=out_stats)
-        removed = None
-        if set(kinds) == {"noise"} and noise_sigma:
-            from reasoner.quality.features import removed_noise
-
-            removed = tuple(round(v, 4) for v in removed_noise(inp, out, noise_sigma))
+        q = assess(inp, out, kinds, source_measured=stats, restored_measured=out_stats, noise_sigma=noise_sigma)
         quality = QualityTrace(gain_db=q.gain_db, uncertainty_db=q.uncertainty_db, spread_db=q.spread_db,
-                               spread_log=q.spread_log, removed_noise=removed,
+                               spread_log=q.spread_log, removed_noise=q.removed_noise,
                                artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:

@@ -287,35 +287,33 @@ def oracle(case: ProtocolCase, classical) -> np.ndarray:
 
 def run_case(case: ProtocolCase) -> dict:
     """Every method on one case: metrics per method, rnr's decision and time."""
-    from agent.run import restore_image
     from bench.restore import BLIND, blind_plan
     from restorer import RESTORE_ORDER, load_restorer
 
     classical = load_restorer("classical")
-    m = {"identity": metrics(case.image, case.clean)}
+    result = run_rnr(case)
+    m = {"identity": result["m"]["identity"]}
     for k in BLIND:
         m[f"blind:{k}"] = metrics(classical.restore(case.image, case.record, [], blind_plan([k])).pixels, case.clean)
     m["blind chain"] = metrics(classical.restore(case.image, case.record, [], blind_plan(RESTORE_ORDER)).pixels,
                                case.clean)  # fmt: skip
     m["nlm"] = metrics(nlm(case.image), case.clean)
     m["oracle"] = metrics(oracle(case, classical), case.clean)
-    t0 = time.perf_counter()
-    out, trace = restore_image(case.image)
-    seconds = time.perf_counter() - t0
-    m["rnr"] = metrics(out, case.clean)
-    kinds = [d.kind for d in case.record.detected()]
-    return {"name": case.name, "protocol": case.protocol, "group": case.group, "task": case.task, "kinds": kinds,
-            "m": m, "rnr_s": seconds, "decision": trace.decision}  # fmt: skip
+    m["rnr"] = result["m"]["rnr"]
+    return {**result, "m": m}
 
 
 def run_rnr(case: ProtocolCase) -> dict:
-    """Only identity and rnr on one case (the harm check on further seeds)."""
+    """Identity and rnr alone on one case (the harm check on further seeds runs only this): metrics, decision, time."""
     from agent.run import restore_image
 
+    t0 = time.perf_counter()
     out, trace = restore_image(case.image)
-    return {"name": case.name, "protocol": case.protocol, "group": case.group,
-            "identity": metrics(case.image, case.clean)["psnr"], "rnr": metrics(out, case.clean)["psnr"],
-            "decision": trace.decision}  # fmt: skip
+    seconds = time.perf_counter() - t0
+    kinds = [d.kind for d in case.record.detected()]
+    m = {"identity": metrics(case.image, case.clean), "rnr": metrics(out, case.clean)}
+    return {"name": case.name, "protocol": case.protocol, "group": case.group, "task": case.task, "kinds": kinds,
+            "m": m, "rnr_s": seconds, "decision": trace.decision}  # fmt: skip
 
 
 def harm_by_seed(con: Console, names: list[str], seeds: list[int], args, pool) -> dict:
@@ -333,7 +331,7 @@ def harm_by_seed(con: Console, names: list[str], seeds: list[int], args, pool) -
             rs = [r for r in rows if r["protocol"] == p]
             if not rs:
                 continue
-            loss = [r["rnr"] - r["identity"] for r in rs]
+            loss = [r["m"]["rnr"]["psnr"] - r["m"]["identity"]["psnr"] for r in rs]
             harmed = [r["name"] for r, d in zip(rs, loss, strict=True) if d < -HARM_DB]
             out.setdefault(p, {})[str(seed)] = {"n": len(rs), "harmed": harmed, "worst_db": float(min(loss)),
                                                 "mean_gain_db": float(np.mean(loss))}  # fmt: skip

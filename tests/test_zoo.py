@@ -371,8 +371,8 @@ def test_harm_by_seed_counts_each_seed_and_pools_them(protocols, monkeypatch):
     from rich.console import Console
 
     def fake(case):
-        return {"name": case.name, "protocol": case.protocol, "group": case.group, "identity": 20.0,
-                "rnr": 18.0 if case.group == "single" else 21.0, "decision": "accepted"}  # fmt: skip
+        m = {"identity": {"psnr": 20.0}, "rnr": {"psnr": 18.0 if case.group == "single" else 21.0}}
+        return {"name": case.name, "protocol": case.protocol, "group": case.group, "m": m, "decision": "accepted"}
 
     monkeypatch.setattr(protocols, "run_rnr", fake)
     args, pool = SimpleNamespace(per_group=1, size=64), SimpleNamespace(map=lambda f, xs, **_: map(f, xs))

@@ -133,10 +133,7 @@ def blended_factors(
     if head is None:
         return fallback
     whole = HEAD_WHOLE_AT[kind]
-    if p >= whole:
-        w = 1.0
-    else:
-        w = clip((p - 0.5) / (whole - 0.5), 0.0, 1.0) if whole > 0.5 else 0.0
+    w = 1.0 if p >= whole else clip((p - 0.5) / max(whole - 0.5, 1e-9), 0.0, 1.0)
     out = dict(fallback)
     for name, space in FACTOR_TARGETS[kind]:
         mixed = w * to_target(head[name], space) + (1 - w) * to_target(fallback[name], space)

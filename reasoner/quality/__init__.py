@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reasoner.quality.artefacts import ARTEFACTS, BY_NAME, describe, find_artefacts, implausible
-from reasoner.quality.features import FEATURES, measured, quality_statistics
+from reasoner.quality.features import FEATURES, measured, quality_statistics, removed_noise
 from reasoner.quality.model import QualityModel, load_model
 
 __all__ = [
@@ -47,6 +47,8 @@ class QualityChange:
         stats: The change statistics the estimate was made from.
         implausible: Why the change cannot be trusted as a restoration at all (see
             :func:`reasoner.quality.artefacts.implausible`), or None.
+        removed_noise: For a restoration that only removed noise of a known sigma: what it took away against that
+            noise (:func:`reasoner.quality.features.removed_noise`: std over sigma, lag-1 correlation), else None.
 
     """
 
@@ -57,6 +59,7 @@ class QualityChange:
     stats: dict[str, float] = field(default_factory=dict)
     implausible: str | None = None
     spread_log: float | None = None
+    removed_noise: tuple[float, float] | None = None
 
     def lower_bound(self, z: float = 1.0) -> float | None:
         """The gain ``z`` ensemble spreads below the estimate (None without a model)."""
@@ -73,24 +76,30 @@ def assess(
     *,
     source_measured: dict[str, float] | None = None,
     restored_measured: dict[str, float] | None = None,
+    noise_sigma: float | None = None,
 ) -> QualityChange:
     """Estimate how ``restored`` changed the quality of ``source`` (both ``float32 HxWx3`` in [0, 1]).
 
     ``kinds`` are the kinds the restoration set out to remove (they explain some changes, see
     :func:`find_artefacts`); ``model`` defaults to the committed one; ``source_measured`` and
     ``restored_measured`` (``measure``'s statistics of either image, e.g. from
-    :meth:`reasoner.measure.MeasureReasoner.diagnose_measured`) save measuring them again.
+    :meth:`reasoner.measure.MeasureReasoner.diagnose_measured`) save measuring them again. ``noise_sigma`` (0-255),
+    the source's diagnosed noise, is what a restoration of noise alone is checked against (``removed_noise``).
     """
     if np.array_equal(source, restored):  # nothing changed: nothing gained, whatever a model would extrapolate
         return QualityChange(0.0, 0.0, 0.0, spread_log=0.0)
+    kinds = set(kinds)
     stats = quality_statistics(source, restored, _complete(source_measured), _complete(restored_measured))
     model = model or load_model()
     thresholds = (model.meta.get("artefact_thresholds") if model else None) or {}
     found = find_artefacts(stats, kinds, thresholds)
     why = implausible(stats)
+    removed = None
+    if kinds == {"noise"} and noise_sigma:
+        removed = tuple(round(v, 4) for v in removed_noise(source, restored, noise_sigma))
     if model is None:
-        return QualityChange(None, None, None, found, stats, why)
+        return QualityChange(None, None, None, found, stats, why, removed_noise=removed)
     gain, spread, spread_log = model.ensemble(stats)
     _, total = model.predict(stats)
     spread_log = None if spread_log is None else round(spread_log, 4)
-    return QualityChange(round(gain, 4), round(total, 4), round(spread, 4), found, stats, why, spread_log)
+    return QualityChange(round(gain, 4), round(total, 4), round(spread, 4), found, stats, why, spread_log, removed)
