@@ -83,6 +83,14 @@ class Settings(BaseModel):
         "above the margin this many ensemble spreads down in the signed-log space the ensemble regresses in: "
         "members that agree on a big gain but not on its size (2.8 to 36 dB) assure more than the dB spread says.",
     )
+    quality_z_extrapolating: float = Field(
+        2.0,
+        ge=0,
+        le=5,
+        description="quality_z for an attempt whose statistics lie outside what the scorer was fitted on (its "
+        "ensemble extrapolates; the trace's quality.spread_log is None): the members' spread there understates the "
+        "error (dehazing a hazy sky streaked with rain: +7.6 dB +-3.8 estimated, truly -19.9).",
+    )
     quality_margin_db: float = Field(
         0.25,
         ge=0,

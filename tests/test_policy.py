@@ -226,14 +226,16 @@ def test_settings_refuse_factors_out_of_bounds(field, value):
 
 # --- with the artefact-aware scorer (reasoner.quality): estimated gain, spread, artefacts --------------------------
 
-from agent.policy import judge_quality  # noqa: E402
+from agent.policy import assured_gain, judge_quality  # noqa: E402
 from agent.trace import QualityTrace  # noqa: E402
 
 
-def scored(index, verdict, gain, spread=0.5, artefacts=None, strengths=None, after=None):
-    """Attempt ``index`` with a quality estimate (gain dB, ensemble spread) and artefacts found."""
+def scored(index, verdict, gain, spread=0.5, artefacts=None, strengths=None, after=None, spread_log=0.3):
+    """Attempt ``index`` with a quality estimate (gain dB, ensemble spread) and artefacts found; ``spread_log`` None:
+    the scorer's members extrapolate."""
     a = attempt(index, verdict, after or {"noise": 0.1}, strengths)
-    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, artefacts=artefacts or {})
+    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, artefacts=artefacts or {},
+                     spread_log=spread_log)  # fmt: skip
     return a.model_copy(update={"quality": q})
 
 
@@ -333,6 +335,41 @@ def test_an_uncertain_gain_held_back_by_clipping_retries_without_the_motion_debl
 def test_an_uncertain_gain_retries_bolder():
     step = decide(INPUT, [scored(0, "uncertain", 0.4, 1.0)], S)
     assert isinstance(step, Retry) and step.rule == "bolder"
+
+
+def test_an_uncertain_motion_deblurring_is_not_retried_bolder():
+    # a stronger motion deconvolution raises the estimate, not the truth (rnr_016_coffee: +0.9 -> +1.8 dB estimated,
+    # -0.1 -> -0.8 true): conclude instead, here with the input unchanged
+    a = scored(0, "uncertain", 0.9, 0.8, strengths={"motion_blur": 1.0, "jpeg": 1.0})
+    assert decide(INPUT, [a], S) == Final(
+        "unchanged", None, "no attempt was estimated to improve on the input (1 tried); input returned"
+    )
+    # one that was better is still refined as before
+    b = scored(0, "better", 3.0, 0.5, strengths={"motion_blur": 1.0, "noise": 1.0}, after={"noise": 0.3})
+    assert decide(INPUT, [b], S).rule == "stronger"
+
+
+#: (gain, spread dB, spread in signed log, verdict) of a dehazing: where the members extrapolate, the dB bound is two
+#: spreads down (``quality_z_extrapolating``), not one.
+EXTRAPOLATING = {
+    # rnr_014_sklearn_china_rain: a hazy sky with rain streaks read as haze and dehazed into dark streaks and blotches,
+    # truly -19.9 dB: one spread down it was kept (+3.9), two spreads down it is not (+0.1)
+    "members extrapolate": (7.63, 3.77, None, "uncertain"),
+    # the same estimate inside the fitted statistics: one spread down
+    "members inside": (7.63, 3.77, 0.9, "better"),
+    # the dehazed rainy astronaut (truly +8.0 dB) is clear enough either way
+    "clear while extrapolating": (5.12, 2.2, None, "better"),
+}
+
+
+@pytest.mark.parametrize("name", EXTRAPOLATING)
+def test_an_extrapolating_estimate_is_discounted_two_spreads(name):
+    gain, spread, spread_log, expected = EXTRAPOLATING[name]
+    q = QualityTrace(gain_db=gain, spread_db=spread, spread_log=spread_log, artefacts={"false_texture": 1.0})
+    assert judge_quality(0.99, q, S, None, ["haze"])[0] == expected
+    # the final choice ranks by the same bound
+    a = scored(0, "better", gain, spread, spread_log=spread_log, strengths={"haze": 1.0})
+    assert assured_gain(a.quality, ["haze"], S) == pytest.approx(gain - (2.0 if spread_log is None else 1.0) * spread)
 
 
 #: (gain, spread dB, spread in signed log, artefacts, expected verdict): members agreeing on the sign of a big change
