@@ -193,7 +193,9 @@ def _motion_blur(r: Reading) -> Degradation:
     # Motion removes spectral energy along its direction; frequency angle == motion angle. (make_degradation wraps the
     # angle into [0, 180) after rounding: 179.96 is stored as 0.0.)
     angle = r.stats["orient_min_angle"] % 180
-    seen = psf.motion_length(_luma(r.rgb, PSF_MAX_PIXELS), angle)
+    # JPEG fills the spectral dips: a shallower one is still measured (psf.MIN_DIP_MOTION_JPEG)
+    min_dip = psf.MIN_DIP_MOTION_JPEG if r.prob.get("jpeg", 0.0) >= 0.5 else None
+    seen = psf.motion_length(_luma(r.rgb, PSF_MAX_PIXELS), angle, min_dip=min_dip)
     length = seen[0] if seen is not None else clip(r.factors["length"], 2.0, 500.0)
     return r.entry(length=length, angle=angle)
 
