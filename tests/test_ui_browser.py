@@ -124,15 +124,21 @@ def _edit(page, row: int, col: int, value: str) -> None:
     """Type ``value`` into a review cell and wait until the table shows it (committed, not just typed).
 
     The table re-renders when the server answers, and a double click that lands during a re-render opens no
-    editor; such a lost click is tried again (three times at most), a value that never shows fails the test.
+    editor; such a lost click is tried again (three times at most), a value that never shows fails the test. The
+    editor's text is replaced with ``fill`` once the editor is there: Control+A pressed before it has focus selected
+    nothing, and typing "0" after "0.5" committed "0.50".
     """
     cell = page.locator(f"#rnr-edit [data-testid=cell-{row}-{col}]")
     shown = cell.locator("span[data-editable]")
+    editor = cell.locator("input, textarea").first
     for _ in range(3):
         page.wait_for_timeout(300)  # let a pending re-render of the table finish
         cell.dblclick()
-        page.keyboard.press("Control+A")
-        page.keyboard.type(value)
+        try:
+            editor.wait_for(state="visible", timeout=2000)
+        except sync_api.TimeoutError:
+            continue
+        editor.fill(value)
         page.keyboard.press("Enter")
         try:
             page.wait_for_function("([el, v]) => el.innerText.trim() === v", arg=[shown.element_handle(), value],
