@@ -193,8 +193,8 @@ def _motion_blur(r: Reading) -> Degradation:
     # Motion removes spectral energy along its direction; frequency angle == motion angle. (make_degradation wraps the
     # angle into [0, 180) after rounding: 179.96 is stored as 0.0.)
     angle = r.stats["orient_min_angle"] % 180
-    # JPEG fills the spectral dips: a shallower one is still measured (psf.MIN_DIP_MOTION_JPEG)
-    min_dip = psf.MIN_DIP_MOTION_JPEG if r.prob.get("jpeg", 0.0) >= 0.5 else None
+    # JPEG's quantisation fills the spectral dips: on a JPEG a shallower one is still measured
+    min_dip = psf.MIN_DIP_MOTION if _quality_read(r) is None else psf.MIN_DIP_MOTION_JPEG
     seen = psf.motion_length(_luma(r.rgb, PSF_MAX_PIXELS), angle, min_dip=min_dip)
     length = seen[0] if seen is not None else clip(r.factors["length"], 2.0, 500.0)
     return r.entry(length=length, angle=angle)
@@ -210,10 +210,15 @@ def _low_light(r: Reading) -> Degradation:
     return r.entry(exposure=clip(r.factors["exposure"], 0.01, 1.0), gamma=clip(r.factors["gamma"], 1.0, 5.0))
 
 
-def _jpeg(r: Reading) -> Degradation:
+def _quality_read(r: Reading) -> int | None:
+    """The JPEG quality read off the quantisation steps of the DCT grid, or None where no grid was read."""
     if r.stats["jpeg_read_score"] >= JPEG_DIRECT_SCORE and r.stats["jpeg_quality_read"] < 100:
-        # Quantisation steps read off the DCT grid give the encoder's quality itself; trust it over the map.
-        q = int(r.stats["jpeg_quality_read"])
+        return int(r.stats["jpeg_quality_read"])
+    return None
+
+
+def _jpeg(r: Reading) -> Degradation:
+    if (q := _quality_read(r)) is not None:  # the encoder's quality itself: trusted over the map
         return r.entry(rounded(KINDS["jpeg"].severity_of({"quality": q})), quality=q)
     return r.entry(quality=r.factors["quality"])
 

@@ -23,7 +23,8 @@ _F_MAX = 0.42
 MIN_DIP_DISK, MIN_DIP_MOTION = 0.5, 1.3
 #: The motion threshold on a JPEG: quantisation fills the dips (a linear shake scoring 3.5 uncompressed scores 1.2 at
 #: quality 80 and 0.5 at 30) while the zeros stay where the length puts them. Used only where motion is already
-#: reported (a sharp JPEG's profile can dip this deep at some angle, so it says nothing about presence). On crops of
+#: reported and a JPEG grid was read (a sharp JPEG's profile can dip this deep at some angle, so it says nothing
+#: about presence). On crops of
 #: the calibration photos with a linear motion and JPEG at quality 30-90, the median length error fell from 28% (the
 #: factor head's, which reads block edges as a longer blur) to 15%; on the imagecorruptions trail, whose kernel has no
 #: clean zeros, it stayed at 14%. On the held-out photos: 30% -> 7%, and the trail's 35% -> 37%.
@@ -94,7 +95,7 @@ def defocus_radius(luma: np.ndarray, lo: float = 1.0, hi: float = 16.0) -> tuple
 
 
 def motion_length(
-    luma: np.ndarray, angle: float, lo: float = 3.0, hi: float = 60.0, min_dip: float | None = None
+    luma: np.ndarray, angle: float, lo: float = 3.0, hi: float = 60.0, min_dip: float = MIN_DIP_MOTION
 ) -> tuple[float, float] | None:
     """Length (px) of a linear motion along ``angle`` measured from the spectrum's zero lines; None if not seen.
 
@@ -103,7 +104,7 @@ def motion_length(
         angle: motion direction in degrees counter-clockwise from +x (image y axis down).
         lo: shortest length considered (px).
         hi: longest length considered (px).
-        min_dip: dip depth below which nothing is reported (default :data:`MIN_DIP_MOTION`).
+        min_dip: dip depth below which nothing is reported (:data:`MIN_DIP_MOTION_JPEG` on a JPEG).
 
     """
     lp = _log_power(np.asarray(luma, np.float64))
@@ -128,7 +129,7 @@ def motion_length(
     scores = np.array([score(length) for length in lengths])
     best = float(lengths[int(np.argmax(scores))])
     top = float(scores.max())
-    if top < (MIN_DIP_MOTION if min_dip is None else min_dip):
+    if top < min_dip:
         return None
     # Every zero of L/m is a zero of L: a long motion can look like a short one whose zeros it shares. Take the
     # longest multiple that explains the dips nearly as well (a true short motion's multiples put half their zeros
