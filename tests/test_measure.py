@@ -149,3 +149,45 @@ def test_reported_haze_takes_the_factor_heads_transmission(measure):
 
     assert reported == pytest.approx(head, abs=1e-3)
     assert abs(logit(reported) - logit(truth)) < abs(logit(severity_map) - logit(truth))
+
+
+def test_a_mild_darkening_the_classifier_finds_is_reported_at_its_factors_severity(measure):
+    # MiO's linear squash of the value into [0, 140/255] (mid-tone gain 0.58, severity 0.14): the classifier finds it,
+    # but the severity head, regressing towards "absent", puts it under "mild", so it went unreported and the photo
+    # was returned dark. The factor head's exposure and gamma imply a severity nearer the truth: low light is reported
+    # at that severity, corrected with the calibrated factors (not a stronger brightening).
+    from reasoner.kinds import KINDS
+    from reasoner.measure.entries import blended_factors
+    from rl.degradations.low_light import MioDarkParams, apply_mio_dark, mio_dark_factors
+
+    params = MioDarkParams("squash", 140)
+    base = np.ascontiguousarray(load_photo("coffee")[:256, :256])
+    img = (np.rint(apply_mio_dark(base, params) * 255) / 255).astype(np.float32)
+    record, stats = measure.diagnose_measured(img)
+    severity, prob = measure.calibration.predict(stats)
+    assert prob["low_light"] >= 0.5 and severity["low_light"] < 0.1, "precondition: found, but regressed under mild"
+    entry = next(d for d in record.degradations if d.kind == "low_light")
+    head = measure.calibration.predict_factors(stats, "low_light")
+    assert entry.severity == pytest.approx(KINDS["low_light"].severity_of(head), abs=0.006)
+    truth = KINDS["low_light"].severity_of(mio_dark_factors(params, img.shape))
+    assert abs(entry.severity - truth) < abs(severity["low_light"] - truth)
+    calibrated = blended_factors("low_light", round(severity["low_light"], 2), prob["low_light"], stats, head)
+    assert entry.factors.exposure == pytest.approx(calibrated["exposure"], abs=0.01)
+
+
+def test_the_factor_head_alone_reports_no_darkening(measure):
+    # The factor head always answers (it is trained only on images that carry the kind); it may raise a severity
+    # only where the classifier reports the kind. MiO's value shift by 40/255 on a cat the classifier does not call
+    # dark stays unreported even though the head's exposure and gamma alone would say "mild".
+    from skimage import data
+
+    from reasoner.kinds import KINDS
+    from rl.degradations.low_light import MioDarkParams, apply_mio_dark
+
+    base = np.ascontiguousarray(data.chelsea()[:256, :256]).astype(np.float32) / 255.0
+    img = (np.rint(apply_mio_dark(base, MioDarkParams("shift", 40)) * 255) / 255).astype(np.float32)
+    record, stats = measure.diagnose_measured(img)
+    _, prob = measure.calibration.predict(stats)
+    head = KINDS["low_light"].severity_of(measure.calibration.predict_factors(stats, "low_light"))
+    assert prob["low_light"] < 0.5 and head >= 0.1, "precondition: the head alone would call it dark"
+    assert "low_light" not in [d.kind for d in record.detected()]

@@ -37,6 +37,14 @@ from reasoner.version import rnr_version
 #: statistic is defined (the rain-direction cells need 4 px at half resolution); below it the calibration would read
 #: reflections of a few pixels, or NaN.
 MIN_SIDE = 8
+#: Kinds whose reported severity is at least what their factor head's factors imply, once the classifier reports
+#: them. The severity head regresses towards "absent" and under-reads low light most (the project's own single cases:
+#: truth 0.61, head 0.42; MiO's darkenings, severity 0.08-0.24, mostly under 0.1): a darkening the classifier found
+#: (presence 0.6-0.9) went unreported because the severity head put it under "mild", while the exposure and gamma
+#: of the factor head said 0.11-0.25. The factors themselves stay the calibrated blend (:func:`blended_factors` at the
+#: severity head's reading: its map is the better exposure), so only detections change, not what a found darkening
+#: is corrected to.
+SEVERITY_FROM_FACTORS = frozenset({"low_light"})
 
 
 class MeasureReasoner:
@@ -81,11 +89,13 @@ class MeasureReasoner:
         why = _unassessable(w, h, feats)
         if why is None:
             severity, prob = self.calibration.predict(feats)
+            reported = self._severity_from_factors(severity, prob, feats)
             degradations = [
-                self._entry(kind, severity[kind], prob, feats, rgb)
+                self._entry(kind, reported[kind], severity[kind], prob, feats, rgb)
                 for kind in KINDS
-                if self._present(kind, severity, prob)
+                if self._present(kind, reported, prob)
             ]
+            severity = reported
             steps = reasoning(feats, scene, severity, prob, degradations, self.threshold)
         else:
             degradations, steps = [], unassessed_reasoning(why, feats, scene)
@@ -111,16 +121,28 @@ class MeasureReasoner:
         """Diagnose several images in order."""
         return [self.diagnose(im) for im in images]
 
+    def _severity_from_factors(
+        self, severity: dict[str, float], prob: dict[str, float], feats: dict[str, float]
+    ) -> dict[str, float]:
+        """``severity`` with each :data:`SEVERITY_FROM_FACTORS` kind the classifier reports raised to its factors'."""
+        out = dict(severity)
+        for kind in SEVERITY_FROM_FACTORS:
+            head = self.calibration.predict_factors(feats, kind) if prob[kind] >= self.threshold else None
+            if head is not None:
+                out[kind] = max(out[kind], KINDS[kind].severity_of(head))
+        return out
+
     def _present(self, kind: str, severity: dict[str, float], prob: dict[str, float]) -> bool:
-        # Both heads must agree: the classifier believes the kind is there and the regressor puts it at least mild.
+        # Both heads must agree: the classifier believes the kind is there and the regressor puts it at least mild
+        # (for SEVERITY_FROM_FACTORS kinds, the regressor or the factor head).
         return prob[kind] >= self.threshold and severity[kind] >= LEVEL_THRESHOLDS[0]
 
     def _entry(
-        self, kind: str, sev: float, prob: dict[str, float], feats: dict[str, float], rgb: np.ndarray
+        self, kind: str, sev: float, regressed: float, prob: dict[str, float], feats: dict[str, float], rgb
     ) -> Degradation:
         s = rounded(sev)
         head = self.calibration.predict_factors(feats, kind)
-        factors = blended_factors(kind, s, prob[kind], feats, head)
+        factors = blended_factors(kind, rounded(regressed), prob[kind], feats, head)
         return ENTRIES[kind](Reading(kind, s, rounded(prob[kind]), factors, prob, feats, rgb))
 
 
