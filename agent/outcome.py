@@ -113,10 +113,12 @@ def outcome(trace: Trace) -> Outcome:
             line += f" (±{unc:.1f}; the scorer is unsure)" if unsure else (f" (±{unc:.1f})" if unc is not None else "")
     line += "."
     if chosen is not None and chosen.quality is not None:
-        from agent.policy import removed_white_noise
+        from agent.policy import inside_compression_cells, removed_white_noise
 
         if removed_white_noise(chosen.quality, chosen.plan.kinds):
             line += " What it removed looks like white noise of the diagnosed strength."
+        elif inside_compression_cells(chosen.quality, chosen.plan.kinds):
+            line += " It changed only what the file's JPEG compression left uncertain."
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
     return Outcome(line, gain, unc, arts, unsure, least)

@@ -23,8 +23,9 @@ TRACE_NAME = "rnr.restore_trace"
 # 1.5: `output_file` (container, bit depth, what metadata the written file kept); 1.6: `full_size` (a big photo's
 # attempts judged on crops, the chosen plan's full-size result judged again); 1.7: quality `spread_log` (the
 # ensemble's disagreement in the space it regresses in); 1.8: quality `removed_noise` (what a noise-only plan took
-# away, against the diagnosed noise).
-TRACE_VERSION = "1.8.0"
+# away, against the diagnosed noise); 1.9: quality `compression_cells` (a JPEG-only plan's change against the file's
+# quantisation cells).
+TRACE_VERSION = "1.9.0"
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed", "uncertain"]
@@ -57,6 +58,13 @@ class QualityTrace(BaseModel):
         description="For a plan that only denoises: the removed layer's std over the diagnosed noise sigma and its "
         "mean lag-1 correlation (reasoner.quality.features.removed_noise; about 0.6-1 and 0 when it took away white "
         "noise of that strength). None for other plans and in traces before 1.8.0.",
+    )
+    compression_cells: tuple[float, float] | None = Field(
+        None,
+        description="For a plan that only undoes JPEG: how far the input's luma DCT coefficients sit from multiples "
+        "of the diagnosed quality's steps (reasoner.jpeg_cells.grid_fit, in steps: about 0.05 on that JPEG grid, "
+        "0.25 off it) and the RMS of the change that left the file's quantisation cells (reasoner.jpeg_cells."
+        "outside, 0-255). None for other plans, where the grid cannot be measured, and in traces before 1.9.0.",
     )
     artefacts: dict[str, float] = Field(
         default_factory=dict, description="Artefacts found (name -> the statistic's value), see reasoner.quality."

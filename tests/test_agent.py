@@ -520,3 +520,31 @@ def test_a_dim_phone_photo_is_brightened_not_returned_unchanged(tmp_path):
 
     assert trace.decision in ("accepted", "rolled_back"), trace.decision_reason
     assert psnr(pixels) > psnr(before) + 10.0
+
+
+def test_a_jpeg_the_ensemble_is_unsure_about_is_deblocked_inside_its_cells(tmp_path):
+    # A coffee crop saved at quality 27: the scorer's members put the deblocking at +1.4 dB and disagree (+-1.3), so
+    # the photo was returned blocky. The deblocking stays inside the file's quantisation cells (reasoner.jpeg_cells),
+    # which the decision now counts (agent.policy.inside_compression_cells).
+    import cv2
+
+    clean = np.ascontiguousarray(load_photo("coffee")[:256, 64:320])
+    u8 = np.round(clean * 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 27])
+    path = tmp_path / "blocky.jpg"
+    path.write_bytes(buf.tobytes())
+    pixels, trace = restore_image(path)
+    before = load_image(path).pixels
+
+    def psnr(x):
+        return 10 * np.log10(1.0 / np.mean((np.round(x * 255) / 255 - np.round(clean * 255) / 255) ** 2))
+
+    assert trace.decision in ("accepted", "rolled_back"), trace.decision_reason
+    chosen = trace.attempts[trace.chosen_attempt]
+    fit, left = chosen.quality.compression_cells
+    assert fit <= 0.12 and left <= 0.15
+    assert "quantisation" in chosen.reason
+    from agent.outcome import outcome
+
+    assert "JPEG compression left uncertain" in outcome(trace).line
+    assert psnr(pixels) > psnr(before) + 0.2

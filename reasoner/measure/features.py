@@ -14,39 +14,15 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from reasoner.jpeg_cells import DCT8, ijg_table
+
 LOCAL_CROP = 512
 GLOBAL_SIDE = 256
 SPECTRUM_BINS = 12
 ORIENT_BINS = 12
 
-# IJG standard luminance quantisation table (JPEG Annex K), row-major.
-_IJG_LUMA = np.array(
-    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
-    dtype=np.float64,
-).reshape(8, 8)  # fmt: skip
 # Low-frequency AC positions whose quantisation steps are estimated (zig-zag order).
 _QPOS = [(0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (2, 1), (1, 2), (0, 3), (3, 0)]
-
-
-def _dct_matrix(n: int = 8) -> np.ndarray:
-    k = np.arange(n)
-    c = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))
-    c[0] /= np.sqrt(2.0)
-    return c
-
-
-_DCT8 = _dct_matrix()
-
-
-def ijg_table(quality: int) -> np.ndarray:
-    """The IJG luminance quantisation table libjpeg uses at ``quality`` (1-100)."""
-    q = min(max(int(quality), 1), 100)
-    scale = 5000.0 / q if q < 50 else 200.0 - 2.0 * q
-    return np.clip(np.floor((_IJG_LUMA * scale + 50.0) / 100.0), 1, 255)
-
-
 _IJG_BY_QUALITY = np.stack([ijg_table(q) for q in range(1, 101)])  # (100, 8, 8)
 
 
@@ -268,7 +244,7 @@ def jpeg_stats(y: np.ndarray) -> dict[str, float]:
                    jpeg_hf_zero=0.0)  # fmt: skip
         return out
     b = (y[: hb * 8, : wb * 8] - 128.0).reshape(hb, 8, wb, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
-    coef = _DCT8 @ b @ _DCT8.T
+    coef = DCT8 @ b @ DCT8.T
     # Two readings of the same votes. "est" takes the largest step that scores high on at least 30 coefficients (a
     # calibration input, kept as fitted); "read" also requires the step to be supported by 30% of all coefficients,
     # because a multiple of the true step scores high on the few large ones a dark or flat frame has. The factor

@@ -49,6 +49,10 @@ class QualityChange:
             :func:`reasoner.quality.artefacts.implausible`), or None.
         removed_noise: For a restoration that only removed noise of a known sigma: what it took away against that
             noise (:func:`reasoner.quality.features.removed_noise`: std over sigma, lag-1 correlation), else None.
+        compression_cells: For a restoration that only undid JPEG of a known quality: how well the source carries
+            the DCT grid of the nearby quality it fits best (:func:`reasoner.jpeg_cells.fitted_quality`) and how far
+            the change left those quantisation cells (:func:`reasoner.jpeg_cells.outside`), else None (also when
+            the grid cannot be measured).
 
     """
 
@@ -60,6 +64,7 @@ class QualityChange:
     implausible: str | None = None
     spread_log: float | None = None
     removed_noise: tuple[float, float] | None = None
+    compression_cells: tuple[float, float] | None = None
 
     def lower_bound(self, z: float = 1.0) -> float | None:
         """The gain ``z`` ensemble spreads below the estimate (None without a model)."""
@@ -77,6 +82,7 @@ def assess(
     source_measured: dict[str, float] | None = None,
     restored_measured: dict[str, float] | None = None,
     noise_sigma: float | None = None,
+    jpeg_quality: int | None = None,
 ) -> QualityChange:
     """Estimate how ``restored`` changed the quality of ``source`` (both ``float32 HxWx3`` in [0, 1]).
 
@@ -84,7 +90,9 @@ def assess(
     :func:`find_artefacts`); ``model`` defaults to the committed one; ``source_measured`` and
     ``restored_measured`` (``measure``'s statistics of either image, e.g. from
     :meth:`reasoner.measure.MeasureReasoner.diagnose_measured`) save measuring them again. ``noise_sigma`` (0-255),
-    the source's diagnosed noise, is what a restoration of noise alone is checked against (``removed_noise``).
+    the source's diagnosed noise, is what a restoration of noise alone is checked against (``removed_noise``);
+    ``jpeg_quality``, the source's diagnosed JPEG quality, the cells a restoration of JPEG alone is checked against
+    (``compression_cells``).
     """
     if np.array_equal(source, restored):  # nothing changed: nothing gained, whatever a model would extrapolate
         return QualityChange(0.0, 0.0, 0.0, spread_log=0.0)
@@ -97,9 +105,16 @@ def assess(
     removed = None
     if kinds == {"noise"} and noise_sigma:
         removed = tuple(round(v, 4) for v in removed_noise(source, restored, noise_sigma))
+    cells = None
+    if kinds == {"jpeg"} and jpeg_quality:
+        from reasoner.jpeg_cells import fitted_quality, outside
+
+        if (fitted := fitted_quality(source, jpeg_quality)) is not None:
+            cells = (round(fitted[1], 4), round(outside(source, restored, fitted[0]), 4))
     if model is None:
-        return QualityChange(None, None, None, found, stats, why, removed_noise=removed)
+        return QualityChange(None, None, None, found, stats, why, removed_noise=removed, compression_cells=cells)
     gain, spread, spread_log = model.ensemble(stats)
     _, total = model.predict(stats)
     spread_log = None if spread_log is None else round(spread_log, 4)
-    return QualityChange(round(gain, 4), round(total, 4), round(spread, 4), found, stats, why, spread_log, removed)
+    return QualityChange(round(gain, 4), round(total, 4), round(spread, 4), found, stats, why, spread_log, removed,
+                         cells)  # fmt: skip

@@ -1,4 +1,12 @@
-"""``jpeg``: non-local means matched to the quantisation error of the diagnosed quality factor."""
+"""``jpeg``: non-local means matched to the quantisation error of the diagnosed quality, then the file's cells.
+
+Where the image carries that quality's DCT grid, the filtered luma is projected into the file's quantisation cells
+(:mod:`reasoner.jpeg_cells`): it keeps only what the compression left uncertain, so it can come no further from the
+image before compression than the filter put it, and a filter stronger than the loss (a "bolder" retry) cannot
+smooth away detail the file still holds. Held-out photos, Pillow JPEG q15-80 (16 crops each): strength 1 gained
++0.58 dB (worst +0.10) without it and +0.64 (worst +0.15) with it; strength 2.25 -0.86 (worst -2.25) and +0.22
+(worst -0.42); noise then JPEG at 2.25 +1.34 (worst -0.86) and +1.63 (worst +0.56).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import math
 
 import numpy as np
 
+from reasoner.jpeg_cells import carried_quality, project
 from restorer.operators.filters import as_image, nlm
 
 _JPEG_H0, _JPEG_H1 = 3.5, 6.0  # tuned: NLM sigma (0-255) = H0 + H1 log(100 / quality)
@@ -13,6 +22,9 @@ _JPEG_H0, _JPEG_H1 = 3.5, 6.0  # tuned: NLM sigma (0-255) = H0 + H1 log(100 / qu
 
 def deblock(img: np.ndarray, quality: int, strength: float = 1.0) -> np.ndarray:
     """Reduce JPEG blocking and ringing with non-local means matched to the quantisation error.
+
+    Where ``img`` carries the 8x8 grid of a quality near ``quality`` from its top-left pixel
+    (:func:`reasoner.jpeg_cells.carried_quality`), the result's luma is projected into those quantisation cells.
 
     Args:
         img: float32 HxWx3 RGB in [0, 1].
@@ -28,7 +40,9 @@ def deblock(img: np.ndarray, quality: int, strength: float = 1.0) -> np.ndarray:
     h = jpeg_sigma(quality, strength)
     if h <= 0:
         return x.copy()
-    return nlm(x, h, DEBLOCK_LUMA, DEBLOCK_CHROMA)
+    out = nlm(x, h, DEBLOCK_LUMA, DEBLOCK_CHROMA)
+    carried = carried_quality(x, quality)
+    return project(x, out, carried) if carried is not None else out
 
 
 #: Filter strength ``h / sigma`` of the deblocking pass for luma and for chroma (chroma is quantised harder).

@@ -1,0 +1,145 @@
+"""The JPEG quantisation cells of a decoded image: where its luma DCT coefficients were before compression.
+
+A baseline JPEG stores each 8x8 block's DCT coefficient ``c`` as ``round(c / T)`` for the step ``T`` of its
+quantisation table, so the decoder's coefficient ``d`` says only that ``c`` lay in the cell ``[d - T/2, d + T/2]``.
+The image before compression lies in that box, and the box is convex: projecting any estimate onto it (clipping
+each coefficient into its cell) never moves the estimate further from that image. A deblocking filter followed by
+this projection therefore keeps only what the compression left uncertain (the POCS step of Zakhor 1992 and Yang et
+al. 1995), and a restoration's change that stays inside the cells is one the file itself allows.
+
+Only luma is used: chroma is subsampled (4:2:0) and quantised in another table. Steps are the IJG tables libjpeg
+uses at a quality factor (what ``reasoner.measure`` reads off the DCT grid). The grid is the one starting at the
+image's top-left pixel; :func:`grid_fit` says whether the image really carries it (a crop or a resize after the
+compression shifts or erases it, and then nothing here applies).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_IJG_LUMA = np.array(
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float64,
+).reshape(8, 8)  # fmt: skip
+#: Mean distance of the source's coefficients to the nearest multiple of their step, in steps, up to which the image
+#: is taken to carry the grid of a quality (aligned JPEGs of held-out photos at quality 15-80, also double-compressed
+#: and noisy ones: 0.02-0.07; a PNG, or the same JPEG cropped off the grid: 0.26, the 0.25 of no clustering at all).
+GRID_FIT_MAX = 0.12
+#: Coefficients the fit is measured on: beyond half a step (smaller ones sit at zero for any step), steps of at least
+#: this (a step of 1-2 clusters anything), and at least this many of them.
+_MIN_STEP, _MIN_COEFFICIENTS = 3.0, 64
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def dct_matrix(n: int = 8) -> np.ndarray:
+    """The orthonormal DCT-II matrix JPEG's 8x8 transform is (``C @ block @ C.T``)."""
+    k = np.arange(n)
+    c = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))
+    c[0] /= np.sqrt(2.0)
+    return c
+
+
+DCT8 = dct_matrix()
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """The IJG luminance quantisation table libjpeg uses at ``quality`` (1-100).
+
+    >>> ijg_table(50)[0, :3].tolist(), float(ijg_table(100)[7, 7])
+    ([16.0, 11.0, 10.0], 1.0)
+    """
+    q = min(max(int(quality), 1), 100)
+    scale = 5000.0 / q if q < 50 else 200.0 - 2.0 * q
+    return np.clip(np.floor((_IJG_LUMA * scale + 50.0) / 100.0), 1, 255)
+
+
+def _luma_blocks(rgb: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Level-shifted BT.601 luma (0-255) of the whole 8x8 blocks from the top-left corner: (blocks, 8, 8), H, W."""
+    y = np.asarray(rgb, np.float64) @ _LUMA * 255.0 - 128.0
+    h, w = (y.shape[0] // 8) * 8, (y.shape[1] // 8) * 8
+    return y[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3), h, w
+
+
+def coefficients(rgb: np.ndarray) -> np.ndarray:
+    """Luma DCT coefficients of every whole 8x8 block on the top-left grid, shape (rows, cols, 8, 8)."""
+    return DCT8 @ _luma_blocks(rgb)[0] @ DCT8.T
+
+
+def grid_fit(rgb: np.ndarray, quality: int) -> float | None:
+    """How far ``rgb``'s luma coefficients sit from multiples of ``quality``'s steps (0: on them; 0.25: unrelated).
+
+    Mean over the AC coefficients beyond half a step, of steps at least 3, of the distance to the nearest multiple
+    in steps; None when too few coefficients qualify (a flat or tiny image says nothing). At most
+    :data:`GRID_FIT_MAX` means the image is a JPEG of that quality decoded on this grid.
+    """
+    if min(np.shape(rgb)[:2]) < 8:
+        return None
+    return _fit(coefficients(rgb), quality)
+
+
+#: Qualities either side of the diagnosed one that :func:`fitted_quality` tries: the diagnosis reads the quality off
+#: nine low-frequency steps and can be a few off (a q27 file read as 25 fits its cells at 0.14, above the bound).
+QUALITY_SPAN = 6
+
+
+def fitted_quality(rgb: np.ndarray, quality: int, span: int = QUALITY_SPAN) -> tuple[int, float] | None:
+    """The quality within ``span`` of ``quality`` whose steps ``rgb`` fits best, and that fit (:func:`grid_fit`).
+
+    None when no quality's fit can be measured.
+    """
+    if min(np.shape(rgb)[:2]) < 8:
+        return None
+    c = coefficients(rgb)
+    qualities = range(max(1, quality - span), min(100, quality + span) + 1)
+    fits = [(f, q) for q in qualities if (f := _fit(c, q)) is not None]
+    if not fits:
+        return None
+    fit, best = min(fits)
+    return best, fit
+
+
+def _fit(c: np.ndarray, quality: int) -> float | None:
+    t = np.broadcast_to(ijg_table(quality), c.shape)
+    use = (np.abs(c) > t / 2) & (t >= _MIN_STEP)
+    use[..., 0, 0] = False
+    if int(use.sum()) < _MIN_COEFFICIENTS:
+        return None
+    return float((np.abs(c - t * np.round(c / t)) / t)[use].mean())
+
+
+def carried_quality(rgb: np.ndarray, quality: int) -> int | None:
+    """The quality near ``quality`` (:func:`fitted_quality`) whose grid ``rgb`` carries from its top-left pixel.
+
+    None when it carries none (:data:`GRID_FIT_MAX`): not a JPEG there, or cropped or resized since.
+    """
+    found = fitted_quality(rgb, quality)
+    return found[0] if found is not None and found[1] <= GRID_FIT_MAX else None
+
+
+def project(source: np.ndarray, estimate: np.ndarray, quality: int, margin: float = 0.5) -> np.ndarray:
+    """``estimate`` with its luma DCT coefficients clipped into ``source``'s quantisation cells at ``quality``.
+
+    Cells are widened by ``margin`` (0-255 units) for the 8-bit rounding of the decoded source. The luma change is
+    added to all three channels alike, which leaves both chroma differences as they were; pixels outside whole
+    blocks (the last rows and columns of a side that is not a multiple of 8) are left as ``estimate`` has them.
+    Returns a new float32 image clipped to [0, 1].
+    """
+    cs = coefficients(source)
+    ce = coefficients(estimate)
+    half = ijg_table(quality) / 2.0 + margin
+    delta = DCT8.T @ (np.clip(ce, cs - half, cs + half) - ce) @ DCT8
+    h, w = delta.shape[0] * 8, delta.shape[1] * 8
+    out = np.array(estimate, dtype=np.float32, copy=True)
+    out[:h, :w] += (delta.transpose(0, 2, 1, 3).reshape(h, w) / 255.0).astype(np.float32)[..., None]
+    return np.clip(out, 0.0, 1.0)
+
+
+def outside(source: np.ndarray, estimate: np.ndarray, quality: int, margin: float = 0.5) -> float:
+    """RMS (0-255 luma units, per coefficient) of the part of ``estimate``'s change that leaves the cells."""
+    cs = coefficients(source)
+    ce = coefficients(estimate)
+    half = ijg_table(quality) / 2.0 + margin
+    excess = np.maximum(np.abs(ce - cs) - half, 0.0)
+    return float(np.sqrt(np.mean(excess**2))) if excess.size else 0.0

@@ -1,0 +1,99 @@
+"""The JPEG quantisation cells: the grid check, the projection's promise, and deblocking inside the cells."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reasoner.jpeg_cells import GRID_FIT_MAX, carried_quality, coefficients, fitted_quality, grid_fit, outside, project
+from restorer.operators.deblock import DEBLOCK_CHROMA, DEBLOCK_LUMA, deblock, jpeg_sigma
+from restorer.operators.filters import nlm
+from rl.photos import load_photo
+
+
+def _jpeg(x: np.ndarray, quality: int, subsampling: int = 2) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(np.round(x * 255).astype(np.uint8)).save(buf, "JPEG", quality=quality, subsampling=subsampling)
+    return np.asarray(Image.open(buf)).astype(np.float32) / 255.0
+
+
+def _unprojected(src: np.ndarray, quality: int, strength: float = 1.0) -> np.ndarray:
+    return nlm(src, jpeg_sigma(quality, strength), DEBLOCK_LUMA, DEBLOCK_CHROMA)
+
+
+def _psnr(a, b):
+    a8, b8 = (np.round(np.clip(v, 0, 1) * 255) for v in (a, b))
+    return 10 * np.log10(255.0**2 / np.mean((a8 - b8) ** 2))
+
+
+@pytest.fixture(scope="module", params=[("coffee", 24), ("astronaut", 45), ("camera", 70)])
+def case(request):
+    name, quality = request.param
+    clean = (np.round(load_photo(name)[64:320, 96:352] * 255) / 255).astype(np.float32)
+    return clean, _jpeg(clean, quality), quality
+
+
+def test_the_grid_is_found_on_the_jpeg_and_not_off_it(case):
+    clean, src, quality = case
+    assert grid_fit(src, quality) <= GRID_FIT_MAX and carried_quality(src, quality) == quality
+    assert grid_fit(clean, quality) > 0.2  # the PNG it came from
+    assert grid_fit(src[3:, 5:], quality) > 0.2  # the same JPEG cropped off its grid
+    assert grid_fit(_jpeg(clean, quality, subsampling=0), quality) <= GRID_FIT_MAX  # 4:4:4 too
+
+
+def test_a_quality_read_a_few_off_is_fitted_to_the_files_own(case):
+    # The diagnosis reads the quality off nine low-frequency steps and can be a few off; the cells must be the file's.
+    _, src, quality = case
+    for guess in (quality - 4, quality + 3):
+        assert fitted_quality(src, guess)[0] == quality
+        assert carried_quality(src, guess) == quality
+    assert carried_quality(src[3:, 5:], quality) is None
+
+
+def test_an_image_too_small_or_flat_to_tell_has_no_fit():
+    assert grid_fit(np.zeros((7, 300, 3), np.float32), 50) is None
+    assert grid_fit(np.full((64, 64, 3), 0.5, np.float32), 50) is None
+    assert carried_quality(np.full((64, 64, 3), 0.5, np.float32), 50) is None
+
+
+def test_projecting_never_moves_an_estimate_away_from_the_image_before_compression(case):
+    # The cells hold the image before compression (up to 8-bit rounding), and a box is convex: whatever the estimate,
+    # its luma coefficients clipped into the cells are no further from that image's than they were.
+    clean, src, quality = case
+    rng = np.random.default_rng(0)
+    estimates = [
+        np.clip(src + rng.normal(0, 0.08, src.shape), 0, 1).astype(np.float32),  # far off in every direction
+        np.full_like(src, 0.5),  # nothing of the image at all
+        deblock(src, quality, 3.0),  # a filter far stronger than the loss
+    ]
+    truth = coefficients(clean)
+    for est in estimates:
+        before = np.linalg.norm(coefficients(est) - truth)
+        after = np.linalg.norm(coefficients(project(src, est, quality)) - truth)
+        assert after <= before + 1e-6 * before
+    # Inside them after, but for pixels the [0, 1] clip pulls back out (the noisy estimate clips a lot).
+    assert outside(src, project(src, estimates[2], quality), quality) < 0.05
+
+
+def test_the_source_is_inside_its_own_cells_and_unprojected_filtering_is_not(case):
+    _, src, quality = case
+    assert outside(src, src, quality) == 0.0
+    assert outside(src, _unprojected(src, quality), quality) > 0.15
+
+
+def test_deblocking_inside_the_cells_helps_and_a_bolder_pass_cannot_smooth_the_file_away(case):
+    clean, src, quality = case
+    assert _psnr(deblock(src, quality), clean) > _psnr(src, clean) + 0.1
+    bold = deblock(src, quality, 2.25)
+    unprojected = _unprojected(src, quality, 2.25)
+    assert _psnr(bold, clean) > _psnr(unprojected, clean)
+    assert _psnr(bold, clean) > _psnr(src, clean) - 0.5
+    assert outside(src, bold, quality) <= 0.15
+
+
+def test_an_image_off_the_grid_is_filtered_but_not_projected(case):
+    _, src, quality = case
+    shifted = np.ascontiguousarray(src[3:, 5:])
+    plain = _unprojected(shifted, quality)
+    np.testing.assert_array_equal(deblock(shifted, quality), plain)
