@@ -291,9 +291,8 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     stats = _stats(ctx, state.input_stats, inp)
     if stats is not None and state.input_stats is None:  # once per image; later attempts are judged against it too
         update["input_stats"] = stats
-    rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan.kinds, stats,
-                                                      source_rec.overall_severity, _noise_sigma(source_rec),
-                                                      _jpeg_quality(state.plan))  # fmt: skip
+    rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan, stats, source_rec.overall_severity,
+                                                      _noise_sigma(source_rec), state.plan_source is None)  # fmt: skip
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
@@ -328,14 +327,18 @@ def _jpeg_quality(plan) -> int | None:
     return None
 
 
-def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | None, source_overall: float,
-           noise_sigma: float | None = None, jpeg_quality: int | None = None):  # fmt: skip
-    """``out`` restored from ``inp`` judged: the scorer's record of it, structure, quality estimate, verdict, reason.
+def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | None, source_overall: float,
+           noise_sigma: float | None = None, alone: bool = True):  # fmt: skip
+    """``out`` restored by ``plan`` judged against ``inp``: the scorer's record, structure, quality, verdict, reason.
 
     ``stats`` are the input's measure statistics for the quality scorer (None: no quality estimate);
-    ``noise_sigma`` the source's diagnosed noise, against which a noise-only plan's removed layer is measured;
-    ``jpeg_quality`` the quality whose quantisation cells a JPEG-only plan's change is checked against.
+    ``noise_sigma`` the source's diagnosed noise, against which a noise-only plan's removed layer is measured.
+    ``alone``: ``out`` is ``plan`` run on ``inp`` itself (not on top of an earlier attempt), so a JPEG-only plan's
+    change can be checked against the file's quantisation cells and the plan's strengths are its own.
     """
+    kinds = plan.kinds
+    jpeg_quality = _jpeg_quality(plan) if alone else None
+    strengths = {op.kind: op.strength for op in plan.operations} if alone else None
     measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
     rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
         from_array(out)), None)  # fmt: skip
@@ -352,7 +355,7 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, kinds, stats: dict | 
                                artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:
-        verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds)
+        verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds, strengths)
     else:
         verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings, kinds)
     return rec, structure, quality, verdict, reason
@@ -403,12 +406,11 @@ def full_size(state: RestoreState, ctx: Context) -> dict:
         trace = FullSizeTrace(**base, verdict="failed", reason=reason, elapsed_s=time.perf_counter() - t0)
         return {"full_size": trace, **_undo(reason)}
     stats = _stats(ctx, state.full_stats, inp)
-    kinds = state.attempts[chosen].plan.kinds
     source = record_of(state.record, state.attempts, state.attempts[chosen].source)
-    alone = state.attempts[chosen].source is None  # a refinement's change is not against the file's cells
-    rec, structure, quality, verdict, reason = _judge(ctx, inp, x, kinds, stats, state.record.overall_severity,
-                                                      _noise_sigma(source), _jpeg_quality(state.attempts[chosen].plan)
-                                                      if alone else None)  # fmt: skip
+    alone = state.attempts[chosen].source is None  # a refinement ran on top of another attempt's output
+    rec, structure, quality, verdict, reason = _judge(ctx, inp, x, state.attempts[chosen].plan, stats,
+                                                      state.record.overall_severity, _noise_sigma(source),
+                                                      alone)  # fmt: skip
     trace = FullSizeTrace(**base, verdict=verdict, reason=reason, structure=structure, quality=quality,
                           severity_after=rec.severities(), overall_after=rec.overall_severity,
                           elapsed_s=time.perf_counter() - t0)  # fmt: skip

@@ -405,3 +405,32 @@ def test_the_signed_log_bound_ranks_the_final_choice():
     a1 = scored(1, "better", 2.0, 0.5)
     final = conclude(INPUT, [a0, a1], S)
     assert (final.decision, final.chosen) == ("rolled_back", 0)
+
+
+#: (gain, spread, spread_log, artefacts, the plan's strengths, expected verdict) for plans that brighten.
+BRIGHTENED = {
+    # the ensemble unsure how much (0.3 - 0.6 < 0.25) but not whether: a brightening at its dose counts as better
+    "at its dose, estimated to help": (0.3, 0.6, 0.43, {}, {"low_light": 1.0, "motion_blur": 1.0}, "better"),
+    "gentler than its dose": (0.3, 0.6, 0.43, {}, {"low_light": 0.5}, "better"),
+    # bolder than diagnosed: over-brightening is what the ensemble cannot rule out
+    "bolder than its dose": (0.3, 0.6, 0.43, {}, {"low_light": 1.5}, "uncertain"),
+    # any artefact (crushed shadows, clipping: the camera crop that was truly -0.4 dB) keeps it undecided
+    "with an artefact": (2.3, 4.8, 0.94, {"crushed_shadows": 0.02}, {"low_light": 1.0}, "uncertain"),
+    # a clean photo called dark: the estimate is below 0
+    "estimated to hurt": (-1.05, 2.8, 1.1, {}, {"low_light": 1.0}, "uncertain"),
+    # the members extrapolate: their estimate assures nothing
+    "extrapolating": (0.3, 0.6, None, {}, {"low_light": 1.0}, "uncertain"),
+    # no strengths given (a refinement judged against the input): the row does not apply
+    "no strengths": (0.3, 0.6, 0.43, {}, None, "uncertain"),
+}
+
+
+@pytest.mark.parametrize("name", BRIGHTENED)
+def test_a_brightening_at_its_dose_is_judged_by_whether_it_helps(name):
+    gain, spread, spread_log, artefacts, strengths, expected = BRIGHTENED[name]
+    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, spread_log=spread_log,
+                     artefacts=artefacts)  # fmt: skip
+    kinds = list(strengths or {"low_light": 1.0})
+    assert judge_quality(0.99, q, S, None, kinds, strengths)[0] == expected
+    # the same estimate on a plan that does not brighten is undecided: the brightening row is what decides
+    assert judge_quality(0.99, q, S, None, ["noise"], {"noise": 1.0})[0] == "uncertain"
