@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reasoner.jpeg_cells import GRID_FIT_MAX, carried_quality, coefficients, fitted_quality, grid_fit, outside, project
+from reasoner.jpeg_cells import (
+    GRID_FIT_MAX,
+    carried_grid,
+    coefficients,
+    fitted_quality,
+    grid_fit,
+    grid_origin,
+    outside,
+    project,
+)
 from restorer.operators.deblock import DEBLOCK_CHROMA, DEBLOCK_LUMA, deblock, jpeg_sigma
 from restorer.operators.filters import nlm
 from rl.photos import load_photo
@@ -36,7 +45,7 @@ def case(request):
 
 def test_the_grid_is_found_on_the_jpeg_and_not_off_it(case):
     clean, src, quality = case
-    assert grid_fit(src, quality) <= GRID_FIT_MAX and carried_quality(src, quality) == quality
+    assert grid_fit(src, quality) <= GRID_FIT_MAX and carried_grid(src, quality)[:2] == (quality, (0, 0))
     assert grid_fit(clean, quality) > 0.2  # the PNG it came from
     assert grid_fit(src[3:, 5:], quality) > 0.2  # the same JPEG cropped off its grid
     assert grid_fit(_jpeg(clean, quality, subsampling=0), quality) <= GRID_FIT_MAX  # 4:4:4 too
@@ -47,14 +56,13 @@ def test_a_quality_read_a_few_off_is_fitted_to_the_files_own(case):
     _, src, quality = case
     for guess in (quality - 4, quality + 3):
         assert fitted_quality(src, guess)[0] == quality
-        assert carried_quality(src, guess) == quality
-    assert carried_quality(src[3:, 5:], quality) is None
+        assert carried_grid(src, guess)[:2] == (quality, (0, 0))
 
 
 def test_an_image_too_small_or_flat_to_tell_has_no_fit():
     assert grid_fit(np.zeros((7, 300, 3), np.float32), 50) is None
     assert grid_fit(np.full((64, 64, 3), 0.5, np.float32), 50) is None
-    assert carried_quality(np.full((64, 64, 3), 0.5, np.float32), 50) is None
+    assert carried_grid(np.full((64, 64, 3), 0.5, np.float32), 50) is None
 
 
 def test_projecting_never_moves_an_estimate_away_from_the_image_before_compression(case):
@@ -92,8 +100,22 @@ def test_deblocking_inside_the_cells_helps_and_a_bolder_pass_cannot_smooth_the_f
     assert outside(src, bold, quality) <= 0.15
 
 
-def test_an_image_off_the_grid_is_filtered_but_not_projected(case):
+def test_a_crop_or_tile_of_a_jpeg_finds_its_grid_and_is_projected_on_it(case):
+    # A tile of a big photo, a crop the agent judges, or a JPEG cropped since: the grid starts elsewhere.
+    clean, src, quality = case
+    shifted, truth = np.ascontiguousarray(src[3:, 5:]), clean[3:, 5:]
+    assert grid_fit(shifted, quality) > 0.2  # off the top-left grid
+    assert grid_origin(shifted, quality) == (5, 3)
+    assert carried_grid(shifted, quality)[:2] == (quality, (5, 3))
+    out = deblock(shifted, quality)
+    assert outside(shifted, out, quality, origin=(5, 3)) <= 0.15
+    assert _psnr(out, truth) > _psnr(_unprojected(shifted, quality), truth)
+
+
+def test_a_resized_jpeg_is_filtered_but_not_projected(case):
+    import cv2
+
     _, src, quality = case
-    shifted = np.ascontiguousarray(src[3:, 5:])
-    plain = _unprojected(shifted, quality)
-    np.testing.assert_array_equal(deblock(shifted, quality), plain)
+    resized = np.ascontiguousarray(cv2.resize(src, None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA))
+    assert carried_grid(resized, quality) is None
+    np.testing.assert_array_equal(deblock(resized, quality), _unprojected(resized, quality))

@@ -107,10 +107,11 @@ def assess(
         removed = tuple(round(v, 4) for v in removed_noise(source, restored, noise_sigma))
     cells = None
     if kinds == {"jpeg"} and jpeg_quality:
-        from reasoner.jpeg_cells import fitted_quality, outside
+        from reasoner.jpeg_cells import fitted_quality, grid_origin, outside
 
-        if (fitted := fitted_quality(source, jpeg_quality)) is not None:
-            cells = (round(fitted[1], 4), round(outside(source, restored, fitted[0]), 4))
+        origin = grid_origin(source, jpeg_quality)
+        if (fitted := fitted_quality(source, jpeg_quality, origin=origin)) is not None:
+            cells = (round(fitted[1], 4), round(outside(source, restored, fitted[0], origin=origin), 4))
     if model is None:
         return QualityChange(None, None, None, found, stats, why, removed_noise=removed, compression_cells=cells)
     gain, spread, spread_log = model.ensemble(stats)

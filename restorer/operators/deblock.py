@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from reasoner.jpeg_cells import carried_quality, project
+from reasoner.jpeg_cells import carried_grid, project
 from restorer.operators.filters import as_image, nlm
 
 _JPEG_H0, _JPEG_H1 = 3.5, 6.0  # tuned: NLM sigma (0-255) = H0 + H1 log(100 / quality)
@@ -23,8 +23,9 @@ _JPEG_H0, _JPEG_H1 = 3.5, 6.0  # tuned: NLM sigma (0-255) = H0 + H1 log(100 / qu
 def deblock(img: np.ndarray, quality: int, strength: float = 1.0) -> np.ndarray:
     """Reduce JPEG blocking and ringing with non-local means matched to the quantisation error.
 
-    Where ``img`` carries the 8x8 grid of a quality near ``quality`` from its top-left pixel
-    (:func:`reasoner.jpeg_cells.carried_quality`), the result's luma is projected into those quantisation cells.
+    Where ``img`` carries the 8x8 grid of a quality near ``quality`` (:func:`reasoner.jpeg_cells.carried_grid`,
+    wherever the grid starts: a tile or crop of the photo, or a photo cropped since), the result's luma is projected
+    into those quantisation cells.
 
     Args:
         img: float32 HxWx3 RGB in [0, 1].
@@ -41,8 +42,8 @@ def deblock(img: np.ndarray, quality: int, strength: float = 1.0) -> np.ndarray:
     if h <= 0:
         return x.copy()
     out = nlm(x, h, DEBLOCK_LUMA, DEBLOCK_CHROMA)
-    carried = carried_quality(x, quality)
-    return project(x, out, carried) if carried is not None else out
+    carried = carried_grid(x, quality)
+    return project(x, out, carried[0], origin=carried[1]) if carried is not None else out
 
 
 #: Filter strength ``h / sigma`` of the deblocking pass for luma and for chroma (chroma is quantised harder).
