@@ -316,13 +316,9 @@ def _noise_sigma(record) -> float | None:
 
 
 def _jpeg_quality(plan) -> int | None:
-    """The quality a JPEG-only plan undoes at no more than its diagnosed strength, else None.
-
-    Only then is its change checked against the file's quantisation cells: a bolder deblocking is projected into them
-    too, but stays below the input more often (held-out photos at strength 2.25: worst -0.4 dB).
-    """
+    """The quality a JPEG-only plan undoes (its change is checked against the file's quantisation cells), else None."""
     ops = plan.operations
-    if len(ops) == 1 and ops[0].kind == "jpeg" and ops[0].strength <= 1.0 and ops[0].params.get("quality"):
+    if len(ops) == 1 and ops[0].kind == "jpeg" and ops[0].params.get("quality"):
         return int(ops[0].params["quality"])
     return None
 
@@ -338,7 +334,7 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
     """
     kinds = plan.kinds
     jpeg_quality = _jpeg_quality(plan) if alone else None
-    strengths = {op.kind: op.strength for op in plan.operations} if alone else None
+    strengths = plan.strengths if alone else None
     measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
     rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
         from_array(out)), None)  # fmt: skip

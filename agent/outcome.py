@@ -117,7 +117,7 @@ def outcome(trace: Trace) -> Outcome:
 
         if removed_white_noise(chosen.quality, chosen.plan.kinds):
             line += " What it removed looks like white noise of the diagnosed strength."
-        elif inside_compression_cells(chosen.quality, chosen.plan.kinds):
+        elif inside_compression_cells(chosen.quality, chosen.plan.kinds, chosen.plan.strengths):
             line += " It changed only what the file's JPEG compression left uncertain."
     if arts:
         line += f" Watch for: {'; '.join(arts)}."

@@ -206,7 +206,8 @@ def judge_quality(
 ) -> tuple[Verdict, str]:
     """The verdict on an attempt restoring ``kinds`` from the scorer's estimate against the input (see the table).
 
-    ``strengths`` are the plan's strength per kind (the brightening row applies only when they are given).
+    ``strengths`` are the plan's strength per kind (the JPEG-cells and brightening rows apply only when they are
+    given: an attempt run on the input itself, at no more than its diagnosed dose).
 
     >>> q = QualityTrace(gain_db=3.0, uncertainty_db=1.5, spread_db=0.8)
     >>> judge_quality(0.99, q, Settings())
@@ -238,11 +239,20 @@ def judge_quality(
     if gain > 0 and removed_white_noise(quality, kinds):
         ratio, lag = quality.removed_noise
         return "better", f"{said}; it took away white noise of {ratio:.2f} x the diagnosed sigma (lag-1 {lag:+.2f})"
-    if inside_compression_cells(quality, kinds):
+    if inside_compression_cells(quality, kinds, strengths):
         return "better", f"{said}; it changed only what the file's JPEG quantisation left uncertain"
     if brightened_at_dose(quality, kinds, strengths):
         return "better", f"{said}; a brightening at its own dose, estimated to help with no artefact"
     return "uncertain", said
+
+
+def at_dose(kind: str, strengths: Mapping[str, float] | None) -> bool:
+    """Whether ``kind`` runs at no more than its diagnosed strength (False when the strengths are not known).
+
+    >>> at_dose("jpeg", {"jpeg": 1.0}), at_dose("jpeg", {"jpeg": 1.5}), at_dose("jpeg", None)
+    (True, False, False)
+    """
+    return strengths is not None and strengths.get(kind, MAX_STRENGTH) <= 1.0
 
 
 def brightened_at_dose(quality: QualityTrace, kinds: Iterable[str], strengths: Mapping[str, float] | None) -> bool:
@@ -264,7 +274,7 @@ def brightened_at_dose(quality: QualityTrace, kinds: Iterable[str], strengths: M
     >>> brightened_at_dose(crushed, ["low_light"], {"low_light": 1.0})
     False
     """
-    if "low_light" not in set(kinds) or strengths is None or strengths.get("low_light", MAX_STRENGTH) > 1.0:
+    if "low_light" not in set(kinds) or not at_dose("low_light", strengths):
         return False
     gain = quality.gain_db
     return gain is not None and gain > 0 and not quality.artefacts and quality.spread_log is not None
@@ -283,27 +293,33 @@ REMOVED_NOISE_LAG = 0.1
 OUTSIDE_CELLS_MAX = 0.15
 
 
-def inside_compression_cells(quality: QualityTrace, kinds: Iterable[str]) -> bool:
-    """Whether a JPEG-only plan changed only what the file's quantisation left uncertain, with no deblocking artefact.
+def inside_compression_cells(
+    quality: QualityTrace, kinds: Iterable[str], strengths: Mapping[str, float] | None
+) -> bool:
+    """Whether a JPEG-only plan at its dose changed only what the file's quantisation left uncertain, no artefact.
 
     The image before compression lies in the cells, and so (up to 8-bit rounding) does such a restoration; filtered
     inside them, it was truly better on every held-out JPEG tried (Pillow q15-80 at strength 1, 4:2:0: 136 crops,
     +0.12 to +1.2 dB; noise or a second compression before the last one: +0.14 to +2.2 dB; a mild blur before it,
     which the plan leaves: -0.15 to +0.1 dB), while the ensemble left most of them "uncertain" (a q27 coffee crop:
-    +0.4 dB +-0.9). Plans above their diagnosed strength are
-    not checked (the graph passes no quality for them): bolder deblocking was worse than the input down to -0.4 dB.
+    +0.4 dB +-0.9). Plans above their diagnosed strength (:func:`at_dose`) do not count: a bolder deblocking is
+    projected into the cells too, but was worse than the input down to -0.4 dB.
 
-    >>> q = QualityTrace(gain_db=1.4, spread_db=1.3, compression_cells=(0.05, 0.08))
-    >>> inside_compression_cells(q, ["jpeg"]), inside_compression_cells(q, ["jpeg", "noise"])
+    >>> q, dose = QualityTrace(gain_db=1.4, spread_db=1.3, compression_cells=(0.05, 0.08)), {"jpeg": 1.0}
+    >>> inside_compression_cells(q, ["jpeg"], dose), inside_compression_cells(q, ["jpeg", "noise"], dose)
     (True, False)
-    >>> inside_compression_cells(q.model_copy(update={"compression_cells": (0.26, 0.08)}), ["jpeg"])  # off the grid
+    >>> inside_compression_cells(q, ["jpeg"], {"jpeg": 1.5})  # bolder than diagnosed
     False
-    >>> inside_compression_cells(q.model_copy(update={"compression_cells": (0.05, 0.4)}), ["jpeg"])  # left the cells
+    >>> inside_compression_cells(q.model_copy(update={"compression_cells": (0.26, 0.08)}), ["jpeg"], dose)  # off grid
     False
-    >>> inside_compression_cells(q.model_copy(update={"artefacts": {"over_smoothing": -2.0}}), ["jpeg"])
+    >>> inside_compression_cells(q.model_copy(update={"compression_cells": (0.05, 0.4)}), ["jpeg"], dose)  # left them
+    False
+    >>> inside_compression_cells(q.model_copy(update={"artefacts": {"over_smoothing": -2.0}}), ["jpeg"], dose)
     False
     """
-    if set(kinds) != {"jpeg"} or quality.compression_cells is None or "jpeg" in artefact_kinds(quality):
+    if set(kinds) != {"jpeg"} or not at_dose("jpeg", strengths) or quality.compression_cells is None:
+        return False
+    if "jpeg" in artefact_kinds(quality):
         return False
     fit, left = quality.compression_cells
     return fit <= GRID_FIT_MAX and left <= OUTSIDE_CELLS_MAX

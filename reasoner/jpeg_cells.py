@@ -31,7 +31,7 @@ GRID_FIT_MAX = 0.12
 #: Coefficients the fit is measured on: beyond half a step (smaller ones sit at zero for any step), steps of at least
 #: this (a step of 1-2 clusters anything), and at least this many of them.
 _MIN_STEP, _MIN_COEFFICIENTS = 3.0, 64
-_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def dct_matrix(n: int = 8) -> np.ndarray:
@@ -56,16 +56,24 @@ def ijg_table(quality: int) -> np.ndarray:
     return np.clip(np.floor((_IJG_LUMA * scale + 50.0) / 100.0), 1, 255)
 
 
-def _luma_blocks(rgb: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Level-shifted BT.601 luma (0-255) of the whole 8x8 blocks from the top-left corner: (blocks, 8, 8), H, W."""
-    y = np.asarray(rgb, np.float64) @ _LUMA * 255.0 - 128.0
-    h, w = (y.shape[0] // 8) * 8, (y.shape[1] // 8) * 8
-    return y[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3), h, w
+def luma255(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma on the 0-255 scale (the Y that JPEG encoders quantise)."""
+    return (rgb @ _LUMA) * 255.0
+
+
+def luma_coefficients(y: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """DCT coefficients of luma ``y`` (0-255, level-shifted here): (rows, cols, 8, 8).
+
+    The whole 8x8 blocks of the grid starting at ``origin`` (row, column).
+    """
+    y = y[origin[0] :, origin[1] :]
+    h, w = y.shape[0] // 8, y.shape[1] // 8
+    return DCT8 @ (y[: h * 8, : w * 8] - 128.0).reshape(h, 8, w, 8).transpose(0, 2, 1, 3) @ DCT8.T
 
 
 def coefficients(rgb: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Luma DCT coefficients of the whole 8x8 blocks of the grid starting at ``origin``: (rows, cols, 8, 8)."""
-    return DCT8 @ _luma_blocks(rgb[origin[0] :, origin[1] :])[0] @ DCT8.T
+    """:func:`luma_coefficients` of ``rgb``'s luma."""
+    return luma_coefficients(luma255(rgb), origin)
 
 
 def grid_fit(rgb: np.ndarray, quality: int) -> float | None:
@@ -92,9 +100,13 @@ def fitted_quality(
 
     On the grid starting at ``origin``; None when no quality's fit can be measured.
     """
-    if min(np.shape(rgb)[:2]) < 8 + max(origin):
+    return _fitted_quality(luma255(rgb), quality, span, origin)
+
+
+def _fitted_quality(y: np.ndarray, quality: int, span: int, origin: tuple[int, int]) -> tuple[int, float] | None:
+    if min(y.shape[:2]) < 8 + max(origin):
         return None
-    c = coefficients(rgb, origin)
+    c = luma_coefficients(y, origin)
     qualities = range(max(1, quality - span), min(100, quality + span) + 1)
     fits = [(f, q) for q in qualities if (f := _fit(c, q)) is not None]
     if not fits:
@@ -123,26 +135,41 @@ def grid_origin(rgb: np.ndarray, quality: int) -> tuple[int, int]:
     offsets are tried on a central window (the right one fits at 0.02-0.14 even with the quality a few off, the
     others near 0.25). (0, 0) when nothing can be measured.
     """
-    h, w = np.shape(rgb)[:2]
+    return _grid_origin(luma255(rgb), quality)
+
+
+def _grid_origin(y: np.ndarray, quality: int) -> tuple[int, int]:
+    h, w = y.shape[:2]
     y0, x0 = max(0, (h - ORIGIN_WINDOW) // 2), max(0, (w - ORIGIN_WINDOW) // 2)
-    window = rgb[y0 : y0 + ORIGIN_WINDOW, x0 : x0 + ORIGIN_WINDOW]
+    window = y[y0 : y0 + ORIGIN_WINDOW, x0 : x0 + ORIGIN_WINDOW]
     if min(window.shape[:2]) < 16:
         return (0, 0)
-    fits = [(f, dy, dx) for dy in range(8) for dx in range(8) if (f := _fit(coefficients(window, (dy, dx)), quality))]
+    offsets = [(dy, dx) for dy in range(8) for dx in range(8)]
+    fits = [(f, o) for o in offsets if (f := _fit(luma_coefficients(window, o), quality)) is not None]
     if not fits:
         return (0, 0)
-    _, dy, dx = min(fits)
+    _, (dy, dx) = min(fits)
     return ((y0 + dy) % 8, (x0 + dx) % 8)
 
 
-def carried_grid(rgb: np.ndarray, quality: int) -> tuple[int, tuple[int, int], float] | None:
-    """The quality near ``quality``, the grid origin and the fit of the JPEG grid ``rgb`` carries, or None.
+def fitted_grid(rgb: np.ndarray, quality: int) -> tuple[int, tuple[int, int], float] | None:
+    """The quality, origin and fit of the JPEG grid ``rgb`` fits best near ``quality``, however badly.
 
-    None when it carries none (:data:`GRID_FIT_MAX`): not a JPEG, or resized since the compression.
+    :func:`grid_origin`, then :func:`fitted_quality` there, on one luma; None when nothing can be measured.
     """
-    origin = grid_origin(rgb, quality)
-    found = fitted_quality(rgb, quality, origin=origin)
-    return (found[0], origin, found[1]) if found is not None and found[1] <= GRID_FIT_MAX else None
+    y = luma255(rgb)
+    origin = _grid_origin(y, quality)
+    found = _fitted_quality(y, quality, QUALITY_SPAN, origin)
+    return None if found is None else (found[0], origin, found[1])
+
+
+def carried_grid(rgb: np.ndarray, quality: int) -> tuple[int, tuple[int, int], float] | None:
+    """:func:`fitted_grid` where ``rgb`` carries that grid (:data:`GRID_FIT_MAX`).
+
+    None otherwise: not a JPEG, or resized since the compression.
+    """
+    found = fitted_grid(rgb, quality)
+    return found if found is not None and found[2] <= GRID_FIT_MAX else None
 
 
 def project(

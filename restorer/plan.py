@@ -44,6 +44,11 @@ class Plan(BaseModel):
         """Kinds in the order they run."""
         return [op.kind for op in self.operations]
 
+    @property
+    def strengths(self) -> dict[str, float]:
+        """Each kind's strength (1 = as diagnosed)."""
+        return {op.kind: op.strength for op in self.operations}
+
 
 #: Confidence from which a detection is treated at full strength, and the weight of the least confident one.
 FULL_CONFIDENCE, MIN_WEIGHT = 0.8, 0.25

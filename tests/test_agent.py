@@ -500,18 +500,24 @@ def test_a_noisy_photo_the_ensemble_is_unsure_about_is_denoised():
     assert psnr(pixels) > psnr(noisy) + 5.0
 
 
+def _saved_jpeg(path: Path, rgb: np.ndarray, quality: int) -> Path:
+    """``rgb`` (float, [0, 1]) saved by OpenCV as a JPEG file at ``quality``, as a phone or an app would."""
+    import cv2
+
+    u8 = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
 def test_a_dim_phone_photo_is_brightened_not_returned_unchanged(tmp_path):
     # Under-exposed (x0.35, gamma 1.15), sensor noise, saved as JPEG q85. The scorer's members agree the brightening
     # helps (+2.8 to +36 dB) but not by how much; the dB spread alone (13.8) once returned this photo untouched.
-    import cv2
-
     clean = load_photo("astronaut")
     rng = np.random.default_rng(3)
     dim = (0.35 * clean) ** 1.15 + rng.normal(0.0, 6.0 / 255.0, clean.shape)
-    u8 = np.clip(np.round(dim * 255.0), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
-    path = tmp_path / "dim.jpg"
-    path.write_bytes(buf.tobytes())
+    path = _saved_jpeg(tmp_path / "dim.jpg", dim, 85)
     pixels, trace = restore_image(path)
     before = load_image(path).pixels
 
@@ -526,13 +532,8 @@ def test_a_jpeg_the_ensemble_is_unsure_about_is_deblocked_inside_its_cells(tmp_p
     # A coffee crop saved at quality 27: the scorer's members put the deblocking at +1.4 dB and disagree (+-1.3), so
     # the photo was returned blocky. The deblocking stays inside the file's quantisation cells (reasoner.jpeg_cells),
     # which the decision now counts (agent.policy.inside_compression_cells).
-    import cv2
-
     clean = np.ascontiguousarray(load_photo("coffee")[:256, 64:320])
-    u8 = np.round(clean * 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 27])
-    path = tmp_path / "blocky.jpg"
-    path.write_bytes(buf.tobytes())
+    path = _saved_jpeg(tmp_path / "blocky.jpg", clean, 27)
     pixels, trace = restore_image(path)
     before = load_image(path).pixels
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from reasoner.jpeg_cells import DCT8, ijg_table
+from reasoner.jpeg_cells import ijg_table, luma255, luma_coefficients
 
 LOCAL_CROP = 512
 GLOBAL_SIDE = 256
@@ -24,11 +24,6 @@ ORIENT_BINS = 12
 # Low-frequency AC positions whose quantisation steps are estimated (zig-zag order).
 _QPOS = [(0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (2, 1), (1, 2), (0, 3), (3, 0)]
 _IJG_BY_QUALITY = np.stack([ijg_table(q) for q in range(1, 101)])  # (100, 8, 8)
-
-
-def luma255(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma on the 0-255 scale (the Y that JPEG encoders quantise)."""
-    return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) * 255.0
 
 
 def local_crop(rgb: np.ndarray, size: int = LOCAL_CROP) -> np.ndarray:
@@ -243,8 +238,7 @@ def jpeg_stats(y: np.ndarray) -> dict[str, float]:
         out.update(jpeg_quality_est=100.0, jpeg_q_score=0.0, jpeg_quality_read=100.0, jpeg_read_score=0.0,
                    jpeg_hf_zero=0.0)  # fmt: skip
         return out
-    b = (y[: hb * 8, : wb * 8] - 128.0).reshape(hb, 8, wb, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
-    coef = DCT8 @ b @ DCT8.T
+    coef = luma_coefficients(y).reshape(-1, 8, 8)
     # Two readings of the same votes. "est" takes the largest step that scores high on at least 30 coefficients (a
     # calibration input, kept as fitted); "read" also requires the step to be supported by 30% of all coefficients,
     # because a multiple of the true step scores high on the few large ones a dark or flat frame has. The factor

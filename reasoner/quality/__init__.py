@@ -50,7 +50,7 @@ class QualityChange:
         removed_noise: For a restoration that only removed noise of a known sigma: what it took away against that
             noise (:func:`reasoner.quality.features.removed_noise`: std over sigma, lag-1 correlation), else None.
         compression_cells: For a restoration that only undid JPEG of a known quality: how well the source carries
-            the DCT grid of the nearby quality it fits best (:func:`reasoner.jpeg_cells.fitted_quality`) and how far
+            the DCT grid of the nearby quality it fits best (:func:`reasoner.jpeg_cells.fitted_grid`) and how far
             the change left those quantisation cells (:func:`reasoner.jpeg_cells.outside`), else None (also when
             the grid cannot be measured).
 
@@ -107,11 +107,11 @@ def assess(
         removed = tuple(round(v, 4) for v in removed_noise(source, restored, noise_sigma))
     cells = None
     if kinds == {"jpeg"} and jpeg_quality:
-        from reasoner.jpeg_cells import fitted_quality, grid_origin, outside
+        from reasoner.jpeg_cells import fitted_grid, outside
 
-        origin = grid_origin(source, jpeg_quality)
-        if (fitted := fitted_quality(source, jpeg_quality, origin=origin)) is not None:
-            cells = (round(fitted[1], 4), round(outside(source, restored, fitted[0], origin=origin), 4))
+        if (grid := fitted_grid(source, jpeg_quality)) is not None:
+            quality, origin, fit = grid
+            cells = (round(fit, 4), round(outside(source, restored, quality, origin=origin), 4))
     if model is None:
         return QualityChange(None, None, None, found, stats, why, removed_noise=removed, compression_cells=cells)
     gain, spread, spread_log = model.ensemble(stats)
