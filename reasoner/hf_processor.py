@@ -34,12 +34,18 @@ AutoProcessor.register(Qwen3VLConfig, Qwen3VLImageOnlyProcessor, exist_ok=True)
 def load_processor(name_or_path: str, **kwargs):
     """The processor of a Qwen3-VL checkpoint (hub id or folder), image-only when torchvision is missing.
 
-    With torchvision, upstream's ``AutoProcessor`` (videos included); without it, or when upstream's loader comes
-    back without an image processor, :class:`Qwen3VLImageOnlyProcessor`. ``kwargs`` go to ``from_pretrained``
-    (``revision``, ``trust_remote_code``, ``min_pixels``/``max_pixels`` overrides, ...).
+    With torchvision, upstream's ``AutoProcessor`` (videos included); without it, when the checkpoint has no video
+    processor config (one built locally, or stripped to images), or when upstream's loader comes back without an
+    image processor, :class:`Qwen3VLImageOnlyProcessor`. ``kwargs`` go to ``from_pretrained`` (``revision``,
+    ``trust_remote_code``, ``min_pixels``/``max_pixels`` overrides, ...).
     """
     if is_torchvision_available():
-        processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
-        if hasattr(processor, "image_processor") and hasattr(processor, "tokenizer"):
-            return processor
+        try:
+            processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
+        except OSError as e:
+            if "video processor" not in str(e):
+                raise
+        else:
+            if hasattr(processor, "image_processor") and hasattr(processor, "tokenizer"):
+                return processor
     return Qwen3VLImageOnlyProcessor.from_pretrained(name_or_path, **kwargs)

@@ -74,6 +74,17 @@ def test_tiny_checkpoint_is_seeded(tmp_path):
     assert np.array_equal(wa[key], wb[key]) and not np.array_equal(wa[key], wc[key])
 
 
+def test_a_checkpoint_without_a_video_processor_loads_image_only_where_torchvision_is(tiny_vlm_dir, monkeypatch):
+    # A GPU machine has torchvision: upstream's AutoProcessor then asks for the video processor config the locally
+    # built checkpoint does not have ("Can't load video processor"); images and text must still load.
+    import reasoner.hf_processor as hp
+
+    monkeypatch.setattr(hp, "is_torchvision_available", lambda: True)
+    assert isinstance(hp.load_processor(str(tiny_vlm_dir)), hp.Qwen3VLImageOnlyProcessor)
+    with pytest.raises(OSError):  # any other failure to load still says so
+        hp.load_processor(str(tiny_vlm_dir / "missing"))
+
+
 def test_image_only_processor_loads_a_checkpoint_naming_qwen3vlprocessor(tiny_vlm_dir):
     from PIL import Image
     from transformers import AutoProcessor
