@@ -129,6 +129,8 @@ MONOTONE = [
     (("jpeg", "444"), lambda v: D.Jpeg444Params(int(100 - v)), (10, 50, 90)),
     # double JPEG: the lower quality governs
     (("jpeg", "double"), lambda v: D.DoubleJpegParams(95, int(100 - v), 3, 5), (10, 50, 90)),
+    # cropped JPEG: lower quality
+    (("jpeg", "cropped"), lambda v: D.CroppedJpegParams(int(100 - v), 5, 3), (10, 50, 90)),
     # screen rain: density target
     (("rain", "screen"), lambda v: rain.ScreenRainParams(v, 85.0, 30.0, 1.0, 0.9, 1), (0.01, 0.03, 0.06)),
     # OpenCV resampling: scale

@@ -26,7 +26,14 @@ from rl.degradations.haze import (
     sample_haze,
     transmission_map,
 )
-from rl.degradations.jpeg import DoubleJpegParams, Jpeg444Params, JpegParams, apply_jpeg, sample_jpeg
+from rl.degradations.jpeg import (
+    CroppedJpegParams,
+    DoubleJpegParams,
+    Jpeg444Params,
+    JpegParams,
+    apply_jpeg,
+    sample_jpeg,
+)
 from rl.degradations.kernels import disk_kernel, equivalent_motion, equivalent_sigma, motion_kernel
 from rl.degradations.low_light import (
     CrfDarkParams,
@@ -80,7 +87,8 @@ from rl.degradations.registry import (
 
 __all__ = [
     "APPLIERS", "DEFAULT_MODEL", "LOW_PASS_KINDS", "MODELS", "SAMPLERS", "BlurParams", "CameraNoiseParams",
-    "CorrelatedNoiseParams", "CrfDarkParams", "DegradationModel", "DoubleJpegParams", "GreyNoiseParams",
+    "CorrelatedNoiseParams", "CrfDarkParams", "CroppedJpegParams", "DegradationModel", "DoubleJpegParams",
+    "GreyNoiseParams",
     "HazeParams", "Jpeg444Params", "JpegParams", "KernelBlurParams", "LowLightParams", "LowResolutionParams",
     "MioDarkParams", "MioHazeParams", "MioLowResolutionParams", "MioRainParams", "MotionBlurParams", "NoiseParams",
     "Params", "PoissonNoiseParams", "ProxyHazeParams", "RainParams", "ResampleParams", "ScreenRainParams",

@@ -1,4 +1,4 @@
-"""JPEG compression: block-DCT quantisation and chroma subsampling, once (4:2:0 or 4:4:4) or twice.
+"""JPEG compression: block-DCT quantisation and chroma subsampling, once (4:2:0 or 4:4:4), twice, or cropped since.
 
 All models use the IJG quantisation tables through Pillow's libjpeg-turbo. OpenCV's ``cv2.imencode`` (what MiO and
 BasicSR call) gives bit-identical pixels to the project's own 4:2:0 model at the same quality, so MiO's JPEG is
@@ -161,6 +161,55 @@ def describe_double_jpeg(p: DoubleJpegParams, f: dict) -> str:
     return f"synthesised double JPEG compression at quality={p.first} then {p.quality} (4:2:0){grid}"
 
 
+@dataclass(frozen=True)
+class CroppedJpegParams:
+    """A 4:2:0 JPEG at ``quality`` cropped since by ``shift_y`` rows and ``shift_x`` columns (not both 0).
+
+    What a gallery crop, a screenshot of part of a photo or a tile cut from one is: the 8x8 grid no longer starts at
+    the top-left pixel.
+    """
+
+    kind: ClassVar[str] = "jpeg"
+    quality: int
+    shift_x: int
+    shift_y: int
+
+    def __post_init__(self):
+        for name in ("quality", "shift_x", "shift_y"):
+            value = getattr(self, name)
+            check(isinstance(value, int | np.integer), f"{name} must be an integer, got {value!r}")
+        check_in("JPEG quality", self.quality, 1, 100)
+        check_in("crop x (px)", self.shift_x, 0, 7)
+        check_in("crop y (px)", self.shift_y, 0, 7)
+        check(self.shift_x or self.shift_y, "a cropped JPEG is cropped by at least one row or column")
+
+
+def sample_cropped_jpeg(rng: np.random.Generator, *, quality: tuple[int, int] = (10, 90)) -> CroppedJpegParams:
+    """Quality uniform in [10, 90]; the crop uniform over the 63 grid offsets other than (0, 0)."""
+    q = int(rng.integers(quality[0], quality[1] + 1))
+    offset = int(rng.integers(1, 64))
+    return CroppedJpegParams(q, offset % 8, offset // 8)
+
+
+def apply_cropped_jpeg(img: np.ndarray, params: CroppedJpegParams) -> np.ndarray:
+    """Edge-pad by the crop, compress (4:2:0) and decode, crop the padding off: the same size, the grid shifted."""
+    p = params
+    padded = np.pad(to_uint8(as_image(img)), ((p.shift_y, 0), (p.shift_x, 0), (0, 0)), mode="edge")
+    out = _roundtrip(padded, p.quality, 2)[p.shift_y :, p.shift_x :]
+    return np.ascontiguousarray(out, dtype=np.float32) / np.float32(255.0)
+
+
+def cropped_jpeg_factors(params: CroppedJpegParams, shape: tuple[int, ...]) -> dict:
+    """The schema's JPEG factors: the quality."""
+    return {"quality": int(params.quality)}
+
+
+def describe_cropped_jpeg(p: CroppedJpegParams, f: dict) -> str:
+    """The ground-truth observation of a cropped JPEG ``p``."""
+    return (f"synthesised JPEG compression at quality={p.quality} (4:2:0), cropped since by {p.shift_y} rows and "
+            f"{p.shift_x} columns (grid off the top-left pixel)")  # fmt: skip
+
+
 #: This kind's models; :data:`rl.degradations.MODELS` files them by kind and name.
 MODELS = (
     DegradationModel(
@@ -193,5 +242,16 @@ MODELS = (
         describe=describe_double_jpeg,
         source="Real-ESRGAN second-order degradation (two JPEG stages, Wang et al. 2021); misaligned double "
         "compression as in JPEG forensics (Bianchi & Piva 2012)",
+    ),
+    DegradationModel(
+        kind="jpeg",
+        name="cropped",
+        params=CroppedJpegParams,
+        sample=sample_cropped_jpeg,
+        apply=apply_cropped_jpeg,
+        factors=cropped_jpeg_factors,
+        describe=describe_cropped_jpeg,
+        source="non-aligned JPEG compression of JPEG forensics (Luo, Huang & Qi 2007; Bianchi & Piva 2012): a "
+        "JPEG cropped after saving",
     ),
 )

@@ -88,7 +88,7 @@ def models_except(*names: str) -> dict[str, tuple[str, ...]]:
     """Every kind's model names other than ``names``, for ``sample_ops(models=...)``: a leave-models-out mixture.
 
     >>> models_except("rnr")["jpeg"]
-    ('444', 'double')
+    ('444', 'double', 'cropped')
     """
     return {k: tuple(n for n in by_name if n not in names) for k, by_name in MODELS.items()}
 
