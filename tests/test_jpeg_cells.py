@@ -2,17 +2,20 @@
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from reasoner.jpeg_cells import (
     GRID_FIT_MAX,
+    blind_origin,
     carried_grid,
     coefficients,
     fitted_quality,
     grid_fit,
     grid_origin,
+    luma255,
     outside,
     project,
 )
@@ -49,6 +52,25 @@ def test_the_grid_is_found_on_the_jpeg_and_not_off_it(case):
     assert grid_fit(clean, quality) > 0.2  # the PNG it came from
     assert grid_fit(src[3:, 5:], quality) > 0.2  # the same JPEG cropped off its grid
     assert grid_fit(_jpeg(clean, quality, subsampling=0), quality) <= GRID_FIT_MAX  # 4:4:4 too
+
+
+@pytest.mark.parametrize("quality", [20, 50, 75, 90, 95])
+def test_the_grid_of_a_cropped_jpeg_is_found_without_knowing_its_quality(quality):
+    # What the diagnosis does before it reads the quality: where the blocks start in a JPEG cropped since.
+    for name in ("astronaut", "motorcycle_right", "camera"):
+        jpeg = _jpeg(load_photo(name), quality)
+        for dy, dx in ((0, 0), (3, 5), (5, 3), (1, 7), (7, 0)):
+            assert blind_origin(luma255(jpeg[dy:, dx:])) == ((8 - dy) % 8, (8 - dx) % 8), (name, dy, dx)
+
+
+def test_no_grid_is_found_where_there_is_none():
+    # The PNG originals (no JPEG in their past), the same up-sampled 2x, and a JPEG resized since.
+    for name in ("astronaut", "coffee", "camera"):
+        photo = load_photo(name)
+        up = np.repeat(np.repeat(photo[:200, :200], 2, 0), 2, 1)
+        resized = cv2.resize(_jpeg(photo, 50), None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA)
+        for img in (photo[3:, 5:], up, resized):
+            assert blind_origin(luma255(img)) == (0, 0), name
 
 
 def test_a_quality_read_a_few_off_is_fitted_to_the_files_own(case):

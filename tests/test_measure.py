@@ -69,6 +69,15 @@ def test_jpeg_quality_factor(measure, photo, quality):
     assert abs(entry.factors.quality - quality) <= 3  # read off the quantisation tables, not the severity map
 
 
+@pytest.mark.parametrize("quality", [20, 50, 85])
+def test_a_jpeg_cropped_since_is_read_like_the_uncropped_one(measure, photo, quality):
+    # A gallery crop or a tile: the 8x8 grid no longer starts at the top-left pixel (it was read as q80-90 or clean).
+    for dx, dy in ((5, 3), (1, 7)):
+        rec = measure.diagnose(D.apply(photo, [D.CroppedJpegParams(quality, dx, dy)]))
+        entry = next(d for d in rec.degradations if d.kind == "jpeg")
+        assert abs(entry.factors.quality - quality) <= 3, (dx, dy)
+
+
 @pytest.mark.parametrize("angle", [0.0, 45.0, 90.0, 135.0])
 def test_motion_angle_factor(measure, photo, angle):
     rec = measure.diagnose(D.apply(photo, [D.MotionBlurParams(length=21, angle=angle)]))

@@ -2,8 +2,9 @@
 
 Every function takes ``float32 HxWx3 RGB in [0, 1]`` (or the derived luma) and returns plain floats, so each
 number can be cited as evidence in a record. Local statistics (noise, blur, compression, streaks, resampling) are
-measured at native resolution on a central crop whose origin is a multiple of 8 (keeps the JPEG grid); global ones
-(haze, exposure, scene) on a copy down-scaled to at most 256 px.
+measured at native resolution on a central crop that starts on the JPEG grid (found wherever it starts, as in a
+JPEG cropped since; on the top-left pixel's grid when there is none); global ones (haze, exposure, scene) on a copy
+down-scaled to at most 256 px.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from reasoner.jpeg_cells import ijg_table, luma255, luma_coefficients
+from reasoner.jpeg_cells import BLIND_WINDOW, blind_origin, ijg_table, luma255, luma_coefficients
 
 LOCAL_CROP = 512
 GLOBAL_SIDE = 256
@@ -26,12 +27,26 @@ _QPOS = [(0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (2, 1), (1, 2), (0, 3), (3, 0)]
 _IJG_BY_QUALITY = np.stack([ijg_table(q) for q in range(1, 101)])  # (100, 8, 8)
 
 
-def local_crop(rgb: np.ndarray, size: int = LOCAL_CROP) -> np.ndarray:
-    """Central ``size`` crop whose origin is a multiple of 8, so a JPEG block grid stays aligned."""
+def local_crop(rgb: np.ndarray, size: int = LOCAL_CROP, grid: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Central ``size`` crop that starts on the 8x8 grid at ``grid`` (row, column): a JPEG's blocks stay blocks.
+
+    >>> local_crop(np.zeros((600, 700, 3)), grid=(3, 5)).shape
+    (512, 512, 3)
+    >>> local_crop(np.zeros((100, 100, 3)), grid=(3, 5)).shape   # smaller than the crop: only the rows before it go
+    (97, 95, 3)
+    """
     h, w = rgb.shape[:2]
-    y0 = max((h - size) // 2, 0) // 8 * 8
-    x0 = max((w - size) // 2, 0) // 8 * 8
+    y0 = grid[0] + max((h - size) // 2 - grid[0], 0) // 8 * 8
+    x0 = grid[1] + max((w - size) // 2 - grid[1], 0) // 8 * 8
     return rgb[y0 : y0 + size, x0 : x0 + size]
+
+
+def _centre(rgb: np.ndarray) -> np.ndarray:
+    """The central part :func:`blind_origin` looks at, with the offset of its origin kept a multiple of 8."""
+    h, w = rgb.shape[:2]
+    y0 = max((h - BLIND_WINDOW) // 2 - 8, 0) // 8 * 8
+    x0 = max((w - BLIND_WINDOW) // 2 - 8, 0) // 8 * 8
+    return rgb[y0 : y0 + BLIND_WINDOW + 16, x0 : x0 + BLIND_WINDOW + 16]
 
 
 def global_view(rgb: np.ndarray, side: int = GLOBAL_SIDE) -> np.ndarray:
@@ -389,7 +404,7 @@ def tone_stats(small: np.ndarray) -> dict[str, float]:
 
 def measure_all(rgb: np.ndarray) -> dict[str, float]:
     """Every statistic above for one image (``float32 HxWx3 RGB in [0, 1]``), by name."""
-    crop = np.ascontiguousarray(local_crop(rgb), dtype=np.float32)
+    crop = np.ascontiguousarray(local_crop(rgb, grid=blind_origin(luma255(_centre(rgb)))), dtype=np.float32)
     y = luma255(crop)
     feats = noise_stats(crop * 255.0)
     feats.update(spectrum_stats(y, feats["noise_sigma_flat"] * 0.67))
