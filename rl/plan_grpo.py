@@ -285,6 +285,7 @@ def train_plan_grpo(
     log=None,
     train=None,
     bins: dict[str, list[float]] | None = None,
+    callbacks: list | None = None,
 ) -> Path:
     """GRPO-train a plan policy; returns the output folder (a policy folder :class:`PlanPolicy` loads).
 
@@ -295,6 +296,7 @@ def train_plan_grpo(
         train: Rows of :func:`plan_dataset` to train on; default: the recipe's ``dataset`` (an ``rnr synth`` set)
             diagnosed by its ``reasoner``, statistics binned over it (when ``stats``).
         bins: The statistic bins ``train``'s prompts were rendered with (written into the policy folder).
+        callbacks: More ``transformers.TrainerCallback`` objects for the trainer (a time budget, say).
 
     Returns:
         ``output_dir``: weights (LoRA merged), tokenizer or processor, ``rnr_plan_policy.json`` and
@@ -346,7 +348,7 @@ def train_plan_grpo(
             train_dataset=train,
             processing_class=processor,
             peft_config=lora_config(recipe),
-            callbacks=[timer],
+            callbacks=[timer, *(callbacks or [])],
         )
         trainer.remove_callback(PrinterCallback)
         say(f"training: {args.max_steps} steps, rewards {dict(zip(trainer.reward_func_names, args.reward_weights))}")

@@ -342,3 +342,20 @@ def test_the_same_recipe_trains_a_tiny_qwen3vl_plan_policy(tmp_path, tiny_vlm_di
     manifest = read_manifest(out)
     assert manifest["global_step"] == 1 and manifest["recipe"]["policy"] == "vlm"
     assert json.loads((out / META_FILE).read_text())["completion"] == "json"
+
+
+def test_the_gpu_benchmark_runs_its_whole_path_on_cpu(tmp_path):
+    """bench/grpo_gpu.py (the GPU recipe's check, run on a lent GPU): warm start, GRPO steps, table, JSON, curves."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
+    script = Path(__file__).resolve().parents[1] / "bench" / "grpo_gpu.py"
+    res = subprocess.run([sys.executable, str(script), "--device", "cpu", "--dtype", "float32", "--steps", "1",
+                          "--warm-steps", "3", "--crops", "8", "--size", "96", "--workers", "0", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads((tmp_path / "grpo_gpu.json").read_text())
+    assert out["summary"]["steps"] == 1 and out["warm_start"]["steps"] == 3
+    assert (tmp_path / "grpo_gpu.png").stat().st_size > 0 and "steps/s" in (tmp_path / "grpo_gpu.txt").read_text()
