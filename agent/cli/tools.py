@@ -39,7 +39,8 @@ def calibrate(
 ) -> None:
     """Refit the measure backend's calibration, or the quality scorer, from self-synthesised data.
 
-    Both are reproducible: the same --n and --seed give the committed file on the same library versions.
+    Both are reproducible: the same --n and --seed give the same fit on the same library versions (README says how
+    the committed files differ from a refit on today's zoo).
     """
     if quality:
         from reasoner.quality.model import DEFAULT_PATH as QUALITY_PATH
