@@ -9,9 +9,9 @@ al. 1995), and a restoration's change that stays inside the cells is one the fil
 
 Only luma is used: chroma is subsampled (4:2:0) and quantised in another table. Steps are the IJG tables libjpeg
 uses at a quality factor (what ``reasoner.measure`` reads off the DCT grid). The grid starts at the image's
-top-left pixel unless cropped since (or a tile or crop of it is at hand): :func:`grid_origin` finds where, and
-:func:`carried_grid` says whether the image really carries one (a resize after the compression erases it, and then
-nothing here applies).
+top-left pixel unless cropped since (or a tile or crop of it is at hand): :func:`grid_origin` finds where, whatever
+the quality (the diagnosis asks before it reads the quality), and :func:`carried_grid` says whether the image really
+carries the grid of a quality (a resize after the compression erases it, and then nothing here applies).
 """
 
 from __future__ import annotations
@@ -100,13 +100,9 @@ def fitted_quality(
 
     On the grid starting at ``origin``; None when no quality's fit can be measured.
     """
-    return _fitted_quality(luma255(rgb), quality, span, origin)
-
-
-def _fitted_quality(y: np.ndarray, quality: int, span: int, origin: tuple[int, int]) -> tuple[int, float] | None:
-    if min(y.shape[:2]) < 8 + max(origin):
+    if min(rgb.shape[:2]) < 8 + max(origin):
         return None
-    c = luma_coefficients(y, origin)
+    c = coefficients(rgb, origin)
     qualities = range(max(1, quality - span), min(100, quality + span) + 1)
     fits = [(f, q) for q in qualities if (f := _fit(c, q)) is not None]
     if not fits:
@@ -125,80 +121,54 @@ def _fit(c: np.ndarray, quality: int) -> float | None:
 
 
 #: High-frequency DCT positions (u + v >= 5) whose steps exceed 1 at every quality up to 95: on a JPEG's own grid
-#: most of them decode to (almost) exactly zero, on any other grid few do (:func:`blind_origin`).
+#: most of them decode to (almost) exactly zero, on any other grid few do (:func:`grid_origin`).
 _HIGH = np.add.outer(np.arange(8), np.arange(8)) >= 5
-#: Side (px) of the central window :func:`blind_origin` looks on, and how many times more non-zero high-frequency
+#: Side (px) of the central window :func:`grid_origin` looks on, and how many times more non-zero high-frequency
 #: coefficients the next best offset must have than the best. 16 bundled photos cropped off the grid: Pillow q20-95
 #: 1.2-16 (1.09-1.2 with noise sigma 3 added after a q75); without a grid (the PNG originals, blurred, noisy, resized,
 #: up-sampled 2x) 1.00-1.05. Any offset is as good as another on an image with no grid, so a false find costs nothing.
-BLIND_WINDOW, BLIND_LEAD = 192, 1.06
+ORIGIN_WINDOW, ORIGIN_LEAD = 192, 1.06
 
 
-def blind_origin(y: np.ndarray) -> tuple[int, int]:
-    """Where the 8x8 grid of a JPEG starts in luma ``y`` (0-255), whatever its quality (row, column, each 0-7).
+def grid_origin(rgb: np.ndarray) -> tuple[int, int]:
+    """Where the 8x8 grid of a JPEG starts in ``rgb`` (row, column, each 0-7), whatever its quality.
 
-    The 64 offsets are tried on a central window; the one whose blocks have the fewest non-zero high-frequency
-    coefficients wins if it clearly leads (:data:`BLIND_LEAD`). (0, 0) when none does: no grid, or too small to tell.
+    A tile or crop of a JPEG, or a JPEG cropped since, has its grid elsewhere than at the top-left pixel. The 64
+    offsets are tried on a central window; the one whose blocks have the fewest non-zero high-frequency
+    coefficients wins if it clearly leads (:data:`ORIGIN_LEAD`). (0, 0) when none does: no grid, or too small to tell.
 
     >>> rng = np.random.default_rng(0)
     >>> c = np.zeros((16, 16, 8, 8)); c[..., :3, :3] = rng.normal(0, 30, (16, 16, 3, 3))  # what a harsh JPEG keeps
     >>> blocks = (DCT8.T @ c @ DCT8).transpose(0, 2, 1, 3).reshape(128, 128) + 128
-    >>> blind_origin(np.pad(blocks, ((3, 0), (5, 0)), mode="edge")[:128, :128])        # cropped since: 3 rows, 5 cols
+    >>> grey = lambda y: np.repeat(y[..., None] / 255.0, 3, axis=2)
+    >>> grid_origin(grey(np.pad(blocks, ((3, 0), (5, 0)), mode="edge")[:128, :128]))   # cropped since: 3 rows, 5 cols
     (3, 5)
-    >>> blind_origin(rng.normal(128, 20, (128, 128)))
+    >>> grid_origin(grey(rng.normal(128, 20, (128, 128))))
     (0, 0)
     """
-    h, w = y.shape[:2]
-    y0, x0 = max(0, (h - BLIND_WINDOW - 8) // 2), max(0, (w - BLIND_WINDOW - 8) // 2)
-    window = y[y0 : y0 + BLIND_WINDOW + 8, x0 : x0 + BLIND_WINDOW + 8]
+    h, w = rgb.shape[:2]
+    # The window starts a multiple of 8 from the top-left pixel, so an offset in it is the image's.
+    y0, x0 = (max((n - ORIGIN_WINDOW) // 2 - 8, 0) // 8 * 8 for n in (h, w))
+    window = luma255(rgb[y0 : y0 + ORIGIN_WINDOW + 8, x0 : x0 + ORIGIN_WINDOW + 8])
     rows, cols = (window.shape[0] - 8) // 8, (window.shape[1] - 8) // 8
     if rows * cols < 16:
         return (0, 0)
     zeros = np.array([[(np.abs(luma_coefficients(window, (dy, dx))[:rows, :cols][..., _HIGH]) < 1.0).mean()
                        for dx in range(8)] for dy in range(8)])  # fmt: skip
     order = np.argsort(zeros, axis=None)
-    if (1.001 - zeros.flat[order[-2]]) < BLIND_LEAD * (1.001 - zeros.flat[order[-1]]):
+    if (1.001 - zeros.flat[order[-2]]) < ORIGIN_LEAD * (1.001 - zeros.flat[order[-1]]):
         return (0, 0)
     dy, dx = np.unravel_index(order[-1], zeros.shape)
-    return (int(y0 + dy) % 8, int(x0 + dx) % 8)
-
-
-#: Side (px) of the central window the grid's origin is looked for on (:func:`grid_origin`).
-ORIGIN_WINDOW = 264
-
-
-def grid_origin(rgb: np.ndarray, quality: int) -> tuple[int, int]:
-    """Where the 8x8 grid that fits ``quality``'s steps best starts in ``rgb`` (row, column, each 0-7).
-
-    A tile or crop of a JPEG, or a JPEG cropped since, has its grid elsewhere than at the top-left pixel; the 64
-    offsets are tried on a central window (the right one fits at 0.02-0.14 even with the quality a few off, the
-    others near 0.25). (0, 0) when nothing can be measured.
-    """
-    return _grid_origin(luma255(rgb), quality)
-
-
-def _grid_origin(y: np.ndarray, quality: int) -> tuple[int, int]:
-    h, w = y.shape[:2]
-    y0, x0 = max(0, (h - ORIGIN_WINDOW) // 2), max(0, (w - ORIGIN_WINDOW) // 2)
-    window = y[y0 : y0 + ORIGIN_WINDOW, x0 : x0 + ORIGIN_WINDOW]
-    if min(window.shape[:2]) < 16:
-        return (0, 0)
-    offsets = [(dy, dx) for dy in range(8) for dx in range(8)]
-    fits = [(f, o) for o in offsets if (f := _fit(luma_coefficients(window, o), quality)) is not None]
-    if not fits:
-        return (0, 0)
-    _, (dy, dx) = min(fits)
-    return ((y0 + dy) % 8, (x0 + dx) % 8)
+    return (int(dy), int(dx))
 
 
 def fitted_grid(rgb: np.ndarray, quality: int) -> tuple[int, tuple[int, int], float] | None:
     """The quality, origin and fit of the JPEG grid ``rgb`` fits best near ``quality``, however badly.
 
-    :func:`grid_origin`, then :func:`fitted_quality` there, on one luma; None when nothing can be measured.
+    :func:`grid_origin`, then :func:`fitted_quality` there; None when nothing can be measured.
     """
-    y = luma255(rgb)
-    origin = _grid_origin(y, quality)
-    found = _fitted_quality(y, quality, QUALITY_SPAN, origin)
+    origin = grid_origin(rgb)
+    found = fitted_quality(rgb, quality, origin=origin)
     return None if found is None else (found[0], origin, found[1])
 
 

@@ -9,13 +9,11 @@ from PIL import Image
 
 from reasoner.jpeg_cells import (
     GRID_FIT_MAX,
-    blind_origin,
     carried_grid,
     coefficients,
     fitted_quality,
     grid_fit,
     grid_origin,
-    luma255,
     outside,
     project,
 )
@@ -60,7 +58,7 @@ def test_the_grid_of_a_cropped_jpeg_is_found_without_knowing_its_quality(quality
     for name in ("astronaut", "motorcycle_right", "camera"):
         jpeg = _jpeg(load_photo(name), quality)
         for dy, dx in ((0, 0), (3, 5), (5, 3), (1, 7), (7, 0)):
-            assert blind_origin(luma255(jpeg[dy:, dx:])) == ((8 - dy) % 8, (8 - dx) % 8), (name, dy, dx)
+            assert grid_origin(jpeg[dy:, dx:]) == ((8 - dy) % 8, (8 - dx) % 8), (name, dy, dx)
 
 
 def test_no_grid_is_found_where_there_is_none():
@@ -70,7 +68,7 @@ def test_no_grid_is_found_where_there_is_none():
         up = np.repeat(np.repeat(photo[:200, :200], 2, 0), 2, 1)
         resized = cv2.resize(_jpeg(photo, 50), None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA)
         for img in (photo[3:, 5:], up, resized):
-            assert blind_origin(luma255(img)) == (0, 0), name
+            assert grid_origin(img) == (0, 0), name
 
 
 def test_a_quality_read_a_few_off_is_fitted_to_the_files_own(case):
@@ -127,7 +125,7 @@ def test_a_crop_or_tile_of_a_jpeg_finds_its_grid_and_is_projected_on_it(case):
     clean, src, quality = case
     shifted, truth = np.ascontiguousarray(src[3:, 5:]), clean[3:, 5:]
     assert grid_fit(shifted, quality) > 0.2  # off the top-left grid
-    assert grid_origin(shifted, quality) == (5, 3)
+    assert grid_origin(shifted) == (5, 3)
     assert carried_grid(shifted, quality)[:2] == (quality, (5, 3))
     out = deblock(shifted, quality)
     assert outside(shifted, out, quality, origin=(5, 3)) <= 0.15

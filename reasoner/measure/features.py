@@ -15,7 +15,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from reasoner.jpeg_cells import BLIND_WINDOW, blind_origin, ijg_table, luma255, luma_coefficients
+from reasoner.jpeg_cells import grid_origin, ijg_table, luma255, luma_coefficients
 
 LOCAL_CROP = 512
 GLOBAL_SIDE = 256
@@ -39,14 +39,6 @@ def local_crop(rgb: np.ndarray, size: int = LOCAL_CROP, grid: tuple[int, int] = 
     y0 = grid[0] + max((h - size) // 2 - grid[0], 0) // 8 * 8
     x0 = grid[1] + max((w - size) // 2 - grid[1], 0) // 8 * 8
     return rgb[y0 : y0 + size, x0 : x0 + size]
-
-
-def _centre(rgb: np.ndarray) -> np.ndarray:
-    """The central part :func:`blind_origin` looks at, with the offset of its origin kept a multiple of 8."""
-    h, w = rgb.shape[:2]
-    y0 = max((h - BLIND_WINDOW) // 2 - 8, 0) // 8 * 8
-    x0 = max((w - BLIND_WINDOW) // 2 - 8, 0) // 8 * 8
-    return rgb[y0 : y0 + BLIND_WINDOW + 16, x0 : x0 + BLIND_WINDOW + 16]
 
 
 def global_view(rgb: np.ndarray, side: int = GLOBAL_SIDE) -> np.ndarray:
@@ -404,7 +396,7 @@ def tone_stats(small: np.ndarray) -> dict[str, float]:
 
 def measure_all(rgb: np.ndarray) -> dict[str, float]:
     """Every statistic above for one image (``float32 HxWx3 RGB in [0, 1]``), by name."""
-    crop = np.ascontiguousarray(local_crop(rgb, grid=blind_origin(luma255(_centre(rgb)))), dtype=np.float32)
+    crop = np.ascontiguousarray(local_crop(rgb, grid=grid_origin(rgb)), dtype=np.float32)
     y = luma255(crop)
     feats = noise_stats(crop * 255.0)
     feats.update(spectrum_stats(y, feats["noise_sigma_flat"] * 0.67))
