@@ -142,12 +142,18 @@ def sample_double_jpeg(
 
 
 def apply_double_jpeg(img: np.ndarray, params: DoubleJpegParams) -> np.ndarray:
-    """Compress at ``first``, shift the grid (edge-padded), compress at ``quality``, undo the shift."""
+    """Compress at ``first``, then at ``quality`` on a grid shifted by the crop between the saves."""
     p = params
     once = _roundtrip(to_uint8(as_image(img)), p.first, 2)
-    padded = np.pad(once, ((p.shift_y, 0), (p.shift_x, 0), (0, 0)), mode="edge")
-    twice = _roundtrip(padded, p.quality, 2)[p.shift_y :, p.shift_x :]
-    return np.ascontiguousarray(twice, dtype=np.float32) / np.float32(255.0)
+    return _shifted_roundtrip(once, p.quality, p.shift_y, p.shift_x)
+
+
+def _shifted_roundtrip(img8: np.ndarray, quality: int, shift_y: int, shift_x: int) -> np.ndarray:
+    # A 4:2:0 JPEG of uint8 ``img8`` whose 8x8 grid starts (shift_y, shift_x) px before the top-left pixel: edge-pad,
+    # compress and decode, crop the padding off. The same size, float32 in [0, 1].
+    padded = np.pad(img8, ((shift_y, 0), (shift_x, 0), (0, 0)), mode="edge")
+    out = _roundtrip(padded, quality, 2)[shift_y:, shift_x:]
+    return np.ascontiguousarray(out, dtype=np.float32) / np.float32(255.0)
 
 
 def double_jpeg_factors(params: DoubleJpegParams, shape: tuple[int, ...]) -> dict:
@@ -192,11 +198,8 @@ def sample_cropped_jpeg(rng: np.random.Generator, *, quality: tuple[int, int] = 
 
 
 def apply_cropped_jpeg(img: np.ndarray, params: CroppedJpegParams) -> np.ndarray:
-    """Edge-pad by the crop, compress (4:2:0) and decode, crop the padding off: the same size, the grid shifted."""
-    p = params
-    padded = np.pad(to_uint8(as_image(img)), ((p.shift_y, 0), (p.shift_x, 0), (0, 0)), mode="edge")
-    out = _roundtrip(padded, p.quality, 2)[p.shift_y :, p.shift_x :]
-    return np.ascontiguousarray(out, dtype=np.float32) / np.float32(255.0)
+    """Compress (4:2:0) on a grid shifted by the crop: the same size, the grid off the top-left pixel."""
+    return _shifted_roundtrip(to_uint8(as_image(img)), params.quality, params.shift_y, params.shift_x)
 
 
 def cropped_jpeg_factors(params: CroppedJpegParams, shape: tuple[int, ...]) -> dict:
