@@ -3,13 +3,13 @@
     python bench/grpo_gpu.py --device cuda --dtype bfloat16 --seconds 110 --warm-seconds 80   (a GPU: a few minutes)
     python bench/grpo_gpu.py --device cpu --dtype float32 --steps 2                          (the same path locally)
 
-The policy is the tiny random-weight Qwen3-VL of :mod:`reasoner.tiny_vlm` (built locally, seeded; ``--hidden`` and
-``--layers`` widen and deepen its text model, the vision tower following). A random policy writes no valid plan:
-every reply falls back to the hand plan, all completions of a group score the same and GRPO gets no gradient. So it
-is first warm-started (:func:`warm_start_vlm`, ``--warm-steps`` / ``--warm-seconds``; 0 steps to skip): supervised
-next-token steps on the rows' hand (or oracle) JSON plans, the prompt rendered as ``GRPOTrainer`` renders it, all
-text weights trained, the vision tower frozen. Stopped well before it is deterministic, it writes plans that mostly
-parse and still differ within a group. The share of sampled replies that parse is measured after it.
+The policy is the tiny random-weight Qwen3-VL of :mod:`reasoner.tiny_vlm` (built locally, seeded). A random policy
+writes no valid plan: every reply falls back to the hand plan, all completions of a group score the same and GRPO
+gets no gradient. So it is first warm-started (:func:`warm_start_vlm`, ``--warm-steps`` / ``--warm-seconds``; 0
+steps to skip): supervised next-token steps on the rows' hand (or oracle) JSON plans, the prompt rendered as
+``GRPOTrainer`` renders it, all text weights trained, the vision tower frozen. Stopped well before it is
+deterministic, it writes plans that mostly parse and still differ within a group. The share of sampled replies
+that parse is measured after it.
 
 Then :func:`rl.plan_grpo.train_plan_grpo` trains it with ``rl/recipes/grpo_restore_qwen3vl.yaml``: the crop in the
 prompt, JSON replies, LoRA on top of the warm-started weights, the recipe's rewards (format, full-reference PSNR
@@ -33,7 +33,6 @@ and ``<out>/grpo_gpu.png`` (per-component reward per step).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -52,73 +51,21 @@ from grpo_restore import REWARD_NAMES, TRAIN_MODELS, TRAIN_PHOTOS, draw, make_ca
 RECIPE = "grpo_restore_qwen3vl.yaml"
 
 
-class Budget:
-    """Trainer callbacks: wall time per optimiser step, and a clean stop after the step that passes ``seconds``."""
+def stop_after(seconds: float):
+    """A trainer callback that stops training cleanly after the optimiser step that passes ``seconds``."""
+    from transformers import TrainerCallback
 
-    def __init__(self, seconds: float) -> None:
-        from transformers import TrainerCallback
+    class StopAfter(TrainerCallback):
+        stopped = False
 
-        budget = self
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.begin = time.perf_counter()
 
-        class _Callback(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kwargs):
-                budget.begin = time.perf_counter()
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.perf_counter() - self.begin > seconds:
+                self.stopped = control.should_training_stop = True
 
-            def on_step_begin(self, args, state, control, **kwargs):
-                budget._t = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kwargs):
-                now = time.perf_counter()
-                budget.step_s.append(now - budget._t)
-                if now - budget.begin > budget.seconds:
-                    budget.stopped = True
-                    control.should_training_stop = True
-
-            def on_train_end(self, args, state, control, **kwargs):
-                budget.end = time.perf_counter()
-
-        self.seconds = float(seconds)
-        self.begin = self.end = self._t = None
-        self.step_s: list[float] = []
-        self.stopped = False
-        self.callback = _Callback()
-
-    def train_s(self) -> float:
-        """Seconds from the trainer's first step to its end (model loading and data preparation left out)."""
-        return (self.end or time.perf_counter()) - self.begin
-
-
-@contextlib.contextmanager
-def tiny_size(hidden: int, layers: int):
-    """Build :func:`reasoner.tiny_vlm.build_tiny_reasoner` with a text model of ``hidden`` x ``layers`` (64 x 2 stock).
-
-    Heads of 16 channels as in the stock config (so its rotary sections hold), half as many key-value heads, an
-    MLP twice as wide; the vision tower half as wide as the text model, as deep, projecting to ``hidden``.
-    """
-    import reasoner.tiny_vlm as tv
-
-    stock = tv.tiny_config
-    if (hidden, layers) == (64, 2):
-        yield
-        return
-    if hidden % 32:
-        raise SystemExit(f"--hidden {hidden}: use a multiple of 32")
-
-    def sized(tokenizer) -> dict:
-        cfg = stock(tokenizer)
-        heads = hidden // 16
-        cfg["text_config"].update(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                                  num_attention_heads=heads, num_key_value_heads=max(1, heads // 2))  # fmt: skip
-        cfg["vision_config"].update(hidden_size=hidden // 2, intermediate_size=hidden, depth=layers,
-                                    num_heads=max(1, hidden // 32), out_hidden_size=hidden,
-                                    deepstack_visual_indexes=[layers - 1])  # fmt: skip
-        return cfg
-
-    tv.tiny_config = sized
-    try:
-        yield
-    finally:
-        tv.tiny_config = stock
+    return StopAfter()
 
 
 def _encode(processor, row: dict, target: str):
@@ -153,6 +100,7 @@ def warm_start_vlm(base: Path, rows, out: Path, *, steps: int, seconds: float, l
     from transformers import AutoModelForImageTextToText
 
     from reasoner.hf_processor import load_processor
+    from rl.plan_grpo import reply_batch
     from rl.training import freeze_vision
 
     processor = load_processor(str(base))
@@ -168,14 +116,8 @@ def warm_start_vlm(base: Path, rows, out: Path, *, steps: int, seconds: float, l
     for step in range(steps):
         t = time.perf_counter()
         picked = [examples[i] for i in rng.choice(len(examples), size=min(batch, len(examples)), replace=False)]
-        width = max(len(p) + len(c) for p, c, _ in picked)
-        ids = torch.full((len(picked), width), pad)
-        labels = torch.full((len(picked), width), -100)
-        mask = torch.zeros((len(picked), width), dtype=torch.long)
-        for j, (p, c, _) in enumerate(picked):
-            ids[j, : len(p) + len(c)] = torch.tensor(p + c)
-            labels[j, len(p) : len(p) + len(c)] = torch.tensor(c)
-            mask[j, : len(p) + len(c)] = 1
+        ids, mask, labels = reply_batch([(p, c) for p, c, _ in picked], pad)
+        width = ids.shape[1]
         images = {k: torch.cat([im[k] for _, _, im in picked]).to(device) for k in ("pixel_values", "image_grid_thw")}
         if "mm_token_type_ids" in picked[0][2]:  # per token: the prompt's, then 0 on the reply and the padding
             types = torch.zeros((len(picked), width), dtype=picked[0][2]["mm_token_type_ids"].dtype)
@@ -289,8 +231,6 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="per_device_train_batch_size")
     ap.add_argument("--completion-length", type=int, default=128, help="max_completion_length (tokens)")
     ap.add_argument("--workers", type=int, default=None, help="reward workers (default: CPU cores less 4, 0 on 2)")
-    ap.add_argument("--hidden", type=int, default=64, help="tiny Qwen3-VL text hidden size (stock 64)")
-    ap.add_argument("--layers", type=int, default=2, help="tiny Qwen3-VL text and vision layers (stock 2)")
     ap.add_argument("--warm-steps", type=int, default=300, help="supervised warm-start steps before GRPO (0: none)")
     ap.add_argument("--warm-seconds", type=float, default=90, help="stop the warm start after the step passing this")
     ap.add_argument("--warm-lr", type=float, default=2e-3, help="warm-start learning rate (AdamW)")
@@ -302,7 +242,6 @@ def main() -> None:
     import numpy as np
     import torch
     import transformers
-    import trl
     from transformers.utils import logging as hf_logging
 
     from reasoner import load_reasoner
@@ -329,8 +268,7 @@ def main() -> None:
     t_data = time.time() - t0
     say(f"{len(rows)} of {len(cases)} crops of {args.size}px have something to plan ({t_data:.0f}s)")
 
-    with tiny_size(args.hidden, args.layers):
-        model = build_tiny_reasoner(work / "tiny", seed=0)
+    model = build_tiny_reasoner(work / "tiny", seed=0)
     warm = sampled = None
     if args.warm_steps > 0:
         say(f"warm start on {args.device}: at most {args.warm_steps} steps or {args.warm_seconds:.0f}s")
@@ -359,17 +297,17 @@ def main() -> None:
             "reward_workers": workers, "report_to": "none", "save_steps": 0, "log_completions": False,
         },
     )  # fmt: skip
-    budget = Budget(args.seconds)
+    stop = stop_after(args.seconds)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     say(f"training on {args.device} in {args.dtype} for at most {args.seconds:.0f}s or {args.steps} steps, "
         f"{workers} reward workers")  # fmt: skip
-    out = train_plan_grpo(recipe, log=say, train=rows, bins=bins, callbacks=[budget.callback])
+    out = train_plan_grpo(recipe, log=say, train=rows, bins=bins, callbacks=[stop])
     manifest = read_manifest(out)
     history = [h for h in manifest["log_history"] if "reward" in h]
     steps = int(manifest["global_step"])
-    train_s = budget.train_s()
-    steady = budget.step_s[1:] or budget.step_s
+    train_s, step_s = manifest["train_runtime_s"], manifest["step_s"]
+    steady = step_s[1:] or step_s
     n_params = sum(p.numel() for p in transformers.AutoModelForImageTextToText.from_pretrained(out).parameters())
 
     per_generation = recipe.steps_per_generation or recipe.gradient_accumulation_steps
@@ -381,11 +319,11 @@ def main() -> None:
                             steady_step_s=float(np.mean(warm["step_s"][1:] or warm["step_s"])))  # fmt: skip
     summary = {
         "steps": steps,
-        "stopped_by": "seconds" if budget.stopped else "steps",
+        "stopped_by": "seconds" if stop.stopped else "steps",
         "train_s": train_s,
         "steps_per_s": steps / train_s if train_s > 0 else None,
         "steady_steps_per_s": len(steady) / sum(steady) if steady and sum(steady) > 0 else None,
-        "first_step_s": budget.step_s[0] if budget.step_s else None,
+        "first_step_s": step_s[0] if step_s else None,
         "completions_per_step": completions,
         "prompts_per_step": completions // recipe.num_generations,
         "mean_reward": float(np.mean([h["reward"] for h in history])) if history else None,
@@ -405,9 +343,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
         "dtype": args.dtype,
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "trl": trl.__version__,
+        **manifest["versions"],
         "cuda": torch.version.cuda,
         "cpu_cores": os.cpu_count(),
         "reward_workers": workers,
@@ -426,7 +362,7 @@ def main() -> None:
                 f"parse (format), {sampled['distinct']:.2f} distinct of 4 per prompt, {sampled['mean_tokens']:.0f} "
                 "tokens"
             )
-    lines += table(history, budget.step_s)
+    lines += table(history, step_s)
     lines += [
         f"loss non-zero at {summary['nonzero_loss_steps']} of {len(history)} steps, grad_norm at "
         f"{summary['nonzero_grad_norm_steps']}; parseable share (format mean) {_num(summary['mean_parseable'])} "
@@ -440,7 +376,7 @@ def main() -> None:
         "peak CUDA memory: "
         + (f"{summary['peak_cuda_allocated_gib']:.2f} GiB allocated, {summary['peak_cuda_reserved_gib']:.2f} GiB "
            "reserved" if cuda else "- (cpu)"),
-        f"policy: tiny Qwen3-VL, text {args.hidden} x {args.layers} layers, {n_params / 1e6:.2f} M parameters, "
+        f"policy: tiny Qwen3-VL ({n_params / 1e6:.2f} M parameters), "
         f"{'warm-started' if warm else 'random'}, GRPO with LoRA r {recipe.lora.r} on top; use_vllm False",
         "env: " + ", ".join(f"{k} {v}" for k, v in env.items()),
     ]  # fmt: skip
@@ -458,13 +394,10 @@ def main() -> None:
             "size": args.size,
             "photos": TRAIN_PHOTOS,
             "n_kinds": [2, 3],
-            "hidden": args.hidden,
-            "layers": args.layers,
             "warm_steps": args.warm_steps,
             "warm_seconds": args.warm_seconds,
         },
         "warm_start": warm,
-        "step_s": budget.step_s,
         "log_history": manifest["log_history"],
     }
     (args.out / "grpo_gpu.json").write_text(json.dumps(report, indent=1, default=float) + "\n")

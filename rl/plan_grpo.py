@@ -220,15 +220,7 @@ def warm_start(
         if ws.noise > 0 and completion == "compact":
             batch = [(p, tok(_perturbed(targets[i], ws.noise, rng) + end)["input_ids"]) for (p, _c), i in
                      zip(batch, picked, strict=True)]  # fmt: skip
-        width = max(len(p) + len(c) for p, c in batch)
-        ids = torch.full((len(batch), width), tok.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for j, (p, c) in enumerate(batch):
-            seq = p + c
-            ids[j, : len(seq)] = torch.tensor(seq)
-            labels[j, len(p) : len(seq)] = torch.tensor(c)
-            mask[j, : len(seq)] = 1
+        ids, mask, labels = reply_batch(batch, tok.pad_token_id)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         opt.step()
@@ -241,6 +233,25 @@ def warm_start(
     tok.save_pretrained(out)
     write_meta(out, "text", completion, bins)
     return out
+
+
+def reply_batch(pairs, pad_id: int):
+    """(input ids, attention mask, labels) of (prompt ids, reply ids) pairs, right-padded: the loss on the replies.
+
+    >>> [t.tolist() for t in reply_batch([([1, 2], [3]), ([4], [5, 6])], 0)]
+    [[[1, 2, 3], [4, 5, 6]], [[1, 1, 1], [1, 1, 1]], [[-100, -100, 3], [-100, 5, 6]]]
+    """
+    import torch
+
+    width = max(len(p) + len(c) for p, c in pairs)
+    ids = torch.full((len(pairs), width), pad_id)
+    labels = torch.full((len(pairs), width), -100)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    for j, (p, c) in enumerate(pairs):
+        ids[j, : len(p) + len(c)] = torch.tensor(p + c)
+        labels[j, len(p) : len(p) + len(c)] = torch.tensor(c)
+        mask[j, : len(p) + len(c)] = 1
+    return ids, mask, labels
 
 
 def _perturbed(target: str, noise: float, rng: np.random.Generator) -> str:
@@ -370,6 +381,7 @@ def train_plan_grpo(
         "final_reward": history[-1]["reward"] if history else None,
         "log_history": trainer.state.log_history,
         "step_time_s": timer.mean_step_time(),
+        "step_s": timer.times,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "versions": versions(),
     }
