@@ -316,11 +316,9 @@ def _noise_sigma(record) -> float | None:
 
 
 def _jpeg_quality(plan) -> int | None:
-    """The quality a JPEG-only plan undoes (its change is checked against the file's quantisation cells), else None."""
-    ops = plan.operations
-    if len(ops) == 1 and ops[0].kind == "jpeg" and ops[0].params.get("quality"):
-        return int(ops[0].params["quality"])
-    return None
+    """The JPEG quality ``plan`` undoes, if it undoes JPEG (``assess`` checks a JPEG-only plan against its cells)."""
+    quality = next((op.params.get("quality") for op in plan.operations if op.kind == "jpeg"), None)
+    return int(quality) if quality else None
 
 
 def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | None, source_overall: float,
