@@ -187,15 +187,15 @@ def plan(state: RestoreState, ctx: Context) -> dict:
                 why = ("the plan policy chose to restore nothing" if by_hand.operations
                        else "your strength/only/skip settings leave nothing to restore")  # fmt: skip
                 final = Final("unchanged", None, f"{why}; input returned unchanged")
-            return {"plan": first, "plan_source": None, **_final(final)}
-        return {"plan": first, "plan_source": None}
+            return {"plan": first, "plan_source": None, "plan_rule": None, **_final(final)}
+        return {"plan": first, "plan_source": None, "plan_rule": None}
     step = policy.decide(state.record, state.attempts, ctx.settings)
     if isinstance(step, Final):  # decide routes here only to retry; the same inputs give the same step
         return _final(step)
     new = policy.retry_plan(step, state.record, state.attempts)
     ran = set(state.attempts[-1].plan.kinds)  # those carry the strength they were last run with, controls included
     new = policy.user_plan(new, ctx.settings, scale=set(new.kinds) - ran)
-    update = {"plan": new, "plan_source": step.source}
+    update = {"plan": new, "plan_source": step.source, "plan_rule": step.rule}
     if not new.operations:  # every kind left out: nothing left to try, the decision is final
         update |= _final(policy.conclude(state.record, state.attempts, ctx.settings))
     return update
@@ -277,7 +277,8 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     source_rec = record_of(state.record, state.attempts, state.plan_source)
     if state.pending is None:
         failed = AttemptTrace(
-            index=len(state.attempts), source=state.plan_source, plan=state.plan, record_after=None,
+            index=len(state.attempts), source=state.plan_source, rule=state.plan_rule, plan=state.plan,
+            record_after=None,
             severity_after=source_rec.severities(), overall_after=source_rec.overall_severity, structure=0.0,
             verdict="failed", reason=f"restorer failed: {state.pending_error}"[:1000], elapsed_s=state.pending_s,
         )  # fmt: skip
@@ -291,11 +292,14 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     stats = _stats(ctx, state.input_stats, inp)
     if stats is not None and state.input_stats is None:  # once per image; later attempts are judged against it too
         update["input_stats"] = stats
+    kinds = _restored(state.attempts, state.plan, state.plan_source)
     rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan, stats, source_rec.overall_severity,
-                                                      _noise_sigma(source_rec), state.plan_source is None)  # fmt: skip
+                                                      _noise_sigma(source_rec), state.plan_source is None,
+                                                      kinds)  # fmt: skip
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
+        rule=state.plan_rule,
         plan=state.plan,
         record_after=rec,
         severity_after=rec.severities(),
@@ -321,16 +325,23 @@ def _jpeg_quality(plan) -> int | None:
     return int(quality) if quality else None
 
 
+def _restored(attempts, plan, source: int | None) -> list[str]:
+    """Every kind restored from the input to an attempt of ``plan`` on ``source``: its own and its sources' plans."""
+    earlier = policy.lineage_kinds(attempts, source) if source is not None else frozenset()
+    return [*plan.kinds, *sorted(earlier - set(plan.kinds))]
+
+
 def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | None, source_overall: float,
-           noise_sigma: float | None = None, alone: bool = True):  # fmt: skip
+           noise_sigma: float | None = None, alone: bool = True, kinds: list[str] | None = None):  # fmt: skip
     """``out`` restored by ``plan`` judged against ``inp``: the scorer's record, structure, quality, verdict, reason.
 
     ``stats`` are the input's measure statistics for the quality scorer (None: no quality estimate);
     ``noise_sigma`` the source's diagnosed noise, against which a noise-only plan's removed layer is measured.
     ``alone``: ``out`` is ``plan`` run on ``inp`` itself (not on top of an earlier attempt), so a JPEG-only plan's
     change can be checked against the file's quantisation cells and the plan's strengths are its own.
+    ``kinds``: every kind restored from ``inp`` to ``out`` (default the plan's; a refinement adds its sources').
     """
-    kinds = plan.kinds
+    kinds = plan.kinds if kinds is None else kinds
     jpeg_quality = _jpeg_quality(plan) if alone else None
     strengths = plan.strengths if alone else None
     measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
@@ -403,8 +414,9 @@ def full_size(state: RestoreState, ctx: Context) -> dict:
     source = record_of(state.record, state.attempts, state.attempts[chosen].source)
     alone = state.attempts[chosen].source is None  # a refinement ran on top of another attempt's output
     rec, structure, quality, verdict, reason = _judge(ctx, inp, x, state.attempts[chosen].plan, stats,
-                                                      state.record.overall_severity, _noise_sigma(source),
-                                                      alone)  # fmt: skip
+                                                      state.record.overall_severity, _noise_sigma(source), alone,
+                                                      _restored(state.attempts, state.attempts[chosen].plan,
+                                                                state.attempts[chosen].source))  # fmt: skip
     trace = FullSizeTrace(**base, verdict=verdict, reason=reason, structure=structure, quality=quality,
                           severity_after=rec.severities(), overall_after=rec.overall_severity,
                           elapsed_s=time.perf_counter() - t0)  # fmt: skip

@@ -82,6 +82,9 @@ last verdict           retry when                          retry: same source, s
 =====================  ==================================  ===================================================
 better                 overall still >= ``done_below``     ``residual_factor`` on the input's kinds still
                        and residue remains                 detected, low-pass kinds excepted ("stronger")
+better                 its output shows tone the input's   source: that attempt; only the revealed kinds
+                       diagnosis missed (low light, haze:  ("revealed", :func:`revealed_kinds`)
+                       :data:`REVEALABLE`)
 no_change, uncertain   always (uncertain: when the         ``no_change_factor`` on every kind ("bolder");
                        estimate is not negative; not for   an uncertain estimate below 0 is retried gentler;
                        a plan with a ``NOT_BOLDER`` kind:  one showing a sign of harm (:func:`harm_at_fault`)
@@ -96,7 +99,10 @@ When an attempt shows artefacts (ringing, over-smoothing, banding, ...), a gentl
 whose operators make them (:data:`reasoner.quality.artefacts.ARTEFACTS` ``caused_by``), and a stronger one is not
 tried. A retry restores the same source again (never the restored image: deconvolving twice compounds ringing) with the
 source's record planned afresh, each kind's strength the last attempt's times its factor, capped at
-:data:`MAX_STRENGTH`. A retry whose plan is empty concludes at once.
+:data:`MAX_STRENGTH`. A retry whose plan is empty concludes at once. The one exception is a "revealed" retry: tone
+that noise or rain hid from the diagnosis is restored on top of the attempt that removed them (a curve does not
+compound the way a deconvolution does); it and any retry of it restore only :data:`REVEALABLE` kinds, and it is
+judged against the input for everything its lineage restored.
 
 The final decision (:func:`conclude`): among ``better`` attempts, the one with the highest discounted estimate
 (the assured gain; without a quality model: the lowest overall severity that beats the input's by
@@ -108,10 +114,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from agent.state import Settings
-from agent.trace import AttemptTrace, Decision, QualityTrace, Verdict
+from agent.trace import AttemptTrace, Decision, QualityTrace, RetryRule, Verdict
 from reasoner.jpeg_cells import GRID_FIT_MAX
 from reasoner.kinds import KINDS, LOWPASS
 from reasoner.quality.artefacts import BY_NAME
@@ -131,8 +136,15 @@ MAX_STRENGTH: float = float(next(m.le for m in Operation.model_fields["strength"
 #: cases, seeds 4-6) the bolder motion retries were 0.07 dB worse than the attempt before them on average, 0.16 where
 #: the bolder one was returned, and 4 of those 19 returned were worse than the input.
 NOT_BOLDER: frozenset[str] = frozenset({"motion_blur"})
-#: Which row of the retry table a :class:`Retry` comes from.
-RetryRule = Literal["stronger", "bolder", "gentler"]
+#: Kinds a better attempt may reveal, restored next on top of it (:func:`revealed_kinds`): global tone, which noise and
+#: rain streaks hide from the diagnosis (they lift the brightest pixels and the dark channel) and which no
+#: deconvolution undoes. Blur, low resolution and noise found after a denoising are mostly the denoising's own
+#: smoothing or what it left, and are not restored on top of it.
+REVEALABLE: frozenset[str] = frozenset({"low_light", "haze"})
+#: What hides tone: only an attempt that removed one of these (and restored no tone itself) is read for revealed
+#: tone. A brightened image read as hazy is the brightening's lifted shadows, not haze (own cases, seed 2: a dim
+#: camera crop brightened +12.1 dB, then "dehazed" to +7.4 dB and that accepted).
+HIDE_TONE: frozenset[str] = frozenset({"noise", "rain"})
 
 
 @dataclass(frozen=True)
@@ -425,10 +437,15 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
                 return Retry("gentler", last.source, per_kind(s.failure_factor, culprits))
             if last.overall_after >= s.done_below and residual:
                 return Retry("stronger", last.source, per_kind(s.residual_factor, residual))
+            if revealed := revealed_kinds(record, attempts, last):
+                return Retry("revealed", last.index, per_kind(1.0), frozenset(KINDS) - revealed)
         elif last.verdict in UNDECIDED and (at_fault := harm_at_fault(last.quality, last.plan.kinds)):
             # bolder would deepen what held it back, and a weaker pass of the same wrong kernel is still wrong (a
             # motion "blur" that clips when undone is often not there): retry without the operators at fault
             return Retry("gentler", last.source, per_kind(1.0), at_fault)
+        elif last.verdict in UNDECIDED and (lowpass := mixed_lowpass(last.plan)):
+            # the deconvolution is what rings and paints texture into a mixed image: the other kinds alone
+            return Retry("split", last.source, per_kind(1.0), lowpass)
         elif last.verdict in UNDECIDED and not _estimated_loss(last):
             if NOT_BOLDER & set(last.plan.kinds):
                 return conclude(record, attempts, s)
@@ -437,6 +454,18 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
             target = culprits & set(last.plan.kinds) or None
             return Retry("gentler", last.source, per_kind(s.failure_factor, target), worsened(record, attempts, s))
     return conclude(record, attempts, s)
+
+
+def mixed_lowpass(plan: Plan) -> frozenset[str]:
+    """The low-pass kinds of ``plan`` when it restores other kinds too (else empty): what a "split" retry drops.
+
+    >>> sorted(mixed_lowpass(Plan(operations=[Operation(kind="haze", severity=0.5), Operation(kind="blur",
+    ...     severity=0.5)])))
+    ['blur']
+    """
+    kinds = set(plan.kinds)
+    lowpass = kinds & LOWPASS
+    return frozenset(lowpass) if lowpass and kinds - LOWPASS else frozenset()
 
 
 def _estimated_loss(attempt: AttemptTrace) -> bool:
@@ -535,8 +564,15 @@ def retry_plan(retry: Retry, record: DiagnosisRecord, attempts: Sequence[Attempt
     Each kind keeps its own strength (the first plan weights them by confidence): the last attempt's, or the fresh
     plan's for a kind the last attempt did not have, times the kind's factor, capped at :data:`MAX_STRENGTH`.
     """
-    previous = {op.kind: op.strength for op in attempts[-1].plan.operations}
-    plan = plan_from_record(record_of(record, attempts, retry.source), skip=set(retry.skip))
+    last = attempts[-1]
+    previous = {op.kind: op.strength for op in last.plan.operations}
+    source = record_of(record, attempts, retry.source)
+    skip = set(retry.skip)
+    if retry.source is not None:  # on top of an earlier attempt only tone is restored (see REVEALABLE)
+        skip |= set(KINDS) - REVEALABLE
+    if retry.source == last.source:  # a kind the last try of this source left out (split, at fault) stays out
+        skip |= {d.kind for d in source.detected()} - set(previous)
+    plan = plan_from_record(source, skip=skip)
     for op in plan.operations:
         op.strength = round(min(previous.get(op.kind, op.strength) * retry.factors.get(op.kind, 1.0), MAX_STRENGTH), 4)
     return plan
@@ -555,6 +591,31 @@ def residual_kinds(record: DiagnosisRecord, last: AttemptTrace) -> frozenset[str
     # Low-pass kinds are deconvolved: a residual means the kernel was off, not too weak, and a wider kernel rings (a
     # 30% wider one cost 7 dB on a held-out photo) while the scorer sees only a sharper image.
     return (frozenset(d.kind for d in last.record_after.detected()) & original) - LOWPASS
+
+
+def lineage_kinds(attempts: Sequence[AttemptTrace], index: int) -> frozenset[str]:
+    """Every kind the plans that made attempt ``index`` restored: its own, its source's, and so on to the input."""
+    kinds, i = set(), index
+    while i is not None:
+        kinds |= set(attempts[i].plan.kinds)
+        i = attempts[i].source
+    return frozenset(kinds)
+
+
+def revealed_kinds(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], last: AttemptTrace) -> frozenset[str]:
+    """Tone kinds (:data:`REVEALABLE`) found in ``last``'s output that the input's diagnosis did not have.
+
+    A dim photo under heavy noise reads as noisy only: the noise lifts the brightest percentiles that low light is
+    read from. Once the noise is gone, the darkness shows; it is restored on top of the better attempt (a
+    "revealed" retry), and that attempt is judged against the input like any other. Only an output whose plans
+    removed what hides tone (:data:`HIDE_TONE`) and restored no tone themselves is read this way.
+    """
+    restored = lineage_kinds(attempts, last.index)
+    if last.record_after is None or not restored & HIDE_TONE or restored & REVEALABLE:
+        return frozenset()
+    found = frozenset(d.kind for d in last.record_after.detected())
+    original = frozenset(d.kind for d in record.detected())
+    return (found & REVEALABLE) - original
 
 
 def worsened(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: Settings) -> frozenset[str]:

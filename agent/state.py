@@ -140,6 +140,7 @@ class RestoreState(BaseModel):
     references: list[Reference] = Field(default_factory=list)
     plan: Plan | None = None
     plan_source: int | None = None
+    plan_rule: str | None = None  # the retry rule that made ``plan`` (None: the first plan)
     pending: str | None = None  # npy of the attempt awaiting re-scoring
     pending_s: float = 0.0  # its restore time
     pending_error: str | None = None  # why the restorer failed, if it did

@@ -25,11 +25,13 @@ TRACE_NAME = "rnr.restore_trace"
 # ensemble's disagreement in the space it regresses in); 1.8: quality `removed_noise` (what a noise-only plan took
 # away, against the diagnosed noise); 1.9: quality `compression_cells` (a JPEG-only plan's change against the file's
 # quantisation cells).
-TRACE_VERSION = "1.9.0"
+TRACE_VERSION = "1.10.0"
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed", "uncertain"]
 Decision = Literal["accepted", "rolled_back", "unchanged"]
+#: The retry rule that made an attempt (the retry table of :mod:`agent.policy`).
+RetryRule = Literal["stronger", "bolder", "gentler", "revealed", "split"]
 #: Decisions that return an attempt's pixels (a manifest status "ok"); "unchanged" returns the input.
 RESTORED: frozenset[Decision] = frozenset({"accepted", "rolled_back"})
 
@@ -96,6 +98,12 @@ class AttemptTrace(BaseModel):
     )
     quality: QualityTrace | None = Field(
         None, description="The artefact-aware scorer's estimate for this attempt (against the input); 1.4+."
+    )
+    rule: RetryRule | None = Field(
+        None,
+        description="The retry rule that made this attempt (agent.policy's retry table): 'revealed' restores tone "
+        "its source's output showed and the input's diagnosis missed, 'split' a mixed plan without its "
+        "deconvolution. None for the first attempt and in traces before 1.10.0.",
     )
 
 

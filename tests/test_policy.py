@@ -7,9 +7,23 @@ import pytest
 from pydantic import ValidationError
 from test_schema import FACTORS, make_record
 
-from agent.policy import MAX_STRENGTH, Final, Retry, conclude, decide, judge, per_kind, retry_plan
+from agent.policy import (
+    MAX_STRENGTH,
+    REVEALABLE,
+    Final,
+    Retry,
+    conclude,
+    decide,
+    judge,
+    lineage_kinds,
+    mixed_lowpass,
+    per_kind,
+    retry_plan,
+    revealed_kinds,
+)
 from agent.state import Settings
 from agent.trace import AttemptTrace
+from reasoner.kinds import KINDS
 from reasoner.schema import combined_severity, make_degradation
 from restorer.plan import Operation, Plan, plan_from_record
 
@@ -181,8 +195,9 @@ PLANS = {
         {"noise": 2.5, "blur": 1.0},
         {"noise": MAX_STRENGTH, "blur": 1.5},
     ),
-    # a kind the last attempt lacked starts from the fresh plan's strength
-    "new kind": (Retry("gentler", None, per_kind(0.5)), {"noise": 0.5}, {"noise": 0.25, "blur": 0.5}),
+    # a kind the last try of the same source left out (a split, a kind at fault) stays out: a bolder retry after a
+    # split would otherwise put the deconvolution back at a fresh strength
+    "left out": (Retry("gentler", None, per_kind(0.5)), {"noise": 0.5}, {"noise": 0.25}),
     # skipped kinds are left out
     "skip": (Retry("gentler", None, per_kind(0.5), frozenset({"noise"})), {"noise": 1.0, "blur": 1.0}, {"blur": 0.5}),
     # everything skipped: an empty plan (the graph then concludes)
@@ -199,10 +214,42 @@ def test_retry_plan(case):
 
 
 def test_retry_plan_restores_the_sources_record():
-    # A retry of attempt 0's output plans from what the scorer saw there, not from the input's record.
-    first = attempt(0, "better", {"noise": 0.3})
+    # A retry of attempt 0's output plans from what the scorer saw there, not from the input's record, and only its
+    # tone: noise (or a denoising's smoothing read as blur) is not restored on top of a restoration.
+    first = attempt(0, "better", {"noise": 0.3, "blur": 0.4, "low_light": 0.35})
     plan = retry_plan(Retry("stronger", 0, per_kind(1.0)), INPUT, [first])
-    assert plan.kinds == ["noise"] and plan.operations[0].severity == 0.3
+    assert plan.kinds == ["low_light"] and plan.operations[0].severity == 0.35
+
+
+def test_tone_revealed_by_a_better_attempt_is_restored_on_top_of_it():
+    # mio_A_dark+noise_5_camera: read as noisy only (the noise lifts the brightest percentiles); once denoised it reads
+    # dim, and brightening the denoised image took it from 11.5 to 25.4 dB
+    first = better(0, low_light=0.3)
+    step = decide(INPUT, [first], S)
+    assert step == Retry("revealed", 0, per_kind(1.0), frozenset(KINDS) - {"low_light"})
+    assert REVEALABLE == {"low_light", "haze"}
+    plan = retry_plan(step, INPUT, [first])
+    assert plan.kinds == ["low_light"] and plan.operations[0].strength == 1.0
+    # haze too; blur, noise, JPEG found after a denoising are not chased (see "better, only new kinds")
+    assert decide(INPUT, [better(0, haze=0.4)], S).rule == "revealed"
+    assert isinstance(decide(INPUT, [better(0, blur=0.6, jpeg=0.4)], S), Final)
+
+
+def test_revealed_kinds_are_restored_once():
+    # the refinement restored low light; its output still reading a little dim is not chased again, and the input's
+    # own low light is the first plan's business, not a refinement's
+    first = better(0, low_light=0.3)
+    second = attempt(1, "better", {"low_light": 0.2}, strengths={"low_light": 1.0}, source=0)
+    assert revealed_kinds(INPUT, [first, second], second) == frozenset()
+    dim = record(noise=0.6, low_light=0.4)
+    assert revealed_kinds(dim, [first], first) == frozenset()
+    # a brightened image read as hazy is the brightening's lifted shadows (own cases, seed 2: a dim camera crop
+    # brightened +12.1 dB, "dehazed" on top to +7.4 and that accepted); nor is anything read after a deblurring alone
+    bright = attempt(0, "better", {"haze": 0.4}, strengths={"low_light": 1.0})
+    assert revealed_kinds(record(low_light=0.6), [bright], bright) == frozenset()
+    sharp = attempt(0, "better", {"low_light": 0.4}, strengths={"blur": 1.0})
+    assert revealed_kinds(INPUT, [sharp], sharp) == frozenset()
+    assert lineage_kinds([first, second], 1) == {"noise", "low_light"}
 
 
 def test_max_strength_is_the_schemas_bound():
@@ -327,9 +374,11 @@ def test_an_uncertain_gain_held_back_by_clipping_retries_without_the_motion_debl
     step = decide(INPUT, [a], S)
     assert isinstance(step, Retry) and step.rule == "gentler"
     assert step.skip == {"motion_blur"} and step.factors["haze"] == 1.0
-    # ringing after a defocus deblurring is no such sign (mostly found on attempts that helped): bolder
+    # ringing after a defocus deblurring is no such sign (mostly found on attempts that helped), but a mixed plan
+    # left undecided is split: the dehazing alone
     b = scored(0, "uncertain", 3.0, 3.0, {"ringing": 5.0}, {"blur": 1.0, "haze": 1.0})
-    assert decide(INPUT, [b], S).rule == "bolder"
+    assert decide(INPUT, [b], S) == Retry("split", None, per_kind(1.0), frozenset({"blur"}))
+    assert decide(INPUT, [scored(0, "uncertain", 3.0, 3.0, {"ringing": 5.0}, {"blur": 1.0})], S).rule == "bolder"
 
 
 def test_an_uncertain_gain_retries_bolder():
@@ -340,7 +389,7 @@ def test_an_uncertain_gain_retries_bolder():
 def test_an_uncertain_motion_deblurring_is_not_retried_bolder():
     # a stronger motion deconvolution raises the estimate, not the truth (rnr_016_coffee: +0.9 -> +1.8 dB estimated,
     # -0.1 -> -0.8 true): conclude instead, here with the input unchanged
-    a = scored(0, "uncertain", 0.9, 0.8, strengths={"motion_blur": 1.0, "jpeg": 1.0})
+    a = scored(0, "uncertain", 0.9, 0.8, strengths={"motion_blur": 1.0})
     assert decide(INPUT, [a], S) == Final(
         "unchanged", None, "no attempt was estimated to improve on the input (1 tried); input returned"
     )
@@ -434,3 +483,24 @@ def test_a_brightening_at_its_dose_is_judged_by_whether_it_helps(name):
     assert judge_quality(0.99, q, S, None, kinds, strengths)[0] == expected
     # the same estimate on a plan that does not brighten is undecided: the brightening row is what decides
     assert judge_quality(0.99, q, S, None, ["noise"], {"noise": 1.0})[0] == "uncertain"
+
+
+def test_an_undecided_mixed_plan_is_split_from_its_deconvolution():
+    # mio_A_defocus+haze_5_gradio_cheetah2: blur + haze estimated +0.9 dB (truly +6.7), bolder +1.1 and +1.2 (truly
+    # +7.1, +6.5), returned unchanged; the dehazing alone was accepted, truly +6.8 dB
+    a = scored(0, "uncertain", 0.9, 1.4, strengths={"blur": 1.0, "haze": 0.79})
+    step = decide(INPUT, [a], S)
+    assert step == Retry("split", None, per_kind(1.0), frozenset({"blur"}))
+    hazy = record(haze=0.6, blur=0.5)
+    assert retry_plan(step, hazy, [a]).kinds == ["haze"]
+    # and the deconvolution stays out of a bolder retry of the split plan
+    b = scored(1, "uncertain", 0.5, 1.4, strengths={"haze": 0.79})
+    step = decide(hazy, [a, b], S)
+    assert step.rule == "bolder" and retry_plan(step, hazy, [a, b]).kinds == ["haze"]
+    # a worse or drifting mixed plan is not split (gentler, as before: own cases, seed 2, a dim camera crop whose
+    # split plan was refused again and the attempt lost); nor a better one, nor a plan of low-pass kinds alone
+    assert decide(INPUT, [scored(0, "worse", -2.0, 0.5, strengths={"blur": 1.0, "haze": 1.0})], S).rule == "gentler"
+    assert getattr(decide(INPUT, [scored(0, "better", 3.0, 0.5, strengths={"blur": 1.0, "haze": 1.0})], S), "rule",
+                   None) != "split"  # fmt: skip
+    assert mixed_lowpass(a.plan) == {"blur"} and mixed_lowpass(Plan(operations=[Operation(kind="blur", severity=0.5),
+        Operation(kind="low_resolution", severity=0.5)])) == frozenset()  # fmt: skip

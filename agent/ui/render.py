@@ -113,7 +113,8 @@ def attempts_html(plan, attempts) -> str:
         parts.append(f"<p><b>Plan:</b> {ops}<br><span class='rnr-note'>{esc(plan.instruction)}</span></p>")
     if attempts:
         rows = "".join(
-            f"<tr><td>{a.index}</td><td>{'input' if a.source is None else f'attempt {a.source}'}</td>"
+            f"<tr><td>{a.index}</td><td>{'input' if a.source is None else f'attempt {a.source}'}"
+            f"{f' ({esc(a.rule)})' if a.rule else ''}</td>"
             f"<td>{esc(a.verdict)}</td><td>{bar(a.overall_after)}</td><td>{a.structure:.3f}</td>"
             f"<td>{esc(a.reason)}</td></tr>"
             for a in attempts

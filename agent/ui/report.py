@@ -317,7 +317,8 @@ def _details(i: int, ent: Entry) -> str:
     degr = "".join(f"<tr><td>{_e(d.kind)}</td><td>{_e(d.level)}</td><td>{d.severity:.2f}</td>"
                    f"<td>{t.severity_after.get(d.kind, 0.0):.2f}</td><td>{d.confidence:.2f}</td>"
                    f"<td>{_e(json.dumps(d.factors.model_dump()))}</td></tr>" for d in rec.degradations)  # fmt: skip
-    attempts = "".join(f"<tr><td>{a.index}</td><td>{'' if a.source is None else a.source}</td>"
+    attempts = "".join(f"<tr><td>{a.index}</td><td>{'' if a.source is None else a.source}"
+                       f"{f' ({_e(a.rule)})' if a.rule else ''}</td>"
                        f"<td>{_e(_plan_text(a.plan))}</td><td>{_e(a.verdict)}</td><td>{a.overall_after:.2f}</td>"
                        f"<td>{a.structure:.3f}</td><td>{a.elapsed_s:.2f}</td><td>{_e(a.reason)}</td></tr>"
                        for a in t.attempts)  # fmt: skip
