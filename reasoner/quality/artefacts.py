@@ -69,16 +69,27 @@ ARTEFACTS: tuple[Artefact, ...] = (
 BY_NAME: dict[str, Artefact] = {a.name: a for a in ARTEFACTS}
 
 
+#: A source counts as almost featureless when its luma's std is also below this share of its mean. A dim photo has
+#: little contrast in absolute terms, not relative to its brightness: on the protocols' cases (seeds 0-3) every
+#: source below the absolute bounds was either a plain wall (0.02-0.024) or a dim scene (0.32-0.83) that
+#: brightening took 4-12 dB up and this guard returned unchanged.
+FLAT_CV = 0.15
+
+
 def implausible(stats: Mapping[str, float]) -> str | None:
     """Why a change cannot be trusted as a restoration of this source, or None.
 
     A strong tone or colour change on a source with almost no texture: nothing there tells a clear flat wall from a
-    hazy one or a dim one, so dehazing or brightening it is a guess, and a wrong guess costs 10-20 dB.
+    hazy one or a dim one, so dehazing or brightening it is a guess, and a wrong guess costs 10-20 dB. A dim photo
+    of a scene is not featureless: its contrast is low only in absolute terms (:data:`FLAT_CV`).
 
-    >>> implausible({"src_edges": 0.001, "src_contrast": 0.01, "tone_abs": 0.2, "chroma_abs": 1.0})
+    >>> implausible({"src_edges": 0.001, "src_contrast": 0.01, "src_mean": 0.6, "tone_abs": 0.2, "chroma_abs": 1.0})
     'a large tone or colour change on an image with almost no texture'
+    >>> implausible({"src_edges": 0.001, "src_contrast": 0.02, "src_mean": 0.05, "tone_abs": 0.6, "chroma_abs": 1.0})
     """
-    flat = stats.get("src_edges", 1.0) < 0.02 and stats.get("src_contrast", 1.0) < 0.05
+    contrast = stats.get("src_contrast", 1.0)
+    relative = contrast < FLAT_CV * stats.get("src_mean", 1.0)
+    flat = stats.get("src_edges", 1.0) < 0.02 and contrast < 0.05 and relative
     moved = stats.get("tone_abs", 0.0) > 0.08 or stats.get("chroma_abs", 0.0) > 6.0
     if flat and moved:
         return "a large tone or colour change on an image with almost no texture"
