@@ -334,7 +334,9 @@ def harm_by_seed(con: Console, names: list[str], seeds: list[int], args, pool) -
             loss = [r["m"]["rnr"]["psnr"] - r["m"]["identity"]["psnr"] for r in rs]
             harmed = [r["name"] for r, d in zip(rs, loss, strict=True) if d < -HARM_DB]
             out.setdefault(p, {})[str(seed)] = {"n": len(rs), "harmed": harmed, "worst_db": float(min(loss)),
-                                                "mean_gain_db": float(np.mean(loss))}  # fmt: skip
+                                                "mean_gain_db": float(np.mean(loss)),
+                                                "gain_db": {r["name"]: round(d, 3) for r, d in zip(rs, loss)},
+                                                "decision": {r["name"]: r["decision"] for r in rs}}  # fmt: skip
             t.add_row(p, str(seed), str(len(rs)), str(len(harmed)), f"{len(harmed) / len(rs):.1%}",
                       f"{min(loss):+.2f}", f"{np.mean(loss):+.2f}")  # fmt: skip
     for p, per in out.items():
