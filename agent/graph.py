@@ -292,10 +292,10 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     stats = _stats(ctx, state.input_stats, inp)
     if stats is not None and state.input_stats is None:  # once per image; later attempts are judged against it too
         update["input_stats"] = stats
-    kinds = _restored(state.attempts, state.plan, state.plan_source)
+    restored = _restored(state.attempts, state.plan, state.plan_source)
     rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan, stats, source_rec.overall_severity,
                                                       _noise_sigma(source_rec), state.plan_source is None,
-                                                      kinds)  # fmt: skip
+                                                      restored)  # fmt: skip
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
@@ -325,25 +325,35 @@ def _jpeg_quality(plan) -> int | None:
     return int(quality) if quality else None
 
 
-def _restored(attempts, plan, source: int | None) -> list[str]:
-    """Every kind restored from the input to an attempt of ``plan`` on ``source``: its own and its sources' plans."""
-    earlier = policy.lineage_kinds(attempts, source) if source is not None else frozenset()
-    return [*plan.kinds, *sorted(earlier - set(plan.kinds))]
+def _restored(attempts, plan, source: int | None) -> dict[str, float]:
+    """Every kind restored from the input to an attempt of ``plan`` on ``source``, with the strength it ran at.
+
+    The plan's own kinds, then its sources' (each operation at its own strength, so a brightening on top of a
+    denoising is still one at its diagnosed dose).
+    """
+    out = dict(plan.strengths)
+    while source is not None:
+        for kind, strength in attempts[source].plan.strengths.items():
+            out.setdefault(kind, strength)
+        source = attempts[source].source
+    return out
 
 
 def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | None, source_overall: float,
-           noise_sigma: float | None = None, alone: bool = True, kinds: list[str] | None = None):  # fmt: skip
+           noise_sigma: float | None = None, alone: bool = True,
+           restored: dict[str, float] | None = None):  # fmt: skip
     """``out`` restored by ``plan`` judged against ``inp``: the scorer's record, structure, quality, verdict, reason.
 
     ``stats`` are the input's measure statistics for the quality scorer (None: no quality estimate);
     ``noise_sigma`` the source's diagnosed noise, against which a noise-only plan's removed layer is measured.
     ``alone``: ``out`` is ``plan`` run on ``inp`` itself (not on top of an earlier attempt), so a JPEG-only plan's
-    change can be checked against the file's quantisation cells and the plan's strengths are its own.
-    ``kinds``: every kind restored from ``inp`` to ``out`` (default the plan's; a refinement adds its sources').
+    change can be checked against the file's quantisation cells.
+    ``restored``: every kind restored from ``inp`` to ``out`` and its strength (default the plan's; a refinement
+    adds its sources', :func:`_restored`).
     """
-    kinds = plan.kinds if kinds is None else kinds
+    strengths = plan.strengths if restored is None else restored
+    kinds = list(strengths)
     jpeg_quality = _jpeg_quality(plan) if alone else None
-    strengths = plan.strengths if alone else None
     measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
     rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
         from_array(out)), None)  # fmt: skip

@@ -20,11 +20,12 @@ from agent.policy import (
     per_kind,
     retry_plan,
     revealed_kinds,
+    superseding,
 )
 from agent.state import Settings
 from agent.trace import AttemptTrace
 from reasoner.kinds import KINDS
-from reasoner.schema import combined_severity, make_degradation
+from reasoner.schema import LowLightFactors, combined_severity, make_degradation
 from restorer.plan import Operation, Plan, plan_from_record
 
 
@@ -53,6 +54,8 @@ def better(i, **after):
 
 
 S = Settings()
+#: A bolder retry's factors: 1.5 on every kind.
+BOLDER = per_kind(1.5)
 
 #: (attempts so far, settings, the step decide must take).
 DECIDE = {
@@ -79,7 +82,7 @@ DECIDE = {
         Final("accepted", 2, "attempt 2: overall severity 0.80 -> 0.30"),
     ),
     # nothing changed: bolder on every kind
-    "no change": ([attempt(0, "no_change", {"noise": 0.6, "blur": 0.5})], S, Retry("bolder", None, per_kind(1.5))),
+    "no change": ([attempt(0, "no_change", {"noise": 0.6, "blur": 0.5})], S, Retry("bolder", None, BOLDER)),
     # the first harmful attempt: gentler, nothing left out yet
     "worse once": ([attempt(0, "worse", {"noise": 0.9, "blur": 0.5})], S, Retry("gentler", None, per_kind(0.5))),
     # a second harmful attempt in a row: also leave out what it made worse than the input had it (noise +0.3)
@@ -140,7 +143,7 @@ DECIDE = {
     "source kept": (
         [better(0, noise=0.3), attempt(1, "no_change", {"noise": 0.3}, source=0)],
         S,
-        Retry("bolder", 0, per_kind(1.5)),
+        Retry("bolder", 0, BOLDER),
     ),
 }
 
@@ -232,6 +235,13 @@ def test_tone_revealed_by_a_better_attempt_is_restored_on_top_of_it():
     assert plan.kinds == ["low_light"] and plan.operations[0].strength == 1.0
     # haze too; blur, noise, JPEG found after a denoising are not chased (see "better, only new kinds")
     assert decide(INPUT, [better(0, haze=0.4)], S).rule == "revealed"
+    both = better(0, low_light=0.3, haze=0.4)  # a dim photo denoised reads hazy too: brightened alone
+    assert revealed_kinds(INPUT, [both], both) == {"low_light"}
+    # a gamma-only read (highlights already near white) is a dark-toned scene, not darkness the noise hid
+    gamma_only = LowLightFactors(exposure=0.99, gamma=1.2)
+    toned = first.record_after.degradations[0].model_copy(update={"factors": gamma_only})
+    toned = first.model_copy(update={"record_after": first.record_after.model_copy(update={"degradations": [toned]})})
+    assert revealed_kinds(INPUT, [toned], toned) == frozenset()
     assert isinstance(decide(INPUT, [better(0, blur=0.6, jpeg=0.4)], S), Final)
 
 
@@ -494,9 +504,10 @@ def test_an_undecided_mixed_plan_is_split_from_its_deconvolution():
     hazy = record(haze=0.6, blur=0.5)
     assert retry_plan(step, hazy, [a]).kinds == ["haze"]
     # and the deconvolution stays out of a bolder retry of the split plan
-    b = scored(1, "uncertain", 0.5, 1.4, strengths={"haze": 0.79})
-    step = decide(hazy, [a, b], S)
-    assert step.rule == "bolder" and retry_plan(step, hazy, [a, b]).kinds == ["haze"]
+    b = scored(1, "uncertain", 0.5, 1.4, strengths={"haze": 0.79, "noise": 1.0})
+    step = decide(record(haze=0.6, blur=0.5, noise=0.4), [a, b], S)
+    assert step.rule == "bolder" and retry_plan(step, record(haze=0.6, blur=0.5, noise=0.4), [a, b]).kinds == [
+        "noise", "haze"]  # fmt: skip
     # a worse or drifting mixed plan is not split (gentler, as before: own cases, seed 2, a dim camera crop whose
     # split plan was refused again and the attempt lost); nor a better one, nor a plan of low-pass kinds alone
     assert decide(INPUT, [scored(0, "worse", -2.0, 0.5, strengths={"blur": 1.0, "haze": 1.0})], S).rule == "gentler"
@@ -504,3 +515,18 @@ def test_an_undecided_mixed_plan_is_split_from_its_deconvolution():
                    None) != "split"  # fmt: skip
     assert mixed_lowpass(a.plan) == {"blur"} and mixed_lowpass(Plan(operations=[Operation(kind="blur", severity=0.5),
         Operation(kind="low_resolution", severity=0.5)])) == frozenset()  # fmt: skip
+
+
+def test_a_better_refinement_supersedes_its_source():
+    # the cameraman photo darkened under Poisson noise: denoised, +4.7 dB estimated (truly +0.4); brightened on top
+    # at its dose, +1.4 estimated (truly +10.9, better by the brightening row): the refinement is returned
+    first = scored(0, "better", 4.7, 3.2, after={"low_light": 0.4})
+    bright = scored(1, "better", 1.4, 2.0, strengths={"low_light": 1.0}, after={"noise": 0.1})
+    bright = bright.model_copy(update={"source": 0, "rule": "revealed"})
+    assert conclude(INPUT, [first, bright], S).chosen == 1
+    assert superseding([first, bright]) == [bright]
+    # a refinement judged worse leaves its source in the running
+    worse = bright.model_copy(update={"verdict": "worse"})
+    assert conclude(INPUT, [first, worse], S).chosen == 0
+    # after a better refinement, no "stronger" retry of the input's kinds on top of it (only its own tone)
+    assert isinstance(decide(INPUT, [first, bright], S), Final)
