@@ -74,7 +74,7 @@ def evaluate(rows: list[dict], model) -> dict:
         kinds = r["kinds"].split(",") if r["kinds"] else []
         arts = find_artefacts(r, kinds, model.meta.get("artefact_thresholds"))
         q = QualityTrace(gain_db=gain, uncertainty_db=total, spread_db=spread, spread_log=spread_log, artefacts=arts)
-        verdict, _ = judge_quality(r["structure"], q, settings, implausible(r), kinds)
+        verdict, _ = judge_quality(r["structure"], q, settings, implausible(r, kinds), kinds)
         r["estimate"], r["spread"], r["verdict"] = gain, spread, verdict
         est.append(gain)
         true.append(r["dpsnr"])

@@ -131,3 +131,23 @@ def test_quality_rows_carry_the_texture_label():
 
     rows = quality_case(0, 1, size=(96, 128))
     assert rows and all(np.isfinite(r["tex_true"]) for r in rows)
+
+
+
+def test_a_grey_sky_taken_for_haze_is_an_implausible_dehazing():
+    # mio_B_motion_blur+jpeg_2_camera (seed 2): the cameraman's grey sky read as haze and dehazed into a dark, blotchy
+    # sky (-9.0 dB, estimated +2.3); a real veil of haze, dehazed alike, gains contrast
+    from test_schema import make_record
+
+    from reasoner.schema import make_degradation
+    from restorer import load_restorer, plan_from_record
+
+    haze = make_degradation("haze", 0.5, 0.9, transmission=0.5, airlight=[0.9, 0.9, 0.9], beta=1.0)
+    record = make_record(degradations=[haze], overall_severity=0.5)
+    sky = np.ascontiguousarray(load_photo("camera")[:256, 128:384])
+    hazy = D.apply(np.ascontiguousarray(load_photo("coffee")[:256, :256]), [D.HazeParams(1.2, (0.9, 0.9, 0.9))])
+    for img, veil in ((sky, False), (hazy, True)):
+        img = (np.rint(img * 255) / 255).astype(np.float32)
+        out = load_restorer("classical").restore(img, record, [], plan_from_record(record)).pixels
+        why = assess(img, out, ["haze"]).implausible
+        assert (why is None) == veil, why

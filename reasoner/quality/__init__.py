@@ -101,7 +101,7 @@ def assess(
     model = model or load_model()
     thresholds = (model.meta.get("artefact_thresholds") if model else None) or {}
     found = find_artefacts(stats, kinds, thresholds)
-    why = implausible(stats)
+    why = implausible(stats, kinds)
     removed = None
     if kinds == {"noise"} and noise_sigma:
         removed = tuple(round(v, 4) for v in removed_noise(source, restored, noise_sigma))
