@@ -328,15 +328,10 @@ def _jpeg_quality(plan) -> int | None:
 def _restored(attempts, plan, source: int | None) -> dict[str, float]:
     """Every kind restored from the input to an attempt of ``plan`` on ``source``, with the strength it ran at.
 
-    The plan's own kinds, then its sources' (each operation at its own strength, so a brightening on top of a
+    Its sources' kinds, then the plan's own (each operation at its own strength, so a brightening on top of a
     denoising is still one at its diagnosed dose).
     """
-    out = dict(plan.strengths)
-    while source is not None:
-        for kind, strength in attempts[source].plan.strengths.items():
-            out.setdefault(kind, strength)
-        source = attempts[source].source
-    return out
+    return {**policy.lineage_strengths(attempts, source), **plan.strengths}
 
 
 def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | None, source_overall: float,

@@ -100,9 +100,16 @@ def outcome(trace: Trace) -> Outcome:
                     "the image is returned unchanged.")  # fmt: skip
         return Outcome(line, 0.0 if gain is not None else None, 0.0 if unc is not None else None, [], False)
     chosen = trace.attempts[trace.chosen_attempt] if trace.chosen_attempt is not None else None
-    kinds = [WORDS[k] for k in (chosen.plan.kinds if chosen else [])]
+    from agent.policy import lineage_strengths
+
+    strengths = {**lineage_strengths(trace.attempts, chosen.source), **chosen.plan.strengths} if chosen else {}
+    kinds = [WORDS[k] for k in strengths]
     removed = listed(kinds) if kinds else "it"
-    line = f"{said}; restored {removed} (attempt {trace.chosen_attempt + 1} of {tried})"
+    line = f"{said}; restored {removed} (attempt {trace.chosen_attempt + 1} of {tried}"
+    if chosen is not None and chosen.source is not None:
+        revealed = listed([WORDS[k] for k in chosen.plan.kinds])
+        line += f": the {revealed} showed once attempt {chosen.source + 1} had run, and was restored on top of it"
+    line += ")"
     unsure = unc is not None and unc > UNSURE_DB
     least = _at_least(trace) if unsure else None
     if gain is not None:
@@ -113,12 +120,15 @@ def outcome(trace: Trace) -> Outcome:
             line += f" (±{unc:.1f}; the scorer is unsure)" if unsure else (f" (±{unc:.1f})" if unc is not None else "")
     line += "."
     if chosen is not None and chosen.quality is not None:
-        from agent.policy import inside_compression_cells, removed_white_noise
+        from agent.policy import brightened_at_dose, inside_compression_cells, removed_white_noise
 
         if removed_white_noise(chosen.quality, chosen.plan.kinds):
             line += " What it removed looks like white noise of the diagnosed strength."
         elif inside_compression_cells(chosen.quality, chosen.plan.kinds, chosen.plan.strengths):
             line += " It changed only what the file's JPEG compression left uncertain."
+        elif brightened_at_dose(chosen.quality, strengths, strengths):
+            line += (" It brightened at its own dose with no artefact found; the scorer rates brightening far "
+                     "below what it usually gains, so the estimate is low.")  # fmt: skip
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
     return Outcome(line, gain, unc, arts, unsure, least)

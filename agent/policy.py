@@ -614,13 +614,24 @@ def residual_kinds(record: DiagnosisRecord, last: AttemptTrace) -> frozenset[str
     return (frozenset(d.kind for d in last.record_after.detected()) & original) - LOWPASS
 
 
+def lineage_strengths(attempts: Sequence[AttemptTrace], index: int | None) -> dict[str, float]:
+    """Every kind the plans that made attempt ``index`` restored, with its strength, in the order they ran.
+
+    The input's first attempt first; empty for ``index`` None (the input itself).
+    """
+    chain = []
+    while index is not None:
+        chain.append(attempts[index])
+        index = attempts[index].source
+    out: dict[str, float] = {}
+    for a in reversed(chain):
+        out.update(a.plan.strengths)
+    return out
+
+
 def lineage_kinds(attempts: Sequence[AttemptTrace], index: int) -> frozenset[str]:
     """Every kind the plans that made attempt ``index`` restored: its own, its source's, and so on to the input."""
-    kinds, i = set(), index
-    while i is not None:
-        kinds |= set(attempts[i].plan.kinds)
-        i = attempts[i].source
-    return frozenset(kinds)
+    return frozenset(lineage_strengths(attempts, index))
 
 
 def revealed_kinds(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], last: AttemptTrace) -> frozenset[str]:

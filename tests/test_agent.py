@@ -565,6 +565,11 @@ def test_darkness_hidden_by_noise_is_brightened_on_top_of_the_denoising():
     assert first.plan.kinds == ["noise"] and first.verdict == "better"
     assert revealed.source == 0 and revealed.plan.kinds == ["low_light"] and revealed.verdict == "better"
     assert first.rule is None and revealed.rule == "revealed"  # the trace says why each attempt was tried
+    from agent.outcome import outcome
+
+    said = outcome(trace).line  # what the CLI, report and UI say: both kinds, and why the estimate is low
+    assert "restored noise and underexposure (attempt 2 of 2: the underexposure showed once attempt 1 had run" in said
+    assert "It brightened at its own dose" in said
     assert trace.chosen_attempt == 1 and trace.decision == "accepted"
 
     def psnr(a):
