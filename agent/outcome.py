@@ -127,8 +127,7 @@ def outcome(trace: Trace) -> Outcome:
         elif inside_compression_cells(chosen.quality, chosen.plan.kinds, chosen.plan.strengths):
             line += " It changed only what the file's JPEG compression left uncertain."
         elif brightened_at_dose(chosen.quality, strengths, strengths):
-            line += (" It brightened at its own dose with no artefact found; the scorer rates brightening far "
-                     "below what it usually gains, so the estimate is low.")  # fmt: skip
+            line += " It brightened at its own dose with no artefact found; the scorer tends to underrate brightening."
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
     return Outcome(line, gain, unc, arts, unsure, least)
