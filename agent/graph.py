@@ -292,10 +292,9 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     stats = _stats(ctx, state.input_stats, inp)
     if stats is not None and state.input_stats is None:  # once per image; later attempts are judged against it too
         update["input_stats"] = stats
-    restored = _restored(state.attempts, state.plan, state.plan_source)
     rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan, stats, source_rec.overall_severity,
-                                                      _noise_sigma(source_rec), state.plan_source is None,
-                                                      restored)  # fmt: skip
+                                                      _noise_sigma(source_rec), state.attempts,
+                                                      state.plan_source)  # fmt: skip
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
@@ -325,30 +324,20 @@ def _jpeg_quality(plan) -> int | None:
     return int(quality) if quality else None
 
 
-def _restored(attempts, plan, source: int | None) -> dict[str, float]:
-    """Every kind restored from the input to an attempt of ``plan`` on ``source``, with the strength it ran at.
-
-    Its sources' kinds, then the plan's own (each operation at its own strength, so a brightening on top of a
-    denoising is still one at its diagnosed dose).
-    """
-    return {**policy.lineage_strengths(attempts, source), **plan.strengths}
-
-
 def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | None, source_overall: float,
-           noise_sigma: float | None = None, alone: bool = True,
-           restored: dict[str, float] | None = None):  # fmt: skip
+           noise_sigma: float | None = None, attempts=(), source: int | None = None):  # fmt: skip
     """``out`` restored by ``plan`` judged against ``inp``: the scorer's record, structure, quality, verdict, reason.
 
     ``stats`` are the input's measure statistics for the quality scorer (None: no quality estimate);
     ``noise_sigma`` the source's diagnosed noise, against which a noise-only plan's removed layer is measured.
-    ``alone``: ``out`` is ``plan`` run on ``inp`` itself (not on top of an earlier attempt), so a JPEG-only plan's
-    change can be checked against the file's quantisation cells.
-    ``restored``: every kind restored from ``inp`` to ``out`` and its strength (default the plan's; a refinement
-    adds its sources', :func:`_restored`).
+    ``source``: the attempt (of ``attempts``) ``plan`` ran on top of, None for ``inp`` itself. The judgement is of
+    every kind restored from ``inp`` to ``out``, each at the strength it ran at (a brightening on top of a denoising
+    is still one at its diagnosed dose); only a plan run on ``inp`` itself has its JPEG-only change checked against
+    the file's quantisation cells.
     """
-    strengths = plan.strengths if restored is None else restored
+    strengths = {**policy.lineage_strengths(attempts, source), **plan.strengths}
     kinds = list(strengths)
-    jpeg_quality = _jpeg_quality(plan) if alone else None
+    jpeg_quality = _jpeg_quality(plan) if source is None else None
     measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
     rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
         from_array(out)), None)  # fmt: skip
@@ -417,11 +406,9 @@ def full_size(state: RestoreState, ctx: Context) -> dict:
         return {"full_size": trace, **_undo(reason)}
     stats = _stats(ctx, state.full_stats, inp)
     source = record_of(state.record, state.attempts, state.attempts[chosen].source)
-    alone = state.attempts[chosen].source is None  # a refinement ran on top of another attempt's output
     rec, structure, quality, verdict, reason = _judge(ctx, inp, x, state.attempts[chosen].plan, stats,
-                                                      state.record.overall_severity, _noise_sigma(source), alone,
-                                                      _restored(state.attempts, state.attempts[chosen].plan,
-                                                                state.attempts[chosen].source))  # fmt: skip
+                                                      state.record.overall_severity, _noise_sigma(source),
+                                                      state.attempts, state.attempts[chosen].source)  # fmt: skip
     trace = FullSizeTrace(**base, verdict=verdict, reason=reason, structure=structure, quality=quality,
                           severity_after=rec.severities(), overall_after=rec.overall_severity,
                           elapsed_s=time.perf_counter() - t0)  # fmt: skip

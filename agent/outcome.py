@@ -102,7 +102,7 @@ def outcome(trace: Trace) -> Outcome:
     chosen = trace.attempts[trace.chosen_attempt] if trace.chosen_attempt is not None else None
     from agent.policy import lineage_strengths
 
-    strengths = {**lineage_strengths(trace.attempts, chosen.source), **chosen.plan.strengths} if chosen else {}
+    strengths = lineage_strengths(trace.attempts, trace.chosen_attempt)
     kinds = [WORDS[k] for k in strengths]
     removed = listed(kinds) if kinds else "it"
     line = f"{said}; restored {removed} (attempt {trace.chosen_attempt + 1} of {tried}"

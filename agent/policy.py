@@ -225,8 +225,8 @@ def judge_quality(
 ) -> tuple[Verdict, str]:
     """The verdict on an attempt restoring ``kinds`` from the scorer's estimate against the input (see the table).
 
-    ``strengths`` are the plan's strength per kind (the JPEG-cells and brightening rows apply only when they are
-    given: an attempt run on the input itself, at no more than its diagnosed dose).
+    ``strengths``: the strength each kind ran at, its sources' included for a refinement (the JPEG-cells and
+    brightening rows apply only at no more than the diagnosed dose, and not when the strengths are unknown).
 
     >>> q = QualityTrace(gain_db=3.0, uncertainty_db=1.5, spread_db=0.8)
     >>> judge_quality(0.99, q, Settings())

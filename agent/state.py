@@ -12,7 +12,7 @@ from typing import Annotated, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.trace import AttemptTrace, Decision, FullSizeTrace, ReviewTrace, Trace
+from agent.trace import AttemptTrace, Decision, FullSizeTrace, RetryRule, ReviewTrace, Trace
 from reasoner.registry import Reasoner
 from reasoner.schema import DegradationKind, DiagnosisRecord, ImageInfo
 from restorer.base import Restorer
@@ -140,7 +140,7 @@ class RestoreState(BaseModel):
     references: list[Reference] = Field(default_factory=list)
     plan: Plan | None = None
     plan_source: int | None = None
-    plan_rule: str | None = None  # the retry rule that made ``plan`` (None: the first plan)
+    plan_rule: RetryRule | None = None  # the retry rule that made ``plan`` (None: the first plan)
     pending: str | None = None  # npy of the attempt awaiting re-scoring
     pending_s: float = 0.0  # its restore time
     pending_error: str | None = None  # why the restorer failed, if it did
