@@ -16,6 +16,8 @@ carries the grid of a quality (a resize after the compression erases it, and the
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 _IJG_LUMA = np.array(
@@ -162,14 +164,29 @@ def grid_origin(rgb: np.ndarray) -> tuple[int, int]:
     return (int(dy), int(dx))
 
 
+#: The last few :func:`fitted_grid` answers, by the image's content and the quality asked. An attempt that undoes
+#: JPEG asks twice about the same source (the deblocking projects into its cells, the scorer checks the change
+#: against them), and each retry of that source asks again: 30 ms each on a 512 px image.
+_FITTED: dict[tuple, tuple[int, tuple[int, int], float] | None] = {}
+_FITTED_KEPT = 8
+
+
 def fitted_grid(rgb: np.ndarray, quality: int) -> tuple[int, tuple[int, int], float] | None:
     """The quality, origin and fit of the JPEG grid ``rgb`` fits best near ``quality``, however badly.
 
     :func:`grid_origin`, then :func:`fitted_quality` there; None when nothing can be measured.
     """
-    origin = grid_origin(rgb)
-    found = fitted_quality(rgb, quality, origin=origin)
-    return None if found is None else (found[0], origin, found[1])
+    pixels = np.ascontiguousarray(rgb)
+    key = (hashlib.blake2b(pixels.data, digest_size=16).digest(), pixels.shape, pixels.dtype.str, int(quality))
+    if key in _FITTED:
+        return _FITTED[key]
+    origin = grid_origin(pixels)
+    found = fitted_quality(pixels, quality, origin=origin)
+    grid = None if found is None else (found[0], origin, found[1])
+    while len(_FITTED) >= _FITTED_KEPT:  # oldest first
+        _FITTED.pop(next(iter(_FITTED)), None)
+    _FITTED[key] = grid
+    return grid
 
 
 def carried_grid(rgb: np.ndarray, quality: int) -> tuple[int, tuple[int, int], float] | None:

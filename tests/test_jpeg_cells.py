@@ -139,3 +139,20 @@ def test_a_resized_jpeg_is_filtered_but_not_projected(case):
     resized = np.ascontiguousarray(cv2.resize(src, None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA))
     assert carried_grid(resized, quality) is None
     np.testing.assert_array_equal(deblock(resized, quality), _unprojected(resized, quality))
+
+
+def test_the_grid_of_one_image_is_fitted_once(monkeypatch):
+    # the deblocking and the scorer ask about the same source (and each retry asks again): one fit per content
+    import reasoner.jpeg_cells as cells
+
+    calls = []
+    real = cells.fitted_quality
+    monkeypatch.setattr(cells, "fitted_quality", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(cells, "_FITTED", {})
+    img = np.random.default_rng(3).random((64, 64, 3)).astype(np.float32)
+    first = cells.fitted_grid(img, 40)
+    assert cells.fitted_grid(img.copy(), 40) == first and len(calls) == 1  # same pixels, another array
+    other = img.copy()
+    other[10, 10] = 0.0
+    cells.fitted_grid(other, 40), cells.fitted_grid(img, 41)  # other pixels, another quality
+    assert len(calls) == 3
