@@ -62,8 +62,9 @@ the diagnosis called dark was estimated -1.05 dB (truly far worse): those rows s
 The margin is ``quality_margin_db``; the estimate is also lowered by ``quality_artefact_margin_db`` when an artefact
 was found that signals harm after one of the plan's operators (:func:`harm_at_fault`, the artefact's ``harm_after``
 in :data:`reasoner.quality.artefacts.ARTEFACTS`: clipping after a motion deblurring, which on held-out motion models
-was worse than the input 3 times in 4), here and when the best attempt is chosen (:func:`assured_gain`). Other
-artefacts are reported and steer retries, but were mostly found on attempts that helped.
+was worse than the input 3 times in 4, and ghost edges after one, which were rarely better than the input), here and
+when the best attempt is chosen (:func:`assured_gain`). Other artefacts are reported and steer retries, but were
+mostly found on attempts that helped.
 
 Without a fitted quality model, from the scorer's severities (:func:`judge`), the first row that holds:
 
@@ -372,6 +373,8 @@ def harm_at_fault(quality: QualityTrace | None, kinds: Iterable[str]) -> frozens
     >>> q = QualityTrace(gain_db=1.0, artefacts={"ringing": 2.0, "clipped_highlights": 0.03})
     >>> sorted(harm_at_fault(q, ["motion_blur", "haze"])), sorted(harm_at_fault(q, ["blur", "low_light"]))
     (['motion_blur'], [])
+    >>> sorted(harm_at_fault(QualityTrace(gain_db=1.0, artefacts={"ghosting": 0.5}), ["low_light", "motion_blur"]))
+    ['motion_blur']
     """
     if quality is None:
         return frozenset()

@@ -102,8 +102,8 @@ class Settings(BaseModel):
         ge=0,
         le=10,
         description="Taken off the estimated gain of an attempt showing an artefact that signals harm after its "
-        "plan's operators (an artefact's harm_after in reasoner.quality.artefacts: clipping after a motion "
-        "deblurring), when it is judged and when the best attempt is chosen: such a gain must be clear.",
+        "plan's operators (an artefact's harm_after in reasoner.quality.artefacts: clipping or ghost edges after a "
+        "motion deblurring), when it is judged and when the best attempt is chosen: such a gain must be clear.",
     )
     worsened_margin: float = Field(
         0.05,

@@ -85,6 +85,29 @@ def test_a_colour_cast_no_kind_explains_is_named():
     assert "colour_shift" in found.artefacts and found.gain_db < 0
 
 
+@pytest.fixture(scope="module")
+def shaken():
+    """The cat photo moved 7 px sideways during the exposure (a line PSF), with a little sensor noise."""
+    clean = _u8(load_photo("chelsea"))
+    return clean, _u8(D.apply(clean, [D.MotionBlurParams(length=7.0, angle=0.0), D.NoiseParams(sigma=3.0, seed=1)]))
+
+
+@pytest.mark.parametrize("length", [7.0, 11.0, 15.0])
+def test_ghost_edges_of_a_motion_kernel_too_long_are_named(shaken, length):
+    from restorer.operators.motion_deblur import deblur_motion
+
+    _, src = shaken
+    found = assess(src, _u8(deblur_motion(src, length, 0.0)), ["motion_blur"])
+    # the right kernel sharpens in step with the edges; one too long copies every edge at its length (-4 to -6 dB)
+    assert ("ghosting" in found.artefacts) == (length > 7.0), found.stats["echo"]
+
+
+def test_ghosting_is_blind_to_tone(shaken):
+    _, src = shaken
+    for out in (src * 1.6, src**0.6, 0.3 + 0.6 * src):
+        assert "ghosting" not in assess(src, _u8(out), ["low_light"]).artefacts
+
+
 def test_the_signed_log_spread_is_withheld_where_the_members_extrapolate(astronaut):
     from reasoner.quality.model import TYPICAL_Z, load_model
 
@@ -131,7 +154,6 @@ def test_quality_rows_carry_the_texture_label():
 
     rows = quality_case(0, 1, size=(96, 128))
     assert rows and all(np.isfinite(r["tex_true"]) for r in rows)
-
 
 
 def test_a_grey_sky_taken_for_haze_is_an_implausible_dehazing():

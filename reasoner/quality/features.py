@@ -34,8 +34,12 @@ FEATURES: tuple[str, ...] = (
     "src_edges",
 )  # fmt: skip
 #: Statistics only the artefact checks read (not the model): clipping where the source was not already at black or
-#: white (see :func:`_black_white`), and fine texture kept beyond what the source's noise explains (``tex_kept``).
-ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept")
+#: white (see :func:`_black_white`), fine texture kept beyond what the source's noise explains (``tex_kept``), and
+#: echoes of the detail at a distance (``echo``: ghost edges, rings; see :func:`_echo`).
+ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept", "echo")
+#: Offsets (px) and directions over which :func:`_echo` looks for repeated detail: a line PSF's ghosts sit at its
+#: length, a disk's rings at its radius; the operators' kernels stay well inside 24 px on the images they are sure of.
+ECHO_LAGS, ECHO_RAYS = 24, 24
 
 
 def _luma(x: np.ndarray) -> np.ndarray:
@@ -253,6 +257,56 @@ def _texture_kept(bs, bo, tex: np.ndarray, sigma: float) -> float:
     return _lr(eo, clean)
 
 
+def _autocorrelation(h: np.ndarray, lags: int) -> np.ndarray:
+    """Normalised autocorrelation of ``h`` at offsets ``-lags..lags`` (rows: dy, columns: dx), 1 at the centre.
+
+    Each offset is divided by its overlap (zero-padded FFT: no wrap-around), so far offsets are not shrunk.
+    """
+    h = (h - h.mean()).astype(np.float64)
+    rows, cols = h.shape
+    shape = (cv2.getOptimalDFTSize(rows + lags), cv2.getOptimalDFTSize(cols + lags))
+    f = np.fft.rfft2(h, s=shape)
+    a = np.fft.irfft2(f.real**2 + f.imag**2, s=shape)
+    idx = np.r_[shape[0] - lags : shape[0], 0 : lags + 1]
+    jdx = np.r_[shape[1] - lags : shape[1], 0 : lags + 1]
+    off = np.abs(np.arange(-lags, lags + 1))
+    a = a[np.ix_(idx, jdx)] * (rows * cols) / np.outer(rows - off, cols - off)
+    return a / (a[lags, lags] + _EPS)
+
+
+def _echo_rise(h: np.ndarray, lags: int = ECHO_LAGS, rays: int = ECHO_RAYS) -> np.ndarray:
+    """Per direction, how far the autocorrelation of ``h`` climbs again after falling, going out from offset 0."""
+    a = _autocorrelation(h, lags).astype(np.float32)
+    ang = np.arange(rays) * np.pi / rays
+    r = np.arange(1, lags + 1, dtype=np.float32)
+    mx = (lags + np.cos(ang)[:, None] * r[None]).astype(np.float32)
+    my = (lags + np.sin(ang)[:, None] * r[None]).astype(np.float32)
+    profile = cv2.remap(a, mx, my, cv2.INTER_LINEAR)
+    return (profile - np.minimum.accumulate(profile, axis=1)).max(axis=1)
+
+
+def _echo(hs: np.ndarray, ho: np.ndarray) -> float:
+    """Detail repeated at a distance where the source's detail does not repeat (ghost edges, rings); about 0 if none.
+
+    The fine detail of a photo is correlated with itself only nearby: going out from offset 0 in any direction its
+    autocorrelation falls and stays low (a periodic texture climbs again, in the source as well). A deconvolution
+    with the wrong kernel copies every edge at the kernel's length (a line PSF too long: ghosts along the motion) or
+    rings around it (a disk or Gaussian too wide), so the restoration's autocorrelation dips and climbs again at that
+    offset. The statistic is the largest climb of the restoration's over the source's, along the same direction.
+    Tone changes scale the detail and leave it unchanged; denoising and sharpening in step with the edges keep it low.
+
+    >>> rng = np.random.default_rng(0)
+    >>> y = cv2.GaussianBlur(rng.random((128, 128)).astype(np.float32), (0, 0), 2.0)
+    >>> h = _bands(y)[0] + _bands(y)[1]
+    >>> ghost = h + 0.8 * np.roll(h, 9, axis=1) + 0.6 * np.roll(h, 18, axis=1)
+    >>> round(_echo(h, 2.0 * h), 3), _echo(h, ghost) > 0.3
+    (0.0, True)
+    """
+    if min(hs.shape) < 2 * ECHO_LAGS + 8:
+        return 0.0
+    return float(np.max(_echo_rise(ho) - _echo_rise(hs)))
+
+
 def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     """Detail, ringing, blocking, noise and banding at native resolution on the central crop."""
     ys, yo = _luma(src), _luma(out)
@@ -272,6 +326,7 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     # In step with the source's detail (sharpening, > 0) or not (noise removed, false texture: near 0 or < 0).
     f["hf_corr"] = float(np.sum(d * hs) / (np.sqrt(np.sum(d * d) * np.sum(hs * hs)) + _EPS))
     f["hf_gain"] = _lr(float(np.sum(ho * hs) ** 2), float(np.sum(hs * hs) ** 2)) / 2
+    f["echo"] = _echo(hs, ho)
     # Ringing and halos: detail appearing a few pixels off strong edges, where the source is not textured.
     gx, gy = cv2.Sobel(ys, cv2.CV_32F, 1, 0), cv2.Sobel(ys, cv2.CV_32F, 0, 1)
     mag = np.hypot(gx, gy)
