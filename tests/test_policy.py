@@ -495,6 +495,31 @@ def test_a_brightening_at_its_dose_is_judged_by_whether_it_helps(name):
     assert judge_quality(0.99, q, S, None, ["noise"], {"noise": 1.0})[0] == "uncertain"
 
 
+#: (gain, spread, spread_log, artefacts, the plan's strengths, expected verdict) for plans of noise and JPEG.
+DENOISED_AND_DEBLOCKED = {
+    # mio_A_noise+jpeg_2_gradio_cheetah: +0.6 dB +-3.3 estimated, truly +3.3, once returned noisy and blocky
+    "at their dose, estimated to help": (0.59, 3.3, 0.5, {}, {"jpeg": 1.0, "noise": 1.0}, "better"),
+    "gentler than their dose": (0.6, 3.0, 0.5, {}, {"jpeg": 1.0, "noise": 0.25}, "better"),
+    # a bolder retry smoothed the cheetah's fur away (truly +1.9 against +3.3 at its dose)
+    "bolder than their dose": (0.6, 3.0, 0.5, {}, {"jpeg": 1.5, "noise": 1.5}, "uncertain"),
+    "with an artefact": (0.6, 3.0, 0.5, {"over_smoothing": -1.45}, {"jpeg": 1.0, "noise": 1.0}, "uncertain"),
+    # between 0 and the margin: the one such attempt that was worse (-0.72 dB) was estimated +0.18
+    "estimated inside the margin": (0.18, 2.7, 0.5, {}, {"jpeg": 1.0, "noise": 1.0}, "uncertain"),
+    "extrapolating": (0.6, 3.0, None, {}, {"jpeg": 1.0, "noise": 1.0}, "uncertain"),
+    "with a third kind": (0.6, 3.0, 0.5, {}, {"jpeg": 1.0, "noise": 1.0, "haze": 1.0}, "uncertain"),
+    "no strengths": (0.6, 3.0, 0.5, {}, None, "uncertain"),
+}
+
+
+@pytest.mark.parametrize("name", DENOISED_AND_DEBLOCKED)
+def test_a_denoising_and_deblocking_at_their_dose_is_judged_by_whether_it_helps(name):
+    gain, spread, spread_log, artefacts, strengths, expected = DENOISED_AND_DEBLOCKED[name]
+    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, spread_log=spread_log,
+                     artefacts=artefacts)  # fmt: skip
+    kinds = list(strengths or {"jpeg": 1.0, "noise": 1.0})
+    assert judge_quality(0.99, q, S, None, kinds, strengths)[0] == expected
+
+
 def test_an_undecided_mixed_plan_is_split_from_its_deconvolution():
     # mio_A_defocus+haze_5_gradio_cheetah2: blur + haze estimated +0.9 dB (truly +6.7), bolder +1.1 and +1.2 (truly
     # +7.1, +6.5), returned unchanged; the dehazing alone was accepted, truly +6.8 dB
