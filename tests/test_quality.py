@@ -108,6 +108,23 @@ def test_ghosting_is_blind_to_tone(shaken):
         assert "ghosting" not in assess(src, _u8(out), ["low_light"]).artefacts
 
 
+def test_the_source_echo_is_measured_once_for_every_attempt_at_it(shaken, monkeypatch):
+    from reasoner.quality import features
+
+    calls = []
+    rise = features._echo_rise
+    monkeypatch.setattr(features, "_echo_rise", lambda h: calls.append(h.shape) or rise(h))
+    monkeypatch.setattr(features, "_SOURCE_RISE", {})
+    _, src = shaken
+    first = features.change_features(src, _u8(src * 1.2))["echo"]
+    features.change_features(src, _u8(src * 0.8))
+    assert len(calls) == 3  # the source once, each attempt once
+    # the same pixels in another array are the same source; the answer does not change with the memo
+    assert features.change_features(src.copy(), _u8(src * 1.2))["echo"] == first and len(calls) == 4
+    features.change_features(_u8(src * 0.9), _u8(src * 1.2))
+    assert len(calls) == 6  # another source
+
+
 def test_the_signed_log_spread_is_withheld_where_the_members_extrapolate(astronaut):
     from reasoner.quality.model import TYPICAL_Z, load_model
 
