@@ -166,6 +166,20 @@ def test_the_over_smoothing_threshold_is_fitted_on_attempts_that_kept_their_text
     assert artefact_thresholds(blurred)["over_smoothing"][1] > -0.3
 
 
+def test_the_ghosting_threshold_is_fitted_on_deblurrings_that_helped():
+    # good attempts: 400 denoisings with no echo, 100 deblurrings whose echo spreads to 0.45; the threshold is what
+    # the deblurrings show, not the mixture's percentile (which would flag a good deblurring)
+    from reasoner.quality.artefacts import ARTEFACTS
+    from rl.calibrate_quality import artefact_thresholds
+
+    rng = np.random.default_rng(0)
+    base = {a.statistic: 0.0 for a in ARTEFACTS} | {"dpsnr": 2.0, "degradations": "blur", "tex_true": 0.0}
+    rows = [base | {"kinds": "noise", "echo": abs(rng.normal(0, 0.02))} for _ in range(400)]
+    rows += [base | {"kinds": "blur", "echo": float(v)} for v in np.linspace(0.0, 0.45, 100)]
+    limit = artefact_thresholds(rows)["ghosting"][0]
+    assert 0.42 < limit <= 0.45, limit
+
+
 def test_quality_rows_carry_the_texture_label():
     from rl.quality_data import quality_case
 
