@@ -39,7 +39,7 @@ FEATURES: tuple[str, ...] = (
 #: echoes of the detail at a distance (``echo``: ghost edges, rings; see :func:`_echo`).
 ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept", "echo")
 #: Offsets (px) and directions over which :func:`_echo` looks for repeated detail: a line PSF's ghosts sit at its
-#: length, a disk's rings at its radius; the operators' kernels stay well inside 24 px on the images they are sure of.
+#: length, a disk's rings at its radius; echoes of kernels longer than 24 px are not looked for.
 ECHO_LAGS, ECHO_RAYS = 24, 24
 
 
