@@ -1,4 +1,4 @@
-"""Small helpers every package shares: one-line errors, torch dtype names, working sizes, image arrays.
+"""Small helpers every package shares: one-line errors, torch dtype names, working sizes, image arrays, memos.
 
 Standard library and numpy only (torch is imported inside :func:`torch_dtype`), so the lowest layers can use them;
 ``restorer``, ``retrieval``, ``rl`` and ``agent`` import these instead of keeping copies.
@@ -6,7 +6,10 @@ Standard library and numpy only (torch is imported inside :func:`torch_dtype`), 
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import numpy as np
 
@@ -90,3 +93,38 @@ def as_rgb_float(image: np.ndarray, what: str = "image") -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{what}: the image holds NaN or infinite values")
     return np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+T = TypeVar("T")
+
+
+def content_key(array: np.ndarray, *extra: Hashable) -> tuple:
+    """A key for what ``array`` holds (a digest of its bytes, its shape and dtype), and for ``extra``.
+
+    The same pixels in another array give the same key.
+
+    >>> a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> content_key(a) == content_key(a.copy()), content_key(a) == content_key(a + 1), content_key(a, 1)[-1]
+    (True, False, 1)
+    """
+    a = np.ascontiguousarray(array)
+    return (hashlib.blake2b(a.reshape(-1).view(np.uint8), digest_size=16).digest(), a.shape, a.dtype.str, *extra)
+
+
+def remembered(memo: dict, key: Hashable, compute: Callable[[], T], kept: int = 8) -> T:
+    """``memo[key]``, computed by ``compute()`` the first time; ``memo`` keeps its last ``kept`` answers.
+
+    For work several steps ask of the same image (a fitted JPEG grid, a source's statistics), keyed by
+    :func:`content_key`.
+
+    >>> memo, calls = {}, []
+    >>> [remembered(memo, k, lambda: calls.append(1) or k * 2, kept=2) for k in (1, 1, 2, 3, 1)], len(calls)
+    ([2, 2, 4, 6, 2], 4)
+    """
+    if key in memo:
+        return memo[key]
+    value = compute()
+    while len(memo) >= kept:  # oldest first
+        memo.pop(next(iter(memo)), None)
+    memo[key] = value
+    return value

@@ -16,9 +16,9 @@ carries the grid of a quality (a resize after the compression erases it, and the
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
+
+from reasoner.common import content_key, remembered
 
 _IJG_LUMA = np.array(
     [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -177,16 +177,13 @@ def fitted_grid(rgb: np.ndarray, quality: int) -> tuple[int, tuple[int, int], fl
     :func:`grid_origin`, then :func:`fitted_quality` there; None when nothing can be measured.
     """
     pixels = np.ascontiguousarray(rgb)
-    key = (hashlib.blake2b(pixels.data, digest_size=16).digest(), pixels.shape, pixels.dtype.str, int(quality))
-    if key in _FITTED:
-        return _FITTED[key]
-    origin = grid_origin(pixels)
-    found = fitted_quality(pixels, quality, origin=origin)
-    grid = None if found is None else (found[0], origin, found[1])
-    while len(_FITTED) >= _FITTED_KEPT:  # oldest first
-        _FITTED.pop(next(iter(_FITTED)), None)
-    _FITTED[key] = grid
-    return grid
+
+    def fit() -> tuple[int, tuple[int, int], float] | None:
+        origin = grid_origin(pixels)
+        found = fitted_quality(pixels, quality, origin=origin)
+        return None if found is None else (found[0], origin, found[1])
+
+    return remembered(_FITTED, content_key(pixels, int(quality)), fit, _FITTED_KEPT)
 
 
 def carried_grid(rgb: np.ndarray, quality: int) -> tuple[int, tuple[int, int], float] | None:

@@ -13,11 +13,12 @@ down-scaled to at most 256 px. Both images must have the same shape, ``float32 H
 
 from __future__ import annotations
 
-import hashlib
 from functools import cache
 
 import cv2
 import numpy as np
+
+from reasoner.common import content_key, remembered
 
 LOCAL_CROP = 512
 GLOBAL_SIDE = 256
@@ -313,14 +314,7 @@ _SOURCE_RISE: dict[tuple, np.ndarray] = {}
 
 
 def _source_rise(hs: np.ndarray) -> np.ndarray:
-    key = (hashlib.blake2b(np.ascontiguousarray(hs).view(np.uint8), digest_size=16).digest(), hs.shape, hs.dtype.str)
-    rise = _SOURCE_RISE.pop(key, None)
-    if rise is None:
-        rise = _echo_rise(hs)
-    _SOURCE_RISE[key] = rise
-    while len(_SOURCE_RISE) > 8:
-        _SOURCE_RISE.pop(next(iter(_SOURCE_RISE)), None)
-    return rise
+    return remembered(_SOURCE_RISE, content_key(hs), lambda: _echo_rise(hs))
 
 
 def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
