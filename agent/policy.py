@@ -302,8 +302,7 @@ def denoised_and_deblocked_at_dose(
     kinds = set(kinds)
     if kinds != {"noise", "jpeg"} or not all(at_dose(k, strengths) for k in kinds):
         return False
-    gain = quality.gain_db
-    return gain is not None and gain > margin and not quality.artefacts and quality.spread_log is not None
+    return clean_estimate_above(quality, margin)
 
 
 def at_dose(kind: str, strengths: Mapping[str, float] | None) -> bool:
@@ -336,8 +335,23 @@ def brightened_at_dose(quality: QualityTrace, kinds: Iterable[str], strengths: M
     """
     if "low_light" not in set(kinds) or not at_dose("low_light", strengths):
         return False
+    return clean_estimate_above(quality, 0.0)
+
+
+def clean_estimate_above(quality: QualityTrace, floor: float) -> bool:
+    """Whether the estimate is above ``floor`` with no artefact found and the members not extrapolating.
+
+    What the at-dose rows (:func:`brightened_at_dose`, :func:`denoised_and_deblocked_at_dose`) trust: the sign of an
+    estimate whose size the ensemble is unsure of.
+
+    >>> q = QualityTrace(gain_db=0.3, spread_db=2.0, spread_log=0.4)
+    >>> clean_estimate_above(q, 0.0), clean_estimate_above(q, 0.5)
+    (True, False)
+    >>> clean_estimate_above(q.model_copy(update={"spread_log": None}), 0.0)  # extrapolating
+    False
+    """
     gain = quality.gain_db
-    return gain is not None and gain > 0 and not quality.artefacts and quality.spread_log is not None
+    return gain is not None and gain > floor and not quality.artefacts and quality.spread_log is not None
 
 
 #: What a noise-only plan must have taken away to count as better on that alone (:func:`removed_white_noise`): its

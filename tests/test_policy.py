@@ -484,13 +484,18 @@ BRIGHTENED = {
 }
 
 
-@pytest.mark.parametrize("name", BRIGHTENED)
-def test_a_brightening_at_its_dose_is_judged_by_whether_it_helps(name):
-    gain, spread, spread_log, artefacts, strengths, expected = BRIGHTENED[name]
+def judged_at_dose(row: tuple, kinds_without_strengths: list[str]) -> tuple[QualityTrace, str]:
+    """The estimate of an at-dose table row and the verdict on it (the plan's kinds are its strengths' keys)."""
+    gain, spread, spread_log, artefacts, strengths, _ = row
     q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, spread_log=spread_log,
                      artefacts=artefacts)  # fmt: skip
-    kinds = list(strengths or {"low_light": 1.0})
-    assert judge_quality(0.99, q, S, None, kinds, strengths)[0] == expected
+    return q, judge_quality(0.99, q, S, None, list(strengths or kinds_without_strengths), strengths)[0]
+
+
+@pytest.mark.parametrize("name", BRIGHTENED)
+def test_a_brightening_at_its_dose_is_judged_by_whether_it_helps(name):
+    q, verdict = judged_at_dose(BRIGHTENED[name], ["low_light"])
+    assert verdict == BRIGHTENED[name][-1]
     # the same estimate on a plan that does not brighten is undecided: the brightening row is what decides
     assert judge_quality(0.99, q, S, None, ["noise"], {"noise": 1.0})[0] == "uncertain"
 
@@ -513,11 +518,8 @@ DENOISED_AND_DEBLOCKED = {
 
 @pytest.mark.parametrize("name", DENOISED_AND_DEBLOCKED)
 def test_a_denoising_and_deblocking_at_their_dose_is_judged_by_whether_it_helps(name):
-    gain, spread, spread_log, artefacts, strengths, expected = DENOISED_AND_DEBLOCKED[name]
-    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, spread_log=spread_log,
-                     artefacts=artefacts)  # fmt: skip
-    kinds = list(strengths or {"jpeg": 1.0, "noise": 1.0})
-    assert judge_quality(0.99, q, S, None, kinds, strengths)[0] == expected
+    _, verdict = judged_at_dose(DENOISED_AND_DEBLOCKED[name], ["jpeg", "noise"])
+    assert verdict == DENOISED_AND_DEBLOCKED[name][-1]
 
 
 def test_an_undecided_mixed_plan_is_split_from_its_deconvolution():
