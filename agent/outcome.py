@@ -120,7 +120,13 @@ def outcome(trace: Trace) -> Outcome:
             line += f" (±{unc:.1f}; the scorer is unsure)" if unsure else (f" (±{unc:.1f})" if unc is not None else "")
     line += "."
     if chosen is not None and chosen.quality is not None:
-        from agent.policy import brightened_at_dose, inside_compression_cells, removed_white_noise
+        from agent.policy import (
+            brightened_at_dose,
+            denoised_and_deblocked_at_dose,
+            inside_compression_cells,
+            removed_white_noise,
+        )
+        from agent.state import Settings
 
         if removed_white_noise(chosen.quality, chosen.plan.kinds):
             line += " What it removed looks like white noise of the diagnosed strength."
@@ -128,6 +134,9 @@ def outcome(trace: Trace) -> Outcome:
             line += " It changed only what the file's JPEG compression left uncertain."
         elif brightened_at_dose(chosen.quality, strengths, strengths):
             line += " It brightened at its own dose with no artefact found; the scorer tends to underrate brightening."
+        elif denoised_and_deblocked_at_dose(chosen.quality, strengths, strengths, float(trace.settings.get(
+                "quality_margin_db", Settings().quality_margin_db))):  # fmt: skip
+            line += " It denoised and deblocked at their own dose with no artefact found."
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
     return Outcome(line, gain, unc, arts, unsure, least)

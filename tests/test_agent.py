@@ -551,6 +551,25 @@ def test_a_jpeg_the_ensemble_is_unsure_about_is_deblocked_inside_its_cells(tmp_p
     assert psnr(pixels) > psnr(before) + 0.2
 
 
+def test_a_noisy_phone_jpeg_is_denoised_and_deblocked_and_the_outcome_says_why():
+    # sensor noise (Bayer mosaic, demosaiced, ISP-sharpened) saved as JPEG q70: the ensemble is unsure how much the
+    # pair helps (+0.8 dB +-2.5) but not whether; the noise+JPEG row accepts it at its dose, and it is truly better
+    clean = np.ascontiguousarray(load_photo("coffee")[64:320, 160:416])
+    noisy = D.apply(clean, [D.CameraNoiseParams(sigma=14.0, sharpen=0.4, seed=9), D.Jpeg444Params(quality=70)])
+    img = (np.rint(noisy * 255) / 255).astype(np.float32)
+    out, trace = restore_image(img)
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert sorted(chosen.plan.kinds) == ["jpeg", "noise"] and "denoising and deblocking" in chosen.reason
+    from agent.outcome import outcome
+
+    assert "It denoised and deblocked at their own dose" in outcome(trace).line
+
+    def psnr(a):
+        return 10 * np.log10(1.0 / np.mean((np.round(a * 255) / 255 - np.round(clean * 255) / 255) ** 2))
+
+    assert psnr(out) > psnr(img) + 0.5
+
+
 def test_darkness_hidden_by_noise_is_brightened_on_top_of_the_denoising():
     # MiO "dark" (a linear squash of brightness) under Poisson noise: the noise lifts the brightest percentiles low
     # light is read from, so the input reads as noisy only. Once denoised it reads dim; brightening the denoised
