@@ -52,7 +52,10 @@ GOOD_FOR: dict[str, Callable[[Mapping], bool]] = {"over_smoothing": _kept_textur
 
 
 def artefact_thresholds(rows: Sequence[Mapping], percentile: float = 97.0) -> dict[str, list[float]]:
-    """Per artefact, the statistic's ``percentile`` over good attempts: [plans it is not explained by, explained]."""
+    """Per artefact, the statistic's ``percentile`` over good attempts: [plans it is not explained by, explained].
+
+    Plans with a kind the artefact is not looked for after (``unbounded_with``) are left out of its fit.
+    """
     good = [r for r in rows if r["dpsnr"] > GOOD_DB]
     labelled = all("tex_true" in r for r in good)
     out = {}
@@ -61,7 +64,7 @@ def artefact_thresholds(rows: Sequence[Mapping], percentile: float = 97.0) -> di
         test = GOOD_FOR.get(a.name) if labelled else None
         for explained in (False, True):
             vals = [r[a.statistic] for r in good if bool(set(r["kinds"].split(",")) & a.explained_by) == explained
-                    and (test is None or test(r))]  # fmt: skip
+                    and not set(r["kinds"].split(",")) & a.unbounded_with and (test is None or test(r))]  # fmt: skip
             if len(vals) < 30:
                 limits.append(a.default[int(explained)])
                 continue

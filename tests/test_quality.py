@@ -85,6 +85,22 @@ def test_a_colour_cast_no_kind_explains_is_named():
     assert "colour_shift" in found.artefacts and found.gain_db < 0
 
 
+def test_a_dehazing_that_gives_plain_areas_their_colour_back_is_not_a_colour_cast():
+    # thick grey haze over the coffee photo, removed by the plan the diagnosis makes: the cup and the table get back
+    # the colour the veil took (a change far above the tone plans' fitted threshold), and the result is >10 dB better
+    from reasoner import load_reasoner
+    from restorer import load_restorer, plan_from_record
+    from restorer.metrics import psnr
+
+    clean = _u8(cv2.resize(load_photo("coffee"), (256, 256), interpolation=cv2.INTER_AREA))
+    hazy = _u8(D.apply(clean, [D.MioHazeParams(airlight=0.9, beta=1.0, seed=1)]))
+    record = load_reasoner("measure").diagnose(hazy)
+    out = _u8(load_restorer("classical").restore(hazy, record, [], plan_from_record(record)).pixels)
+    assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(hazy)) + 10
+    assert "colour_shift" not in assess(hazy, out, ["haze"]).artefacts
+    assert "colour_shift" in assess(hazy, out, ["low_light"]).artefacts  # the same change from a brightening is
+
+
 @pytest.fixture(scope="module")
 def shaken():
     """The cat photo moved 7 px sideways during the exposure (a line PSF), with a little sensor noise."""
@@ -178,6 +194,18 @@ def test_the_ghosting_threshold_is_fitted_on_deblurrings_that_helped():
     rows += [base | {"kinds": "blur", "echo": float(v)} for v in np.linspace(0.0, 0.45, 100)]
     limit = artefact_thresholds(rows)["ghosting"][0]
     assert 0.42 < limit <= 0.45, limit
+
+
+def test_the_colour_cast_threshold_is_fitted_without_the_dehazings_it_does_not_judge():
+    # good brightenings change plain areas' colour by up to 12, good dehazings by up to 30: the brightenings' limit
+    # is theirs (the dehazings, not judged by it, would have raised it to flag no brightening at all)
+    from reasoner.quality.artefacts import ARTEFACTS
+    from rl.calibrate_quality import artefact_thresholds
+
+    base = {a.statistic: 0.0 for a in ARTEFACTS} | {"dpsnr": 2.0, "degradations": "low_light", "tex_true": 0.0}
+    rows = [base | {"kinds": "low_light", "flat_chroma_abs": float(v)} for v in np.linspace(0.0, 12.0, 100)]
+    rows += [base | {"kinds": "haze", "flat_chroma_abs": float(v)} for v in np.linspace(10.0, 30.0, 200)]
+    assert 11.0 < artefact_thresholds(rows)["colour_shift"][1] <= 12.0
 
 
 def test_quality_rows_carry_the_texture_label():
