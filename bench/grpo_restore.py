@@ -9,8 +9,10 @@ diagnosis cites, each as its decile among the warm-start crops) and writes the p
 on the hand planner's strength (``1.25 0.00``: the first a quarter stronger, the second skipped), which expands into
 the plan schema's JSON and runs on the classical restorer. The hand planner runs every detected kind in restoration
 order at the strength its confidence gives. The warm start is supervised on the hand planner's plans
-(``--warm-from hand``: every factor 1, so the warm start is the hand planner up to malformed replies) or on the
-oracle's (``--warm-from oracle``: the diagnosed kinds that are really there at strength 1, the others skipped);
+(``--warm-from hand``: every factor 1, so the warm start is the hand planner up to malformed replies), on the
+oracle's (``--warm-from oracle``: the diagnosed kinds that are really there at strength 1, the others skipped) or
+on each warm-start crop's ceiling plan (``--warm-from ceiling``: the best one-factor change against the clean crop,
+see ``ceiling`` below; :func:`rl.plan_grpo.ceiling_target`);
 GRPO (TRL's ``GRPOTrainer`` through :func:`rl.plan_grpo.train_plan_grpo`) then trains it with the recipe's rewards
 (``rl/recipes/grpo_restore.yaml``: full-reference PSNR gain, the artefact-aware scorer's estimated gain, the
 fidelity guard, format).
@@ -66,8 +68,6 @@ TUNING_PHOTOS: tuple[str, ...] = ("chelsea", "brick", "moon")
 TRAIN_PHOTOS: tuple[str, ...] = tuple(p for p in CALIBRATION_PHOTOS if p not in TUNING_PHOTOS)
 REWARD_NAMES = ("format", "psnr_gain", "quality_gain", "fidelity")
 POLICIES = ("input", "hand", "start", "grpo", "ceiling", "oracle")
-#: Factors the ceiling tries on one diagnosed kind at a time (the others at 1).
-CEILING_FACTORS = (0.0, 0.5, 1.5)
 
 
 def make_cases(photos, models, n: int, seed: int, size: int, n_kinds) -> list[tuple]:
@@ -128,12 +128,10 @@ def evaluate(cases, rows, policies: dict[str, object], say) -> dict[str, dict]:
 
 
 def _one_change(hand):
-    """The hand plan with one diagnosed kind's factor changed to each of :data:`CEILING_FACTORS` (0 drops it)."""
-    for i in range(len(hand.operations)):
-        for f in CEILING_FACTORS:
-            ops = [op.model_copy(update={"strength": op.strength * (f if k == i else 1.0)})
-                   for k, op in enumerate(hand.operations)]  # fmt: skip
-            yield hand.model_copy(update={"operations": [op for op in ops if op.strength > 0]})
+    """The hand plan with one diagnosed kind's factor changed to each of the ceiling factors (0 drops it)."""
+    from rl.plan_grpo import one_factor_changes
+
+    return (plan for _factors, plan in one_factor_changes(hand))
 
 
 def _run(restorer, src, record, plan) -> np.ndarray:
@@ -211,7 +209,7 @@ def main() -> None:
     ap.add_argument("--eval-mixed", type=int, default=80, help="evaluated mixed crops (2-3 kinds)")
     ap.add_argument("--eval-single", type=int, default=32, help="evaluated single-kind crops")
     ap.add_argument("--size", type=int, default=128, help="crop side (px)")
-    ap.add_argument("--warm-from", choices=("hand", "oracle"), default="hand")
+    ap.add_argument("--warm-from", choices=("hand", "oracle", "ceiling"), default="hand")
     ap.add_argument("--sft-steps", type=int, default=200)
     ap.add_argument("--sft-lr", type=float, default=1e-3)
     ap.add_argument("--sft-batch", type=int, default=16)
@@ -261,7 +259,8 @@ def main() -> None:
     grpo_diag = diagnose_items(make_cases(TRAIN_PHOTOS, TRAIN_MODELS, args.grpo_train, 3, size, (1, 3)), measure)
     # Statistic deciles from the warm-start crops only, reused as they are for every other crop.
     bins = training_bins(train_diag) if args.stats else None
-    train_rows, grpo_rows = plan_dataset(train_diag, bins=bins), plan_dataset(grpo_diag, bins=bins)
+    ceiling = args.warm_from == "ceiling"  # the warm-start crops restored with every one-factor change
+    train_rows, grpo_rows = plan_dataset(train_diag, bins=bins, ceiling=ceiling), plan_dataset(grpo_diag, bins=bins)
     split = "tuning" if args.tune else "held-out"
     photos, models = (TUNING_PHOTOS, TRAIN_MODELS) if args.tune else (EVALUATION_PHOTOS, HELD_OUT_MODELS)
     groups = {

@@ -29,6 +29,7 @@ from rl.plan_policy import (
     fit_bins,
     hand_target,
     oracle_target,
+    positional_of,
     prompt_messages,
     record_stats,
     write_meta,
@@ -45,9 +46,10 @@ class WarmStart(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target: Literal["hand", "oracle"] = Field(
+    target: Literal["hand", "oracle", "ceiling"] = Field(
         "hand", description="hand: the hand planner's plans (factors 1); oracle: the diagnosed kinds that "
-        "are really there, at strength 1."
+        "are really there, at strength 1; ceiling: per crop the best of the hand plan and the plans changing one "
+        "diagnosed kind's factor to 0, 0.5 or 1.5, chosen against the clean crop (rows without one: the hand plan)."
     )  # fmt: skip
     steps: int = Field(300, ge=0)
     learning_rate: float = Field(1e-3, gt=0)
@@ -135,23 +137,66 @@ def training_bins(diagnosed: list[tuple]) -> dict[str, list[float]]:
     return fit_bins([record_stats(d[3]) for d in diagnosed])
 
 
+#: Factors the ceiling target tries on one diagnosed kind at a time, the others at 1 (0 drops the kind).
+CEILING_FACTORS: tuple[float, ...] = (0.0, 0.5, 1.5)
+
+
+def one_factor_changes(hand):
+    """``(factors, plan)`` of the hand plan with one diagnosed kind's factor set to each of :data:`CEILING_FACTORS`."""
+    for i in range(len(hand.operations)):
+        for f in CEILING_FACTORS:
+            factors = [f if k == i else 1.0 for k in range(len(hand.operations))]
+            ops = [op.model_copy(update={"strength": op.strength * x}) for op, x in zip(hand.operations, factors,
+                                                                                      strict=True)]  # fmt: skip
+            yield factors, hand.model_copy(update={"operations": [op for op in ops if op.strength > 0]})
+
+
+def ceiling_target(u8: np.ndarray, clean: np.ndarray, record: DiagnosisRecord, hand, restorer) -> str:
+    """The positional target of the best of ``hand`` and its one-factor changes, by PSNR against ``clean``.
+
+    Ties keep the hand plan (factors 1). ``restorer`` runs the plans (the classical one).
+    """
+    from restorer.metrics import psnr
+
+    src = u8.astype(np.float32) / 255.0
+
+    def score(plan) -> float:
+        out = src if not plan.operations else restorer.restore(src, record, [], plan).pixels
+        return psnr(clean, np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8))
+
+    best, best_factors = score(hand), [1.0] * len(hand.operations)
+    for factors, plan in one_factor_changes(hand):
+        if (v := score(plan)) > best + 1e-6:
+            best, best_factors = v, factors
+    return positional_of(best_factors)
+
+
 def plan_dataset(
     diagnosed: list[tuple],
     completion: str = "compact",
     bins: dict[str, list[float]] | None = None,
     vlm: bool = False,
     keep_empty: bool = False,
+    ceiling: bool = False,
 ):
     """Plan-policy rows of diagnosed crops (:func:`diagnose_items`), statistics binned by ``bins`` when given.
 
     Crops with nothing to plan are left out unless ``keep_empty`` (no action to learn). Columns: ``prompt``,
     ``pixels`` (and ``image`` when ``vlm``), ``clean``, ``record`` (the diagnosis), ``hand`` (hand plan JSON),
-    ``truth``, ``target_hand``, ``target_oracle`` (the hand target where there is no ground truth).
+    ``truth``, ``target_hand``, ``target_oracle`` (the hand target where there is no ground truth), and with
+    ``ceiling`` (compact completions only; each crop restored with every one-factor change) ``target_ceiling``.
     """
     from datasets import Dataset
 
+    if ceiling and completion != "compact":
+        raise ValueError("the ceiling target is a compact (positional) reply")
+    restorer = None
+    if ceiling:
+        from restorer import load_restorer
+
+        restorer = load_restorer("classical")
     rows: dict[str, list] = {k: [] for k in ("prompt", "pixels", "clean", "record", "hand", "truth", "target_hand",
-                                             "target_oracle")}  # fmt: skip
+                                             "target_oracle", *(("target_ceiling",) if ceiling else ()))}  # fmt: skip
     for u8, clean, truth, record in diagnosed:
         hand = plan_from_record(record)
         if not hand.operations and not keep_empty:
@@ -165,6 +210,9 @@ def plan_dataset(
         rows["target_hand"].append(hand_target(hand, completion))
         rows["target_oracle"].append(hand_target(hand, completion) if truth is None else
                                      oracle_target(hand, truth, completion))  # fmt: skip
+        if ceiling:
+            rows["target_ceiling"].append(hand_target(hand, completion) if clean is None or not hand.operations else
+                                          ceiling_target(u8, clean, record, hand, restorer))  # fmt: skip
     if vlm:
         rows["image"] = list(rows["pixels"])
     return Dataset.from_dict(rows)

@@ -10,7 +10,7 @@ import pytest
 
 from agent.state import Settings
 from reasoner.measure import MeasureReasoner
-from reasoner.schema import DiagnosisRecord
+from reasoner.schema import DiagnosisRecord, make_degradation
 from restorer.plan import Operation, Plan, plan_from_record
 from rl.ground_truth import synthesize
 from rl.photos import CALIBRATION_PHOTOS, load_photo, random_crop
@@ -137,6 +137,24 @@ def test_full_reference_reward_prefers_the_plan_closer_to_the_oracle(noisy_case)
     assert PsnrGain(engine, fallback=True)(None, ["oops"], clean=[clean], **{k: v[:1] for k, v in cols.items()}) == [
         gain[0]
     ]
+
+
+def test_the_ceiling_target_drops_a_kind_the_crop_does_not_have(noisy_case):
+    # a noisy crop diagnosed noisy and (falsely) hazy: of the hand plan and its one-factor changes, restoring the
+    # noise alone is closest to the clean crop, so the ceiling target skips the haze; with the true diagnosis alone
+    # nothing beats the hand plan, which a tie keeps
+    from restorer import load_restorer
+    from rl.plan_grpo import ceiling_target, plan_dataset
+
+    clean, syn = noisy_case
+    u8, clean8 = (np.clip(np.rint(x * 255), 0, 255).astype(np.uint8) for x in (syn.image, clean))
+    noise = syn.record.degradations[0]
+    haze = make_degradation("haze", 0.6, 0.9, transmission=0.45, airlight=[0.9, 0.9, 0.9], beta=0.8)
+    false = syn.record.model_copy(update={"degradations": [noise, haze]})
+    classical = load_restorer("classical")
+    assert ceiling_target(u8, clean8, false, plan_from_record(false), classical) == "1.00 0.00"
+    rows = plan_dataset([(u8, clean8, syn.record, false), (u8, None, None, false)], ceiling=True)
+    assert rows["target_ceiling"] == ["1.00 0.00", "1.00 1.00"]  # no clean crop: the hand target
 
 
 def test_recipes_parse_and_validate():
