@@ -84,6 +84,10 @@ After an attempt, while attempts are left (:func:`decide`); otherwise, or when n
 =====================  ==================================  ===================================================
 last verdict           retry when                          retry: same source, strength factors
 =====================  ==================================  ===================================================
+better (first plan)    it is exactly noise and haze, two   the input without the haze ("split", never returned
+                       attempts left                       itself); when that is better, the haze its output
+                                                           reads is restored on top of it ("revealed",
+                                                           :func:`reread_tone`)
 better                 overall still >= ``done_below``     ``residual_factor`` on the input's kinds still
                        and residue remains                 detected, low-pass kinds excepted ("stronger")
 better                 its output shows tone the input's   source: that attempt; only the revealed kinds
@@ -494,7 +498,11 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
     """
     s, last = settings, attempts[-1]
     if len(attempts) < s.max_attempts:
+        if reread := reread_tone(last, len(attempts), s):
+            return Retry("split", None, per_kind(1.0), reread)
         culprits = artefact_kinds(last.quality)
+        if last.verdict == "better" and last.rule == "split" and (reread := revealed_kinds(record, attempts, last)):
+            return Retry("revealed", last.index, per_kind(1.0), frozenset(KINDS) - reread)  # before anything else
         if last.verdict == "better":
             residual = residual_kinds(record, last)
             if last.source is not None:  # a refinement restores only its own (tone) kinds again
@@ -522,6 +530,41 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
     return conclude(record, attempts, s)
 
 
+#: First plans of exactly these kinds are split so that their haze is read again once the noise is gone
+#: (:func:`reread_tone`).
+REREAD_PLAN: frozenset[str] = frozenset({"noise", "haze"})
+
+
+def reread_tone(last: AttemptTrace, tried: int, settings: Settings) -> frozenset[str]:
+    """The haze a "split" retry leaves out of a first plan that denoises and dehazes, to read it again after the noise.
+
+    Noise pulls the dark channel down (the minimum of noisy pixels lies below the clean one), so the diagnosis of a
+    noisy hazy photo reads the haze thinner and less sure than it is, and the plan dehazes it gently. Denoised
+    first, the photo reads its haze again (a "revealed" retry restores it on top of the denoising, judged against
+    the input), and the first plan stays a candidate; the denoising alone does not (:func:`reread_step`: returned,
+    it would leave the haze the photo was found to have). Only after a first plan judged better: an undecided or
+    harmful one keeps its own retries. Restoring that way against the first plan (the classical
+    restorer, the diagnosis of the denoised image), on 2-kind noise and haze crops from every zoo model: calibration
+    photos 19.52 -> 20.72 dB (35 crops, 16 better by more than 0.5 dB, 4 worse), held-out photos 17.30 -> 18.66
+    (37 crops, 18 better, 1 worse); noise-only crops read no haze after denoising. Needs two attempts left.
+
+    >>> from agent.state import Settings
+    >>> hazy = Plan(operations=[Operation(kind="noise", severity=0.6), Operation(kind="haze", severity=0.2)])
+    >>> first = AttemptTrace(index=0, source=None, plan=hazy, record_after=None, severity_after={}, overall_after=0.3,
+    ...                      structure=0.99, verdict="better", reason="-", elapsed_s=0.0)
+    >>> sorted(reread_tone(first, 1, Settings())), reread_tone(first, 2, Settings())
+    (['haze'], frozenset())
+    """
+    if last.index != 0 or last.source is not None or last.verdict != "better" or tried + 2 > settings.max_attempts:
+        return frozenset()
+    return frozenset({"haze"}) if set(last.plan.kinds) == REREAD_PLAN else frozenset()
+
+
+def reread_step(attempt: AttemptTrace, attempts: Sequence[AttemptTrace], settings: Settings) -> bool:
+    """Whether ``attempt`` is the denoising a :func:`reread_tone` split made to read the haze again (not returned)."""
+    return attempt.rule == "split" and attempt.index == 1 and bool(reread_tone(attempts[0], 1, settings))
+
+
 def mixed_lowpass(plan: Plan) -> frozenset[str]:
     """The low-pass kinds of ``plan`` when it restores other kinds too (else empty): what a "split" retry drops.
 
@@ -544,7 +587,8 @@ def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings
     if not attempts:
         return Final("unchanged", None, "no degradation detected; input returned unchanged")
     if any(_estimated(a) for a in attempts):
-        ok = superseding([a for a in attempts if a.verdict == "better" and _estimated(a)])
+        ok = superseding([a for a in attempts if a.verdict == "better" and _estimated(a)
+                          and not reread_step(a, attempts, settings)])  # fmt: skip
         if not ok:
             why = f"no attempt was estimated to improve on the input ({len(attempts)} tried); input returned"
             return Final("unchanged", None, why)
@@ -705,6 +749,8 @@ def revealed_kinds(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], la
     found = frozenset(d.kind for d in last.record_after.detected()
                       if d.kind != "low_light" or d.factors.exposure < REVEALED_EXPOSURE)  # fmt: skip
     original = frozenset(d.kind for d in record.detected())
+    if last.rule == "split" and last.source is None:  # tone a split left out to be read again (reread_tone)
+        original -= (original & REVEALABLE) - restored
     revealed = (found & REVEALABLE) - original
     # a dim photo denoised reads hazy too (little contrast, a raised dark channel): brightening and dehazing pull
     # its tone opposite ways, and the darkness is what the noise hid (the full cameraman photo darkened under

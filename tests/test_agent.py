@@ -97,6 +97,27 @@ def test_clean_image_is_returned_unchanged(tmp_path):
     assert np.array_equal(pixels, load_image(clean).pixels)
 
 
+def test_haze_under_noise_is_read_again_once_the_noise_is_gone():
+    # noise pulls the dark channel down: the noisy hazy astronaut reads thin, unsure haze and the first plan dehazes
+    # it at a quarter strength; denoised alone ("split"), it reads its haze again, restored on top ("revealed")
+    import cv2
+
+    from reasoner.imageio import to_uint8
+    from restorer import load_restorer
+    from restorer.metrics import psnr
+
+    clean = to_uint8(cv2.resize(load_photo("astronaut"), (256, 256), interpolation=cv2.INTER_AREA))
+    hazy = D.apply(clean.astype(np.float32) / 255, [D.MioHazeParams(airlight=0.85, beta=1.2, seed=2),
+                                                    D.NoiseParams(sigma=25.0, seed=3)])  # fmt: skip
+    hazy = to_uint8(hazy).astype(np.float32) / 255
+    pixels, trace = restore_image(hazy)
+    assert [(a.rule, a.source, a.plan.kinds) for a in trace.attempts] == [
+        (None, None, ["noise", "haze"]), ("split", None, ["noise"]), ("revealed", 1, ["haze"])]  # fmt: skip
+    first = load_restorer("classical").restore(hazy, trace.record_before, [], trace.attempts[0].plan).pixels
+    assert trace.chosen_attempt == 2
+    assert psnr(clean, to_uint8(pixels)) > psnr(clean, to_uint8(first)) + 3
+
+
 def test_structure_score():
     img = load_photo("camera")[:256, :256]
     assert structure_score(img, np.clip(img * 0.5, 0, 1)) > 0.99  # tone change keeps structure

@@ -245,6 +245,35 @@ def test_tone_revealed_by_a_better_attempt_is_restored_on_top_of_it():
     assert isinstance(decide(INPUT, [better(0, blur=0.6, jpeg=0.4)], S), Final)
 
 
+def test_haze_under_noise_is_split_off_and_read_again():
+    # the first plan denoised and dehazed gently (noise hid the haze) and helped; a "split" retry denoises alone,
+    # and the haze its output reads is restored on top of it
+    hazy = record(noise=0.8, haze=0.2)
+    first = attempt(0, "better", {"haze": 0.1}, strengths={"noise": 1.0, "haze": 0.25})
+    step = decide(hazy, [first], S)
+    assert step == Retry("split", None, per_kind(1.0), frozenset({"haze"}))
+    assert retry_plan(step, hazy, [first]).kinds == ["noise"]
+    assert decide(hazy, [first.model_copy(update={"verdict": "uncertain"})], S).rule == "bolder"  # its own retries
+    alone = attempt(1, "better", {"haze": 0.5}, strengths={"noise": 1.0}).model_copy(update={"rule": "split"})
+    step = decide(hazy, [first, alone], S)
+    assert step == Retry("revealed", 1, per_kind(1.0), frozenset(KINDS) - {"haze"})
+    plan = retry_plan(step, hazy, [first, alone])
+    assert plan.kinds == ["haze"] and plan.operations[0].severity == 0.5  # the haze read after the denoising
+    # not with one attempt left, not for other mixtures, not after a retry
+    # the denoising alone is a step, never the result: with the haze restored on top rejected, the first plan wins
+    # even where the estimate rates the denoising higher (a noisy hazy coffee crop: +3.6 dB estimated for the
+    # denoising, truly +0.8; the first plan +6.2, truly +9.0)
+    q = scored(1, "better", 3.6, 1.9).quality
+    step_only = [first.model_copy(update={"quality": scored(0, "better", 6.2, 5.9, spread_log=1.0).quality}),
+                 alone.model_copy(update={"quality": q}), attempt(2, "worse", {}, {"haze": 0.25}, source=1)]
+    assert conclude(hazy, step_only, S).chosen == 0
+    reread = Retry("split", None, per_kind(1.0), frozenset({"haze"}))
+    assert decide(hazy, [first], S.model_copy(update={"max_attempts": 2})) != reread
+    assert decide(record(noise=0.8, haze=0.2, blur=0.4), [attempt(0, "uncertain", {}, strengths={
+        "noise": 1.0, "blur": 1.0, "haze": 0.25})], S) != reread  # fmt: skip
+    assert getattr(decide(hazy, [first, alone.model_copy(update={"rule": "stronger"})], S), "rule", None) != "revealed"
+
+
 def test_revealed_kinds_are_restored_once():
     # the refinement restored low light; its output still reading a little dim is not chased again, and the input's
     # own low light is the first plan's business, not a refinement's
