@@ -253,6 +253,8 @@ def test_haze_under_noise_is_split_off_and_read_again():
     step = decide(hazy, [first], S)
     assert step == Retry("split", None, per_kind(1.0), frozenset({"haze"}))
     assert retry_plan(step, hazy, [first]).kinds == ["noise"]
+    phone = attempt(0, "better", {"haze": 0.1}, strengths={"jpeg": 1.0, "noise": 1.0, "haze": 0.28})  # saved as JPEG
+    assert decide(record(noise=0.8, haze=0.2, jpeg=0.3), [phone], S) == step
     assert decide(hazy, [first.model_copy(update={"verdict": "uncertain"})], S).rule == "bolder"  # its own retries
     alone = attempt(1, "better", {"haze": 0.5}, strengths={"noise": 1.0}).model_copy(update={"rule": "split"})
     step = decide(hazy, [first, alone], S)
