@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -256,6 +257,10 @@ def interruptible() -> Iterator[list[int]]:
 
     An exception raised from a signal handler can be swallowed, or turned into another one, by library code it lands
     in (numpy's C code makes it a TypeError): the list lets the caller see a signal whose exception never reached it.
+    One that lands in a finaliser or a garbage-collector callback cannot propagate at all; Python would print it as
+    "Exception ignored in ..." with a traceback (seen under load: Ctrl+C during a ``__instancecheck__`` run by the
+    collector). While the block runs, such an :class:`Interrupted` is not printed: the signal is in the list, and
+    the caller stops with its one line.
     """
     caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -266,13 +271,21 @@ def interruptible() -> Iterator[list[int]]:
         caught.append(signum)
         raise Interrupted(signum)
 
+    old_hook = sys.unraisablehook
+
+    def quiet_interrupted(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            old_hook(unraisable)
+
     old_term = signal.signal(signal.SIGTERM, raise_interrupted)
     old_int = signal.signal(signal.SIGINT, raise_interrupted)
+    sys.unraisablehook = quiet_interrupted
     try:
         yield caught
     finally:
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, old_int)
+        sys.unraisablehook = old_hook
 
 
 def run_batch(
