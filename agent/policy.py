@@ -501,8 +501,9 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
         if reread := reread_tone(last, len(attempts), s):
             return Retry("split", None, per_kind(1.0), reread)
         culprits = artefact_kinds(last.quality)
-        if last.verdict == "better" and last.rule == "split" and (reread := revealed_kinds(record, attempts, last)):
-            return Retry("revealed", last.index, per_kind(1.0), frozenset(KINDS) - reread)  # before anything else
+        if last.verdict == "better" and (left_out := reread_step(last, attempts, s)):  # before anything else
+            if again := revealed_kinds(record, attempts, last, left_out):
+                return Retry("revealed", last.index, per_kind(1.0), frozenset(KINDS) - again)
         if last.verdict == "better":
             residual = residual_kinds(record, last)
             if last.source is not None:  # a refinement restores only its own (tone) kinds again
@@ -562,9 +563,14 @@ def reread_tone(last: AttemptTrace, tried: int, settings: Settings) -> frozenset
     return frozenset({"haze"}) if frozenset(last.plan.kinds) in REREAD_PLANS else frozenset()
 
 
-def reread_step(attempt: AttemptTrace, attempts: Sequence[AttemptTrace], settings: Settings) -> bool:
-    """Whether ``attempt`` is the denoising a :func:`reread_tone` split made to read the haze again (not returned)."""
-    return attempt.rule == "split" and attempt.index == 1 and bool(reread_tone(attempts[0], 1, settings))
+def reread_step(attempt: AttemptTrace, attempts: Sequence[AttemptTrace], settings: Settings) -> frozenset[str]:
+    """The haze ``attempt`` left out when it is the denoising a :func:`reread_tone` split made (empty otherwise).
+
+    Such an attempt is a step, never returned; the haze it left out is read again on its output.
+    """
+    if attempt.rule != "split" or attempt.index != 1:
+        return frozenset()
+    return reread_tone(attempts[0], 1, settings)
 
 
 def mixed_lowpass(plan: Plan) -> frozenset[str]:
@@ -737,13 +743,19 @@ def lineage_kinds(attempts: Sequence[AttemptTrace], index: int) -> frozenset[str
     return frozenset(lineage_strengths(attempts, index))
 
 
-def revealed_kinds(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], last: AttemptTrace) -> frozenset[str]:
+def revealed_kinds(
+    record: DiagnosisRecord,
+    attempts: Sequence[AttemptTrace],
+    last: AttemptTrace,
+    reread: frozenset[str] = frozenset(),
+) -> frozenset[str]:
     """Tone kinds (:data:`REVEALABLE`) found in ``last``'s output that the input's diagnosis did not have.
 
     A dim photo under heavy noise reads as noisy only: the noise lifts the brightest percentiles that low light is
     read from. Once the noise is gone, the darkness shows; it is restored on top of the better attempt (a
     "revealed" retry), and that attempt is judged against the input like any other. Only an output whose plans
-    removed what hides tone (:data:`HIDE_TONE`) and restored no tone themselves is read this way.
+    removed what hides tone (:data:`HIDE_TONE`) and restored no tone themselves is read this way. ``reread``: tone
+    the input's diagnosis had that ``last`` left out to read it again (:func:`reread_step`), found like new tone.
     """
     restored = lineage_kinds(attempts, last.index)
     if last.record_after is None or not restored & HIDE_TONE or restored & REVEALABLE:
@@ -751,9 +763,7 @@ def revealed_kinds(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], la
     found = frozenset(d.kind for d in last.record_after.detected()
                       if d.kind != "low_light" or d.factors.exposure < REVEALED_EXPOSURE)  # fmt: skip
     original = frozenset(d.kind for d in record.detected())
-    if last.rule == "split" and last.source is None:  # tone a split left out to be read again (reread_tone)
-        original -= (original & REVEALABLE) - restored
-    revealed = (found & REVEALABLE) - original
+    revealed = (found & REVEALABLE) - (original - reread)
     # a dim photo denoised reads hazy too (little contrast, a raised dark channel): brightening and dehazing pull
     # its tone opposite ways, and the darkness is what the noise hid (the full cameraman photo darkened under
     # Poisson noise: both found, restored together, rejected twice)

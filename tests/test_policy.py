@@ -259,6 +259,9 @@ def test_haze_under_noise_is_split_off_and_read_again():
     alone = attempt(1, "better", {"haze": 0.5}, strengths={"noise": 1.0}).model_copy(update={"rule": "split"})
     step = decide(hazy, [first, alone], S)
     assert step == Retry("revealed", 1, per_kind(1.0), frozenset(KINDS) - {"haze"})
+    # only that split reads the input's haze again: any other split from the input that happens to lack it does not
+    assert revealed_kinds(hazy, [first, alone], alone) == frozenset()
+    assert revealed_kinds(hazy, [first, alone], alone, frozenset({"haze"})) == {"haze"}
     plan = retry_plan(step, hazy, [first, alone])
     assert plan.kinds == ["haze"] and plan.operations[0].severity == 0.5  # the haze read after the denoising
     # not with one attempt left, not for other mixtures, not after a retry
