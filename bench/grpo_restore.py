@@ -93,6 +93,7 @@ def evaluate(cases, rows, policies: dict[str, object], say) -> dict[str, dict]:
     from restorer import load_restorer, plan_from_record
     from restorer.metrics import psnr
     from restorer.plan import Plan
+    from rl.plan_grpo import best_one_factor_change
     from rl.plan_policy import parse_completion, record_stats, to_plan
 
     restorer = load_restorer("classical")
@@ -118,20 +119,12 @@ def evaluate(cases, rows, policies: dict[str, object], say) -> dict[str, dict]:
         scores = {"input": psnr(clean, degraded)}
         for name, chosen in plans.items():
             scores[name] = psnr(clean, _run(restorer, src, records[j], chosen[j]))
-        scores["ceiling"] = max([scores["hand"]] + [psnr(clean, _run(restorer, src, records[j], p))
-                                                    for p in _one_change(hands[j])])  # fmt: skip
+        scores["ceiling"] = best_one_factor_change(degraded, clean, records[j], hands[j], restorer, scores["hand"])[1]
         scores["oracle"] = psnr(clean, _run(restorer, src, truth, plan_from_record(truth)))
         kinds = [d.kind for d in truth.detected()]
         out[str(j)] = {"kinds": kinds, "psnr": scores, "plans": {k: _short(v[j]) for k, v in plans.items()}}
     say(f"evaluated {len(cases)} crops; unparsable replies: {bad}")
     return {"cases": out, "unparsable": bad}
-
-
-def _one_change(hand):
-    """The hand plan with one diagnosed kind's factor changed to each of the ceiling factors (0 drops it)."""
-    from rl.plan_grpo import one_factor_changes
-
-    return (plan for _factors, plan in one_factor_changes(hand))
 
 
 def _run(restorer, src, record, plan) -> np.ndarray:

@@ -151,24 +151,32 @@ def one_factor_changes(hand):
             yield factors, hand.model_copy(update={"operations": [op for op in ops if op.strength > 0]})
 
 
-def ceiling_target(u8: np.ndarray, clean: np.ndarray, record: DiagnosisRecord, hand, restorer) -> str:
-    """The positional target of the best of ``hand`` and its one-factor changes, by PSNR against ``clean``.
+def best_one_factor_change(
+    u8: np.ndarray, clean: np.ndarray, record: DiagnosisRecord, hand, restorer, hand_psnr: float | None = None
+) -> tuple[list[float], float]:
+    """The factors of the best of ``hand`` and its one-factor changes by PSNR against ``clean``, and that PSNR.
 
-    Ties keep the hand plan (factors 1). ``restorer`` runs the plans (the classical one).
+    Ties keep the hand plan (factors 1). ``restorer`` runs the plans (the classical one); ``hand_psnr``, when the
+    caller has it, saves restoring the hand plan again.
     """
+    from reasoner.imageio import to_uint8
     from restorer.metrics import psnr
 
     src = u8.astype(np.float32) / 255.0
 
     def score(plan) -> float:
-        out = src if not plan.operations else restorer.restore(src, record, [], plan).pixels
-        return psnr(clean, np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8))
+        return psnr(clean, to_uint8(src if not plan.operations else restorer.restore(src, record, [], plan).pixels))
 
-    best, best_factors = score(hand), [1.0] * len(hand.operations)
+    best, best_factors = score(hand) if hand_psnr is None else hand_psnr, [1.0] * len(hand.operations)
     for factors, plan in one_factor_changes(hand):
         if (v := score(plan)) > best + 1e-6:
             best, best_factors = v, factors
-    return positional_of(best_factors)
+    return best_factors, best
+
+
+def ceiling_target(u8: np.ndarray, clean: np.ndarray, record: DiagnosisRecord, hand, restorer) -> str:
+    """The positional target of :func:`best_one_factor_change` (the plan the bench's ``ceiling`` row scores)."""
+    return positional_of(best_one_factor_change(u8, clean, record, hand, restorer)[0])
 
 
 def plan_dataset(
