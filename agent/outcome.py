@@ -110,7 +110,8 @@ def outcome(trace: Trace) -> Outcome:
         revealed = listed([WORDS[k] for k in chosen.plan.kinds])
         line += f": the {revealed} showed once attempt {chosen.source + 1} had run, and was restored on top of it"
     line += ")"
-    unsure = unc is not None and unc > UNSURE_DB
+    likely = chosen is not None and chosen.verdict == "uncertain"  # agent.policy.likely_gain: not assured
+    unsure = likely or (unc is not None and unc > UNSURE_DB)
     least = _at_least(trace) if unsure else None
     if gain is not None:
         line += f", estimated {gain:+.1f} dB"
@@ -119,6 +120,9 @@ def outcome(trace: Trace) -> Outcome:
         else:
             line += f" (±{unc:.1f}; the scorer is unsure)" if unsure else (f" (±{unc:.1f})" if unc is not None else "")
     line += "."
+    if likely:
+        line += (" No attempt was clearly better; this one is returned because its estimate stands above half its "
+                 "error with no sign of harm: likely better, not assured.")  # fmt: skip
     if chosen is not None and chosen.quality is not None:
         from agent.policy import (
             brightened_at_dose,
@@ -149,4 +153,4 @@ def _at_least(trace: Trace) -> float | None:
 
     z = float(trace.settings.get("quality_z_log", Settings().quality_z_log))
     least = agreed_gain(trace.quality, z) if trace.quality is not None else None
-    return round(least, 2) if least is not None and least > 0 else None
+    return round(least, 2) if least is not None and round(least, 1) > 0 else None  # never "at least +0.0"

@@ -97,6 +97,14 @@ class Settings(BaseModel):
         le=5,
         description="Estimated PSNR gain (dB), after the uncertainty discount, that an attempt must show to be kept.",
     )
+    quality_likely_k: float = Field(
+        0.5,
+        ge=0,
+        le=5,
+        description="When no attempt is assured better, the best 'uncertain' one is still returned when its estimate "
+        "is above the margin and above this many of its errors (uncertainty_db), its ensemble members do not "
+        "extrapolate and no artefact signals harm after its operators (5: never; see agent.policy.likely_gain).",
+    )
     quality_artefact_margin_db: float = Field(
         2.0,
         ge=0,

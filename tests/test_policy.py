@@ -376,6 +376,17 @@ DECIDE_QUALITY = {
     # nothing estimated better: the input comes back, even if the severities dropped
     "none better": ([scored(0, "uncertain", 1.0, 2.0), scored(1, "worse", -2.0), scored(2, "uncertain", 0.1)],
                     ("unchanged", None)),  # fmt: skip
+    # none assured, but an uncertain estimate above half its error (uncertainty 2 x spread here): the likeliest one
+    # (3.4 - 2.3 = 1.1 beats 2.0 - 1.0 = 1.0) comes back ("likely better"); one at 0.5 x its error does not
+    "likely better": ([scored(0, "uncertain", 3.4, 2.3), scored(1, "uncertain", 2.0, 1.0), scored(2, "uncertain",
+                                                                                                 1.0, 1.0)],
+                      ("rolled_back", 0)),  # fmt: skip
+    # ... not where the members extrapolate, nor with an artefact that signals harm after the plan's operators
+    "extrapolating is not likely": ([scored(0, "uncertain", 3.4, 2.3, spread_log=None)], ("unchanged", None)),
+    "harm at fault is not likely": (
+        [scored(0, "uncertain", 3.4, 2.3, {"crushed_shadows": 0.02}, {"motion_blur": 1.0})], ("unchanged", None)),
+    # ... and never over an attempt assured better, however much higher its estimate
+    "assured beats likely": ([scored(0, "uncertain", 8.0, 2.0), scored(1, "better", 1.0, 0.3)], ("accepted", 1)),
     # a deblurring that clipped pays the artefact margin in the choice too: the gentler clean retry (2.5 - 1 = 1.5)
     # beats it (4 - 1 - 2 = 1)
     "own artefact pays its margin": (
@@ -397,6 +408,13 @@ def test_conclude_by_estimated_gain(name):
     attempts, (decision, chosen) = DECIDE_QUALITY[name]
     final = conclude(INPUT, attempts, S)
     assert (final.decision, final.chosen) == (decision, chosen)
+
+
+def test_a_likely_better_attempt_says_so_and_can_be_turned_off():
+    attempts = [scored(0, "uncertain", 3.4, 2.3), scored(1, "uncertain", 2.0, 1.0)]
+    final = conclude(INPUT, attempts, S)
+    assert final.chosen == 0 and "likely better" in final.reason and "+3.4 dB" in final.reason
+    assert conclude(INPUT, attempts, S.model_copy(update={"quality_likely_k": 5.0})).decision == "unchanged"
 
 
 def test_a_better_attempt_with_ringing_retries_gentler_on_the_low_pass_kinds_only():
