@@ -145,6 +145,7 @@ def deconvolve(
     *,
     quality: float | None = None,
     strength: float = 1.0,
+    keep: np.ndarray | None = None,
 ) -> np.ndarray:
     """Non-blind deconvolution regularised by the error in the image (noise, JPEG), consistent with reflected borders.
 
@@ -162,6 +163,8 @@ def deconvolve(
         quality: JPEG quality the image went through (None: not compressed); its error regularises too.
         strength: up to 1 a blend of the deconvolution with the input (0 returns a copy); above 1 the prior's
             weight is divided by ``strength ** 2``. The kernel is never changed.
+        keep: float32 HxW in [0, 1], the share of the correction kept at each pixel (a blend with the input there,
+            with ``strength``'s; :func:`restorer.operators.deblur.deblur` keeps little of it in plain areas).
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
@@ -196,8 +199,9 @@ def deconvolve(
         s = min(s, 1.0)
     else:
         s = min(s, 1.0, tally.scale)
-    if s < 1.0:
-        out = x + np.float32(s) * (out - x)
+    if s < 1.0 or keep is not None:
+        share = np.float32(s) if keep is None else np.float32(s) * np.asarray(keep, np.float32)[..., None]
+        out = x + share * (out - x)
     return clip01(out)
 
 
