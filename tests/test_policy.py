@@ -279,6 +279,24 @@ def test_haze_under_noise_is_split_off_and_read_again():
     assert getattr(decide(hazy, [first, alone.model_copy(update={"rule": "stronger"})], S), "rule", None) != "revealed"
 
 
+def test_a_better_reread_supersedes_the_first_plan():
+    # a noisy hazy lion crop: the first plan +5.2 dB estimated (truly +1.9), the haze read again after the denoising
+    # and restored on top +3.7 (truly +9.4): both better, the re-read is returned whatever the estimates say
+    hazy = record(noise=0.8, haze=0.2)
+    first = scored(0, "better", 5.2, 2.9).model_copy(update={"plan": Plan(operations=[
+        Operation(kind="noise", severity=0.8), Operation(kind="haze", severity=0.2, strength=0.25)])})  # fmt: skip
+    step = scored(1, "better", 5.7, 2.7).model_copy(update={"rule": "split", "plan": Plan(operations=[
+        Operation(kind="noise", severity=0.8)])})  # fmt: skip
+    again = scored(2, "better", 3.7, 3.8, spread_log=1.0).model_copy(update={"rule": "revealed", "source": 1,
+        "plan": Plan(operations=[Operation(kind="haze", severity=0.5)])})  # fmt: skip
+    assert conclude(hazy, [first, step, again], S).chosen == 2
+    assert conclude(hazy, [first, step, again.model_copy(update={"verdict": "uncertain"})], S).chosen == 0
+    # a split that is no re-read (the first plan was not exactly noise and haze) supersedes nothing
+    other = first.model_copy(update={"plan": Plan(operations=[Operation(kind="noise", severity=0.8),
+        Operation(kind="blur", severity=0.3)])})  # fmt: skip
+    assert conclude(hazy, [other, step, again], S).chosen == 0
+
+
 def test_revealed_kinds_are_restored_once():
     # the refinement restored low light; its output still reading a little dim is not chased again, and the input's
     # own low light is the first plan's business, not a refinement's
