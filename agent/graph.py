@@ -24,7 +24,7 @@ from langgraph.types import interrupt
 from pydantic import BaseModel
 
 from agent import crops, policy
-from agent.policy import Final, record_of
+from agent.policy import Final, holds, record_of
 from agent.state import Context, RestoreState
 from agent.trace import AttemptTrace, FullSizeTrace, QualityTrace, ReviewTrace, Trace
 from reasoner.common import as_rgb_float, one_line
@@ -412,9 +412,10 @@ def full_size(state: RestoreState, ctx: Context) -> dict:
     trace = FullSizeTrace(**base, verdict=verdict, reason=reason, structure=structure, quality=quality,
                           severity_after=rec.severities(), overall_after=rec.overall_severity,
                           elapsed_s=time.perf_counter() - t0)  # fmt: skip
-    if verdict != "better":
-        return {"full_size": trace, **_undo(f"better on the {len(state.crops)} crops it was judged on, but not on "
-                                             f"the full photo ({verdict}: {reason})")}  # fmt: skip
+    if not holds(state.attempts[chosen], verdict, quality, s):
+        likely = "likely " if state.attempts[chosen].verdict == "uncertain" else ""
+        return {"full_size": trace, **_undo(f"{likely}better on the {len(state.crops)} crops it was judged on, but "
+                                             f"not on the full photo ({verdict}: {reason})")}  # fmt: skip
     n = len(state.crops)
     confirmed = f"{state.decision_reason}; judged on {n} crops and confirmed on the full photo ({reason})"
     return {"full_size": trace, "final_npy": _npy(state, "final", x), "decision_reason": confirmed[:1000]}

@@ -494,6 +494,26 @@ def likely_gain(quality: QualityTrace | None, kinds: Iterable[str], settings: Se
     return gain - floor
 
 
+def holds(chosen: AttemptTrace, verdict: Verdict, quality: QualityTrace | None, settings: Settings) -> bool:
+    """Whether a judgement of the ``chosen`` attempt's plan run again (a big photo at full size) confirms it.
+
+    ``better`` does; so does an "uncertain" one that is likely better again (:func:`likely_gain`) where the chosen
+    attempt was itself returned as likely better.
+
+    >>> a = AttemptTrace(index=0, source=None, plan=Plan(operations=[Operation(kind="rain", severity=0.6)]),
+    ...                  record_after=None, severity_after={}, overall_after=0.1, structure=0.99,
+    ...                  verdict="uncertain", reason="-", elapsed_s=0.0)
+    >>> q = QualityTrace(gain_db=1.6, uncertainty_db=2.7, spread_db=1.5, spread_log=0.4)
+    >>> holds(a, "uncertain", q, Settings()), holds(a, "uncertain", q.model_copy(update={"gain_db": 1.0}), Settings())
+    (True, False)
+    >>> holds(a.model_copy(update={"verdict": "better"}), "uncertain", q, Settings())  # assured on the crops only
+    False
+    """
+    if verdict == "better":
+        return True
+    return chosen.verdict == verdict == "uncertain" and likely_gain(quality, chosen.plan.kinds, settings) is not None
+
+
 def gain_z(quality: QualityTrace, settings: Settings) -> float:
     """How many ensemble spreads (dB) an estimate is discounted (the larger of the two where the members extrapolate).
 
