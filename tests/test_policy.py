@@ -297,6 +297,21 @@ def test_a_better_reread_supersedes_the_first_plan():
     assert conclude(hazy, [other, step, again], S).chosen == 0
 
 
+def test_a_dehazing_refused_as_not_haze_is_retried_without_the_haze():
+    from reasoner.quality.artefacts import NOT_HAZE
+
+    rec = record(noise=0.5, haze=0.3)
+    refused = attempt(0, "worse", {"haze": 0.0}, {"noise": 1.0, "haze": 1.0}).model_copy(
+        update={"reason": f"{NOT_HAZE}; estimated +0.5 dB (spread 1.3)"})  # fmt: skip
+    step = decide(rec, [refused], S)
+    assert step == Retry("gentler", None, per_kind(1.0), frozenset({"haze"}))
+    assert retry_plan(step, rec, [refused]).kinds == ["noise"]
+    # any other harm keeps the usual gentler retry of every kind
+    other = refused.model_copy(update={"reason": "estimated -3.0 dB (spread 1.0)"})
+    assert decide(rec, [other], S).rule == "gentler" and retry_plan(decide(rec, [other], S), rec, [other]).kinds == [
+        "noise", "haze"]  # fmt: skip
+
+
 def test_revealed_kinds_are_restored_once():
     # the refinement restored low light; its output still reading a little dim is not chased again, and the input's
     # own low light is the first plan's business, not a refinement's

@@ -99,6 +99,10 @@ DEHAZE_MIN_CONTRAST = 0.0
 FLAT_CV = 0.15
 
 
+#: :func:`implausible`'s reason for a dehazing whose veil was not haze (the retry leaves the haze out).
+NOT_HAZE = "a dehazing that darkened the image without raising its contrast: the veil was not haze"
+
+
 def implausible(stats: Mapping[str, float], kinds: Iterable[str] = ()) -> str | None:
     """Why a change cannot be trusted as a restoration of this source (restoring ``kinds``), or None.
 
@@ -119,7 +123,7 @@ def implausible(stats: Mapping[str, float], kinds: Iterable[str] = ()) -> str | 
     >>> implausible({"contrast_lr": 0.09, "tone_mean": -0.16}, ["jpeg", "haze"])
     """
     if "haze" in set(kinds) and stats.get("contrast_lr", 1.0) < DEHAZE_MIN_CONTRAST and stats.get("tone_mean", 0) < 0:
-        return "a dehazing that darkened the image without raising its contrast: the veil was not haze"
+        return NOT_HAZE
     contrast = stats.get("src_contrast", 1.0)
     relative = contrast < FLAT_CV * stats.get("src_mean", 1.0)
     flat = stats.get("src_edges", 1.0) < 0.02 and contrast < 0.05 and relative
