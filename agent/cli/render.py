@@ -98,7 +98,7 @@ def summary_table(summary, out) -> Table:
         t.add_column(col)
     for row in summary.done:
         gain, unc, arts = row.get("gain_db"), row.get("uncertainty_db"), row.get("artefacts") or []
-        unsure = unc is not None and unc > UNSURE_DB and row.get("status") == "ok"
+        unsure = row.get("unsure", unc is not None and unc > UNSURE_DB) and row.get("status") == "ok"  # older rows
         change = gain_text(gain, unc, unsure, row.get("at_least_db"))
         after = f"{row.get('overall_after', 0):.2f}" + (f" + {len(arts)} artefact(s)" if arts else "")
         t.add_row(row["name"], row["status"], row.get("decision", ""), change, f"{row.get('overall_before', 0):.2f}",
