@@ -132,9 +132,9 @@ no deconvolution or super-resolution), the reason saying "likely better"; otherw
 and most "uncertain" attempts with an estimate above half of it were truly better: over the agent's runs at 400
 synthetic cases each (every zoo model, clean crops among them), on calibration photos (where 0.5 was chosen: at 0.3
 two such choices were worse, down to -7.9 dB, 0.4 gained most with none worse, 0.5 keeps a step of margin) the
-fallback changed 9 cases, all up by +0.02 to +15.3 dB (mean
-+0.12 dB per case), and on held-out photos 10 cases, 9 up by +1.5 to +12.9 dB (dim photos brightened, rain removed)
-and one down by 0.10 (mean +0.18 dB); no clean crop changed, and the harm count stayed the same.
+fallback changed 9 cases, all up by +0.02 to +15.3 dB (mean +0.12 dB per case), and on held-out photos 10 cases, 9
+up by +1.5 to +12.9 dB (dim photos brightened, rain removed) and one down by 0.10 (mean +0.18 dB); no clean crop
+changed, and the harm count stayed the same.
 """
 
 from __future__ import annotations
