@@ -682,23 +682,19 @@ def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings
         return Final("unchanged", None, "no degradation detected; input returned unchanged")
     if any(_estimated(a) for a in attempts):
         ok = superseding([a for a in attempts if a.verdict == "better" and _estimated(a)
-                          and not reread_step(a, attempts, settings)])  # fmt: skip
-        if any(reread(a, attempts, settings) for a in ok):  # the first plan read again supersedes it
-            ok = [a for a in ok if a.index != 0]
-        likely = ""
-        if not ok:
-            ok = [a for a in attempts if a.verdict == "uncertain" and likely_gain(a.quality, a.plan.kinds, settings)
-                  is not None and not reread_step(a, attempts, settings)]  # fmt: skip
-            likely = f"likely better (no attempt assured; estimate above {settings.quality_likely_k:g} of its error): "
+                          and not reread_step(a, attempts, settings)], attempts, settings)  # fmt: skip
+        rank, said = assured_gain, ""
+        if not ok:  # none assured (so no re-read step either: it follows a better first plan)
+            rank = likely_gain
+            ok = [a for a in attempts
+                  if a.verdict == "uncertain" and rank(a.quality, a.plan.kinds, settings) is not None]  # fmt: skip
+            said = f"likely better (no attempt assured; estimate above {settings.quality_likely_k:g} of its error): "
         if not ok:
             why = f"no attempt was estimated to improve on the input ({len(attempts)} tried); input returned"
             return Final("unchanged", None, why)
-        if likely:
-            best = max(ok, key=lambda a: (likely_gain(a.quality, a.plan.kinds, settings), -a.index))
-        else:
-            best = max(ok, key=lambda a: (assured_gain(a.quality, a.plan.kinds, settings), -a.index))
+        best = max(ok, key=lambda a: (rank(a.quality, a.plan.kinds, settings), -a.index))
         q = best.quality
-        reason = f"attempt {best.index}: {likely}estimated {q.gain_db:+.1f} dB"
+        reason = f"attempt {best.index}: {said}estimated {q.gain_db:+.1f} dB"
         reason += f" (error ±{q.uncertainty_db:.1f})" if q.uncertainty_db is not None else ""
         reason += f", overall severity {record.overall_severity:.2f} -> {best.overall_after:.2f}"
     else:
@@ -716,16 +712,20 @@ def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings
     return Final(decision, best.index, reason)
 
 
-def superseding(better: Sequence[AttemptTrace]) -> list[AttemptTrace]:
-    """``better`` attempts without those a better refinement was built on.
+def superseding(
+    better: Sequence[AttemptTrace], attempts: Sequence[AttemptTrace], settings: Settings
+) -> list[AttemptTrace]:
+    """``better`` attempts (of all ``attempts``) without those a better one supersedes.
 
     A refinement (a "revealed" retry) is its source plus the tone the source's output showed, and it was judged
     against the input for all of it: when it is better too, it supersedes its source, whose estimate is not
     comparable (the ensemble rates brightenings far below what they gain: the cameraman photo darkened under
-    Poisson noise, denoised +4.7 dB estimated and truly +0.4, then brightened +1.4 estimated and truly +10.9).
+    Poisson noise, denoised +4.7 dB estimated and truly +0.4, then brightened +1.4 estimated and truly +10.9). A
+    re-read of haze under noise (:func:`reread`) supersedes the first plan it read again, for the same reason.
     """
-    built_on = {a.source for a in better if a.source is not None}
-    return [a for a in better if a.index not in built_on]
+    gone = {a.source for a in better if a.source is not None}
+    gone |= {0} if any(reread(a, attempts, settings) for a in better) else set()
+    return [a for a in better if a.index not in gone]
 
 
 def _estimated(attempt: AttemptTrace) -> bool:

@@ -636,7 +636,7 @@ def test_a_better_refinement_supersedes_its_source():
     bright = scored(1, "better", 1.4, 2.0, strengths={"low_light": 1.0}, after={"noise": 0.1})
     bright = bright.model_copy(update={"source": 0, "rule": "revealed"})
     assert conclude(INPUT, [first, bright], S).chosen == 1
-    assert superseding([first, bright]) == [bright]
+    assert superseding([first, bright], [first, bright], S) == [bright]
     # a refinement judged worse leaves its source in the running
     worse = bright.model_copy(update={"verdict": "worse"})
     assert conclude(INPUT, [first, worse], S).chosen == 0
