@@ -120,9 +120,12 @@ def outcome(trace: Trace) -> Outcome:
         else:
             line += f" (±{unc:.1f}; the scorer is unsure)" if unsure else (f" (±{unc:.1f})" if unc is not None else "")
     line += "."
+    from agent.state import Settings
+
     if likely:
-        line += (" No attempt was clearly better; this one is returned because its estimate stands above half its "
-                 "error with no sign of harm: likely better, not assured.")  # fmt: skip
+        k = float(trace.settings.get("quality_likely_k", Settings().quality_likely_k))
+        line += (" No attempt was clearly better; this one is returned because its estimate stands above "
+                 f"{k:g} x its error with no sign of harm: likely better, not assured.")  # fmt: skip
     if chosen is not None and chosen.quality is not None:
         from agent.policy import (
             brightened_at_dose,
@@ -130,7 +133,6 @@ def outcome(trace: Trace) -> Outcome:
             inside_compression_cells,
             removed_white_noise,
         )
-        from agent.state import Settings
 
         if removed_white_noise(chosen.quality, chosen.plan.kinds):
             line += " What it removed looks like white noise of the diagnosed strength."
