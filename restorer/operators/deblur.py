@@ -52,10 +52,9 @@ def deblur(
     if float(sigma) <= 0 or strength <= 0:
         return x.copy()
     noise = estimate_noise(x) if noise is None else noise  # measured once, for the prior and the plain areas
-    balance = None
-    if floor > WIENER_FLOOR:
-        balance = floor + WIENER_PER_VAR * error_sigma(noise, quality) ** 2
-    keep = plain_kept(x, error_sigma(noise, quality)) if FLAT_K > 0 else None
+    error = error_sigma(noise, quality)
+    balance = floor + WIENER_PER_VAR * error**2 if floor > WIENER_FLOOR else None
+    keep = plain_kept(x, error) if FLAT_K > 0 else None
     return deconvolve(x, psf, noise, balance, quality=quality, strength=strength, keep=keep)
 
 
