@@ -16,7 +16,8 @@ from agent.graph import build_graph, structure_score
 from agent.run import make_context, restore_image, run_graph
 from agent.state import Settings
 from agent.trace import TRACE_SCHEMA_PATH, Trace, trace_schema_text
-from reasoner.imageio import load_image, save_image
+from reasoner.imageio import load_image, save_image, to_uint8
+from restorer.metrics import psnr
 from rl import degradations as D
 from rl.photos import load_photo
 
@@ -102,9 +103,7 @@ def test_haze_under_noise_is_read_again_once_the_noise_is_gone():
     # it at a quarter strength; denoised alone ("split"), it reads its haze again, restored on top ("revealed")
     import cv2
 
-    from reasoner.imageio import to_uint8
     from restorer import load_restorer
-    from restorer.metrics import psnr
 
     clean = to_uint8(cv2.resize(load_photo("astronaut"), (256, 256), interpolation=cv2.INTER_AREA))
     hazy = D.apply(clean.astype(np.float32) / 255, [D.MioHazeParams(airlight=0.85, beta=1.2, seed=2),
@@ -591,13 +590,18 @@ def test_a_noisy_phone_jpeg_is_denoised_and_deblocked_and_the_outcome_says_why()
     assert psnr(out) > psnr(img) + 0.5
 
 
+def rainy_cameraman() -> tuple[np.ndarray, np.ndarray]:
+    """``(clean, rainy)`` 8-bit-valued float crops of the cameraman under screen-blended rain (a zoo model)."""
+    clean = np.rint(load_photo("camera")[22:278, 118:374] * 255) / 255
+    rain = D.ScreenRainParams(density=0.057, angle=102.7, length=25.5, blur=0.65, brightness=0.98, seed=1574817050)
+    return clean, (np.rint(D.apply(clean, [rain]) * 255) / 255).astype(np.float32)
+
+
 def test_a_derain_the_scorer_is_unsure_of_is_returned_as_likely_better():
     # Screen-blended rain (a zoo model) on the cameraman: every deraining is estimated about +1.6 dB +-2.7, none
     # assured, so the input once came back with its streaks although the deraining is truly +5.3 dB. An estimate above
     # half its error with no sign of harm is returned, and everything that reports it says it is not assured.
-    clean = np.rint(load_photo("camera")[22:278, 118:374] * 255) / 255
-    rain = D.ScreenRainParams(density=0.057, angle=102.7, length=25.5, blur=0.65, brightness=0.98, seed=1574817050)
-    img = (np.rint(D.apply(clean, [rain]) * 255) / 255).astype(np.float32)
+    clean, img = rainy_cameraman()
     out, trace = restore_image(img)
     chosen = trace.attempts[trace.chosen_attempt]
     assert chosen.plan.kinds == ["rain"] and chosen.verdict == "uncertain"
@@ -606,11 +610,7 @@ def test_a_derain_the_scorer_is_unsure_of_is_returned_as_likely_better():
 
     said = outcome(trace)
     assert said.unsure and "likely better, not assured" in said.line and "at least +0.0" not in said.line
-
-    def psnr(a):
-        return 10 * np.log10(1 / np.mean((np.round(a * 255) / 255 - clean) ** 2))
-
-    assert psnr(out) > psnr(img) + 3
+    assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(img)) + 3
     # with the fallback off the input comes back untouched
     off = restore_image(img, settings=Settings(quality_likely_k=5.0))[1]
     assert off.decision == "unchanged"
@@ -626,11 +626,7 @@ def test_a_veil_that_is_not_haze_is_left_out_of_the_retry():
     first, retry = trace.attempts[:2]
     assert first.plan.kinds == ["noise", "haze"] and first.verdict == "worse" and "not haze" in first.reason
     assert retry.plan.kinds == ["noise"] and retry.rule == "gentler" and trace.chosen_attempt == 1
-
-    def psnr(a):
-        return 10 * np.log10(1 / np.mean((np.round(a * 255) / 255 - clean) ** 2))
-
-    assert psnr(out) > psnr(img) + 3
+    assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(img)) + 3
 
 
 def test_darkness_hidden_by_noise_is_brightened_on_top_of_the_denoising():

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -120,11 +119,11 @@ def test_pixel_cap_refuses_large_image(photo_dir):
 def test_a_likely_better_result_is_marked_unsure_in_the_table_and_the_manifest(tmp_path):
     # the derained cameraman of tests/test_agent.py: no attempt assured, the likeliest returned (its error is 2.7 dB,
     # under the table's own unsure bound of 3): the table and the manifest still say the scorer is unsure
-    clean = np.rint(load_photo("camera")[22:278, 118:374] * 255) / 255
-    rain = D.ScreenRainParams(density=0.057, angle=102.7, length=25.5, blur=0.65, brightness=0.98, seed=1574817050)
+    from test_agent import rainy_cameraman
+
     src = tmp_path / "in"
     src.mkdir()
-    save_image(src / "rainy.png", np.rint(D.apply(clean, [rain]) * 255) / 255)
+    save_image(src / "rainy.png", rainy_cameraman()[1])
     res = runner.invoke(app, ["restore", str(src), "--out", str(tmp_path / "out")], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     row = next(r for r in map(json.loads, (tmp_path / "out" / "manifest.jsonl").read_text().splitlines())
