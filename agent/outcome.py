@@ -129,20 +129,24 @@ def outcome(trace: Trace) -> Outcome:
     if chosen is not None and chosen.quality is not None:
         from agent.policy import (
             brightened_at_dose,
+            deblurred_at_dose,
             denoised_and_deblocked_at_dose,
             inside_compression_cells,
             removed_white_noise,
         )
 
+        margin = float(trace.settings.get("quality_margin_db", Settings().quality_margin_db))
         if removed_white_noise(chosen.quality, chosen.plan.kinds):
             line += " What it removed looks like white noise of the diagnosed strength."
         elif inside_compression_cells(chosen.quality, chosen.plan.kinds, chosen.plan.strengths):
             line += " It changed only what the file's JPEG compression left uncertain."
         elif brightened_at_dose(chosen.quality, strengths, strengths):
             line += " It brightened at its own dose with no artefact found; the scorer tends to underrate brightening."
-        elif denoised_and_deblocked_at_dose(chosen.quality, strengths, strengths, float(trace.settings.get(
-                "quality_margin_db", Settings().quality_margin_db))):  # fmt: skip
+        elif denoised_and_deblocked_at_dose(chosen.quality, strengths, strengths, margin):
             line += " It denoised and deblocked at their own dose with no artefact found."
+        elif deblurred_at_dose(chosen.quality, strengths, strengths, margin):
+            line += (" It deblurred at its own dose with no ringing, ghosts or new texture found; the scorer tends to "
+                     "underrate deblurring.")  # fmt: skip
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
     return Outcome(line, gain, unc, arts, unsure, least)

@@ -607,6 +607,35 @@ def test_a_denoising_and_deblocking_at_their_dose_is_judged_by_whether_it_helps(
     assert verdict == DENOISED_AND_DEBLOCKED[name][-1]
 
 
+#: (gain, spread, spread_log, artefacts, the plan's strengths, expected verdict) for plans that only deblur a defocus.
+DEBLURRED = {
+    # a soft lens on a held-out coffee crop: +0.9 dB estimated (spread 0.7), truly +6.5, once returned blurred
+    "at its dose, estimated to help": (0.91, 0.7, 0.6, {}, {"blur": 1.0}, "better"),
+    "gentler than its dose": (0.4, 0.3, 0.3, {}, {"blur": 0.25}, "better"),
+    # clipping is a tone artefact the deconvolution does not make (the soft-disk crops that clipped were +4 to +6.5)
+    "with tone clipping": (0.54, 0.8, 0.44, {"clipped_highlights": 0.005}, {"blur": 1.0}, "better"),
+    "bolder than its dose": (0.9, 0.7, 0.6, {}, {"blur": 1.5}, "uncertain"),
+    "with ringing": (0.9, 0.7, 0.6, {"ringing": 4.6}, {"blur": 1.0}, "uncertain"),
+    "with amplified noise": (0.9, 0.7, 0.6, {"amplified_noise": 5.2}, {"blur": 1.0}, "uncertain"),
+    "with ghosts": (0.9, 0.7, 0.6, {"ghosting": 0.45}, {"blur": 1.0}, "uncertain"),
+    # the brick wall under a soft disk of radius 4: +0.5 estimated, members far apart, truly -0.94 with halos
+    "members disagreeing": (0.47, 2.0, 0.97, {}, {"blur": 1.0}, "uncertain"),
+    "estimated inside the margin": (0.2, 0.4, 0.4, {}, {"blur": 1.0}, "uncertain"),
+    "extrapolating": (0.9, 0.7, None, {}, {"blur": 1.0}, "uncertain"),
+    # a motion deconvolution or an up-sampling is not covered, nor a deblurring mixed with another kind
+    "motion": (0.9, 0.7, 0.6, {}, {"motion_blur": 1.0}, "uncertain"),
+    "up-sampling": (0.9, 0.7, 0.6, {}, {"low_resolution": 1.0}, "uncertain"),
+    "with a second kind": (0.9, 0.7, 0.6, {}, {"blur": 1.0, "rain": 1.0}, "uncertain"),
+    "no strengths": (0.9, 0.7, 0.6, {}, None, "uncertain"),
+}
+
+
+@pytest.mark.parametrize("name", DEBLURRED)
+def test_a_deblurring_at_its_dose_is_judged_by_whether_it_helps(name):
+    _, verdict = judged_at_dose(DEBLURRED[name], ["blur"])
+    assert verdict == DEBLURRED[name][-1]
+
+
 def test_an_undecided_mixed_plan_is_split_from_its_deconvolution():
     # mio_A_defocus+haze_5_gradio_cheetah2: blur + haze estimated +0.9 dB (truly +6.7), bolder +1.1 and +1.2 (truly
     # +7.1, +6.5), returned unchanged; the dehazing alone was accepted, truly +6.8 dB
