@@ -1,7 +1,7 @@
 """Literature protocols on held-out photos: MiO/AgenticIR groups A/B/C, PromptIR Gaussian denoising, our own cases.
 
     python bench/protocols.py --protocol mio|promptir|rnr|heldout|all [--per-group N] [--size 256] [--workers 2]
-                              [--out bench/out/protocols.json] [--harm-seeds 1,2,3]
+                              [--out bench/out/protocols.json] [--harm-seeds 1,2,3] [--finish camera-jpeg]
 
 Protocols (every degradation from ``rl.degradations``' zoo, deterministic per ``--seed``):
 
@@ -33,7 +33,9 @@ RGB, SSIM on luminance (BT.601 Y, 11x11 Gaussian window, sigma 1.5: what Agentic
 on RGB; harm rate = share of outputs more than 0.5 dB below the input's PSNR. Writes JSON and, per protocol, a
 contact sheet of the 8 cases where rnr gained least over the input (100% crops: degraded | rnr | oracle | clean).
 ``--harm-seeds`` then runs only ``rnr`` on the same protocols drawn with further seeds and prints its harm per seed
-(harm is a case in a hundred: one seed's 0% says little).
+(harm is a case in a hundred: one seed's 0% says little). ``--finish camera-jpeg`` saves every case that carries no
+JPEG as a camera or phone does (:func:`camera_finish`): nearly every photo a user hands over is such a JPEG, and none
+of the protocols is otherwise.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ import math
 import os
 import sys
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -252,6 +255,33 @@ def heldout_cases(seed: int, n: int, size: int) -> list[ProtocolCase]:
 
 PROTOCOLS = {"mio": mio_cases, "promptir": promptir_cases, "rnr": rnr_cases, "heldout": heldout_cases}
 
+#: The qualities of ``--finish camera-jpeg`` (4:2:0, Pillow's encoder): what cameras and phones save at, light enough
+#: that the severity map calls the compression clean (below mild), so the ground truth, the oracle and the groups of
+#: each case stay as they are.
+CAMERA_JPEG = (92, 97)
+
+
+def camera_finish(cases: list[ProtocolCase], seed: int) -> list[ProtocolCase]:
+    """``cases`` with every image whose truth has no JPEG saved as a camera JPEG (quality in :data:`CAMERA_JPEG`).
+
+    The quality is drawn per case from ``seed`` and the case's name, so a case gets the same file on every run.
+    """
+    out = []
+    for case in cases:
+        if any(d.kind == "jpeg" for d in case.record.detected()):
+            out.append(case)
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(case.name.encode())])
+        q = int(rng.integers(CAMERA_JPEG[0], CAMERA_JPEG[1] + 1))
+        out.append(replace(case, image=quantise(D.apply(case.image, [D.JpegParams(q)]))))
+    return out
+
+
+def build(name: str, seed: int, args) -> list[ProtocolCase]:
+    """Protocol ``name``'s cases for ``seed`` with ``args``' size, count and finish."""
+    cases = PROTOCOLS[name](seed, args.per_group or DEFAULT_N[name], args.size)
+    return camera_finish(cases, seed) if args.finish == "camera-jpeg" else cases
+
 
 # ------------------------------------------------------------------------------------------------ methods, metrics
 
@@ -324,8 +354,7 @@ def harm_by_seed(con: Console, names: list[str], seeds: list[int], args, pool) -
         t.add_column(col, justify="left" if col == "protocol" else "right")
     out: dict = {}
     for seed in seeds:
-        cases = [c for p in names for c in PROTOCOLS[p](seed, args.per_group or DEFAULT_N[p], args.size)
-                 if c.group not in ("clean", "negative")]  # fmt: skip
+        cases = [c for p in names for c in build(p, seed, args) if c.group not in ("clean", "negative")]
         rows = list(pool.map(run_rnr, cases, chunksize=1))
         for p in names:
             rs = [r for r in rows if r["protocol"] == p]
@@ -470,6 +499,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench/out/protocols.json"))
     ap.add_argument("--harm-seeds", default="", help="further seeds (comma-separated) on which only rnr's harm is "
                     "measured, e.g. 1,2,3")  # fmt: skip
+    ap.add_argument("--finish", choices=["none", "camera-jpeg"], default="none",
+                    help="save every case without JPEG as a camera JPEG (quality 92-97) first")  # fmt: skip
     args = ap.parse_args(argv)
     if args.per_group is not None and args.per_group < 1 or args.size < 64:
         ap.error("--per-group must be >= 1 and --size >= 64")
@@ -481,7 +512,7 @@ def main(argv=None) -> int:
     con = Console(width=None if sys.stdout.isatty() else 160)
     names = list(PROTOCOLS) if args.protocol == "all" else [args.protocol]
     t0 = time.perf_counter()
-    built = {p: PROTOCOLS[p](args.seed, args.per_group or DEFAULT_N[p], args.size) for p in names}
+    built = {p: build(p, args.seed, args) for p in names}
     con.print(f"{sum(map(len, built.values()))} cases on {len(held_out_photos())} held-out photos "
               f"({', '.join(held_out_photos())}), built in {time.perf_counter() - t0:.1f} s")  # fmt: skip
     everything = [c for p in names for c in built[p]]

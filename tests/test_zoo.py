@@ -377,7 +377,8 @@ def test_harm_by_seed_counts_each_seed_and_pools_them(protocols, monkeypatch):
         return {"name": case.name, "protocol": case.protocol, "group": case.group, "m": m, "decision": "accepted"}
 
     monkeypatch.setattr(protocols, "run_rnr", fake)
-    args, pool = SimpleNamespace(per_group=1, size=64), SimpleNamespace(map=lambda f, xs, **_: map(f, xs))
+    args = SimpleNamespace(per_group=1, size=64, finish="none")
+    pool = SimpleNamespace(map=lambda f, xs, **_: map(f, xs))
     text = io.StringIO()
     out = protocols.harm_by_seed(Console(file=text, width=200), ["heldout"], [1, 2], args, pool)
     for seed in ("1", "2"):
@@ -385,6 +386,26 @@ def test_harm_by_seed_counts_each_seed_and_pools_them(protocols, monkeypatch):
         assert row["n"] == 2  # one single, one mixture; the clean crop is not a degraded case
         assert len(row["harmed"]) == 1 and row["worst_db"] == -2.0 and row["mean_gain_db"] == -0.5
     assert "│ heldout  │  all │     4 │      2 │ 50.0% │" in text.getvalue()
+
+
+def test_camera_finish_saves_cases_without_jpeg_as_a_light_jpeg(protocols):
+    from rl import degradations as D
+    from rl.degradations import factors
+
+    cases = protocols.mio_cases(0, 1, 64)
+    done, again = protocols.camera_finish(cases, 0), protocols.camera_finish(cases, 0)
+    for before, after, same in zip(cases, done, again, strict=True):
+        np.testing.assert_array_equal(after.image, same.image)  # deterministic per seed and case
+        assert after.record is before.record and after.name == before.name
+        np.testing.assert_array_equal(after.clean, before.clean)
+        if any(d.kind == "jpeg" for d in before.record.detected()):
+            assert after is before  # a JPEG case is not saved again
+        else:
+            assert not np.array_equal(after.image, before.image)
+            assert np.array_equal(after.image, np.rint(after.image * 255) / 255)
+    lo, hi = protocols.CAMERA_JPEG
+    assert factors(D.JpegParams(lo), (64, 64))[0] < 0.1  # the severity map calls the finish clean: truth unchanged
+    assert 0 < lo <= hi <= 100
 
 
 def test_bad_harm_seeds_is_one_line(protocols, capsys):
