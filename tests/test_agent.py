@@ -520,6 +520,31 @@ def test_a_noisy_photo_the_ensemble_is_unsure_about_is_denoised():
     assert psnr(pixels) > psnr(noisy) + 5.0
 
 
+def test_a_noisy_camera_jpeg_is_denoised_its_chroma_stored_at_half_resolution():
+    # the same kind of crop at sigma 15, saved as a camera does (4:2:0 JPEG, quality 95): the JPEG's half-resolution
+    # chroma correlates the noise across pixels (lag-1 over RGB 0.13-0.16), which the white-noise check used to read
+    # as removed texture, and the photo came back noisy (truly +4 to +5 dB denoised); its luma noise stays white
+    from reasoner.quality.features import removed_noise
+
+    clean = np.ascontiguousarray(load_photo("astronaut")[40:296, 140:396])
+    noisy = D.apply(clean, [D.NoiseParams(sigma=15.0, seed=3), D.JpegParams(quality=95)])
+    noisy = (np.rint(np.clip(noisy, 0, 1) * 255) / 255).astype(np.float32)
+    pixels, trace = restore_image(noisy)
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert chosen.plan.kinds == ["noise"] and "white noise" in chosen.reason, trace.decision_reason
+    assert psnr(to_uint8(clean), to_uint8(pixels)) > psnr(to_uint8(clean), to_uint8(noisy)) + 3
+    # the layer it removed is white in luma, not channel by channel
+    lag = removed_noise(noisy, pixels, 15.0)[1]
+    res = (noisy - pixels).astype(np.float64)
+
+    def lag1(g):
+        g = g - g.mean()
+        return np.mean([(a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())
+                        for a, b in ((g[:, :-1], g[:, 1:]), (g[:-1], g[1:]))])  # fmt: skip
+
+    assert abs(lag) <= 0.1 < np.mean([lag1(res[..., c]) for c in range(3)])
+
+
 def _saved_jpeg(path: Path, rgb: np.ndarray, quality: int) -> Path:
     """``rgb`` (float, [0, 1]) saved by OpenCV as a JPEG file at ``quality``, as a phone or an app would."""
     import cv2
