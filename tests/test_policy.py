@@ -671,3 +671,27 @@ def test_a_better_refinement_supersedes_its_source():
     assert conclude(INPUT, [first, worse], S).chosen == 0
     # after a better refinement, no "stronger" retry of the input's kinds on top of it (only its own tone)
     assert isinstance(decide(INPUT, [first, bright], S), Final)
+
+
+def test_an_extrapolated_dehazing_is_not_returned_once_another_dose_failed_the_haze_check():
+    from reasoner.quality.artefacts import NOT_HAZE
+
+    # a grey sky streaked with rain read as mild haze: dehazed at full strength the sky went dark while the white
+    # streaks stayed (contrast up, estimated +15.6 dB +-9.0 with the members extrapolating, truly -15.4); at half
+    # strength it failed the check
+    rec = record(rain=0.5, haze=0.3)
+    strong = scored(0, "better", 15.6, 6.3, strengths={"rain": 1.0, "haze": 1.0}, spread_log=None)
+    half = scored(1, "worse", 8.7, 4.2, strengths={"rain": 1.0, "haze": 0.5})
+    half = half.model_copy(update={"reason": f"{NOT_HAZE}; estimated +8.7 dB (spread 4.2)", "rule": "gentler"})
+    rain = scored(2, "uncertain", 0.2, 0.3, strengths={"rain": 1.0}).model_copy(update={"rule": "gentler"})
+    final = conclude(rec, [strong, half, rain], S)
+    assert final == Final("unchanged", None, final.reason) and "attempt 0 set aside" in final.reason
+    # the rain removal alone, when better, is returned
+    derained = rain.model_copy(update={"verdict": "better", "quality": rain.quality.model_copy(update={"gain_db": 3.0})})
+    assert conclude(rec, [strong, half, derained], S).chosen == 2
+    # without the failed check the strong dehazing is returned, as before
+    other = half.model_copy(update={"reason": "estimated -3.0 dB (spread 1.0)"})
+    assert conclude(rec, [strong, other, rain], S).chosen == 0
+    # nor is a dehazing the members agree on set aside: a true depth-varying haze can fail the check at half dose
+    agreed = strong.model_copy(update={"quality": strong.quality.model_copy(update={"spread_log": 0.6})})
+    assert conclude(rec, [agreed, half, rain], S).chosen == 0
