@@ -128,7 +128,8 @@ judged against the input for everything its lineage restored.
 The final decision (:func:`conclude`): among ``better`` attempts, the one with the highest discounted estimate
 (the assured gain; without a quality model: the lowest overall severity that beats the input's by
 more than ``min_gain``; the first on ties) is returned, ``accepted`` when it is the last attempt and ``rolled_back``
-otherwise. With none, the likeliest "uncertain" attempt is returned when its estimate clears the margin and
+otherwise; a dehazing the scorer extrapolated on is not among them once another dose failed the haze check
+(:func:`set_aside`). With none, the likeliest "uncertain" attempt is returned when its estimate clears the margin and
 ``quality_likely_k`` of its calibrated error (:func:`likely_gain`; its members not extrapolating, no sign of harm,
 no deconvolution or super-resolution), the reason saying "likely better"; otherwise the input is returned
 ``unchanged`` (also when nothing was planned at all). The scorer's error is a standard deviation over all attempts,
