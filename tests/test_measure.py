@@ -200,3 +200,17 @@ def test_the_factor_head_alone_reports_no_darkening(measure):
     head = KINDS["low_light"].severity_of(measure.calibration.predict_factors(stats, "low_light"))
     assert prob["low_light"] < 0.5 and head >= 0.1, "precondition: the head alone would call it dark"
     assert "low_light" not in [d.kind for d in record.detected()]
+
+
+def test_highlights_smeared_by_a_motion_are_not_read_as_rain(measure):
+    # a motion blur draws every chrome glint of the motorcycle into a line along its direction, which the rain
+    # statistics find as streaks (p up to 0.97): rain along the motion is left out, and the reasoning says why
+    crop = np.ascontiguousarray(load_photo("motorcycle_right")[100:356, 200:456])
+    rec = measure.diagnose(D.apply(crop, [D.MotionBlurParams(length=15, angle=30.0)]))
+    assert [d.kind for d in rec.detected()] == ["motion_blur"]
+    step = next(s for s in rec.reasoning if s.kinds == ["rain"])
+    assert step.inference.startswith("streaks along the motion blur") and "not rain" in step.inference
+    assert "rain" not in rec.reasoning[-1].observation
+    # rain alone on the same crop is still found
+    rainy = measure.diagnose(D.apply(crop, [D.RainParams(coverage=0.05, angle=75.0, seed=2)]))
+    assert "rain" in {d.kind for d in rainy.detected()}

@@ -99,14 +99,19 @@ def reasoning(
     prob: Mapping[str, float],
     degradations: list[Degradation],
     threshold: float,
+    explained: Mapping[str, str] | None = None,
 ) -> list[ReasoningStep]:
-    """The chain of thought of an assessed image: one step per kind, the scene cues, then the verdict and plan."""
+    """The chain of thought of an assessed image: one step per kind, the scene cues, then the verdict and plan.
+
+    ``explained``: kinds the classifier found that another finding accounts for, with the sentence saying why (they
+    are not among ``degradations``).
+    """
     found_kinds = {d.kind for d in degradations}
     steps = [
         ReasoningStep(
             observation=observation(kind, stats),
             evidence=stored_evidence({k: stats[k] for k in ev.statistics}, 3),
-            inference=_verdict(kind, severity, prob, found_kinds, threshold),
+            inference=(explained or {}).get(kind) or _verdict(kind, severity, prob, found_kinds, threshold),
             kinds=[kind],
         )
         for kind, ev in EVIDENCE.items()
