@@ -195,6 +195,24 @@ def test_an_example_restored_shows_the_result_and_one_plain_sentence(page):
     assert not page.locator("#rnr-steps").is_visible()  # details stay folded
 
 
+def test_a_second_photo_restored_on_the_same_page_is_restored_too(page, tmp_path):
+    # Gradio kept the diagnosis table's skipped update as its value after the first run, and the second Restore
+    # failed its validation: "Error" in every box. Both photos here, and the same photo again, must come back.
+    page.locator("#rnr-examples").get_by_text("astronaut: noise").click()
+    page.locator("#rnr-upload img").first.wait_for(timeout=15000)
+    page.click("#rnr-run")
+    page.locator("#rnr-image-file a").first.wait_for(timeout=60000)
+    for _ in range(2):
+        page.locator("#rnr-upload input[type=file]").set_input_files(str(_astronaut(tmp_path)))
+        page.locator("#rnr-upload img").first.wait_for(timeout=15000)
+        page.wait_for_function("() => !document.querySelector('#rnr-status')?.innerText.includes('restored')",
+                               timeout=15000)  # fmt: skip
+        page.click("#rnr-run")
+        page.locator("#rnr-status .rnr-say", has_text="restored noise").wait_for(timeout=60000)
+        assert page.locator("#rnr-status .rnr-error").count() == 0, page.locator("#rnr-status").inner_text()
+        assert "noisy_restored.png" in page.locator("#rnr-image-file").inner_text().replace("\n", "")
+
+
 def test_diagnose_only_diagnoses_then_an_edited_severity_changes_the_settings_and_the_result(page, tmp_path):
     from reasoner.imageio import load_image
     from reasoner.schema import KINDS

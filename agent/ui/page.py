@@ -262,6 +262,13 @@ def _connect(runs: UIRuns, p: Page) -> None:
         return path, key, None
 
     def on_diagnose(img, *args):
+        yield from _keeping_table(p, diagnose(img, *args), [])
+
+    def on_restore(img, *args):
+        rows = args[9]
+        yield from _keeping_table(p, restore(img, *args), rows.get("data", []) if isinstance(rows, dict) else rows)
+
+    def diagnose(img, *args):
         backends, sess = args[:8], args[8]
         path, key, err = start(img, backends)
         if err:
@@ -271,7 +278,7 @@ def _connect(runs: UIRuns, p: Page) -> None:
         yield {**cleared(), p.session: sess, p.status: _say("Diagnosing...")}
         yield from _stream(runs, p, sess, runs.loaded(key), _START, table=True)
 
-    def on_restore(img, *args):
+    def restore(img, *args):
         backends, sess, (rows, strength, *per_kind) = args[:8], args[8], args[9:]
         path, key, err = start(img, backends)
         if err:
@@ -330,6 +337,19 @@ def _connect(runs: UIRuns, p: Page) -> None:
     for s in (p.strength, *p.kind_sliders):
         s.release(on_preview, [p.session, *p.controls()], [p.crop, p.crop_note], concurrency_id="rnr-preview",
                   trigger_mode="always_last", preprocess=False, show_progress="minimal")  # fmt: skip
+
+
+def _keeping_table(p: Page, updates: Iterator[dict], rows) -> Iterator[dict]:
+    """``updates``, each setting the diagnosis table (to the last rows sent, else ``rows``: what it holds).
+
+    Gradio 6.31's Dataframe keeps a skipped output (``{"__type__": "update"}``) as its value when a generator's last
+    update leaves the table out, and the next Restore, which reads the table, then fails Gradio's validation before
+    any handler runs: a second photo restored on the same page came back as "Error" everywhere. Every update carries
+    the table (not only an extra last one: API clients read the results from the last update).
+    """
+    for out in updates:
+        rows = out.get(p.table, rows)
+        yield {**out, p.table: rows}
 
 
 def _stream(runs: UIRuns, p: Page, sess: dict, ctx: Context, resume, table: bool = True) -> Iterator[dict]:
