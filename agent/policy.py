@@ -792,7 +792,8 @@ def set_aside(attempts: Sequence[AttemptTrace]) -> frozenset[int]:
     if not any(a.verdict == "worse" and a.reason.startswith(NOT_HAZE) for a in attempts):
         return frozenset()
     return frozenset(a.index for a in attempts if a.verdict == "better" and "haze" in lineage_kinds(attempts, a.index)
-                     and a.quality is not None and a.quality.spread_db is not None and a.quality.spread_log is None)
+                     and a.quality is not None and a.quality.spread_db is not None
+                     and a.quality.spread_log is None)  # fmt: skip
 
 
 def superseding(

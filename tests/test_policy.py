@@ -687,7 +687,8 @@ def test_an_extrapolated_dehazing_is_not_returned_once_another_dose_failed_the_h
     final = conclude(rec, [strong, half, rain], S)
     assert final == Final("unchanged", None, final.reason) and "attempt 0 set aside" in final.reason
     # the rain removal alone, when better, is returned
-    derained = rain.model_copy(update={"verdict": "better", "quality": rain.quality.model_copy(update={"gain_db": 3.0})})
+    better = rain.quality.model_copy(update={"gain_db": 3.0})
+    derained = rain.model_copy(update={"verdict": "better", "quality": better})
     assert conclude(rec, [strong, half, derained], S).chosen == 2
     # without the failed check the strong dehazing is returned, as before
     other = half.model_copy(update={"reason": "estimated -3.0 dB (spread 1.0)"})
