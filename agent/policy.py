@@ -579,8 +579,21 @@ def gain_z(quality: QualityTrace, settings: Settings) -> float:
     ...     gain_db=7.6, spread_db=3.8), Settings())
     (1.0, 2.0)
     """
-    outside = quality.spread_db is not None and quality.spread_log is None
-    return max(settings.quality_z, settings.quality_z_extrapolating) if outside else settings.quality_z
+    return max(settings.quality_z, settings.quality_z_extrapolating) if extrapolating(quality) else settings.quality_z
+
+
+def extrapolating(quality: QualityTrace | None) -> bool:
+    """Whether the ensemble's members extrapolate: a spread in dB but none in signed log (see the module docstring).
+
+    >>> extrapolating(QualityTrace(gain_db=7.6, spread_db=3.8)), extrapolating(QualityTrace(gain_db=7.6))
+    (True, False)
+    """
+    return quality is not None and quality.spread_db is not None and quality.spread_log is None
+
+
+def failed_haze_check(attempt: AttemptTrace) -> bool:
+    """Whether ``attempt`` was refused because its dehazing's veil was not haze (:data:`NOT_HAZE`)."""
+    return attempt.verdict == "worse" and attempt.reason.startswith(NOT_HAZE)
 
 
 def agreed_gain(quality: QualityTrace, z: float) -> float | None:
@@ -639,7 +652,7 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
             if NOT_BOLDER & set(last.plan.kinds):
                 return conclude(record, attempts, s)
             return Retry("bolder", last.source, per_kind(s.no_change_factor))
-        elif last.verdict == "worse" and last.reason.startswith(NOT_HAZE):
+        elif failed_haze_check(last):
             # the veil the diagnosis took for haze is not haze: the other kinds alone, at the same strength
             return Retry("gentler", last.source, per_kind(1.0), frozenset({"haze"}))
         elif last.verdict in HARMFUL or last.verdict in UNDECIDED:
@@ -789,11 +802,10 @@ def set_aside(attempts: Sequence[AttemptTrace]) -> frozenset[int]:
     >>> set_aside([strong.model_copy(update={"quality": q.model_copy(update={"spread_log": 0.4})}), half])
     frozenset()
     """
-    if not any(a.verdict == "worse" and a.reason.startswith(NOT_HAZE) for a in attempts):
+    if not any(failed_haze_check(a) for a in attempts):
         return frozenset()
-    return frozenset(a.index for a in attempts if a.verdict == "better" and "haze" in lineage_kinds(attempts, a.index)
-                     and a.quality is not None and a.quality.spread_db is not None
-                     and a.quality.spread_log is None)  # fmt: skip
+    return frozenset(a.index for a in attempts if a.verdict == "better" and extrapolating(a.quality)
+                     and "haze" in lineage_kinds(attempts, a.index))  # fmt: skip
 
 
 def superseding(

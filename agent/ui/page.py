@@ -265,8 +265,7 @@ def _connect(runs: UIRuns, p: Page) -> None:
         yield from _keeping_table(p, diagnose(img, *args), [])
 
     def on_restore(img, *args):
-        rows = args[9]
-        yield from _keeping_table(p, restore(img, *args), rows.get("data", []) if isinstance(rows, dict) else rows)
+        yield from _keeping_table(p, restore(img, *args), R.table_rows(args[9]))
 
     def diagnose(img, *args):
         backends, sess = args[:8], args[8]

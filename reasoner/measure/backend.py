@@ -181,7 +181,7 @@ def rain_along_motion(degradations: list[Degradation]) -> tuple[list[Degradation
         return degradations, {}
     off = abs(found["rain"].factors.angle - found["motion_blur"].factors.angle) % 180.0
     off = min(off, 180.0 - off)
-    if off >= RAIN_ALONG_MOTION_DEG or found["rain"].severity >= LEVEL_THRESHOLDS[2]:
+    if off >= RAIN_ALONG_MOTION_DEG or found["rain"].level == "severe":
         return degradations, {}
     why = (f"streaks along the motion blur ({off:.0f} degrees off): the motion's smear of highlights, not rain; "
            f"not reported (severity {found['rain'].severity:.2f}, p={found['rain'].confidence:.2f}).")  # fmt: skip

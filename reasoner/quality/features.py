@@ -157,7 +157,7 @@ def removed_noise(src: np.ndarray, out: np.ndarray, sigma: float) -> tuple[float
     """
     res = (_crop(np.asarray(src, np.float32)) - _crop(np.asarray(out, np.float32))).astype(np.float64)
     ratio = float(np.median(res.reshape(-1, 3).std(axis=0))) * 255.0 / max(float(sigma), 1e-3)
-    y = res @ np.array([0.299, 0.587, 0.114])
+    y = _luma(res)
     g = y - y.mean()
     lags = []
     for a, b in ((g[:, :-1], g[:, 1:]), (g[:-1], g[1:])):
