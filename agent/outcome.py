@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.trace import Trace
-from reasoner.kinds import check_table
+from reasoner.kinds import KINDS, check_table
 from reasoner.quality.artefacts import BY_NAME
+from reasoner.severity import LEVEL_THRESHOLDS, level_for
 
 #: Above this error (one standard deviation, dB) the scorer's estimate is reported as unsure.
 UNSURE_DB = 3.0
@@ -39,18 +40,45 @@ class Outcome:
     artefacts: list[str] = field(default_factory=list)
     unsure: bool = False
     at_least_db: float | None = None
+    appeared: list[str] = field(default_factory=list)
 
     def after_text(self, overall_after: float) -> str:
-        """The "after" severity as shown: never a bare 0.00 when artefacts were found."""
-        text = f"{overall_after:.2f}"
-        if self.artefacts:
-            n = len(self.artefacts)
-            text += f" + {n} artefact{'s' if n > 1 else ''}"
-        return text
+        """The "after" severity as shown: never a bare 0.00 when artefacts were found, and never a rise left unsaid."""
+        return after_text(overall_after, len(self.artefacts), self.appeared)
 
     def gain_text(self) -> str:
         """The estimated quality change, e.g. "+2.1 dB ±1.3" or "-" without an estimate (see :func:`gain_text`)."""
         return gain_text(self.gain_db, self.uncertainty_db, self.unsure, self.at_least_db)
+
+
+def after_text(overall_after: float, artefacts: int = 0, appeared: list[str] | tuple[str, ...] = ()) -> str:
+    """:meth:`Outcome.after_text` from its numbers (a manifest row's, in the CLI table).
+
+    >>> after_text(0.48, 0, ["haze"]), after_text(0.0, 2), after_text(0.31)
+    ('0.48 (haze only after)', '0.00 + 2 artefacts', '0.31')
+    """
+    text = f"{overall_after:.2f}"
+    if artefacts:
+        text += f" + {artefacts} artefact{'s' if artefacts > 1 else ''}"
+    if appeared:
+        text += f" ({listed([WORDS[k] for k in appeared])} only after)"
+    return text
+
+
+def appeared_kinds(trace: Trace) -> list[str]:
+    """Kinds the returned result's re-scoring reports that the input's diagnosis did not, and no attempt restored.
+
+    The "after" severity counts them, so without a word it reads as if the restoration had made the image worse: a
+    hazy photo whose haze the input's diagnosis put just under its threshold, deblocked, then reads hazy (the
+    deblocking did not add the haze; nor was it removed). An image returned unchanged has none.
+    """
+    if trace.decision == "unchanged" or trace.chosen_attempt is None:
+        return []
+    from agent.policy import lineage_strengths
+
+    before = {d.kind for d in trace.record_before.detected()}
+    restored = set(lineage_strengths(trace.attempts, trace.chosen_attempt))
+    return [k for k in KINDS if trace.severity_after.get(k, 0.0) >= LEVEL_THRESHOLDS[0] and k not in before | restored]
 
 
 def gain_text(gain: float | None, unc: float | None, unsure: bool, at_least: float | None = None) -> str:
@@ -147,9 +175,15 @@ def outcome(trace: Trace) -> Outcome:
         elif deblurred_at_dose(chosen.quality, strengths, strengths, margin):
             line += (" It deblurred at its own dose with no ringing, ghosts or new texture found; the scorer tends to "
                      "underrate deblurring.")  # fmt: skip
+    new = appeared_kinds(trace)
+    if new:
+        sev = trace.severity_after
+        which = listed([f"{level_for(sev[k])} {WORDS[k]} ({sev[k]:.2f})" for k in new])
+        line += (f" Its result reads as having {which}, which the input's diagnosis did not report (under its "
+                 "threshold there); left as it is.")  # fmt: skip
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
-    return Outcome(line, gain, unc, arts, unsure, least)
+    return Outcome(line, gain, unc, arts, unsure, least, new)
 
 
 def _at_least(trace: Trace) -> float | None:

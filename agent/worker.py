@@ -134,7 +134,7 @@ class Worker:
             row.update(status="ok" if state.decision in RESTORED else "unchanged", decision=state.decision,
                        overall_before=trace.overall_before, overall_after=trace.overall_after,
                        gain_db=said.gain_db, uncertainty_db=said.uncertainty_db, at_least_db=said.at_least_db,
-                       unsure=said.unsure, artefacts=said.artefacts,
+                       unsure=said.unsure, artefacts=said.artefacts, appeared=said.appeared,
                        summary=said.line, timings=trace.timings)  # fmt: skip
         except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch; the error is recorded
             if _disk_full(e):

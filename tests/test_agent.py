@@ -701,3 +701,32 @@ def test_darkness_hidden_by_noise_is_brightened_on_top_of_the_denoising():
         return 10 * np.log10(1 / np.mean((a - clean) ** 2))
 
     assert psnr(out) > psnr(img) + 8
+
+
+def test_a_kind_found_only_in_the_result_is_named_wherever_the_after_severity_is_shown(tmp_path):
+    # A hazy photo saved as JPEG whose haze the input's diagnosis put just under its threshold (probability 0.49):
+    # once deblocked it read hazy (0.48), and the CLI said "severity 0.11 -> 0.48, accepted" with no word on why the
+    # severity rose. The kind is named in the outcome line, the report's and the CLI's "after", and the manifest row.
+    from agent.cli.render import summary_table
+    from agent.outcome import appeared_kinds, outcome
+
+    clean = np.ascontiguousarray(load_photo("coffee")[:256, 64:320])
+    trace = restore_image(_saved_jpeg(tmp_path / "blocky.jpg", clean, 27))[1]
+    assert trace.decision in ("accepted", "rolled_back") and appeared_kinds(trace) == []
+    assert "only after" not in outcome(trace).after_text(trace.overall_after)
+    hazy = trace.model_copy(update={"severity_after": trace.severity_after | {"haze": 0.48}, "overall_after": 0.48})
+    said = outcome(hazy)
+    assert said.appeared == ["haze"] and said.after_text(0.48) == "0.48 (haze only after)"
+    assert "reads as having moderate haze (0.48), which the input's diagnosis did not report" in said.line
+    # what an attempt restored is not "new", nor is anything when the input is returned unchanged
+    restored = trace.attempts[trace.chosen_attempt].plan.kinds[0]
+    assert appeared_kinds(trace.model_copy(update={"severity_after": trace.severity_after | {restored: 0.4}})) == []
+    assert appeared_kinds(hazy.model_copy(update={"decision": "unchanged", "chosen_attempt": None})) == []
+    row = {"name": "hazy", "status": "ok", "decision": "accepted", "overall_before": 0.11, "overall_after": 0.48,
+           "appeared": ["haze"], "seconds": 1.0}  # fmt: skip
+    done = type("Summary", (), {"done": [row], "failed": [], "skipped": []})()
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(summary_table(done, tmp_path))
+    assert "0.48 (haze only after)" in console.export_text()

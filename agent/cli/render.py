@@ -91,7 +91,7 @@ def render_update(console: Console, node: str, update: dict) -> None:
 
 def summary_table(summary, out) -> Table:
     """Per-image results of a batch run."""
-    from agent.outcome import UNSURE_DB, gain_text
+    from agent.outcome import UNSURE_DB, after_text, gain_text
 
     t = Table(title=f"restored into {out}")
     for col in ("image", "status", "decision", "est. change", "severity before", "after", "artefacts", "seconds"):
@@ -100,7 +100,7 @@ def summary_table(summary, out) -> Table:
         gain, unc, arts = row.get("gain_db"), row.get("uncertainty_db"), row.get("artefacts") or []
         unsure = row.get("unsure", unc is not None and unc > UNSURE_DB) and row.get("status") == "ok"  # older rows
         change = gain_text(gain, unc, unsure, row.get("at_least_db"))
-        after = f"{row.get('overall_after', 0):.2f}" + (f" + {len(arts)} artefact(s)" if arts else "")
+        after = after_text(row.get("overall_after", 0), len(arts), row.get("appeared") or [])
         t.add_row(row["name"], row["status"], row.get("decision", ""), change, f"{row.get('overall_before', 0):.2f}",
                   after, Text("; ".join(arts), style="yellow") if arts else "", f"{row['seconds']:.2f}")  # fmt: skip
     for row in summary.failed:
