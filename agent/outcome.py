@@ -172,7 +172,7 @@ def outcome(trace: Trace) -> Outcome:
             line += " It brightened at its own dose with no artefact found; the scorer tends to underrate brightening."
         elif denoised_and_deblocked_at_dose(chosen.quality, strengths, strengths, margin):
             line += " It denoised and deblocked at their own dose with no artefact found."
-        elif deblurred_at_dose(chosen.quality, strengths, strengths, margin):
+        elif deblurred_at_dose(chosen.quality, strengths, strengths):
             line += (" It deblurred at its own dose with no ringing, ghosts or new texture found; the scorer tends to "
                      "underrate deblurring.")  # fmt: skip
     new = appeared_kinds(trace)

@@ -25,8 +25,8 @@ a plan of noise and JPEG only, both at most at their diagnosed  better
 dose, estimate above the margin, no artefact, the members not
 extrapolating
 a plan that only deblurs a defocus, at most at its diagnosed    better
-dose, estimate above the margin, no artefact a deconvolution
-makes, the members agreeing (:func:`deblurred_at_dose`)
+dose, estimate not below 0, no artefact a deconvolution makes,
+the members agreeing (:func:`deblurred_at_dose`)
 estimate + ``quality_z`` * spread below -``quality_margin_db``   worse
 estimate below 0 and an artefact found                         worse
 otherwise                                                      uncertain
@@ -293,8 +293,8 @@ def judge_quality(
         return "better", f"{said}; a brightening at its own dose, estimated to help with no artefact"
     if denoised_and_deblocked_at_dose(quality, kinds, strengths, s.quality_margin_db):
         return "better", f"{said}; a denoising and deblocking at their own dose, estimated to help with no artefact"
-    if deblurred_at_dose(quality, kinds, strengths, s.quality_margin_db):
-        return "better", f"{said}; a deblurring at its own dose, estimated to help with no ringing, ghosts or texture"
+    if deblurred_at_dose(quality, kinds, strengths):
+        return "better", f"{said}; a deblurring at its own dose with no ringing, ghosts or texture found"
     return "uncertain", said
 
 
@@ -336,41 +336,49 @@ def denoised_and_deblocked_at_dose(
 DEBLUR_SPREAD_LOG_MAX = 0.75
 
 
-def deblurred_at_dose(
-    quality: QualityTrace, kinds: Iterable[str], strengths: Mapping[str, float] | None, margin: float
-) -> bool:
-    """Whether a defocus deconvolution alone, at no more than its diagnosed dose, is estimated to help cleanly.
+def deblurred_at_dose(quality: QualityTrace, kinds: Iterable[str], strengths: Mapping[str, float] | None) -> bool:
+    """Whether a defocus deconvolution alone, at no more than its diagnosed dose, shows no sign of harm.
 
     An out-of-focus photo (a soft lens, a missed focus, a Gaussian blur) is what a user most often hands over, and the
-    ensemble underrates its deconvolution on photos it was not fitted on: over the agent's runs at 400 synthetic
-    cases on held-out photos (every zoo model), the 19 attempts that deconvolved a blur alone at their dose with an
-    estimate above the margin and no deconvolution artefact (ringing, ghosts, overshoot, false texture, amplified
-    noise or blocks; tone clipping allowed) were truly +0.26 to +9.9 dB, but 11 of them (10 cases) were left
-    "uncertain" at +0.3 to +2.2 dB estimated (a soft-disk blur on a coffee crop: +0.9 estimated, truly +6.5) and the
-    input came back blurred. On calibration photos such attempts were truly -0.02 to +4.5 dB except one (a brick wall
-    under a soft disk of radius 4, -0.94 dB with halos on the mortar, estimated +0.5 dB) whose members disagreed most
-    (``spread_log`` 0.97, the others at most 0.73): members must agree within :data:`DEBLUR_SPREAD_LOG_MAX`. Motion
-    deblurring and up-sampling are not covered: their uncertain attempts at dose were as often worse as better
-    (motion, -1.0 to +2.0 dB) or changed little (up-sampling, -0.6 to +1.0).
+    ensemble's estimate says little about its deconvolution: over the agent's blur-only attempts at the protocols'
+    cases (``bench/protocols.py``, seeds 0-7, 147 attempts) it correlated 0.25 with the truth, and a soft disk on a
+    held-out tower crop, estimated -3.4 dB, was truly +7.0. What tells harm is what the artefact checks name: the 22
+    attempts truly worse by more than 0.5 dB all showed ghost edges or amplified blocks (a defocus over MiO's
+    up-sampling, read as blur alone); the 100 showing neither were +2.98 dB on average, one of them worse (-1.1 dB,
+    and assured better by its estimate). So the attempt counts when the estimate is not below zero, no artefact a
+    deconvolution makes was found (ringing, ghosts, overshoot, false texture, amplified noise or blocks; tone clipping
+    allowed) and the members agree within :data:`DEBLUR_SPREAD_LOG_MAX`: on calibration photos the one such attempt
+    that was worse (a brick wall under a soft disk of radius 4, -0.94 dB with halos on the mortar) had them furthest
+    apart (``spread_log`` 0.97, the others at most 0.73). The estimate had to clear the margin (0.25 dB) before: the
+    protocols' blur cases of seeds 0-3 left 2 crops blurred that this returns +0.2 and +0.5 dB better, seeds 4-7 three
+    (+1.7, +7.1, +8.1); soft disks of radius 3 and 4 on 42 crops of bundled photos, four (+0.8 to +3.3). No case got
+    worse; clean crops, the bundled photos whole and shallow depth of field (a sharp centre in a disk-blurred
+    surround) are untouched. Taking any estimate the judgement had not called "worse" gained more (+5.5 dB on seeds
+    0-3) but returned a coffee spoon cross-hatched at -0.6 dB estimated. Motion deblurring and up-sampling are not
+    covered: their uncertain attempts at dose were as often worse as better (motion, -1.0 to +2.0 dB) or changed
+    little (up-sampling, -0.6 to +1.0).
 
     >>> q, dose = QualityTrace(gain_db=0.6, spread_db=1.0, spread_log=0.4), {"blur": 1.0}
-    >>> deblurred_at_dose(q, ["blur"], dose, 0.25), deblurred_at_dose(q, ["blur"], {"blur": 1.5}, 0.25)
+    >>> deblurred_at_dose(q, ["blur"], dose), deblurred_at_dose(q, ["blur"], {"blur": 1.5})
     (True, False)
-    >>> deblurred_at_dose(q, ["motion_blur"], {"motion_blur": 1.0}, 0.25)
-    False
-    >>> deblurred_at_dose(q.model_copy(update={"artefacts": {"clipped_highlights": 0.003}}), ["blur"], dose, 0.25)
+    >>> deblurred_at_dose(q.model_copy(update={"gain_db": 0.05}), ["blur"], dose)  # below the margin, not a loss
     True
-    >>> deblurred_at_dose(q.model_copy(update={"artefacts": {"ringing": 4.6}}), ["blur"], dose, 0.25)
+    >>> deblurred_at_dose(q.model_copy(update={"gain_db": -0.6}), ["blur"], dose)
     False
-    >>> deblurred_at_dose(q.model_copy(update={"spread_log": 0.97}), ["blur"], dose, 0.25)  # members disagree
+    >>> deblurred_at_dose(q, ["motion_blur"], {"motion_blur": 1.0})
+    False
+    >>> deblurred_at_dose(q.model_copy(update={"artefacts": {"clipped_highlights": 0.003}}), ["blur"], dose)
+    True
+    >>> deblurred_at_dose(q.model_copy(update={"artefacts": {"ringing": 4.6}}), ["blur"], dose)
+    False
+    >>> deblurred_at_dose(q.model_copy(update={"spread_log": 0.97}), ["blur"], dose)  # members disagree
     False
     """
     if set(kinds) != {"blur"} or not at_dose("blur", strengths):
         return False
-    gain, spread_log = quality.gain_db, quality.spread_log
-    if gain is None or gain <= margin or spread_log is None or spread_log > DEBLUR_SPREAD_LOG_MAX:
+    if quality.gain_db is None or quality.gain_db < 0 or quality.spread_log is None:
         return False
-    return "blur" not in artefact_kinds(quality)
+    return quality.spread_log <= DEBLUR_SPREAD_LOG_MAX and "blur" not in artefact_kinds(quality)
 
 
 def at_dose(kind: str, strengths: Mapping[str, float] | None) -> bool:
