@@ -377,3 +377,19 @@ def test_the_gpu_benchmark_runs_its_whole_path_on_cpu(tmp_path):
     out = json.loads((tmp_path / "grpo_gpu.json").read_text())
     assert out["summary"]["steps"] == 1 and out["warm_start"]["steps"] == 3
     assert (tmp_path / "grpo_gpu.png").stat().st_size > 0 and "steps/s" in (tmp_path / "grpo_gpu.txt").read_text()
+
+
+def test_the_plan_bound_benchmark_fits_and_reports_each_split(tmp_path):
+    """bench/plan_bound.py (how much a policy reading the diagnosis could learn): tables, fit, the last line."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "plan_bound.py"
+    res = subprocess.run([sys.executable, str(script), "--train", "40", "--eval-mixed", "6", "--eval-single", "4",
+                          "--size", "96", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "plan_bound.json").read_text())
+    assert set(report["splits"]) == {"tuning mixed", "held-out mixed", "held-out single"}
+    held = report["splits"]["held-out mixed"]
+    assert held["crops"] == 6 and held["ceiling_db"] >= 0 and held["changed"] <= 6 and report["changes"] > 0
+    assert res.stdout.strip().splitlines()[-1].startswith("held-out mixed: policy ")
