@@ -385,8 +385,8 @@ def test_the_plan_bound_benchmark_fits_and_reports_each_split(tmp_path):
     import sys
 
     script = Path(__file__).resolve().parents[1] / "bench" / "plan_bound.py"
-    res = subprocess.run([sys.executable, str(script), "--train", "40", "--eval-mixed", "6", "--eval-single", "4",
-                          "--size", "96", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    args = ["--train", "40", "--eval-mixed", "6", "--eval-single", "4", "--size", "96", "--out", str(tmp_path)]
+    res = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads((tmp_path / "plan_bound.json").read_text())
     assert set(report["splits"]) == {"tuning mixed", "held-out mixed", "held-out single"}
