@@ -100,8 +100,34 @@ ACCEPT = "accept"
 
 
 def route_retrieved(state: RestoreState, runtime: Runtime[Context]) -> Literal["review", "plan"]:
-    """After retrieve: stop for a person's review when the run asks for one, else straight on to plan."""
-    return "review" if runtime.context.review else "plan"
+    """After retrieve: review when a person is asked (``rnr ui``) or kinds are added (``--add``), else plan."""
+    return "review" if runtime.context.review or runtime.context.settings.add else "plan"
+
+
+def with_additions(record: DiagnosisRecord, add: dict[str, float]) -> DiagnosisRecord:
+    """``record`` with each kind of ``add`` the diagnosis did not report added at its severity (0: the default).
+
+    The added entry is what ticking the kind in the UI's diagnosis table gives (:func:`reasoner.edit.
+    edit_degradation`: the default factors of that severity, confidence 1); a kind the diagnosis reported keeps its
+    own entry. Raises ``ValueError`` (one line) for a severity below mild (``Settings`` refuses those already).
+    """
+    from reasoner.edit import EditRefused, edit_degradation
+
+    have = {d.kind for d in record.detected()}
+    added = []
+    for kind, severity in add.items():
+        if kind in have:
+            continue
+        try:
+            added.append(edit_degradation(None, kind=kind, present=True, severity=severity or None))
+        except EditRefused as e:
+            raise ValueError(f"--add {kind}: {e}") from None
+    if not added:
+        return record
+    kept = [d for d in record.degradations if d.kind not in {a.kind for a in added}]
+    degradations = sorted([*kept, *added], key=lambda d: KINDS.index(d.kind))
+    overall = combined_severity(degradations)
+    return record.model_copy(update={"degradations": degradations, "overall_severity": overall})
 
 
 @_timed("review")
@@ -114,12 +140,20 @@ def review(state: RestoreState, ctx: Context) -> dict:
     interrupted node from its start on resume, so nothing before ``interrupt`` does work. An answer the schema rejects
     interrupts again with the error in the payload (``error``), so the run never continues on an invalid record.
     """
-    proposed = state.record
+    diagnosed = state.record
+    proposed = with_additions(diagnosed, ctx.settings.add)  # the run's --add, before any person sees it
+    if not ctx.review:  # only additions: nobody to ask
+        if proposed is diagnosed:  # every added kind was diagnosed already
+            return {"review": ReviewTrace(edited=False)}
+        changes = record_changes(diagnosed, proposed)
+        return {"record": proposed, "review": ReviewTrace(edited=True, changes=changes, record_proposed=diagnosed)}
     payload = {"record": proposed.model_dump(mode="json"), "error": None}
     while True:
         answer = interrupt(payload)
-        if answer == ACCEPT:
+        if answer == ACCEPT and proposed is diagnosed:
             return {"review": ReviewTrace(edited=False)}
+        if answer == ACCEPT:
+            answer = proposed
         try:
             edited = _as_record(answer)
             if edited.image != proposed.image:
@@ -131,10 +165,10 @@ def review(state: RestoreState, ctx: Context) -> dict:
         except ValueError as e:  # pydantic's ValidationError included
             payload = {**payload, "error": one_line(e)[:2000]}
             continue
-        changes = record_changes(proposed, edited)
+        changes = record_changes(diagnosed, edited)
         if not changes:
             return {"review": ReviewTrace(edited=False)}
-        return {"record": edited, "review": ReviewTrace(edited=True, changes=changes, record_proposed=proposed)}
+        return {"record": edited, "review": ReviewTrace(edited=True, changes=changes, record_proposed=diagnosed)}
 
 
 def _as_record(answer) -> DiagnosisRecord:

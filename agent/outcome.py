@@ -104,7 +104,10 @@ def found_phrase(record) -> str:
 
 
 def _kinds_phrase(trace: Trace) -> str:
-    return found_phrase(trace.record_before)
+    said = found_phrase(trace.record_before)
+    if trace.review is not None and trace.review.edited:  # a person's correction (the UI, or --add): say which
+        said = f"as corrected ({'; '.join(trace.review.changes)}), {said}"
+    return said
 
 
 def outcome(trace: Trace) -> Outcome:

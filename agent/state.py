@@ -10,16 +10,28 @@ from dataclasses import dataclass, field
 from typing import Annotated, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from agent.trace import AttemptTrace, Decision, FullSizeTrace, RetryRule, ReviewTrace, Trace
 from reasoner.registry import Reasoner
 from reasoner.schema import DegradationKind, DiagnosisRecord, ImageInfo
+from reasoner.severity import LEVEL_THRESHOLDS
 from restorer.base import Restorer
 from restorer.plan import Plan
 from retrieval.base import Reference
 
 UserStrength = Annotated[float, Field(ge=0, le=2)]
+
+
+def _added_severity(v: float) -> float:
+    if 0 < v < LEVEL_THRESHOLDS[0]:
+        raise ValueError(f"{v:g} is below mild ({LEVEL_THRESHOLDS[0]:g}), which is not restored; give 0 for the "
+                         f"default (moderate) or a severity from {LEVEL_THRESHOLDS[0]:g} to 1")  # fmt: skip
+    return v
+
+
+#: Severity of a kind added by ``Settings.add``: 0 for the default (moderate), else from mild to 1.
+AddedSeverity = Annotated[float, Field(ge=0, le=1), AfterValidator(_added_severity)]
 
 
 class Settings(BaseModel):
@@ -34,6 +46,12 @@ class Settings(BaseModel):
     )
     only: list[DegradationKind] = Field(default_factory=list, description="Restore only these kinds (empty: all).")
     skip: list[DegradationKind] = Field(default_factory=list, description="Never restore these kinds.")
+    add: dict[DegradationKind, AddedSeverity] = Field(
+        default_factory=dict,
+        description="Kinds to restore although the diagnosis did not report them, each with the severity to give it "
+        "(0: moderate, 0.5), its factors the defaults for that severity (reasoner.edit); a kind the diagnosis "
+        "reported keeps its own entry.",
+    )
     min_structure: float = Field(
         0.9, ge=0, le=1, description="Below this structure score an attempt has drifted (restorations keep >= 0.95)."
     )

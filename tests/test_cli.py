@@ -130,3 +130,40 @@ def test_a_likely_better_result_is_marked_unsure_in_the_table_and_the_manifest(t
                if r.get("name") == "rainy")  # fmt: skip
     assert row["status"] == "ok" and row["unsure"] is True and row["uncertainty_db"] < 3.0
     assert "(unsure)" in res.output
+
+
+def test_a_kind_the_diagnosis_missed_is_restored_with_add_and_the_trace_says_so(photo_dir, tmp_path):
+    # the clean coffee crop is diagnosed clean; --add noise=0.3 plans a denoising all the same (the agent still
+    # re-scores and may roll it back), the trace's review lists the addition and every report says "as corrected"
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["restore", str(photo_dir / "clean.png"), "--out", str(out), "--add", "noise=0.3",
+                              "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    trace = json.loads((out / "clean.json").read_text())
+    assert trace["review"]["edited"] and trace["review"]["changes"] == ["noise: added with severity 0.30"]
+    assert not trace["review"]["record_proposed"]["degradations"]  # what the reasoner itself said
+    assert [d["kind"] for d in trace["record_before"]["degradations"]] == ["noise"]
+    assert all("noise" in [o["kind"] for o in a["plan"]["operations"]] for a in trace["attempts"][:1])
+    row = json.loads((out / "manifest.jsonl").read_text().splitlines()[-1])
+    assert row["summary"].startswith("As corrected (noise: added with severity 0.30), found mild noise")
+    # a kind the diagnosis found keeps its own entry: nothing is added, nothing reported as corrected
+    res = runner.invoke(app, ["restore", str(photo_dir / "noisy.png"), "--out", str(tmp_path / "o2"), "--add",
+                              "noise"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "o2" / "noisy.json").read_text())["review"]["edited"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--add", "fog"], "'fog' is not a degradation kind"),
+        (["--add", "haze=0.05"], "--add haze=0.05: 0.05 is below mild (0.1)"),
+        (["--add", "haze=2"], "a severity is a number from 0.1 to 1"),
+        (["--add", "haze", "--skip", "haze"], "--add and --skip both name haze"),
+        (["--add", "haze", "--only", "noise"], "--add haze would not be restored: --only names noise"),
+    ],
+)
+def test_a_bad_add_is_one_line_before_any_image_is_read(photo_dir, tmp_path, args, said):
+    res = runner.invoke(app, ["restore", str(photo_dir / "clean.png"), "--out", str(tmp_path / "out"), *args])
+    assert res.exit_code == 2 and said in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -31,6 +31,11 @@ def restore(
     ),  # fmt: skip
     only: list[str] = typer.Option([], "--only", metavar="KIND", help="Restore only this kind (repeat)."),
     skip: list[str] = typer.Option([], "--skip", metavar="KIND", help="Never restore this kind (repeat)."),
+    add: list[str] = typer.Option(
+        [], "--add", metavar="KIND[=SEV]",
+        help="Restore this kind although the diagnosis did not report it (repeat), at severity SEV (0.1-1; default "
+        "moderate, 0.5) with default settings; a kind the diagnosis found keeps its own. The trace's review lists it.",
+    ),  # fmt: skip
     output_format: str | None = typer.Option(
         None,
         "--format",
@@ -92,7 +97,7 @@ def restore(
     from agent.backends import Backends
 
     _check_engine(engine, address, gpus_per_worker, trace)
-    settings = _settings(max_attempts, strength, only, skip, policy)
+    settings = _settings(max_attempts, strength, only, skip, policy, add)
     output = _output(output_format, quality)
     restorer_options = parse_options(restorer_opts, "--restorer-opt")
     if "strength" in restorer_options:
@@ -155,7 +160,34 @@ def check_kind(kind: str, option: str) -> str:
     return kind
 
 
-def _settings(max_attempts: int, strength: list[str], only: list[str], skip: list[str], policy: Path | None = None):
+def parse_add(values: list[str]) -> dict[str, float]:
+    """``--add`` values: ``KIND`` (severity 0: the default, moderate) or ``KIND=SEV``, the severity a number 0-1.
+
+    >>> parse_add(["haze", "noise=0.3"])
+    {'haze': 0.0, 'noise': 0.3}
+    """
+    out = {}
+    for value in values:
+        kind, sep, number = value.partition("=")
+        try:
+            severity = float(number) if sep else 0.0
+        except ValueError:
+            severity = float("nan")
+        if not 0 <= severity <= 1:
+            raise typer.BadParameter(f"{value!r}: a severity is a number from 0.1 to 1 (KIND or KIND=SEV)",
+                                     param_hint="--add")  # fmt: skip
+        out[check_kind(kind.strip(), "--add")] = severity
+    return out
+
+
+def _settings(
+    max_attempts: int,
+    strength: list[str],
+    only: list[str],
+    skip: list[str],
+    policy: Path | None = None,
+    add: list[str] = (),
+):
     """The run's :class:`agent.state.Settings` from the options; a bad value is one line, exit 2."""
     from pydantic import ValidationError
 
@@ -164,10 +196,15 @@ def _settings(max_attempts: int, strength: list[str], only: list[str], skip: lis
     overall, per_kind = parse_strength(strength)
     only = [check_kind(k, "--only") for k in only]
     skip = [check_kind(k, "--skip") for k in skip]
+    added = parse_add(list(add))
     both = sorted(set(only) & set(skip))
     if both:
         fail(f"--only and --skip both name {', '.join(both)}; name each kind in one of them")
-    fields = dict(max_attempts=max_attempts, kind_strength=per_kind, only=only, skip=skip)
+    if clash := sorted(set(added) & set(skip)):
+        fail(f"--add and --skip both name {', '.join(clash)}; name each kind in one of them")
+    if only and (left := sorted(set(added) - set(only))):
+        fail(f"--add {', '.join(left)} would not be restored: --only names {', '.join(only)}; add it there too")
+    fields = dict(max_attempts=max_attempts, kind_strength=per_kind, only=only, skip=skip, add=added)
     if overall is not None:
         fields["strength"] = overall
     if policy is not None:
@@ -184,6 +221,9 @@ def _settings(max_attempts: int, strength: list[str], only: list[str], skip: lis
         first = e.errors()[0]
         where = str(first["loc"][0]) if first["loc"] else ""
         option = {"kind_strength": "--strength"}.get(where, f"--{where.replace('_', '-')}")
+        if where == "add":  # the key is the kind: name it, with the reason, in the option's own words
+            kind = str(first["loc"][1]) if len(first["loc"]) > 1 else ""
+            fail(f"--add {kind}={first.get('input')!r}: {first['msg'].removeprefix('Value error, ')}")
         fail(f"{option} {first.get('input')!r}: {first['msg'].lower()}" if where else validation_line(e))
 
 
