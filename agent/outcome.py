@@ -182,8 +182,10 @@ def outcome(trace: Trace) -> Outcome:
     if new:
         sev = trace.severity_after
         which = listed([f"{level_for(sev[k])} {WORDS[k]} ({sev[k]:.2f})" for k in new])
+        hint = " ".join(f"--add {k}" for k in new)
         line += (f" Its result reads as having {which}, which the input's diagnosis did not report (under its "
-                 "threshold there); left as it is.")  # fmt: skip
+                 f"threshold there); left as it is (to restore it: {hint}, or tick it under Correct the "
+                 "diagnosis).")  # fmt: skip
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
     return Outcome(line, gain, unc, arts, unsure, least, new)

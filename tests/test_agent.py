@@ -739,6 +739,7 @@ def test_a_kind_found_only_in_the_result_is_named_wherever_the_after_severity_is
     said = outcome(hazy)
     assert said.appeared == ["haze"] and said.after_text(0.48) == "0.48 (haze only after)"
     assert "reads as having moderate haze (0.48), which the input's diagnosis did not report" in said.line
+    assert "(to restore it: --add haze, or tick it under Correct the diagnosis)" in said.line
     # what an attempt restored is not "new", nor is anything when the input is returned unchanged
     restored = trace.attempts[trace.chosen_attempt].plan.kinds[0]
     assert appeared_kinds(trace.model_copy(update={"severity_after": trace.severity_after | {restored: 0.4}})) == []
