@@ -104,12 +104,14 @@ def route_retrieved(state: RestoreState, runtime: Runtime[Context]) -> Literal["
     return "review" if runtime.context.review or runtime.context.settings.add else "plan"
 
 
-def with_additions(record: DiagnosisRecord, add: dict[str, float]) -> DiagnosisRecord:
-    """``record`` with each kind of ``add`` the diagnosis did not report added at its severity (0: the default).
+def with_additions(record: DiagnosisRecord, add: dict[str, float], measured=None) -> DiagnosisRecord:
+    """``record`` with each kind of ``add`` the diagnosis did not report added, at its severity (0: its own).
 
-    The added entry is what ticking the kind in the UI's diagnosis table gives (:func:`reasoner.edit.
-    edit_degradation`: the default factors of that severity, confidence 1); a kind the diagnosis reported keeps its
-    own entry. Raises ``ValueError`` (one line) for a severity below mild (``Settings`` refuses those already).
+    ``measured(kind)``: the reasoner's reading of the kind as present (``forced_entry`` of the ``measure`` backend:
+    its factors measured on the image, airlight, angles and kernel shape included), or None; without one the entry
+    is what ticking the kind in the UI's diagnosis table gives (:func:`reasoner.edit.edit_degradation`: default
+    factors). A severity given moves the severity map's factor and keeps the others. A kind the diagnosis reported
+    keeps its own entry. Raises ``ValueError`` (one line) for a severity below mild (``Settings`` refuses those).
     """
     from reasoner.edit import EditRefused, edit_degradation
 
@@ -118,10 +120,16 @@ def with_additions(record: DiagnosisRecord, add: dict[str, float]) -> DiagnosisR
     for kind, severity in add.items():
         if kind in have:
             continue
+        entry = measured(kind) if measured is not None else None
         try:
-            added.append(edit_degradation(None, kind=kind, present=True, severity=severity or None))
+            if entry is None:
+                entry = edit_degradation(None, kind=kind, present=True, severity=severity or None)
+            elif severity and abs(severity - entry.severity) > 1e-9:
+                entry = edit_degradation(entry, severity=severity)
         except EditRefused as e:
-            raise ValueError(f"--add {kind}: {e}") from None
+            if entry is None:
+                raise ValueError(f"--add {kind}: {e}") from None  # the measured entry stands when only its dose would
+        added.append(entry)
     if not added:
         return record
     kept = [d for d in record.degradations if d.kind not in {a.kind for a in added}]
@@ -141,7 +149,11 @@ def review(state: RestoreState, ctx: Context) -> dict:
     interrupts again with the error in the payload (``error``), so the run never continues on an invalid record.
     """
     diagnosed = state.record
-    proposed = with_additions(diagnosed, ctx.settings.add)  # the run's --add, before any person sees it
+    measured = None
+    if hasattr(ctx.reasoner, "forced_entry") and set(ctx.settings.add) - {d.kind for d in diagnosed.detected()}:
+        pixels = np.load(state.input_npy)
+        measured = lambda kind: ctx.reasoner.forced_entry(pixels, kind)  # noqa: E731
+    proposed = with_additions(diagnosed, ctx.settings.add, measured)  # the run's --add, before any person sees it
     if not ctx.review:  # only additions: nobody to ask
         if proposed is diagnosed:  # every added kind was diagnosed already
             return {"review": ReviewTrace(edited=False)}

@@ -214,3 +214,21 @@ def test_highlights_smeared_by_a_motion_are_not_read_as_rain(measure):
     # rain alone on the same crop is still found
     rainy = measure.diagnose(D.apply(crop, [D.RainParams(coverage=0.05, angle=75.0, seed=2)]))
     assert "rain" in {d.kind for d in rainy.detected()}
+
+
+def test_a_kind_a_person_says_is_there_is_read_off_the_image():
+    # `rnr restore --add KIND`: the entry is the diagnosis' own reading at presence 1 (reasoner.measure.backend.
+    # MeasureBackend.forced_entry), not fixed defaults: a motion blur gets its angle, a haze its airlight
+    from reasoner.edit import DEFAULT_FACTORS
+    from reasoner.measure.features import global_view, tone_stats
+
+    measure = load_reasoner("measure")
+    clean = np.ascontiguousarray(load_photo("coffee")[:256, 64:320])
+    moved = (np.rint(D.apply(clean, [D.MotionBlurParams(length=15.0, angle=30.0)]) * 255) / 255).astype(np.float32)
+    motion = measure.forced_entry(moved, "motion_blur")
+    assert motion.confidence == 1.0 and motion.severity >= 0.1
+    assert abs(motion.factors.angle - 30.0) < 10 and motion.factors.angle != DEFAULT_FACTORS["motion_blur"]["angle"]
+    haze = measure.forced_entry(clean, "haze")  # no haze there: the airlight is still the image's own
+    airlight = tone_stats(global_view(clean))
+    assert haze.factors.airlight == pytest.approx([airlight[f"airlight_{c}"] for c in "rgb"], abs=1e-3)
+    assert measure.forced_entry(np.zeros((4, 4, 3), np.float32), "haze") is None  # too small to measure

@@ -130,6 +130,28 @@ class MeasureReasoner:
         )
         return record, feats
 
+    def forced_entry(self, image: LoadedImage | np.ndarray, kind: str) -> Degradation | None:
+        """The entry of ``kind`` when a person says it is there though the diagnosis did not report it.
+
+        Read as the diagnosis would at presence 1: the factor head whole (not pulled towards the severity map as a
+        doubtful detection's is), airlight, angles, kernel shape and JPEG quality measured; the severity the factors
+        imply, at least mild; confidence 1 (the person's word). Better than fixed defaults: the hazy JPEG whose haze
+        the diagnosis put at presence 0.49 gets its own airlight (0.83), not 0.9. None for an image too small or
+        degenerate to measure (the caller falls back to defaults).
+        """
+        rgb = (from_array(image) if isinstance(image, np.ndarray) else image).pixels
+        h, w = rgb.shape[:2]
+        feats = measure_all(rgb) if min(h, w) >= MIN_SIDE else {}
+        if _unassessable(w, h, feats) is not None:
+            return None
+        severity, prob = self.calibration.predict(feats)
+        prob = {**prob, kind: 1.0}
+        head = self.calibration.predict_factors(feats, kind)
+        factors = blended_factors(kind, rounded(severity[kind]), 1.0, feats, head)
+        implied = KINDS[kind].severity_of(factors)
+        reading = Reading(kind, rounded(max(implied, LEVEL_THRESHOLDS[0])), 1.0, factors, prob, feats, rgb)
+        return ENTRIES[kind](reading)
+
     def diagnose_many(self, images) -> list[DiagnosisRecord]:
         """Diagnose several images in order."""
         return [self.diagnose(im) for im in images]
