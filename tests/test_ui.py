@@ -73,6 +73,21 @@ def test_ticking_jpeg_present_adds_it_at_the_severity_given(record):
     assert rain.severity == pytest.approx(0.4) and rain.factors.density == pytest.approx(0.032)
 
 
+def test_a_ticked_kind_starts_from_the_photos_own_reading_where_the_reasoner_has_one(record):
+    # MeasureBackend.forced_entry's reading (here a stand-in): its angle kept, a typed severity moving only density
+    from reasoner.schema import make_degradation
+
+    read = make_degradation("rain", 0.3, 1.0, density=0.024, angle=71.0)
+    rows = R.edit_rows(record)
+    by_kind(rows)["rain"][1] = True
+    rain = next(d for d in R.apply_edits(record, rows, lambda kind: read)["degradations"] if d["kind"] == "rain")
+    assert rain["factors"] == {"density": 0.024, "angle": 71.0} and rain["severity"] == 0.3
+    by_kind(rows)["rain"][2] = 0.5
+    rain = next(d for d in R.apply_edits(record, rows, lambda kind: read)["degradations"] if d["kind"] == "rain")
+    assert rain["factors"]["angle"] == 71.0 and rain["severity"] == pytest.approx(0.5)
+    assert rain["factors"]["density"] != 0.024
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -255,9 +255,15 @@ def test_diagnose_only_diagnoses_then_an_edited_severity_changes_the_settings_an
 
 
 def test_ticking_a_missed_kind_present_adds_it(page, tmp_path):
+    # the ticked kind is read off the photo (MeasureBackend.forced_entry), as `rnr restore --add` reads it, not set
+    # to the table's fixed defaults
+    from reasoner import load_reasoner
+    from reasoner.imageio import load_image
     from reasoner.schema import KINDS
 
-    page.locator("#rnr-upload input[type=file]").set_input_files(str(_astronaut(tmp_path)))
+    photo = _astronaut(tmp_path)
+    read = load_reasoner("measure").forced_entry(load_image(photo).pixels, "jpeg")
+    page.locator("#rnr-upload input[type=file]").set_input_files(str(photo))
     page.click("#rnr-diagnose")
     page.locator("#rnr-status .rnr-say", has_text="Press Restore").wait_for(timeout=30000)
     page.locator("#rnr-review > button").first.click()
@@ -266,7 +272,9 @@ def test_ticking_a_missed_kind_present_adds_it(page, tmp_path):
     page.click("#rnr-run")
     page.locator("#rnr-image-file a").first.wait_for(timeout=60000)
     trace = _download_trace(page, tmp_path)
-    assert "jpeg: added with severity 0.50" in trace.review.changes
+    assert f"jpeg: added with severity {read.severity:.2f}" in trace.review.changes
+    added = next(d for d in trace.record_before.degradations if d.kind == "jpeg")
+    assert added.factors == read.factors and added.confidence == 1.0
     assert trace.attempts[0].plan.kinds == ["jpeg", "noise"]
 
 

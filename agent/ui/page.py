@@ -296,7 +296,7 @@ def _connect(runs: UIRuns, p: Page) -> None:
                 return
         rows = rows if edited_before else None
         try:
-            answer = R.apply_edits(sess["record"], rows) if rows else sess["record"]
+            answer = R.apply_edits(sess["record"], rows, runs.measured(sess, ctx)) if rows else sess["record"]
             pixels = runs.input_pixels(sess) if answer != sess["record"] else None
             refused = runs.ineffective(ctx, pixels, sess["record"], answer) if pixels is not None else []
             if refused:
@@ -314,11 +314,11 @@ def _connect(runs: UIRuns, p: Page) -> None:
     def on_preview(sess, rows, strength, *per_kind):
         if not sess or sess.get("record") is None:
             return None, _note("Diagnose or restore a photo first: the preview follows its diagnosis.")
+        ctx = controlled(runs.loaded(sess["ctx"]), strength, dict(zip(STRENGTH_KINDS, per_kind, strict=True)))
         try:
-            record = R.apply_edits(sess["record"], rows) if rows else sess["record"]
+            record = R.apply_edits(sess["record"], rows, runs.measured(sess, ctx)) if rows else sess["record"]
         except ValueError as e:
             return gr.skip(), _error(f"Preview not updated: {e}")
-        ctx = controlled(runs.loaded(sess["ctx"]), strength, dict(zip(STRENGTH_KINDS, per_kind, strict=True)))
         try:
             before, after = runs.preview(sess, ctx, record)
         except Exception as e:  # a failing restorer says so in one line, the page stays usable

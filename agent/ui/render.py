@@ -258,12 +258,14 @@ def table_rows(rows) -> list[list]:
     return [list(r) for r in rows]
 
 
-def apply_edits(record: dict, rows) -> dict:
+def apply_edits(record: dict, rows, measured=None) -> dict:
     """The record (JSON form) after the edits in the table, each kind kept consistent by :func:`edit_degradation`.
 
     A changed severity moves the kind's settings (factors) and changed settings move its severity, a kind ticked
-    present gets default settings at its severity (0.5 when left at 0), and the overall severity follows. An edit
-    that cannot take effect or cannot be read raises ``ValueError``: one line per refused kind, joined by "; ".
+    present gets the reasoner's reading of it as present (``measured(kind)``: ``MeasureBackend.forced_entry``, the
+    settings read off the photo) or, without one, default settings, at the severity typed (its own, or 0.5 for the
+    defaults, when left at 0), and the overall severity follows. An edit that cannot take effect or cannot be read
+    raises ``ValueError``: one line per refused kind, joined by "; ".
     """
     from reasoner.edit import EditRefused, edit_degradation
 
@@ -291,7 +293,10 @@ def apply_edits(record: dict, rows) -> dict:
             if old is None and sev == 0.0:
                 sev_edit = None  # ticked and left at 0: the default severity
             fac_edit = None if str(settings or "").strip() == shown[3] else parse_factors(settings, kind)
-            new = edit_degradation(old, kind=kind, present=_truthy(present), severity=sev_edit, factors=fac_edit)
+            base = old
+            if old is None and _truthy(present) and measured is not None:
+                base = measured(kind)  # ticked: the photo's own reading of the kind, where the reasoner has one
+            new = edit_degradation(base, kind=kind, present=_truthy(present), severity=sev_edit, factors=fac_edit)
         except (EditRefused, ValueError) as e:
             refused.append(str(e))
             continue

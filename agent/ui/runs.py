@@ -133,6 +133,24 @@ class UIRuns:
         """The session's photo as the run read it (``float32 HxWx3``), from its work folder (memory-mapped)."""
         return np.load(thread_state(self.saver, session["thread"]).input_npy, mmap_mode="r")
 
+    def measured(self, session: dict, ctx: Context):
+        """``kind -> entry``: the reasoner's reading of a kind ticked present on this photo, or None.
+
+        ``forced_entry`` of the ``measure`` backend, the photo read on first use; a reasoner without one gives None
+        (the table's defaults then apply).
+        """
+        reader = getattr(ctx.reasoner, "forced_entry", None)
+        if reader is None:
+            return None
+        pixels: list[np.ndarray] = []
+
+        def entry(kind: str):
+            if not pixels:
+                pixels.append(np.ascontiguousarray(self.input_pixels(session), dtype=np.float32))
+            return reader(pixels[0], kind)
+
+        return entry
+
     def ineffective(self, ctx: Context, pixels: np.ndarray, proposed: dict, edited: dict) -> list[str]:
         """:func:`ineffective_edits` of the person's edits on this photo."""
         return ineffective_edits(ctx, pixels, proposed, edited)
