@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -104,14 +105,34 @@ def route_retrieved(state: RestoreState, runtime: Runtime[Context]) -> Literal["
     return "review" if runtime.context.review or runtime.context.settings.add else "plan"
 
 
+def reading_of(reasoner, pixels: Callable[[], np.ndarray]) -> Callable[[str], object] | None:
+    """``kind -> entry``: ``reasoner``'s reading of a kind a person says is there, or None where it has none.
+
+    The ``measure`` backend's ``forced_entry`` (the kind's factors read off the photo as if present); ``pixels`` is
+    called once, on the first reading (nothing is loaded when no kind is new). ``rnr restore --add`` and the UI's
+    diagnosis table both read added kinds this way; without a reading they get :mod:`reasoner.edit`'s defaults.
+    """
+    reader = getattr(reasoner, "forced_entry", None)
+    if reader is None:
+        return None
+    loaded: list[np.ndarray] = []
+
+    def entry(kind: str):
+        if not loaded:
+            loaded.append(np.ascontiguousarray(pixels(), dtype=np.float32))
+        return reader(loaded[0], kind)
+
+    return entry
+
+
 def with_additions(record: DiagnosisRecord, add: dict[str, float], measured=None) -> DiagnosisRecord:
     """``record`` with each kind of ``add`` the diagnosis did not report added, at its severity (0: its own).
 
-    ``measured(kind)``: the reasoner's reading of the kind as present (``forced_entry`` of the ``measure`` backend:
-    its factors measured on the image, airlight, angles and kernel shape included), or None; without one the entry
-    is what ticking the kind in the UI's diagnosis table gives (:func:`reasoner.edit.edit_degradation`: default
-    factors). A severity given moves the severity map's factor and keeps the others. A kind the diagnosis reported
-    keeps its own entry. Raises ``ValueError`` (one line) for a severity below mild (``Settings`` refuses those).
+    ``measured``: :func:`reading_of`'s reading of the kind as present, or None; without a reading the entry is what
+    ticking the kind in the UI's diagnosis table gives (:func:`reasoner.edit.edit_degradation`: default factors). A
+    severity given moves the severity map's factor and keeps the others (a reading stands where it would move
+    nothing). A kind the diagnosis reported keeps its own entry. Raises ``ValueError`` (one line) for a severity below
+    mild (``Settings`` refuses those already).
     """
     from reasoner.edit import EditRefused, edit_degradation
 
@@ -120,16 +141,13 @@ def with_additions(record: DiagnosisRecord, add: dict[str, float], measured=None
     for kind, severity in add.items():
         if kind in have:
             continue
-        entry = measured(kind) if measured is not None else None
+        base = measured(kind) if measured is not None else None
         try:
-            if entry is None:
-                entry = edit_degradation(None, kind=kind, present=True, severity=severity or None)
-            elif severity and abs(severity - entry.severity) > 1e-9:
-                entry = edit_degradation(entry, severity=severity)
+            added.append(edit_degradation(base, kind=kind, present=True, severity=severity or None))
         except EditRefused as e:
-            if entry is None:
-                raise ValueError(f"--add {kind}: {e}") from None  # the measured entry stands when only its dose would
-        added.append(entry)
+            if base is None:
+                raise ValueError(f"--add {kind}: {e}") from None
+            added.append(base)
     if not added:
         return record
     kept = [d for d in record.degradations if d.kind not in {a.kind for a in added}]
@@ -149,10 +167,7 @@ def review(state: RestoreState, ctx: Context) -> dict:
     interrupts again with the error in the payload (``error``), so the run never continues on an invalid record.
     """
     diagnosed = state.record
-    measured = None
-    if hasattr(ctx.reasoner, "forced_entry") and set(ctx.settings.add) - {d.kind for d in diagnosed.detected()}:
-        pixels = np.load(state.input_npy)
-        measured = lambda kind: ctx.reasoner.forced_entry(pixels, kind)  # noqa: E731
+    measured = reading_of(ctx.reasoner, lambda: np.load(state.input_npy))
     proposed = with_additions(diagnosed, ctx.settings.add, measured)  # the run's --add, before any person sees it
     if not ctx.review:  # only additions: nobody to ask
         if proposed is diagnosed:  # every added kind was diagnosed already

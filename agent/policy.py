@@ -799,7 +799,6 @@ def set_aside(attempts: Sequence[AttemptTrace]) -> frozenset[int]:
     every dehazing after a failed check, extrapolating or not, lost three true hazes (+5.6 to +9.0 dB): a dehazing at
     half strength darkens the far, bright part of a depth-varying haze most, and its contrast can fall.
 
-    >>> from agent.state import Settings
     >>> hazy = Plan(operations=[Operation(kind="rain", severity=0.5), Operation(kind="haze", severity=0.3)])
     >>> q = QualityTrace(gain_db=15.6, spread_db=6.3)
     >>> strong = AttemptTrace(index=0, source=None, plan=hazy, record_after=None, severity_after={}, quality=q,

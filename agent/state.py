@@ -26,11 +26,11 @@ UserStrength = Annotated[float, Field(ge=0, le=2)]
 def _added_severity(v: float) -> float:
     if 0 < v < LEVEL_THRESHOLDS[0]:
         raise ValueError(f"{v:g} is below mild ({LEVEL_THRESHOLDS[0]:g}), which is not restored; give 0 for the "
-                         f"default (moderate) or a severity from {LEVEL_THRESHOLDS[0]:g} to 1")  # fmt: skip
+                         f"reading's own or a severity from {LEVEL_THRESHOLDS[0]:g} to 1")  # fmt: skip
     return v
 
 
-#: Severity of a kind added by ``Settings.add``: 0 for the default (moderate), else from mild to 1.
+#: Severity of a kind added by ``Settings.add``: 0 for the reading's own (or the defaults' moderate), else mild to 1.
 AddedSeverity = Annotated[float, Field(ge=0, le=1), AfterValidator(_added_severity)]
 
 
@@ -49,8 +49,8 @@ class Settings(BaseModel):
     add: dict[DegradationKind, AddedSeverity] = Field(
         default_factory=dict,
         description="Kinds to restore although the diagnosis did not report them, each with the severity to give it "
-        "(0: moderate, 0.5), its factors the defaults for that severity (reasoner.edit); a kind the diagnosis "
-        "reported keeps its own entry.",
+        "(0: the reasoner's own reading as present, or moderate defaults where it has none; agent.graph."
+        "with_additions); a kind the diagnosis reported keeps its own entry.",
     )
     min_structure: float = Field(
         0.9, ge=0, le=1, description="Below this structure score an attempt has drifted (restorations keep >= 0.95)."

@@ -93,7 +93,7 @@ def evaluate(cases, rows, policies: dict[str, object], say) -> dict[str, dict]:
     from restorer import load_restorer, plan_from_record
     from restorer.metrics import psnr
     from restorer.plan import Plan
-    from rl.plan_grpo import best_one_factor_change
+    from rl.plan_grpo import best_one_factor_change, plan_psnr
     from rl.plan_policy import parse_completion, record_stats, to_plan
 
     restorer = load_restorer("classical")
@@ -118,21 +118,13 @@ def evaluate(cases, rows, policies: dict[str, object], say) -> dict[str, dict]:
         src = degraded.astype(np.float32) / 255.0
         scores = {"input": psnr(clean, degraded)}
         for name, chosen in plans.items():
-            scores[name] = psnr(clean, _run(restorer, src, records[j], chosen[j]))
+            scores[name] = plan_psnr(src, clean, records[j], chosen[j], restorer)
         scores["ceiling"] = best_one_factor_change(degraded, clean, records[j], hands[j], restorer, scores["hand"])[1]
-        scores["oracle"] = psnr(clean, _run(restorer, src, truth, plan_from_record(truth)))
+        scores["oracle"] = plan_psnr(src, clean, truth, plan_from_record(truth), restorer)
         kinds = [d.kind for d in truth.detected()]
         out[str(j)] = {"kinds": kinds, "psnr": scores, "plans": {k: _short(v[j]) for k, v in plans.items()}}
     say(f"evaluated {len(cases)} crops; unparsable replies: {bad}")
     return {"cases": out, "unparsable": bad}
-
-
-def _run(restorer, src, record, plan) -> np.ndarray:
-    from reasoner.imageio import to_uint8
-
-    if not plan.operations:
-        return to_uint8(src)
-    return to_uint8(restorer.restore(src, record, [], plan).pixels)
 
 
 def _short(plan) -> str:

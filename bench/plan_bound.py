@@ -50,28 +50,22 @@ KIND_LIST = list(KINDS)
 def change_table(case) -> dict | None:
     """The hand plan's PSNR and each one-factor change's gain over it, with the diagnosis the policy reads."""
     from reasoner import load_reasoner
-    from reasoner.imageio import to_uint8
     from restorer import load_restorer, plan_from_record
     from restorer.metrics import psnr
-    from rl.plan_grpo import one_factor_changes
+    from rl.plan_grpo import one_factor_scores, plan_psnr
     from rl.plan_policy import record_stats
 
     u8, clean, _truth = case
-    src = u8.astype(np.float32) / 255.0
-    record = load_reasoner("measure").diagnose(src)
+    record = load_reasoner("measure").diagnose(u8.astype(np.float32) / 255.0)
     hand = plan_from_record(record)
     if not hand.operations:
         return None
     restorer = load_restorer("classical")
-
-    def score(plan) -> float:
-        return psnr(clean, to_uint8(src if not plan.operations else restorer.restore(src, record, [], plan).pixels))
-
-    base = score(hand)
+    base = plan_psnr(u8.astype(np.float32) / 255.0, clean, record, hand, restorer)
     changes = {}
-    for factors, plan in one_factor_changes(hand):
+    for factors, score in one_factor_scores(u8, clean, record, hand, restorer):
         i = next(k for k, f in enumerate(factors) if f != 1.0)
-        changes[f"{hand.operations[i].kind}|{factors[i]}"] = score(plan) - base
+        changes[f"{hand.operations[i].kind}|{factors[i]}"] = score - base
     feats = {f"severity_{d.kind}": d.severity for d in record.detected()}
     feats |= {f"confidence_{d.kind}": d.confidence for d in record.detected()}
     feats |= {f"stat_{k}": v for k, v in record_stats(record).items()}

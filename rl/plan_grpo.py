@@ -151,6 +151,24 @@ def one_factor_changes(hand):
             yield factors, hand.model_copy(update={"operations": [op for op in ops if op.strength > 0]})
 
 
+def plan_psnr(src: np.ndarray, clean: np.ndarray, record: DiagnosisRecord, plan, restorer) -> float:
+    """PSNR against ``clean`` (uint8) of ``plan`` run by ``restorer`` on ``src`` (float RGB), saved as 8 bits.
+
+    An empty plan scores the input itself (restorers are not asked to do nothing).
+    """
+    from reasoner.imageio import to_uint8
+    from restorer.metrics import psnr
+
+    return psnr(clean, to_uint8(src if not plan.operations else restorer.restore(src, record, [], plan).pixels))
+
+
+def one_factor_scores(u8: np.ndarray, clean: np.ndarray, record: DiagnosisRecord, hand, restorer):
+    """``(factors, PSNR)`` of each of ``hand``'s one-factor changes (:func:`one_factor_changes`) against ``clean``."""
+    src = u8.astype(np.float32) / 255.0
+    for factors, plan in one_factor_changes(hand):
+        yield factors, plan_psnr(src, clean, record, plan, restorer)
+
+
 def best_one_factor_change(
     u8: np.ndarray, clean: np.ndarray, record: DiagnosisRecord, hand, restorer, hand_psnr: float | None = None
 ) -> tuple[list[float], float]:
@@ -159,17 +177,11 @@ def best_one_factor_change(
     Ties keep the hand plan (factors 1). ``restorer`` runs the plans (the classical one); ``hand_psnr``, when the
     caller has it, saves restoring the hand plan again.
     """
-    from reasoner.imageio import to_uint8
-    from restorer.metrics import psnr
-
-    src = u8.astype(np.float32) / 255.0
-
-    def score(plan) -> float:
-        return psnr(clean, to_uint8(src if not plan.operations else restorer.restore(src, record, [], plan).pixels))
-
-    best, best_factors = score(hand) if hand_psnr is None else hand_psnr, [1.0] * len(hand.operations)
-    for factors, plan in one_factor_changes(hand):
-        if (v := score(plan)) > best + 1e-6:
+    if hand_psnr is None:
+        hand_psnr = plan_psnr(u8.astype(np.float32) / 255.0, clean, record, hand, restorer)
+    best, best_factors = hand_psnr, [1.0] * len(hand.operations)
+    for factors, v in one_factor_scores(u8, clean, record, hand, restorer):
+        if v > best + 1e-6:
             best, best_factors = v, factors
     return best_factors, best
 

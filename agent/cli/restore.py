@@ -33,8 +33,9 @@ def restore(
     skip: list[str] = typer.Option([], "--skip", metavar="KIND", help="Never restore this kind (repeat)."),
     add: list[str] = typer.Option(
         [], "--add", metavar="KIND[=SEV]",
-        help="Restore this kind although the diagnosis did not report it (repeat), at severity SEV (0.1-1; default "
-        "moderate, 0.5) with default settings; a kind the diagnosis found keeps its own. The trace's review lists it.",
+        help="Restore this kind although the diagnosis did not report it (repeat), its settings read off the image as "
+        "if present (measure; other reasoners: defaults), at severity SEV (0.1-1) if given; a kind the diagnosis "
+        "found keeps its own. The trace's review lists it.",
     ),  # fmt: skip
     output_format: str | None = typer.Option(
         None,
@@ -161,7 +162,7 @@ def check_kind(kind: str, option: str) -> str:
 
 
 def parse_add(values: list[str]) -> dict[str, float]:
-    """``--add`` values: ``KIND`` (severity 0: the default, moderate) or ``KIND=SEV``, the severity a number 0-1.
+    """``--add`` values: ``KIND`` (severity 0: the reading's own) or ``KIND=SEV``, the severity a number 0-1.
 
     >>> parse_add(["haze", "noise=0.3"])
     {'haze': 0.0, 'noise': 0.3}

@@ -21,7 +21,7 @@ import numpy as np
 
 from agent.backends import Backends
 from agent.checkpoint import sqlite_checkpointer
-from agent.graph import final_pixels, finish_trace
+from agent.graph import final_pixels, finish_trace, reading_of
 from agent.io import write_text_atomic
 from agent.run import thread_state, write_like_input
 from agent.state import Context, Settings
@@ -134,22 +134,8 @@ class UIRuns:
         return np.load(thread_state(self.saver, session["thread"]).input_npy, mmap_mode="r")
 
     def measured(self, session: dict, ctx: Context):
-        """``kind -> entry``: the reasoner's reading of a kind ticked present on this photo, or None.
-
-        ``forced_entry`` of the ``measure`` backend, the photo read on first use; a reasoner without one gives None
-        (the table's defaults then apply).
-        """
-        reader = getattr(ctx.reasoner, "forced_entry", None)
-        if reader is None:
-            return None
-        pixels: list[np.ndarray] = []
-
-        def entry(kind: str):
-            if not pixels:
-                pixels.append(np.ascontiguousarray(self.input_pixels(session), dtype=np.float32))
-            return reader(pixels[0], kind)
-
-        return entry
+        """:func:`agent.graph.reading_of` this session's photo: a kind ticked present is read off it."""
+        return reading_of(ctx.reasoner, lambda: self.input_pixels(session))
 
     def ineffective(self, ctx: Context, pixels: np.ndarray, proposed: dict, edited: dict) -> list[str]:
         """:func:`ineffective_edits` of the person's edits on this photo."""

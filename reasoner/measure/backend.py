@@ -135,9 +135,9 @@ class MeasureReasoner:
 
         Read as the diagnosis would at presence 1: the factor head whole (not pulled towards the severity map as a
         doubtful detection's is), airlight, angles, kernel shape and JPEG quality measured; the severity the factors
-        imply, at least mild; confidence 1 (the person's word). Better than fixed defaults: the hazy JPEG whose haze
-        the diagnosis put at presence 0.49 gets its own airlight (0.83), not 0.9. None for an image too small or
-        degenerate to measure (the caller falls back to defaults).
+        imply, at least mild; confidence 1 (the person's word). Fixed defaults would give every motion blur the angle
+        0 and every haze a grey airlight of 0.9. None for an image too small or degenerate to measure (the caller
+        falls back to the defaults).
         """
         rgb = (from_array(image) if isinstance(image, np.ndarray) else image).pixels
         h, w = rgb.shape[:2]
