@@ -30,7 +30,7 @@ from restorer.operators.deconvolution import (
     image_wide_guard,
 )
 from restorer.operators.denoise import denoise_deblock
-from restorer.operators.filters import as_image
+from restorer.operators.filters import CHROMA_RADIUS, as_image
 from restorer.plan import Operation, Plan
 from restorer.tiling import (
     DECONV_TILE,
@@ -45,9 +45,10 @@ from restorer.tiling import (
 
 #: Kinds whose operator is local (its output at a pixel depends on a bounded neighbourhood), with that reach in px
 #: for those that do not depend on a kernel: non-local means (3 px patches, 11 px search), rain removal (4 px
-#: shifts and a 17 px line opening), brightening and dehazing once their curve or transmission map is prepared.
+#: shifts and a 17 px line opening), brightening and dehazing once their curve or transmission map is prepared;
+#: denoising and brightening also clean chroma over nested windows (3 * CHROMA_RADIUS px more).
 #: The low-pass kinds reach as far as their kernel, times the iterations.
-LOCAL_REACH = {"noise": 8, "jpeg": 8, "rain": 24, "low_light": 8, "haze": 16}
+LOCAL_REACH = {"noise": 8 + 3 * CHROMA_RADIUS, "jpeg": 8, "rain": 24, "low_light": 8 + 3 * CHROMA_RADIUS, "haze": 16}
 #: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample; their
 #: results are kept when the guard does not bind, so the sample costs nothing then).
 GUARD_SAMPLE_TILES = 6

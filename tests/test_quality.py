@@ -85,6 +85,19 @@ def test_a_colour_cast_no_kind_explains_is_named():
     assert "colour_shift" in found.artefacts and found.gain_db < 0
 
 
+def test_taking_strong_colour_noise_away_is_not_a_colour_cast():
+    # The clean photo itself, as the "denoising" of its sigma-34 noisy copy: the noise's colour blotches go with it,
+    # which moved plain areas' colour by more than the cast limit (it was named "colour cast in plain areas"). The
+    # same change from a plan that removes no noise, and a real cast on top of the denoising, are still named.
+    photo = _u8(load_photo("sklearn_china")[100:356, 300:556])
+    noisy = _u8(photo + np.random.default_rng(0).normal(0, 34 / 255, photo.shape))
+    assert "colour_shift" not in assess(noisy, photo, ["noise"]).artefacts
+    assert "colour_shift" in assess(noisy, photo, ["jpeg"]).artefacts
+    cast = photo.copy()
+    cast[..., 0] += 30 / 255
+    assert "colour_shift" in assess(noisy, _u8(cast), ["noise"]).artefacts
+
+
 def test_a_dehazing_that_gives_plain_areas_their_colour_back_is_not_a_colour_cast():
     # thick grey haze over the coffee photo, removed by the plan the diagnosis makes: the cup and the table get back
     # the colour the veil took (a change far above the tone plans' fitted threshold), and the result is >10 dB better

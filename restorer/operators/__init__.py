@@ -31,10 +31,10 @@ from restorer.operators.color_transfer import transfer_color
 from restorer.operators.deblock import deblock
 from restorer.operators.deblur import blur_psf, deblur
 from restorer.operators.deconvolution import combine_psfs, deconvolve
-from restorer.operators.dehaze import dehaze, guided_filter, prepare_dehaze
-from restorer.operators.denoise import RESIDUAL_NOISE, denoise, residual_noise, unclip
+from restorer.operators.dehaze import dehaze, prepare_dehaze
+from restorer.operators.denoise import RESIDUAL_NOISE, denoise, prepare_denoise, residual_noise, unclip
 from restorer.operators.derain import derain
-from restorer.operators.filters import estimate_noise
+from restorer.operators.filters import estimate_noise, guided_filter
 from restorer.operators.kernels import MAX_PSF_RADIUS, disk_kernel, gaussian_kernel, line_kernel, stroke_kernel
 from restorer.operators.low_light import brighten, prepare_brighten
 from restorer.operators.motion_deblur import deblur_motion, motion_psf
@@ -85,7 +85,7 @@ OPERATORS: dict[str, Operator] = check_table(
         "blur": Operator(deblur, ("sigma", "kernel"), psf=blur_psf),
         "low_resolution": Operator(sharpen_resolution, ("scale",), psf=resolution_psf),
         "low_light": Operator(brighten, ("exposure", "gamma"), measured_after, prepare=prepare_brighten),
-        "noise": Operator(denoise, ("sigma", "model"), residual_noise),
+        "noise": Operator(denoise, ("sigma", "model"), residual_noise, prepare=prepare_denoise),
         "jpeg": Operator(deblock, ("quality",)),
     },
     "restorer.operators.OPERATORS",

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from restorer.operators.deconvolution import error_sigma
-from restorer.operators.filters import as_image, channel_min, clip01
+from restorer.operators.filters import as_image, channel_min, clip01, guided_filter
 
 _HAZE_EPS = 1e-2
 #: Least transmission, and how it grows with the error (0-255) left in the image (tuned): dividing by t amplifies
@@ -28,35 +28,6 @@ DETAIL_RADIUS, DETAIL_K = 2, 5.0
 #: the error), the transmission is at least SKY_T. Sky has no dark pixels, so the prior reads it as dense haze, and
 #: 1 / t would inflate its faint colour differences and compression steps into blotches.
 SKY_BRIGHT, SKY_STD, SKY_T = 0.8, 0.02, 0.4
-
-
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter: ``src`` (float32 HxW) smoothed edge-aware along ``guide`` (float32 HxW).
-
-    Args:
-        guide: the guidance image, float32 HxW.
-        src: the image to filter, float32 HxW (or HxWxC with a single-channel guide: each channel alike).
-        radius: box window radius in px.
-        eps: regularisation on the guide's local variance (units of ``guide`` squared).
-
-    Returns:
-        float32 of ``src``'s shape.
-
-    """
-    size = (2 * radius + 1, 2 * radius + 1)
-
-    def box(a):
-        return cv2.boxFilter(a, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
-
-    g = guide if src.ndim == guide.ndim else guide[..., None]
-    mean_i, mean_p = box(guide), box(src)
-    if src.ndim != guide.ndim:
-        mean_i = mean_i[..., None]
-    cov = box(g * src) - mean_i * mean_p
-    var = box(guide * guide) - box(guide) ** 2
-    a = cov / ((var if src.ndim == guide.ndim else var[..., None]) + eps)
-    b = mean_p - a * mean_i
-    return box(a) * g + box(b)
 
 
 def _sky(grey: np.ndarray, airlight: float, sigma: float, r: int | None = None) -> np.ndarray:

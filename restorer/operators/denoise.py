@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from restorer.operators.deblock import DEBLOCK_CHROMA, DEBLOCK_LUMA, jpeg_sigma
-from restorer.operators.filters import as_image, clip01, nlm, nlm_ratios
+from restorer.operators.filters import as_image, chroma_noise, clean_chroma, clip01, nlm, nlm_ratios
 
 _SHOT_FRACTION = 0.7  # assumed share of shot noise at mid-grey for "poisson_gaussian" (synthesis draws 0.5-0.9)
 #: Share of the noise std that the denoiser leaves behind as error (0.5 at sigma 10 to 0.3 at sigma 50 on the held-out
@@ -15,8 +15,15 @@ _SHOT_FRACTION = 0.7  # assumed share of shot noise at mid-grey for "poisson_gau
 RESIDUAL_NOISE = 0.35
 
 
-def denoise(img: np.ndarray, sigma: float, model: str = "gaussian", strength: float = 1.0) -> np.ndarray:
-    """Remove sensor noise with non-local means.
+def denoise(
+    img: np.ndarray,
+    sigma: float,
+    model: str = "gaussian",
+    strength: float = 1.0,
+    *,
+    chroma: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Remove sensor noise with non-local means, then the colour blotches it leaves (:func:`clean_chroma`).
 
     Args:
         img: float32 HxWx3 RGB in [0, 1].
@@ -24,6 +31,8 @@ def denoise(img: np.ndarray, sigma: float, model: str = "gaussian", strength: fl
         model: ``"gaussian"`` (signal-independent) or ``"poisson_gaussian"`` (variance grows with intensity; a
             generalised Anscombe transform makes it stationary first, assuming 70% shot noise at mid-grey).
         strength: multiplier on ``sigma``.
+        chroma: the image's chroma noise stds (:func:`~restorer.operators.filters.chroma_noise`); default measured
+            on ``img`` (a tile of a large image is given the whole image's, :func:`prepare_denoise`).
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
@@ -34,15 +43,23 @@ def denoise(img: np.ndarray, sigma: float, model: str = "gaussian", strength: fl
     x, s = as_image(img), float(sigma) * float(strength)
     if s <= 0:
         return x.copy()
+    chroma = chroma_noise(x) if chroma is None else chroma
     if model == "gaussian":
-        return unclip(nlm(x, s), s)
+        return clean_chroma(unclip(nlm(x, s), s), chroma)
     # Variance a x + b; 2/a sqrt(a x + b) has unit noise std, mapped linearly onto [0, 1] for the filter.
     v = (s / 255.0) ** 2
     a, b = 2.0 * _SHOT_FRACTION * v, (1.0 - _SHOT_FRACTION) * v
     f0, f1 = 2.0 * math.sqrt(b) / a, 2.0 * math.sqrt(a + b) / a
     z = (2.0 / a * np.sqrt(a * x + b) - f0) / (f1 - f0)
     f = nlm(np.clip(z, 0.0, 1.0), 255.0 / (f1 - f0)) * (f1 - f0) + f0
-    return unclip(clip01(((a * f / 2.0) ** 2 - b) / a), math.sqrt(b) * 255.0)
+    return clean_chroma(unclip(clip01(((a * f / 2.0) ** 2 - b) / a), math.sqrt(b) * 255.0), chroma)
+
+
+def prepare_denoise(img: np.ndarray, sigma: float, model: str = "gaussian", strength: float = 1.0) -> dict:
+    """What :func:`denoise` reads from the whole image: its chroma noise, measured on crops spread over the frame."""
+    from restorer.tiling import proxy_crops
+
+    return {"chroma": chroma_noise(proxy_crops(img))}
 
 
 def denoise_deblock(

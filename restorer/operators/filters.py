@@ -91,3 +91,107 @@ def nlm(x: np.ndarray, sigma: float, luma: float | None = None, chroma: float | 
     d = cv2.fastNlMeansDenoising(u, [luma * s, chroma * s, chroma * s], None, 3, 11, cv2.NORM_L2)
     d = d.astype(np.float32) + (z - u)  # put back what rounding to uint8 dropped: a light filter costs no precision
     return clip01((d / _OPP_SCALE - _OPP_OFFSET) @ _OPP)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter: ``src`` (float32 HxW) smoothed edge-aware along ``guide`` (float32 HxW).
+
+    Args:
+        guide: the guidance image, float32 HxW.
+        src: the image to filter, float32 HxW (or HxWxC with a single-channel guide: each channel alike).
+        radius: box window radius in px.
+        eps: regularisation on the guide's local variance (units of ``guide`` squared).
+
+    Returns:
+        float32 of ``src``'s shape.
+
+    """
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def box(a):
+        return cv2.boxFilter(a, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
+
+    g = guide if src.ndim == guide.ndim else guide[..., None]
+    mean_i, mean_p = box(guide), box(src)
+    if src.ndim != guide.ndim:
+        mean_i = mean_i[..., None]
+    cov = box(g * src) - mean_i * mean_p
+    var = box(guide * guide) - box(guide) ** 2
+    a = cov / ((var if src.ndim == guide.ndim else var[..., None]) + eps)
+    b = mean_p - a * mean_i
+    return box(a) * g + box(b)
+
+
+#: :func:`clean_chroma`'s window radius (px) and the share of the source's chroma noise std taken for what non-local
+#: means leaves as blotches (tuned on crops of the calibration photos under every zoo noise model and Gaussian sigma
+#: 15 / 25 / 50: radius 8 or 16 and share 0.15 or 0.2 all gained 0.26-0.30 dB there, 0.10-0.12 on held-out photos;
+#: a share of 0.3-0.5 gained more on average and lost up to 0.8 dB on saturated colour detail). The operators that
+#: call it reach ``3 * CHROMA_RADIUS`` px further (nested windows), which the tiling overlap must cover.
+CHROMA_RADIUS, CHROMA_SHARE = 8, 0.15
+
+
+def chroma_noise(img: np.ndarray) -> tuple[float, float]:
+    """Std (0-1 scale) of white noise in each chroma channel of the opponent basis, robust to texture.
+
+    The finest diagonal Haar detail's median absolute deviation. Grey noise (the same in R, G and B) has none.
+
+    >>> rng = np.random.default_rng(0)
+    >>> grey = np.clip(0.5 + rng.normal(0, 0.05, (64, 64, 1)), 0, 1).repeat(3, axis=2).astype(np.float32)
+    >>> chroma_noise(grey)
+    (0.0, 0.0)
+
+    """
+    z = img @ OPPONENT.T
+    out = []
+    for c in (1, 2):
+        p = z[..., c]
+        if min(p.shape) < 3:
+            out.append(0.0)
+            continue
+        hh = (p[1:, 1:] - p[:-1, 1:] - p[1:, :-1] + p[:-1, :-1]) * 0.5
+        sd = float(np.median(np.abs(hh)) / 0.6745)
+        out.append(sd if sd > 1e-6 else 0.0)  # below: the basis's float rounding, not noise
+    return out[0], out[1]
+
+
+def clean_chroma(
+    denoised: np.ndarray, noise: tuple[float, float], radius: int = CHROMA_RADIUS, share: float = CHROMA_SHARE
+) -> np.ndarray:
+    """Remove the colour blotches non-local means leaves in ``denoised`` of a source whose chroma noise was ``noise``.
+
+    Non-local means averages within an 11x11 search window, so strong colour noise comes back as pastel blotches of
+    about that size (pink and green on a grey sky). Each chroma channel of the opponent basis is smoothed by a
+    guided filter steered by the denoised luma (colour edges that follow luma edges stay), and the layer that
+    smoothing would take away is removed only where it is as weak as the blotches can be, ``share`` of the source's
+    chroma noise std (:func:`chroma_noise`): a per-pixel shrinkage, ``min(1, noise energy / layer energy)`` over
+    the window, so stronger colour detail is kept, and grey noise leaves nothing to take. On crops of held-out
+    photos under every zoo noise model, denoised with the true sigma: +0.12 dB on average, the worst crop -0.06.
+
+    Args:
+        denoised: float32 HxWx3 RGB in [0, 1], the non-local-means output.
+        noise: the source's chroma noise stds (:func:`chroma_noise`, 0-1 scale).
+        radius: guided filter window radius (px).
+        share: the blotches' assumed std as a share of the source's chroma noise std.
+
+    Returns:
+        float32 HxWx3 RGB in [0, 1] (a copy of ``denoised`` when there was no chroma noise).
+
+    >>> flat = np.full((64, 64, 3), 0.5, np.float32)
+    >>> bool(np.array_equal(clean_chroma(flat, (0.0, 0.0)), flat))
+    True
+
+    """
+    energies = [(share * s) ** 2 for s in noise]
+    if max(energies) <= 0:
+        return clip01(denoised.copy())
+    z = denoised @ OPPONENT.T
+    luma = np.ascontiguousarray(z[..., 0])
+    size = (2 * radius + 1, 2 * radius + 1)
+    for c, energy in zip((1, 2), energies, strict=True):
+        if energy <= 0:
+            continue
+        p = np.ascontiguousarray(z[..., c])
+        layer = p - guided_filter(luma, p, radius, 1e-4)
+        local = cv2.boxFilter(layer * layer, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
+        z[..., c] = p - np.minimum(1.0, energy / (local + 1e-12)) * layer
+    return clip01(z @ OPPONENT)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from restorer.operators.filters import as_image, channel_max, clip01, estimate_noise, nlm
+from restorer.operators.filters import as_image, channel_max, chroma_noise, clean_chroma, clip01, estimate_noise, nlm
 
 #: A well-exposed photo's 99th percentile of brightness (HSV value, max RGB) lies in [P99_LO, P99_HI] (tuned; the
 #: calibration crops: median 0.78, dim scenes lower, photos with highlights near 1): the diagnosed exposure is moved
@@ -44,12 +44,14 @@ def brighten(
     *,
     curve: tuple[float, float] | None = None,
     noise: float | None = None,
+    chroma: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Invert under-exposure ``y = exposure * x ** gamma`` on brightness and denoise the noise the gain amplifies.
 
     The curve comes from :func:`tone_curve` (the diagnosis held to natural-image statistics). The division by the
     exposure comes first, so the amplified noise is still stationary and non-local means (sigma measured,
-    :func:`~restorer.operators.filters.estimate_noise`; chroma filtered harder) removes it before the tone curve.
+    :func:`~restorer.operators.filters.estimate_noise`; chroma filtered harder, then its colour blotches,
+    :func:`~restorer.operators.filters.clean_chroma`) removes it before the tone curve.
     The curve acts on brightness (max RGB) and each channel keeps its ratio to it raised to ``1 / gamma`` (the
     exact inverse of a per-channel power law), so highlights roll off softly without shifting hue.
 
@@ -61,6 +63,8 @@ def brighten(
         curve: the ``(exposure, gamma)`` to apply, already dosed (:func:`brighten_curve`); default from ``img``.
             A tile of a large image is given the whole image's (:func:`prepare_brighten`).
         noise: noise std (0-255) of ``img`` before the gain; default measured on ``img``.
+        chroma: chroma noise stds of ``img`` before the gain (:func:`~restorer.operators.filters.chroma_noise`);
+            default measured on ``img``.
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
@@ -75,7 +79,8 @@ def brighten(
     lin = x / np.float32(e)
     sigma = (estimate_noise(x) if noise is None else float(noise)) / e
     if sigma > 1.0:
-        lin = nlm(lin, sigma)
+        c1, c2 = chroma_noise(x) if chroma is None else chroma
+        lin = clean_chroma(nlm(lin, sigma), (c1 / e, c2 / e))
     v = np.maximum(channel_max(lin), 1e-4)[..., None]
     knee = np.float32(_KNEE)
     shoulder = np.where(v > knee, knee + (1 - knee) * np.tanh((v - knee) / (1 - knee)), v).astype(np.float32)
@@ -108,7 +113,9 @@ def prepare_brighten(img: np.ndarray, exposure: float, gamma: float = 1.0, stren
     """
     from restorer.tiling import proxy_crops, subsample
 
+    crops = proxy_crops(img)
     return {
         "curve": brighten_curve(subsample(img), exposure, gamma, strength),
-        "noise": estimate_noise(proxy_crops(img)),
+        "noise": estimate_noise(crops),
+        "chroma": chroma_noise(crops),
     }
