@@ -57,7 +57,7 @@ def _allowance(a, row: Mapping) -> float:
     That is its ``per_noise`` allowance when the plan removes noise: fitted limits are on what lies beyond it.
     """
     if a.per_noise and "noise" in row["kinds"].split(","):
-        return a.per_noise * 255 * float(row.get("src_noise", 0.0))
+        return a.per_noise * float(row.get("src_noise", 0.0))
     return 0.0
 
 

@@ -98,6 +98,18 @@ def test_taking_strong_colour_noise_away_is_not_a_colour_cast():
     assert "colour_shift" in assess(noisy, _u8(cast), ["noise"]).artefacts
 
 
+def test_taking_strong_noise_away_is_not_a_brightness_shift():
+    # Noise clipped at the black suit lifts it, and its low frequencies move plain areas: the clean crop itself, as
+    # the denoising of its sigma-50 copy, read "brightness of plain areas changed" (0.040 against 0.024). From a plan
+    # that removes no noise it still does; a real shift of 0.06 on a sigma-25 denoising is still named.
+    photo = _u8(load_photo("astronaut")[:256, :256])
+    noisy = _u8(photo + np.random.default_rng(0).normal(0, 50 / 255, photo.shape))
+    assert "tone_shift" not in assess(noisy, photo, ["noise"]).artefacts
+    assert "tone_shift" in assess(noisy, photo, ["jpeg"]).artefacts
+    noisy = _u8(photo + np.random.default_rng(0).normal(0, 25 / 255, photo.shape))
+    assert "tone_shift" in assess(noisy, _u8(photo + 0.06), ["noise"]).artefacts
+
+
 def test_a_dehazing_that_gives_plain_areas_their_colour_back_is_not_a_colour_cast():
     # thick grey haze over the coffee photo, removed by the plan the diagnosis makes: the cup and the table get back
     # the colour the veil took (a change far above the tone plans' fitted threshold), and the result is >10 dB better
