@@ -1,0 +1,120 @@
+"""The chroma clean-up after non-local means: PSNR with and without it, per noise model, on both photo splits.
+
+    python bench/chroma.py [--crops 3] [--seed 1]
+
+Crops (256 px) of the calibration photos (where its two constants were chosen) and of the held-out photos (the
+protocols' scenes, gradio's photos among them when installed) get noise from every zoo noise model and Gaussian
+sigma 15 / 25 / 50, 8-bit quantised; :func:`restorer.operators.denoise` is given the true sigma and model, with the
+clean-up (the default) and without it (``chroma=(0, 0)``: non-local means alone, as before session 18). Prints the
+mean PSNR of each, the mean and worst change per crop, then the clean-up's share of the denoising time at 512 and
+2048 px.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+MODELS = ("rnr", "poisson", "camera", "grey", "correlated", "sigma15", "sigma25", "sigma50")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def noisy_copy(clean: np.ndarray, model: str, rng: np.random.Generator) -> tuple[np.ndarray, float, str]:
+    """``clean`` with noise of ``model`` (a zoo model or "sigmaN"), 8-bit; the true sigma and the denoiser's model."""
+    from rl.degradations.registry import MODELS as ZOO
+
+    if model.startswith("sigma"):
+        sigma = float(model.removeprefix("sigma"))
+        x, noise_model = clean + rng.normal(0, sigma / 255, clean.shape), "gaussian"
+    else:
+        m = ZOO["noise"][model]
+        p = m.sample(rng)
+        f = m.factors(p, clean.shape)
+        x, sigma, noise_model = m.apply(clean, p), f["sigma"], f.get("model", "gaussian")
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.float32) / 255, float(sigma), noise_model
+
+
+def rows(photos: dict[str, np.ndarray], crops: int, rng: np.random.Generator) -> dict[str, list[tuple]]:
+    from restorer.operators import denoise
+    from rl.photos import random_crop
+
+    out: dict[str, list[tuple]] = {m: [] for m in MODELS}
+    for img in photos.values():
+        for _ in range(crops):
+            clean = random_crop(img, rng, 256)
+            for model in MODELS:
+                x, sigma, noise_model = noisy_copy(clean, model, rng)
+                before = psnr(denoise(x, sigma, noise_model, chroma=(0.0, 0.0)), clean)
+                after = psnr(denoise(x, sigma, noise_model), clean)
+                out[model].append((sigma, before, after))
+    return out
+
+
+def timing() -> list[tuple[int, float, float]]:
+    from restorer.operators import denoise
+    from restorer.operators.filters import chroma_noise, clean_chroma
+
+    rng = np.random.default_rng(0)
+    out = []
+    for side in (512, 2048):
+        x = np.clip(0.5 + rng.normal(0, 0.1, (side, side, 3)), 0, 1).astype(np.float32)
+        whole, part = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            d = denoise(x, 25.0)
+            whole.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            clean_chroma(d, chroma_noise(x))
+            part.append(time.perf_counter() - t0)
+        out.append((side, float(np.median(whole)), float(np.median(part))))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--crops", type=int, default=3, help="crops per photo")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    from protocols import held_out_photos
+
+    from rl.photos import CALIBRATION_PHOTOS, load_photo
+
+    con = Console(width=120)
+    splits = {"calibration": {n: load_photo(n) for n in CALIBRATION_PHOTOS}, "held-out": held_out_photos()}
+    t = Table(title="Denoising with the true sigma: non-local means alone vs with the chroma clean-up (PSNR dB)")
+    for col in ("photos", "noise", "crops", "sigma", "NLM alone", "with clean-up", "mean change", "worst crop"):
+        t.add_column(col, justify="left" if col in ("photos", "noise") else "right")
+    for split, photos in splits.items():
+        per = rows(photos, args.crops, np.random.default_rng(args.seed))
+        every = []
+        for model, rs in per.items():
+            a = np.array(rs)
+            d = a[:, 2] - a[:, 1]
+            every.append(d)
+            t.add_row(split, model, str(len(a)), f"{a[:, 0].mean():.1f}", f"{a[:, 1].mean():.2f}",
+                      f"{a[:, 2].mean():.2f}", f"{d.mean():+.3f}", f"{d.min():+.2f}")  # fmt: skip
+        d = np.concatenate(every)
+        t.add_row(split, "all", str(len(d)), "", "", "", f"{d.mean():+.3f}", f"{d.min():+.2f}", end_section=True)
+    con.print(t)
+    s = Table(title="Denoising time (median of 3 runs, sigma 25)")
+    for col in ("side px", "denoise s", "of which clean-up s", "share"):
+        s.add_column(col, justify="right")
+    for side, whole, part in timing():
+        s.add_row(str(side), f"{whole:.3f}", f"{part:.3f}", f"{part / whole:.0%}")
+    con.print(s)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
