@@ -48,7 +48,9 @@ from restorer.tiling import (
 #: shifts and a 17 px line opening), brightening and dehazing once their curve or transmission map is prepared;
 #: denoising and brightening also clean chroma over nested windows (3 * CHROMA_RADIUS px more).
 #: The low-pass kinds reach as far as their kernel, times the iterations.
-LOCAL_REACH = {"noise": 8 + 3 * CHROMA_RADIUS, "jpeg": 8, "rain": 24, "low_light": 8 + 3 * CHROMA_RADIUS, "haze": 16}
+NLM_REACH = 8
+LOCAL_REACH = {"noise": NLM_REACH + 3 * CHROMA_RADIUS, "jpeg": NLM_REACH, "rain": 24,
+               "low_light": NLM_REACH + 3 * CHROMA_RADIUS, "haze": 16}  # fmt: skip
 #: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample; their
 #: results are kept when the guard does not bind, so the sample costs nothing then).
 GUARD_SAMPLE_TILES = 6
@@ -116,7 +118,7 @@ class ClassicalRestorer:
                 fn = functools.partial(denoise_deblock, sigma=sigma, quality=quality_f, strength=folded[1].strength,
                                        jpeg_strength=jpeg_strength)  # fmt: skip
                 if tiled:
-                    x, owned = self._tiled(fn, x, owned, self.tile, LOCAL_REACH["noise"]), True
+                    x, owned = self._tiled(fn, x, owned, self.tile, NLM_REACH), True  # one NLM pass, no clean-up
                 else:
                     x, owned = fn(x), True
                 noise_left = OPERATORS["noise"].leaves_noise(sigma, model, strength=folded[1].strength)
