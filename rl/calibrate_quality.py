@@ -51,16 +51,6 @@ def _deblurred(row: Mapping) -> bool:
 GOOD_FOR: dict[str, Callable[[Mapping], bool]] = {"over_smoothing": _kept_texture, "ghosting": _deblurred}
 
 
-def _allowance(a, row: Mapping) -> float:
-    """What :func:`reasoner.quality.artefacts.find_artefacts` adds to ``a``'s limit for this attempt's plan.
-
-    That is its ``per_noise`` allowance when the plan removes noise: fitted limits are on what lies beyond it.
-    """
-    if a.per_noise and "noise" in row["kinds"].split(","):
-        return a.per_noise * float(row.get("src_noise", 0.0))
-    return 0.0
-
-
 def artefact_thresholds(rows: Sequence[Mapping], percentile: float = 97.0) -> dict[str, list[float]]:
     """Per artefact, the statistic's ``percentile`` over good attempts: [plans it is not explained by, explained].
 
@@ -73,7 +63,7 @@ def artefact_thresholds(rows: Sequence[Mapping], percentile: float = 97.0) -> di
         limits = []
         test = GOOD_FOR.get(a.name) if labelled else None
         for explained in (False, True):
-            vals = [r[a.statistic] - _allowance(a, r) for r in good
+            vals = [r[a.statistic] - a.allowance(r["kinds"].split(","), r) for r in good
                     if bool(set(r["kinds"].split(",")) & a.explained_by) == explained
                     and not set(r["kinds"].split(",")) & a.unbounded_with and (test is None or test(r))]  # fmt: skip
             if len(vals) < 30:

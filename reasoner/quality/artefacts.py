@@ -39,6 +39,10 @@ class Artefact:
     #: luma noise std (``src_noise``, 0-1 scale): taking noise away also takes what its low frequencies put there.
     per_noise: float = 0.0
 
+    def allowance(self, kinds: Iterable[str], stats: Mapping[str, float]) -> float:
+        """What a plan restoring ``kinds`` adds to the limit (:attr:`per_noise`); fitted limits exclude it."""
+        return self.per_noise * float(stats.get("src_noise", 0.0)) if "noise" in set(kinds) else 0.0
+
 
 _TONE = frozenset({"haze", "low_light"})
 _DETAIL = frozenset({"noise", "jpeg", "rain"})
@@ -170,9 +174,7 @@ def find_artefacts(
         if a.statistic not in stats or kinds & a.unbounded_with:
             continue
         limits = (thresholds or {}).get(a.name, a.default)
-        limit = limits[1] if kinds & a.explained_by else limits[0]
-        if "noise" in kinds:
-            limit += a.per_noise * float(stats.get("src_noise", 0.0))
+        limit = (limits[1] if kinds & a.explained_by else limits[0]) + a.allowance(kinds, stats)
         value = float(stats[a.statistic])
         if (value - limit) * a.direction > 0:
             found[a.name] = round(value, 4)

@@ -18,7 +18,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from reasoner.common import content_key, remembered
+from reasoner.common import content_key, haar_sigma, remembered
 
 LOCAL_CROP = 512
 GLOBAL_SIDE = 256
@@ -89,14 +89,6 @@ def _blockiness(y: np.ndarray) -> float:
     dh, dv = np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0))
     at = dh[:, 7::8].mean() + dv[7::8, :].mean()
     return float(at / (dh.mean() + dv.mean() + _EPS))
-
-
-def _noise_sigma(y: np.ndarray) -> float:
-    """Robust noise std from the finest diagonal Haar detail (median absolute deviation)."""
-    if min(y.shape) < 3:
-        return 0.0
-    hh = (y[1:, 1:] - y[:-1, 1:] - y[1:, :-1] + y[:-1, :-1]) * 0.5
-    return float(np.median(np.abs(hh)) / 0.6745)
 
 
 def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:
@@ -220,7 +212,7 @@ def _black_white(y: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     >>> rng = np.random.default_rng(0)
     >>> clean = np.zeros((64, 64), np.float32); clean[:, 32:] = 0.5
     >>> noisy = np.clip(clean + rng.normal(0, 12 / 255, clean.shape), 0, 1).astype(np.float32)
-    >>> black, white = _black_white(noisy, _noise_sigma(noisy))
+    >>> black, white = _black_white(noisy, haar_sigma(noisy))
     >>> float(black[:, :32].mean()) > 0.95, bool(black[:, 33:].any()), bool(white.any())
     (True, False, False)
     """
@@ -249,7 +241,7 @@ def _texture_kept(bs, bo, tex: np.ndarray, sigma: float) -> float:
     >>> texture = cv2.GaussianBlur(rng.normal(0.5, 0.3, (128, 128)).astype(np.float32), (0, 0), 1.2)
     >>> noisy = texture + rng.normal(0, 0.02, texture.shape).astype(np.float32)
     >>> tex = np.ones(texture.shape, bool)
-    >>> def kept(out): return _texture_kept(_bands(noisy), _bands(out), tex, _noise_sigma(noisy))
+    >>> def kept(out): return _texture_kept(_bands(noisy), _bands(out), tex, haar_sigma(noisy))
     >>> abs(kept(texture)) < 0.2, kept(cv2.GaussianBlur(noisy, (0, 0), 1.5)) < -1.0
     (True, True)
     """
@@ -332,7 +324,7 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
         f[f"band{i}_lr"] = _lr(float(eb.mean()), float(ea.mean()))
         f[f"band{i}_flat_lr"] = _lr(_masked_mean(eb, flat), _masked_mean(ea, flat))
         f[f"band{i}_tex_lr"] = _lr(_masked_mean(eb, tex), _masked_mean(ea, tex))
-    f["src_noise"] = sigma = _noise_sigma(ys)
+    f["src_noise"] = sigma = haar_sigma(ys)
     f["tex_kept"] = _texture_kept(bs, bo, tex, sigma)
     hs, ho = bs[0] + bs[1], bo[0] + bo[1]
     d = ho - hs
@@ -351,7 +343,7 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     over = np.maximum(yo - cv2.dilate(ys, k), 0) + np.maximum(cv2.erode(ys, k) - yo, 0)
     f["overshoot"] = float(over.mean())
     f["block_lr"] = _lr(_blockiness(yo), _blockiness(ys))
-    f["noise_lr"] = _lr(_noise_sigma(yo) ** 2, sigma**2)
+    f["noise_lr"] = _lr(haar_sigma(yo) ** 2, sigma**2)
     # Banding: smooth gradients of the source turned into flat steps (8-bit levels repeated along a row).
     smooth = (loc < np.percentile(loc, 40)) & (loc > 0.4 / 255)
     qs, qo = np.round(ys * 255), np.round(yo * 255)

@@ -10,7 +10,7 @@ import math
 import cv2
 import numpy as np
 
-from reasoner.common import as_rgb_float
+from reasoner.common import as_rgb_float, haar_sigma
 
 # Orthonormal opponent colour basis (luma, red-blue, green-magenta): white RGB noise stays white with the same std,
 # so one patch distance over the three channels sees noise of a known level. Offset and scale fit it into uint8.
@@ -142,16 +142,8 @@ def chroma_noise(img: np.ndarray) -> tuple[float, float]:
 
     """
     z = img @ OPPONENT.T
-    out = []
-    for c in (1, 2):
-        p = z[..., c]
-        if min(p.shape) < 3:
-            out.append(0.0)
-            continue
-        hh = (p[1:, 1:] - p[:-1, 1:] - p[1:, :-1] + p[:-1, :-1]) * 0.5
-        sd = float(np.median(np.abs(hh)) / 0.6745)
-        out.append(sd if sd > 1e-6 else 0.0)  # below: the basis's float rounding, not noise
-    return out[0], out[1]
+    sds = [haar_sigma(z[..., c]) for c in (1, 2)]
+    return tuple(sd if sd > 1e-6 else 0.0 for sd in sds)  # below 1e-6: the basis's float rounding, not noise
 
 
 def clean_chroma(
@@ -181,17 +173,13 @@ def clean_chroma(
     True
 
     """
-    energies = [(share * s) ** 2 for s in noise]
-    if max(energies) <= 0:
-        return clip01(denoised.copy())
+    energy = (share * np.asarray(noise, np.float32)) ** 2
+    if not energy.any():
+        return clip01(denoised)
     z = denoised @ OPPONENT.T
-    luma = np.ascontiguousarray(z[..., 0])
+    chroma = z[..., 1:]
+    layer = chroma - guided_filter(np.ascontiguousarray(z[..., 0]), chroma, radius, 1e-4)
     size = (2 * radius + 1, 2 * radius + 1)
-    for c, energy in zip((1, 2), energies, strict=True):
-        if energy <= 0:
-            continue
-        p = np.ascontiguousarray(z[..., c])
-        layer = p - guided_filter(luma, p, radius, 1e-4)
-        local = cv2.boxFilter(layer * layer, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
-        z[..., c] = p - np.minimum(1.0, energy / (local + 1e-12)) * layer
+    local = cv2.boxFilter(layer * layer, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
+    z[..., 1:] = chroma - np.minimum(1.0, energy / (local + 1e-12)) * layer  # energy 0: the channel is kept
     return clip01(z @ OPPONENT)
