@@ -87,6 +87,33 @@ def make_cases(photos, models, n: int, seed: int, size: int, n_kinds) -> list[tu
     return out
 
 
+def add_split_arguments(ap: argparse.ArgumentParser, train: int, train_help: str) -> None:
+    """The crop counts and size of the splits (:func:`training_cases`, :func:`evaluation_cases`), shared with
+    ``bench/plan_bound.py`` so both benchmarks draw the same crops."""
+    ap.add_argument("--train", type=int, default=train, help=train_help)
+    ap.add_argument("--eval-mixed", type=int, default=80, help="evaluated mixed crops (2-3 kinds) per split")
+    ap.add_argument("--eval-single", type=int, default=32, help="evaluated single-kind crops")
+    ap.add_argument("--size", type=int, default=128, help="crop side (px)")
+
+
+def training_cases(n: int, size: int, seed: int = 0) -> list[tuple]:
+    """``n`` crops of the training photos with 1-3 kinds from the training models."""
+    return make_cases(TRAIN_PHOTOS, TRAIN_MODELS, n, seed, size, (1, 3))
+
+
+def evaluation_split(tune: bool) -> tuple[tuple[str, ...], dict]:
+    """The photos and models evaluated on: the tuning photos under the training models (``tune``), or the held-out
+    photos under the held-out models."""
+    return (TUNING_PHOTOS, TRAIN_MODELS) if tune else (EVALUATION_PHOTOS, HELD_OUT_MODELS)
+
+
+def evaluation_cases(tune: bool, n_mixed: int, n_single: int, size: int) -> dict[str, list[tuple]]:
+    """``{"mixed": 2-3 kinds, "single": one kind}`` crops of :func:`evaluation_split`."""
+    photos, models = evaluation_split(tune)
+    return {"mixed": make_cases(photos, models, n_mixed, 11, size, (2, 3)),
+            "single": make_cases(photos, models, n_single, 12, size, 1)}  # fmt: skip
+
+
 def evaluate(cases, rows, policies: dict[str, object], say) -> dict[str, dict]:
     """PSNR per crop of every planner on ``rows`` (plan_dataset with keep_empty), with unparsable counts."""
     from reasoner.schema import DiagnosisRecord
@@ -189,11 +216,8 @@ def draw(history: list[dict], path: Path) -> None:
 def main() -> None:
     """Run the benchmark; write JSON and PNG; print the table and the final line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--train", type=int, default=300, help="crops for the supervised warm start")
+    add_split_arguments(ap, 300, "crops for the supervised warm start")
     ap.add_argument("--grpo-train", type=int, default=500, help="other crops of the training photos, for GRPO")
-    ap.add_argument("--eval-mixed", type=int, default=80, help="evaluated mixed crops (2-3 kinds)")
-    ap.add_argument("--eval-single", type=int, default=32, help="evaluated single-kind crops")
-    ap.add_argument("--size", type=int, default=128, help="crop side (px)")
     ap.add_argument("--warm-from", choices=("hand", "oracle", "ceiling"), default="hand")
     ap.add_argument("--sft-steps", type=int, default=200)
     ap.add_argument("--sft-lr", type=float, default=1e-3)
@@ -240,18 +264,15 @@ def main() -> None:
     say(f"work folder {work}")
     measure = load_reasoner("measure")
     size = args.size
-    train_diag = diagnose_items(make_cases(TRAIN_PHOTOS, TRAIN_MODELS, args.train, 0, size, (1, 3)), measure)
-    grpo_diag = diagnose_items(make_cases(TRAIN_PHOTOS, TRAIN_MODELS, args.grpo_train, 3, size, (1, 3)), measure)
+    train_diag = diagnose_items(training_cases(args.train, size), measure)
+    grpo_diag = diagnose_items(training_cases(args.grpo_train, size, seed=3), measure)
     # Statistic deciles from the warm-start crops only, reused as they are for every other crop.
     bins = training_bins(train_diag) if args.stats else None
     ceiling = args.warm_from == "ceiling"  # the warm-start crops restored with every one-factor change
     train_rows, grpo_rows = plan_dataset(train_diag, bins=bins, ceiling=ceiling), plan_dataset(grpo_diag, bins=bins)
     split = "tuning" if args.tune else "held-out"
-    photos, models = (TUNING_PHOTOS, TRAIN_MODELS) if args.tune else (EVALUATION_PHOTOS, HELD_OUT_MODELS)
-    groups = {
-        "mixed": make_cases(photos, models, args.eval_mixed, 11, size, (2, 3)),
-        "single": make_cases(photos, models, args.eval_single, 12, size, 1),
-    }
+    photos = evaluation_split(args.tune)[0]
+    groups = evaluation_cases(args.tune, args.eval_mixed, args.eval_single, size)
     eval_rows = {g: plan_dataset(diagnose_items(c, measure), bins=bins, keep_empty=True) for g, c in groups.items()}
     say(f"data: {len(train_rows)} warm-start and {len(grpo_rows)} GRPO prompts (crops with something diagnosed), "
         f"{split}: {len(groups['mixed'])} mixed and {len(groups['single'])} single crops of {size}px")  # fmt: skip

@@ -34,15 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.grpo_restore import (  # noqa: E402
-    HELD_OUT_MODELS,
-    TRAIN_MODELS,
-    TRAIN_PHOTOS,
-    TUNING_PHOTOS,
-    make_cases,
-)
+from bench.grpo_restore import add_split_arguments, evaluation_cases, training_cases  # noqa: E402
 from reasoner.kinds import KINDS  # noqa: E402
-from rl.photos import EVALUATION_PHOTOS  # noqa: E402
 
 KIND_LIST = list(KINDS)
 
@@ -87,10 +80,7 @@ def row(features: dict, names: list[str], change: str) -> list[float]:
 def main() -> None:
     """Build the tables, fit, evaluate; print the table and the last line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--train", type=int, default=2400, help="training crops (1-3 kinds)")
-    ap.add_argument("--eval-mixed", type=int, default=80, help="evaluated mixed crops per split")
-    ap.add_argument("--eval-single", type=int, default=32, help="evaluated single-kind crops")
-    ap.add_argument("--size", type=int, default=128, help="crop side (px), as bench/grpo_restore.py")
+    add_split_arguments(ap, 2400, "training crops (1-3 kinds)")
     ap.add_argument("--min", type=float, default=0.25, help="least predicted gain (dB) to leave the hand plan")
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     args = ap.parse_args()
@@ -98,13 +88,12 @@ def main() -> None:
 
     t0 = time.time()
     size = args.size
-    splits = {
-        "tuning mixed": make_cases(TUNING_PHOTOS, TRAIN_MODELS, args.eval_mixed, 11, size, (2, 3)),
-        "held-out mixed": make_cases(EVALUATION_PHOTOS, HELD_OUT_MODELS, args.eval_mixed, 11, size, (2, 3)),
-        "held-out single": make_cases(EVALUATION_PHOTOS, HELD_OUT_MODELS, args.eval_single, 12, size, 1),
-    }  # the seeds and sizes of bench/grpo_restore.py's evaluation crops
+    tuning = evaluation_cases(True, args.eval_mixed, 0, size)
+    held_out = evaluation_cases(False, args.eval_mixed, args.eval_single, size)
+    splits = {"tuning mixed": tuning["mixed"], "held-out mixed": held_out["mixed"],
+              "held-out single": held_out["single"]}  # fmt: skip
     with ProcessPoolExecutor(2) as pool:
-        train = [t for t in tables(make_cases(TRAIN_PHOTOS, TRAIN_MODELS, args.train, 0, size, (1, 3)), pool) if t]
+        train = [t for t in tables(training_cases(args.train, size), pool) if t]
         evaluated = {name: tables(cases, pool) for name, cases in splits.items()}
     names = sorted({n for t in train for n in t["features"]})
     x = np.array([row(t["features"], names, c) for t in train for c in t["changes"]], np.float64)
