@@ -6,8 +6,8 @@ Crops (256 px) of the calibration photos (where its two constants were chosen) a
 protocols' scenes, gradio's photos among them when installed) get noise from every zoo noise model and Gaussian
 sigma 15 / 25 / 50, 8-bit quantised; :func:`restorer.operators.denoise` is given the true sigma and model, with the
 clean-up (the default) and without it (``chroma=(0, 0)``: non-local means alone, as before session 18). Prints the
-mean PSNR of each, the mean and worst change per crop, then the clean-up's share of the denoising time at 512 and
-2048 px.
+mean PSNR of each (8-bit outputs, ``restorer.metrics.psnr``), the mean and worst change per crop, then the
+clean-up's share of the denoising time at 512 and 2048 px.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 MODELS = ("rnr", "poisson", "camera", "grey", "correlated", "sigma15", "sigma25", "sigma50")
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((a.astype(np.float64) - b) ** 2)))
-
-
 def noisy_copy(clean: np.ndarray, model: str, rng: np.random.Generator) -> tuple[np.ndarray, float, str]:
     """``clean`` with noise of ``model`` (a zoo model or "sigmaN"), 8-bit; the true sigma and the denoiser's model."""
     from rl.degradations.registry import MODELS as ZOO
@@ -46,8 +42,13 @@ def noisy_copy(clean: np.ndarray, model: str, rng: np.random.Generator) -> tuple
 
 
 def rows(photos: dict[str, np.ndarray], crops: int, rng: np.random.Generator) -> dict[str, list[tuple]]:
+    from reasoner.imageio import to_uint8
+    from restorer.metrics import psnr
     from restorer.operators import denoise
     from rl.photos import random_crop
+
+    def score(out: np.ndarray, clean: np.ndarray) -> float:
+        return psnr(to_uint8(clean), to_uint8(out))  # on 8-bit images, as the protocols measure
 
     out: dict[str, list[tuple]] = {m: [] for m in MODELS}
     for img in photos.values():
@@ -55,8 +56,8 @@ def rows(photos: dict[str, np.ndarray], crops: int, rng: np.random.Generator) ->
             clean = random_crop(img, rng, 256)
             for model in MODELS:
                 x, sigma, noise_model = noisy_copy(clean, model, rng)
-                before = psnr(denoise(x, sigma, noise_model, chroma=(0.0, 0.0)), clean)
-                after = psnr(denoise(x, sigma, noise_model), clean)
+                before = score(denoise(x, sigma, noise_model, chroma=(0.0, 0.0)), clean)
+                after = score(denoise(x, sigma, noise_model), clean)
                 out[model].append((sigma, before, after))
     return out
 
