@@ -1,6 +1,6 @@
-"""The chroma clean-up after non-local means: PSNR with and without it, per noise model, on both photo splits.
+"""The chroma clean-ups: after non-local means, and of coarse colour blotches when brightening; PSNR with and without.
 
-    python bench/chroma.py [--crops 3] [--seed 1]
+    python bench/chroma.py [--crops 3] [--seed 1] [--dim-crops 2]
 
 Crops (256 px) of the calibration photos (where its two constants were chosen) and of the held-out photos (the
 protocols' scenes, gradio's photos among them when installed) get noise from every zoo noise model and Gaussian
@@ -8,6 +8,11 @@ sigma 15 / 25 / 50, 8-bit quantised; :func:`restorer.operators.denoise` is given
 clean-up (the default) and without it (``chroma=(0, 0)``: non-local means alone, as before session 18). Prints the
 mean PSNR of each (8-bit outputs, ``restorer.metrics.psnr``), the mean and worst change per crop, then the
 clean-up's share of the denoising time at 512 and 2048 px.
+
+The second table: dim crops (384 px) under each zoo under-exposure model, camera or the project's own noise, then a
+Pillow JPEG (4:2:0, quality 60-95), restored by the classical restorer with the ground truth's plan, with the coarse
+colour clean-up of brightening after the denoising and deblocking (``restorer.operators.low_light.BLOTCH_SHARE``, the
+default) and without it (share 0, as before session 19). Dim crops with nothing filtered first do not get it.
 """
 
 from __future__ import annotations
@@ -62,6 +67,40 @@ def rows(photos: dict[str, np.ndarray], crops: int, rng: np.random.Generator) ->
     return out
 
 
+def dim_rows(photos: dict[str, np.ndarray], crops: int, rng: np.random.Generator) -> dict[str, list[tuple]]:
+    """Per under-exposure model: (PSNR without, PSNR with) the coarse colour clean-up, oracle plans, 8-bit."""
+    from reasoner.imageio import to_uint8
+    from restorer import load_restorer, plan_from_record
+    from restorer.metrics import psnr
+    from restorer.operators import low_light
+    from rl.degradations.registry import MODELS as ZOO
+    from rl.degradations.registry import apply
+    from rl.ground_truth import ground_truth
+    from rl.photos import random_crop
+
+    classical, share = load_restorer("classical"), low_light.BLOTCH_SHARE
+    out: dict[str, list[tuple]] = {m: [] for m in ZOO["low_light"]}
+    for img in photos.values():
+        for _ in range(crops):
+            clean = random_crop(img, rng, 384)
+            for model in out:
+                noise = ("camera", "rnr")[int(rng.integers(2))]
+                ops = [ZOO["low_light"][model].sample(rng), ZOO["noise"][noise].sample(rng),
+                       ZOO["jpeg"]["rnr"].sample(rng, quality=(60, 95))]  # fmt: skip
+                x = np.round(apply(clean, ops) * 255).astype(np.float32) / 255
+                record = ground_truth(ops, x)
+                plan = plan_from_record(record)
+                scores = []
+                for s in (0.0, share):
+                    low_light.BLOTCH_SHARE = s
+                    try:
+                        scores.append(psnr(to_uint8(clean), to_uint8(classical.restore(x, record, [], plan).pixels)))
+                    finally:
+                        low_light.BLOTCH_SHARE = share
+                out[model].append(tuple(scores))
+    return out
+
+
 def timing() -> list[tuple[int, float, float]]:
     from restorer.operators import denoise
     from restorer.operators.filters import chroma_noise, clean_chroma
@@ -84,8 +123,9 @@ def timing() -> list[tuple[int, float, float]]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--crops", type=int, default=3, help="crops per photo")
+    ap.add_argument("--crops", type=int, default=3, help="crops per photo for the denoising table (0: skip it)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--dim-crops", type=int, default=2, help="crops per photo for the dim table (0: skip it)")
     args = ap.parse_args(argv)
     from protocols import held_out_photos
 
@@ -93,21 +133,39 @@ def main(argv=None) -> int:
 
     con = Console(width=120)
     splits = {"calibration": {n: load_photo(n) for n in CALIBRATION_PHOTOS}, "held-out": held_out_photos()}
-    t = Table(title="Denoising with the true sigma: non-local means alone vs with the chroma clean-up (PSNR dB)")
-    for col in ("photos", "noise", "crops", "sigma", "NLM alone", "with clean-up", "mean change", "worst crop"):
-        t.add_column(col, justify="left" if col in ("photos", "noise") else "right")
-    for split, photos in splits.items():
-        per = rows(photos, args.crops, np.random.default_rng(args.seed))
-        every = []
-        for model, rs in per.items():
-            a = np.array(rs)
-            d = a[:, 2] - a[:, 1]
-            every.append(d)
-            t.add_row(split, model, str(len(a)), f"{a[:, 0].mean():.1f}", f"{a[:, 1].mean():.2f}",
-                      f"{a[:, 2].mean():.2f}", f"{d.mean():+.3f}", f"{d.min():+.2f}")  # fmt: skip
-        d = np.concatenate(every)
-        t.add_row(split, "all", str(len(d)), "", "", "", f"{d.mean():+.3f}", f"{d.min():+.2f}", end_section=True)
-    con.print(t)
+    if args.crops > 0:
+        t = Table(title="Denoising with the true sigma: non-local means alone vs with the chroma clean-up (PSNR dB)")
+        for col in ("photos", "noise", "crops", "sigma", "NLM alone", "with clean-up", "mean change", "worst crop"):
+            t.add_column(col, justify="left" if col in ("photos", "noise") else "right")
+        for split, photos in splits.items():
+            per = rows(photos, args.crops, np.random.default_rng(args.seed))
+            every = []
+            for model, rs in per.items():
+                a = np.array(rs)
+                d = a[:, 2] - a[:, 1]
+                every.append(d)
+                t.add_row(split, model, str(len(a)), f"{a[:, 0].mean():.1f}", f"{a[:, 1].mean():.2f}",
+                          f"{a[:, 2].mean():.2f}", f"{d.mean():+.3f}", f"{d.min():+.2f}")  # fmt: skip
+            d = np.concatenate(every)
+            t.add_row(split, "all", str(len(d)), "", "", "", f"{d.mean():+.3f}", f"{d.min():+.2f}", end_section=True)
+        con.print(t)
+    if args.dim_crops > 0:
+        t = Table(title="Dim + noise + JPEG 4:2:0, oracle plans: brightening without vs with the blotch clean-up")
+        for col in ("photos", "under-exposure", "crops", "without", "with", "mean change", "worst crop", "best"):
+            t.add_column(col, justify="left" if col in ("photos", "under-exposure") else "right")
+        for split, photos in splits.items():
+            per = dim_rows(photos, args.dim_crops, np.random.default_rng(args.seed + 10))
+            every = []
+            for model, rs in per.items():
+                a = np.array(rs)
+                d = a[:, 1] - a[:, 0]
+                every.append(d)
+                t.add_row(split, model, str(len(a)), f"{a[:, 0].mean():.2f}", f"{a[:, 1].mean():.2f}",
+                          f"{d.mean():+.3f}", f"{d.min():+.2f}", f"{d.max():+.2f}")  # fmt: skip
+            d = np.concatenate(every)
+            t.add_row(split, "all", str(len(d)), "", "", f"{d.mean():+.3f}", f"{d.min():+.2f}", f"{d.max():+.2f}",
+                      end_section=True)  # fmt: skip
+        con.print(t)
     s = Table(title="Denoising time (median of 3 runs, sigma 25)")
     for col in ("side px", "denoise s", "of which clean-up s", "share"):
         s.add_column(col, justify="right")

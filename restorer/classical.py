@@ -31,6 +31,7 @@ from restorer.operators.deconvolution import (
 )
 from restorer.operators.denoise import denoise_deblock
 from restorer.operators.filters import CHROMA_RADIUS, as_image
+from restorer.operators.low_light import BLOTCH_RADIUS
 from restorer.plan import Operation, Plan
 from restorer.tiling import (
     DECONV_TILE,
@@ -46,11 +47,12 @@ from restorer.tiling import (
 #: Kinds whose operator is local (its output at a pixel depends on a bounded neighbourhood), with that reach in px
 #: for those that do not depend on a kernel: non-local means (3 px patches, 11 px search), rain removal (4 px
 #: shifts and a 17 px line opening), brightening and dehazing once their curve or transmission map is prepared;
-#: denoising and brightening also clean chroma over nested windows (3 * CHROMA_RADIUS px more).
+#: denoising and brightening also clean chroma over nested windows (3 * CHROMA_RADIUS px more), brightening its coarse
+#: colour blotches too (3 * BLOTCH_RADIUS px more).
 #: The low-pass kinds reach as far as their kernel, times the iterations.
 NLM_REACH = 8
 LOCAL_REACH = {"noise": NLM_REACH + 3 * CHROMA_RADIUS, "jpeg": NLM_REACH, "rain": 24,
-               "low_light": NLM_REACH + 3 * CHROMA_RADIUS, "haze": 16}  # fmt: skip
+               "low_light": NLM_REACH + 3 * CHROMA_RADIUS + 3 * BLOTCH_RADIUS, "haze": 16}  # fmt: skip
 #: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample; their
 #: results are kept when the guard does not bind, so the sample costs nothing then).
 GUARD_SAMPLE_TILES = 6
@@ -108,6 +110,7 @@ class ClassicalRestorer:
         ops = [op for op in plan.operations if op.strength > 0]
         lowpass = [op for op in ops if op.kind in LOWPASS]
         folded = _foldable(ops, record)
+        filtered = False  # whether a step so far filtered noise or compression out (see Operator.after_filtering)
         for op in ops:
             if folded is not None and op is folded[1]:
                 continue  # removed with the compression error in the jpeg step's single pass
@@ -122,6 +125,7 @@ class ClassicalRestorer:
                 else:
                     x, owned = fn(x), True
                 noise_left = OPERATORS["noise"].leaves_noise(sigma, model, strength=folded[1].strength)
+                filtered = True
                 continue
             operator = OPERATORS[op.kind]
             params = _factors(op, record, operator.factors)
@@ -140,6 +144,8 @@ class ClassicalRestorer:
                         x = _joint_deconvolution(x, lowpass, record, noise_left, quality)
                 continue
             extra = {"noise": noise_left, "quality": quality} if operator.error_aware else {}
+            if operator.after_filtering:
+                extra["filtered"] = filtered
             if tiled and operator.prepare is not None:  # global quantities measured once, the rest per tile
                 kw = {**extra, **operator.prepare(x, *params, strength=strength, **extra)}
                 fn = functools.partial(_run_tile, operator.run, params, strength, kw, x.shape[:2])
@@ -157,6 +163,7 @@ class ClassicalRestorer:
                 x, owned = operator.run(x, *params, strength=strength, **extra), True
             if operator.leaves_noise is not None:
                 noise_left = operator.leaves_noise(*params, strength=strength)
+            filtered = filtered or op.kind in ("noise", "jpeg")
         if tiled and not owned:  # nothing ran: the result is still a new array
             x = as_image(image)
         weight = self.color_transfer_weight(references) if plan.use_references else 0.0

@@ -61,6 +61,8 @@ class Operator:
         prepare: ``prepare(image, *factors, strength=...)`` -> keyword arguments of ``run`` holding what it reads
             from the whole image (a tone curve, a noise level), so that ``run`` on tiles of a large image is local
             (:mod:`restorer.tiling`); None when ``run`` is global through and through or local already.
+        after_filtering: ``run`` (and ``prepare``) take ``filtered=``: whether an earlier step of the plan filtered
+            noise or compression out of the image (brightening then cleans the coarse colour blotches left).
 
     """
 
@@ -69,6 +71,7 @@ class Operator:
     leaves_noise: Callable[..., float | None] | None = None
     psf: Callable[..., tuple[np.ndarray, float]] | None = None
     prepare: Callable[..., dict] | None = None
+    after_filtering: bool = False
 
     @property
     def error_aware(self) -> bool:
@@ -84,7 +87,8 @@ OPERATORS: dict[str, Operator] = check_table(
         "motion_blur": Operator(deblur_motion, ("length", "angle"), psf=motion_psf),
         "blur": Operator(deblur, ("sigma", "kernel"), psf=blur_psf),
         "low_resolution": Operator(sharpen_resolution, ("scale",), psf=resolution_psf),
-        "low_light": Operator(brighten, ("exposure", "gamma"), measured_after, prepare=prepare_brighten),
+        "low_light": Operator(brighten, ("exposure", "gamma"), measured_after, prepare=prepare_brighten,
+                              after_filtering=True),
         "noise": Operator(denoise, ("sigma", "model"), residual_noise, prepare=prepare_denoise),
         "jpeg": Operator(deblock, ("quality",)),
     },

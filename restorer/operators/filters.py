@@ -146,8 +146,34 @@ def chroma_noise(img: np.ndarray) -> tuple[float, float]:
     return tuple(sd if sd > 1e-6 else 0.0 for sd in sds)  # below 1e-6: the basis's float rounding, not noise
 
 
+def coarse_chroma_noise(img: np.ndarray, scale: int) -> tuple[float, float]:
+    """:func:`chroma_noise` of ``img`` area-averaged ``scale`` times down, times ``scale``: colour noise at that scale.
+
+    White noise reads the same as at full size (averaging ``scale``² pixels divides its std by ``scale``); noise
+    correlated over blocks of about ``scale`` px (JPEG's subsampled chroma, a camera's own noise reduction) reads
+    up to ``scale`` times stronger than :func:`chroma_noise` finds it.
+
+    >>> rng = np.random.default_rng(0)
+    >>> fine = np.clip(0.5 + rng.normal(0, 0.04, (256, 256, 3)), 0, 1).astype(np.float32)
+    >>> blocks = np.kron(rng.normal(0, 0.04, (64, 64, 3)), np.ones((4, 4, 1)))  # noise in 4 px blocks
+    >>> coarse = np.clip(0.5 + blocks, 0, 1).astype(np.float32)
+    >>> [round(v, 2) for v in coarse_chroma_noise(fine, 4)], [round(v, 2) for v in chroma_noise(coarse)]
+    ([0.04, 0.04], [0.0, 0.0])
+    >>> [round(v, 2) for v in coarse_chroma_noise(coarse, 4)]  # the blocks read as noise of std 4 x 0.04
+    [0.15, 0.16]
+    """
+    small = cv2.resize(as_image(img), None, fx=1.0 / scale, fy=1.0 / scale, interpolation=cv2.INTER_AREA)
+    c1, c2 = chroma_noise(small)
+    return c1 * scale, c2 * scale
+
+
 def clean_chroma(
-    denoised: np.ndarray, noise: tuple[float, float], radius: int = CHROMA_RADIUS, share: float = CHROMA_SHARE
+    denoised: np.ndarray,
+    noise: tuple[float, float],
+    radius: int = CHROMA_RADIUS,
+    share: float = CHROMA_SHARE,
+    *,
+    clip: bool = True,
 ) -> np.ndarray:
     """Remove the colour blotches non-local means leaves in ``denoised`` of a source whose chroma noise was ``noise``.
 
@@ -164,9 +190,10 @@ def clean_chroma(
         noise: the source's chroma noise stds (:func:`chroma_noise`, 0-1 scale).
         radius: guided filter window radius (px).
         share: the blotches' assumed std as a share of the source's chroma noise std.
+        clip: clip the result to [0, 1]; False keeps values above 1 (a linear image before a tone curve's shoulder).
 
     Returns:
-        float32 HxWx3 RGB in [0, 1] (a copy of ``denoised`` when there was no chroma noise).
+        float32 HxWx3 RGB, in [0, 1] when ``clip`` (a copy of ``denoised`` when there was no chroma noise).
 
     >>> flat = np.full((64, 64, 3), 0.5, np.float32)
     >>> bool(np.array_equal(clean_chroma(flat, (0.0, 0.0)), flat))
@@ -174,8 +201,9 @@ def clean_chroma(
 
     """
     energy = (share * np.asarray(noise, np.float32)) ** 2
+    done = clip01 if clip else lambda v: np.asarray(v, np.float32).copy()
     if not energy.any():
-        return clip01(denoised)
+        return done(denoised)
     z = denoised @ OPPONENT.T
     luma = np.ascontiguousarray(z[..., 0])
     size = (2 * radius + 1, 2 * radius + 1)
@@ -185,4 +213,4 @@ def clean_chroma(
         layer = p - guided_filter(luma, p, radius, 1e-4)
         local = cv2.boxFilter(layer * layer, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
         z[..., 1 + c] = p - np.minimum(1.0, energy[c] / (local + 1e-12)) * layer
-    return clip01(z @ OPPONENT)
+    return done(z @ OPPONENT)
