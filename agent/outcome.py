@@ -161,7 +161,9 @@ def outcome(trace: Trace) -> Outcome:
         from agent.policy import (
             brightened_at_dose,
             deblurred_at_dose,
+            deblurred_disk,
             denoised_and_deblocked_at_dose,
+            disk_plan,
             inside_compression_cells,
             removed_white_noise,
         )
@@ -178,6 +180,11 @@ def outcome(trace: Trace) -> Outcome:
         elif deblurred_at_dose(chosen.quality, strengths, strengths):
             line += (" It deblurred at its own dose with no ringing, ghosts or new texture found; the scorer tends to "
                      "underrate deblurring.")  # fmt: skip
+        elif chosen.verdict == "better" and disk_plan(chosen.plan) and deblurred_disk(chosen.quality, strengths,
+                                                                                     strengths):  # fmt: skip
+            line += (" It deblurred a defocus disk the diagnosis was sure of, at its own dose with no ghosts or new "
+                     "texture found; the scorer underrates such deblurrings, and its estimate here is not a loss "
+                     "to trust.")  # fmt: skip
     new = appeared_kinds(trace)
     if new:
         sev = trace.severity_after

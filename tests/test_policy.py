@@ -639,6 +639,34 @@ def test_a_deblurring_at_its_dose_is_judged_by_whether_it_helps(name):
     assert verdict == DEBLURRED[name][-1]
 
 
+#: The same for a defocus disk the diagnosis is sure of (``measure`` reads its radius off the spectrum's zero rings).
+DISK = {
+    # the soft-disk tower of the held-out protocol: estimated -3.4 dB (spread 2.4), truly +6.8, once returned blurred
+    "the tower, estimated a loss": (-3.4, 2.4, 0.5, {}, {"blur": 1.0}, "better"),
+    # a held-out soft disk estimated -0.95 with ringing found, truly +4.7: a right disk's deconvolution rings
+    "with ringing": (-0.95, 1.85, 0.5, {"ringing": 1.4}, {"blur": 1.0}, "better"),
+    "gentler than its dose": (-1.0, 1.0, 0.4, {}, {"blur": 0.5}, "better"),
+    # a calibration brick wall, truly -6.1: estimated far below any right disk
+    "estimated far below": (-10.35, 8.5, 0.8, {}, {"blur": 1.0}, "worse"),
+    "with ghosts": (-1.0, 1.0, 0.4, {"ghosting": 0.5}, {"blur": 1.0}, "worse"),
+    "with new texture": (0.5, 1.0, 0.4, {"false_texture": 2.5}, {"blur": 1.0}, "uncertain"),
+    "bolder than its dose": (-1.0, 0.5, 0.4, {}, {"blur": 1.5}, "worse"),
+    "extrapolating": (-1.0, 0.5, None, {}, {"blur": 1.0}, "worse"),
+    "with a second kind": (-1.0, 0.5, 0.4, {}, {"blur": 1.0, "rain": 1.0}, "worse"),
+}
+
+
+@pytest.mark.parametrize("name", DISK)
+def test_a_defocus_disk_deblurring_at_its_dose_is_returned_unless_harm_shows(name):
+    gain, spread, spread_log, artefacts, strengths, expected = DISK[name]
+    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, spread_log=spread_log,
+                     artefacts=artefacts)  # fmt: skip
+    assert judge_quality(0.99, q, S, None, list(strengths), strengths, disk=True)[0] == expected
+    # without a disk (a Gaussian kernel: the spread says less) the same estimate is judged as before
+    if expected == "better" and gain < 0:
+        assert judge_quality(0.99, q, S, None, list(strengths), strengths)[0] != "better"
+
+
 def test_an_undecided_mixed_plan_is_split_from_its_deconvolution():
     # mio_A_defocus+haze_5_gradio_cheetah2: blur + haze estimated +0.9 dB (truly +6.7), bolder +1.1 and +1.2 (truly
     # +7.1, +6.5), returned unchanged; the dehazing alone was accepted, truly +6.8 dB
