@@ -87,8 +87,9 @@ OPERATORS: dict[str, Operator] = check_table(
         "motion_blur": Operator(deblur_motion, ("length", "angle"), psf=motion_psf),
         "blur": Operator(deblur, ("sigma", "kernel"), psf=blur_psf),
         "low_resolution": Operator(sharpen_resolution, ("scale",), psf=resolution_psf),
-        "low_light": Operator(brighten, ("exposure", "gamma"), measured_after, prepare=prepare_brighten,
-                              after_filtering=True),
+        "low_light": Operator(
+            brighten, ("exposure", "gamma"), measured_after, prepare=prepare_brighten, after_filtering=True
+        ),
         "noise": Operator(denoise, ("sigma", "model"), residual_noise, prepare=prepare_denoise),
         "jpeg": Operator(deblock, ("quality",)),
     },
