@@ -6,7 +6,7 @@ Crops (256 px) of the calibration photos (where its two constants were chosen) a
 protocols' scenes, gradio's photos among them when installed) get noise from every zoo noise model and Gaussian
 sigma 15 / 25 / 50, 8-bit quantised; :func:`restorer.operators.denoise` is given the true sigma and model, with the
 clean-up (the default) and without it (``chroma=(0, 0)``: non-local means alone, as before session 18). Prints the
-mean PSNR of each (8-bit outputs, ``restorer.metrics.psnr``), the mean and worst change per crop, then the
+mean PSNR of each (8-bit outputs, ``restorer.metrics.psnr``), the mean, worst and best change per crop, then the
 clean-up's share of the denoising time at 512 and 2048 px.
 
 The second table: dim crops (384 px) under each zoo under-exposure model, camera or the project's own noise, then a
@@ -121,6 +121,32 @@ def timing() -> list[tuple[int, float, float]]:
     return out
 
 
+def table(title: str, kind: str, *measured: str) -> Table:
+    """A table of per-model rows: photos, ``kind``, crops, the ``measured`` means, then the change per crop."""
+    t = Table(title=title)
+    for col in ("photos", kind, "crops", *measured, "mean change", "worst crop", "best"):
+        t.add_column(col, justify="left" if col in ("photos", kind) else "right")
+    return t
+
+
+def add_split(t: Table, split: str, per: dict[str, list[tuple]]) -> None:
+    """One row per model of ``per`` (tuples ending in the PSNR without and with the clean-up), then the split's."""
+
+    def change(d: np.ndarray) -> tuple[str, str, str]:
+        return f"{d.mean():+.3f}", f"{d.min():+.2f}", f"{d.max():+.2f}"
+
+    every = []
+    for model, rs in per.items():
+        a = np.array(rs)
+        d = a[:, -1] - a[:, -2]
+        every.append(d)
+        lead = [f"{v:.1f}" for v in a[:, :-2].mean(axis=0)]  # e.g. the mean sigma
+        t.add_row(split, model, str(len(a)), *lead, f"{a[:, -2].mean():.2f}", f"{a[:, -1].mean():.2f}", *change(d))
+    d = np.concatenate(every)
+    blanks = [""] * (len(t.columns) - 6)
+    t.add_row(split, "all", str(len(d)), *blanks, *change(d), end_section=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--crops", type=int, default=3, help="crops per photo for the denoising table (0: skip it)")
@@ -134,37 +160,16 @@ def main(argv=None) -> int:
     con = Console(width=120)
     splits = {"calibration": {n: load_photo(n) for n in CALIBRATION_PHOTOS}, "held-out": held_out_photos()}
     if args.crops > 0:
-        t = Table(title="Denoising with the true sigma: non-local means alone vs with the chroma clean-up (PSNR dB)")
-        for col in ("photos", "noise", "crops", "sigma", "NLM alone", "with clean-up", "mean change", "worst crop"):
-            t.add_column(col, justify="left" if col in ("photos", "noise") else "right")
+        t = table("Denoising with the true sigma: non-local means alone vs with the chroma clean-up (PSNR dB)",
+                  "noise", "sigma", "NLM alone", "with clean-up")  # fmt: skip
         for split, photos in splits.items():
-            per = rows(photos, args.crops, np.random.default_rng(args.seed))
-            every = []
-            for model, rs in per.items():
-                a = np.array(rs)
-                d = a[:, 2] - a[:, 1]
-                every.append(d)
-                t.add_row(split, model, str(len(a)), f"{a[:, 0].mean():.1f}", f"{a[:, 1].mean():.2f}",
-                          f"{a[:, 2].mean():.2f}", f"{d.mean():+.3f}", f"{d.min():+.2f}")  # fmt: skip
-            d = np.concatenate(every)
-            t.add_row(split, "all", str(len(d)), "", "", "", f"{d.mean():+.3f}", f"{d.min():+.2f}", end_section=True)
+            add_split(t, split, rows(photos, args.crops, np.random.default_rng(args.seed)))
         con.print(t)
     if args.dim_crops > 0:
-        t = Table(title="Dim + noise + JPEG 4:2:0, oracle plans: brightening without vs with the blotch clean-up")
-        for col in ("photos", "under-exposure", "crops", "without", "with", "mean change", "worst crop", "best"):
-            t.add_column(col, justify="left" if col in ("photos", "under-exposure") else "right")
+        t = table("Dim + noise + JPEG 4:2:0, oracle plans: brightening without vs with the blotch clean-up",
+                  "under-exposure", "without", "with")  # fmt: skip
         for split, photos in splits.items():
-            per = dim_rows(photos, args.dim_crops, np.random.default_rng(args.seed + 10))
-            every = []
-            for model, rs in per.items():
-                a = np.array(rs)
-                d = a[:, 1] - a[:, 0]
-                every.append(d)
-                t.add_row(split, model, str(len(a)), f"{a[:, 0].mean():.2f}", f"{a[:, 1].mean():.2f}",
-                          f"{d.mean():+.3f}", f"{d.min():+.2f}", f"{d.max():+.2f}")  # fmt: skip
-            d = np.concatenate(every)
-            t.add_row(split, "all", str(len(d)), "", "", f"{d.mean():+.3f}", f"{d.min():+.2f}", f"{d.max():+.2f}",
-                      end_section=True)  # fmt: skip
+            add_split(t, split, dim_rows(photos, args.dim_crops, np.random.default_rng(args.seed + 10)))
         con.print(t)
     s = Table(title="Denoising time (median of 3 runs, sigma 25)")
     for col in ("side px", "denoise s", "of which clean-up s", "share"):
