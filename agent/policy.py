@@ -288,7 +288,9 @@ def judge_quality(
         if gain - gain_z(quality, s) * spread <= s.quality_margin_db:  # the signed-log bound decided: say so
             said += f"; the ensemble agrees on at least {assured:+.1f} dB"
         return "better", said
-    if disk and deblurred_disk(quality, kinds, strengths) and not deblurred_at_dose(quality, kinds, strengths):
+    if deblurred_at_dose(quality, kinds, strengths):  # an estimate not below 0: never "worse" below
+        return "better", f"{said}; a deblurring at its own dose with no ringing, ghosts or texture found"
+    if disk and deblurred_disk(quality, kinds, strengths):
         return "better", f"{said}; a defocus disk deblurred at its dose with no ghosts or texture found"
     if gain + s.quality_z * spread < -s.quality_margin_db or (gain < 0 and quality.artefacts):
         return "worse", said
@@ -301,8 +303,6 @@ def judge_quality(
         return "better", f"{said}; a brightening at its own dose, estimated to help with no artefact"
     if denoised_and_deblocked_at_dose(quality, kinds, strengths, s.quality_margin_db):
         return "better", f"{said}; a denoising and deblocking at their own dose, estimated to help with no artefact"
-    if deblurred_at_dose(quality, kinds, strengths):
-        return "better", f"{said}; a deblurring at its own dose with no ringing, ghosts or texture found"
     return "uncertain", said
 
 

@@ -149,6 +149,8 @@ def chroma_noise(img: np.ndarray) -> tuple[float, float]:
 def coarse_chroma_noise(img: np.ndarray, scale: int) -> tuple[float, float]:
     """:func:`chroma_noise` of ``img`` area-averaged ``scale`` times down, times ``scale``: colour noise at that scale.
 
+    ``img``: float32 HxWx3 RGB (not checked, like :func:`chroma_noise`'s: callers pass checked images).
+
     White noise reads the same as at full size (averaging ``scale``² pixels divides its std by ``scale``); noise
     correlated over blocks of about ``scale`` px (JPEG's subsampled chroma, a camera's own noise reduction) reads
     up to ``scale`` times stronger than :func:`chroma_noise` finds it.
@@ -162,7 +164,7 @@ def coarse_chroma_noise(img: np.ndarray, scale: int) -> tuple[float, float]:
     >>> [round(v, 2) for v in coarse_chroma_noise(coarse, 4)]  # the blocks read as noise of std 4 x 0.04
     [0.15, 0.16]
     """
-    small = cv2.resize(as_image(img), None, fx=1.0 / scale, fy=1.0 / scale, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(img, None, fx=1.0 / scale, fy=1.0 / scale, interpolation=cv2.INTER_AREA)
     c1, c2 = chroma_noise(small)
     return c1 * scale, c2 * scale
 

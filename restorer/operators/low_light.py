@@ -151,5 +151,4 @@ def prepare_brighten(
         "noise": estimate_noise(crops),
         "chroma": chroma_noise(crops),
         "blotches": coarse_chroma_noise(crops, BLOTCH_SCALE) if filtered else None,
-        "filtered": filtered,
     }
