@@ -416,7 +416,7 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:
         verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds, strengths,
-                                               policy.disk_plan(plan))  # fmt: skip
+                                               policy.disk_plan(plan), stats.get("lum_mean"))  # fmt: skip
     else:
         verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings, kinds)
     return rec, structure, quality, verdict, reason

@@ -159,6 +159,7 @@ def outcome(trace: Trace) -> Outcome:
                  f"{k:g} x its error with no sign of harm: likely better, not assured.")  # fmt: skip
     if chosen is not None and chosen.quality is not None:
         from agent.policy import (
+            DEHAZED,
             brightened_at_dose,
             deblurred_at_dose,
             deblurred_disk,
@@ -185,6 +186,9 @@ def outcome(trace: Trace) -> Outcome:
             line += (" It deblurred a defocus disk the diagnosis was sure of, at its own dose with no ghosts or new "
                      "texture found; the scorer underrates such deblurrings, and its estimate here is not a loss "
                      "to trust.")  # fmt: skip
+        elif chosen.verdict == "better" and chosen.reason.endswith(DEHAZED):
+            line += (" It dehazed at its own dose a frame dark enough for the dark-channel prior, with no artefact "
+                     "found; the scorer tends to underrate dehazing.")  # fmt: skip
     new = appeared_kinds(trace)
     if new:
         sev = trace.severity_after

@@ -672,6 +672,31 @@ def test_a_measured_defocus_disk_is_deblurred_at_its_dose_though_the_scorer_esti
     assert not deblurred_at_dose(lower, ["blur"], {"blur": 1.0})
 
 
+def test_a_hazy_photo_dehazed_at_its_dose_is_returned_though_the_scorer_is_unsure(monkeypatch):
+    # MiO's haze (a held-out model) on a coffee crop: the dehazing at its dose is truly +8.9 dB, estimated +4.7 with
+    # an error of +-10: "uncertain", retried bolder twice, and the input came back hazy. A dehazing alone at its dose
+    # on a frame not too bright for the dark-channel prior, with no artefact, counts as better now
+    # (agent.policy.dehazed_at_dose).
+    clean = np.rint(np.ascontiguousarray(load_photo("coffee")[8:264, 267:523][:, ::-1]) * 255) / 255
+    img = D.apply(clean, [D.MioHazeParams(airlight=0.84, beta=1.13, seed=319048935)])
+    img = (np.rint(img * 255) / 255).astype(np.float32)
+    before = psnr(to_uint8(clean), to_uint8(img))
+    out, trace = restore_image(img)
+    assert trace.chosen_attempt == 0, trace.decision_reason
+    chosen = trace.attempts[0]
+    assert chosen.plan.strengths == {"haze": 1.0} and chosen.verdict == "better"
+    assert "a dehazing at its own dose" in chosen.reason and not chosen.quality.artefacts
+    assert psnr(to_uint8(clean), to_uint8(out)) > before + 6
+    from agent.outcome import outcome
+
+    assert "It dehazed at its own dose" in outcome(trace).line
+    # on a frame as bright as a sky the same attempt is not trusted: the input comes back as before
+    monkeypatch.setattr("agent.policy.DEHAZE_LUM_MAX", 0.3)
+    out, trace = restore_image(img)
+    assert trace.chosen_attempt is None and trace.attempts[0].verdict == "uncertain"
+    assert np.array_equal(out, img)
+
+
 def rainy_cameraman() -> tuple[np.ndarray, np.ndarray]:
     """``(clean, rainy)`` 8-bit-valued float crops of the cameraman under screen-blended rain (a zoo model)."""
     clean = np.rint(load_photo("camera")[22:278, 118:374] * 255) / 255

@@ -667,6 +667,38 @@ def test_a_defocus_disk_deblurring_at_its_dose_is_returned_unless_harm_shows(nam
         assert judge_quality(0.99, q, S, None, list(strengths), strengths)[0] != "better"
 
 
+#: (gain, spread dB, spread in signed log, artefacts, strengths, input's mean luminance, expected verdict) of a
+#: dehazing (agent.policy.dehazed_at_dose); the numbers are the protocols' attempts.
+DEHAZE = {
+    # a held-out MiO haze on a coffee crop, estimated +1.1 dB (spread 1.2), truly +6.8, once returned hazy
+    "coffee, estimated a small gain": (1.12, 1.2, 0.4, {}, {"haze": 1.0}, 0.63, "better"),
+    "gentler than its dose": (0.5, 0.8, 0.3, {}, {"haze": 0.5}, 0.6, "better"),
+    # a hazy sky crossed by rain streaks read as haze, estimated +2.4 (spread 2.9), truly -15.7: a bright frame
+    "a bright frame": (2.41, 2.9, 1.2, {}, {"haze": 0.74}, 0.87, "uncertain"),
+    "luminance unknown": (1.12, 1.2, 0.4, {}, {"haze": 1.0}, None, "uncertain"),
+    "estimated a loss": (-0.3, 1.2, 0.4, {}, {"haze": 1.0}, 0.6, "uncertain"),
+    "with clipped highlights": (1.27, 1.2, 0.4, {"clipped_highlights": 0.03}, {"haze": 0.5}, 0.6, "uncertain"),
+    "bolder than its dose": (1.12, 1.2, 0.4, {}, {"haze": 1.5}, 0.6, "uncertain"),
+    "extrapolating": (1.12, 1.2, None, {}, {"haze": 1.0}, 0.6, "uncertain"),
+    "with a second kind": (1.12, 1.2, 0.4, {}, {"haze": 1.0, "rain": 1.0}, 0.6, "uncertain"),
+}
+
+
+@pytest.mark.parametrize("name", DEHAZE)
+def test_a_dehazing_at_its_dose_of_a_frame_not_too_bright_is_returned(name):
+    gain, spread, spread_log, artefacts, strengths, lum, expected = DEHAZE[name]
+    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, spread_log=spread_log,
+                     artefacts=artefacts)  # fmt: skip
+    verdict, reason = judge_quality(0.99, q, S, None, list(strengths), strengths, input_lum=lum)
+    assert verdict == expected
+    if expected == "better":
+        assert "dehazing at its own dose" in reason
+        # without the luminance (the severity scorer, an old caller) the same estimate stays unsure
+        assert judge_quality(0.99, q, S, None, list(strengths), strengths)[0] == "uncertain"
+    if name == "a bright frame":  # the same attempt on a darker frame is trusted
+        assert judge_quality(0.99, q, S, None, list(strengths), strengths, input_lum=0.6)[0] == "better"
+
+
 def test_an_undecided_mixed_plan_is_split_from_its_deconvolution():
     # mio_A_defocus+haze_5_gradio_cheetah2: blur + haze estimated +0.9 dB (truly +6.7), bolder +1.1 and +1.2 (truly
     # +7.1, +6.5), returned unchanged; the dehazing alone was accepted, truly +6.8 dB
