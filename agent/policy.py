@@ -340,8 +340,8 @@ def dehazed_at_dose(
     took was better), +7.5 over seeds 0, 8, 9 (5 moved, 2 down by 1.3 and 4.3 the same way) and +9.0 over seeds 10-12
     (3 moved, all up by +2.2 to +3.4); the harmed crops are the same, and no clean crop or whole bundled photo
     changed. Letting the plan restore other kinds at their dose beside the haze (not motion) was no better on seeds
-    10-12 (+6.9 on one crop, -2.0 and -1.5 on two), so the row stays with haze alone. Also required: the members do not extrapolate, and
-    the input's luminance is known.
+    10-12 (+6.9 on one crop, -2.0 and -1.5 on two), so the row stays with haze alone. Also required: the members do
+    not extrapolate, and the input's luminance is known.
 
     >>> q, dose = QualityTrace(gain_db=0.5, spread_db=1.0, spread_log=0.4), {"haze": 1.0}
     >>> dehazed_at_dose(q, ["haze"], dose, 0.6), dehazed_at_dose(q, ["haze"], dose, 0.8)

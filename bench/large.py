@@ -136,13 +136,17 @@ def main() -> None:
         vals = (r["mp"], r["nlm_s"], r["rnr_s"], r["ratio"], r["rnr_peak_gb"], r["nlm_peak_gb"])
         line = f"{r['photo']:<14}" + "".join(f"{v:>{len(c) + 2}}" for v, c in zip(vals, cols[1:], strict=True))
         full = f", full size {r['full_size_verdict']}" if r["full_size_verdict"] else ""
-        print(f"{line}  {', '.join(r['kinds'])} ({r['attempts']} attempts on the {r['judged_on']}{full}, "
-              f"{r['decision']}, load {r['load_before']})")
+        print(
+            f"{line}  {', '.join(r['kinds'])} ({r['attempts']} attempts on the {r['judged_on']}{full}, "
+            f"{r['decision']}, load {r['load_before']})"
+        )
     print("accept path forced (restore_image, attempts judged by severities: a plan is chosen and runs at full size):")
     for r in rows:
         node = r["accept_timings"].get("full_size", 0)
-        print(f"{r['photo']:<14}  {r['accept_s']:>6} s  ratio {r['accept_ratio']:>5}  peak {r['accept_peak_gb']} GB  "
-              f"{r['accept_decision']}, full size {r['accept_full_size']}, full_size node {node:.1f} s")
+        print(
+            f"{r['photo']:<14}  {r['accept_s']:>6} s  ratio {r['accept_ratio']:>5}  peak {r['accept_peak_gb']} GB  "
+            f"{r['accept_decision']}, full size {r['accept_full_size']}, full_size node {node:.1f} s"
+        )
     print(f"{os.cpu_count()} CPUs; bare NLM: cv2.fastNlMeansDenoisingColored h=hColor=10, 7/21 (OpenCV defaults)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "cpus": os.cpu_count()}, indent=1))

@@ -8,8 +8,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 #: Module marks of a browser test: slow, and skipped with the fix when the system browser is missing.
 MARKS = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install "
-                                                     "chromium)"),  # fmt: skip
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+    ),  # fmt: skip
 ]
 #: Screenshots land here (gitignored) to be looked at.
 SHOTS = Path(__file__).resolve().parents[1] / "bench" / "out"

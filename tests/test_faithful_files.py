@@ -164,8 +164,9 @@ def test_a_resume_with_other_output_options_writes_the_images_again(camera_jpeg,
     res = _restore(str(camera_jpeg), "--out", str(out), "--resume", "--format", "webp", "--quality", "80",
                    "--strength", "0")  # fmt: skip
     said = [line for line in res.output.splitlines() if "written earlier" in line]
-    assert len(said) == 1 and "IMG_0001.jpg (each input's own container); writing it again as webp, quality 80" in (
-        said[0]
+    assert (
+        len(said) == 1
+        and "IMG_0001.jpg (each input's own container); writing it again as webp, quality 80" in (said[0])
     )
     assert Image.open(out / "IMG_0001.webp").format == "WEBP"
     assert (out / "IMG_0001.jpg").read_bytes() == first  # the earlier output is kept, not deleted

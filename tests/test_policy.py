@@ -269,8 +269,11 @@ def test_haze_under_noise_is_split_off_and_read_again():
     # even where the estimate rates the denoising higher (a noisy hazy coffee crop: +3.6 dB estimated for the
     # denoising, truly +0.8; the first plan +6.2, truly +9.0)
     q = scored(1, "better", 3.6, 1.9).quality
-    step_only = [first.model_copy(update={"quality": scored(0, "better", 6.2, 5.9, spread_log=1.0).quality}),
-                 alone.model_copy(update={"quality": q}), attempt(2, "worse", {}, {"haze": 0.25}, source=1)]
+    step_only = [
+        first.model_copy(update={"quality": scored(0, "better", 6.2, 5.9, spread_log=1.0).quality}),
+        alone.model_copy(update={"quality": q}),
+        attempt(2, "worse", {}, {"haze": 0.25}, source=1),
+    ]
     assert conclude(hazy, step_only, S).chosen == 0
     reread = Retry("split", None, per_kind(1.0), frozenset({"haze"}))
     assert decide(hazy, [first], S.model_copy(update={"max_attempts": 2})) != reread
@@ -407,30 +410,39 @@ DECIDE_QUALITY = {
         ("rolled_back", 1),
     ),
     # nothing estimated better: the input comes back, even if the severities dropped
-    "none better": ([scored(0, "uncertain", 1.0, 2.0), scored(1, "worse", -2.0), scored(2, "uncertain", 0.1)],
-                    ("unchanged", None)),  # fmt: skip
+    "none better": (
+        [scored(0, "uncertain", 1.0, 2.0), scored(1, "worse", -2.0), scored(2, "uncertain", 0.1)],
+        ("unchanged", None),
+    ),  # fmt: skip
     # none assured, but an uncertain estimate above half its error (uncertainty 2 x spread here): the likeliest one
     # (3.4 - 2.3 = 1.1 beats 2.0 - 1.0 = 1.0) comes back ("likely better"); one at 0.5 x its error does not
-    "likely better": ([scored(0, "uncertain", 3.4, 2.3), scored(1, "uncertain", 2.0, 1.0), scored(2, "uncertain",
-                                                                                                 1.0, 1.0)],
-                      ("rolled_back", 0)),  # fmt: skip
+    "likely better": (
+        [scored(0, "uncertain", 3.4, 2.3), scored(1, "uncertain", 2.0, 1.0), scored(2, "uncertain", 1.0, 1.0)],
+        ("rolled_back", 0),
+    ),  # fmt: skip
     # ... not where the members extrapolate, nor with an artefact that signals harm after the plan's operators
     "extrapolating is not likely": ([scored(0, "uncertain", 3.4, 2.3, spread_log=None)], ("unchanged", None)),
     "harm at fault is not likely": (
-        [scored(0, "uncertain", 3.4, 2.3, {"crushed_shadows": 0.02}, {"motion_blur": 1.0})], ("unchanged", None)),
+        [scored(0, "uncertain", 3.4, 2.3, {"crushed_shadows": 0.02}, {"motion_blur": 1.0})],
+        ("unchanged", None),
+    ),
     # ... and never over an attempt assured better, however much higher its estimate
     "assured beats likely": ([scored(0, "uncertain", 8.0, 2.0), scored(1, "better", 1.0, 0.3)], ("accepted", 1)),
     # a deblurring that clipped pays the artefact margin in the choice too: the gentler clean retry (2.5 - 1 = 1.5)
     # beats it (4 - 1 - 2 = 1)
     "own artefact pays its margin": (
-        [scored(0, "better", 4.0, 1.0, {"crushed_shadows": 0.02}, {"motion_blur": 1.0}),
-         scored(1, "better", 2.5, 1.0, None, {"motion_blur": 0.5})],
+        [
+            scored(0, "better", 4.0, 1.0, {"crushed_shadows": 0.02}, {"motion_blur": 1.0}),
+            scored(1, "better", 2.5, 1.0, None, {"motion_blur": 0.5}),
+        ],
         ("accepted", 1),
     ),
     # an artefact the plan's operators do not make (clipping after a denoiser) costs nothing
     "artefact not its own": (
-        [scored(0, "better", 4.0, 1.0, {"crushed_shadows": 0.02}, {"noise": 1.0}),
-         scored(1, "better", 2.5, 1.0, None, {"noise": 0.5})],
+        [
+            scored(0, "better", 4.0, 1.0, {"crushed_shadows": 0.02}, {"noise": 1.0}),
+            scored(1, "better", 2.5, 1.0, None, {"noise": 0.5}),
+        ],
         ("rolled_back", 0),
     ),
 }

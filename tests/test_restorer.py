@@ -528,8 +528,9 @@ def test_noise_and_jpeg_are_removed_in_one_pass_no_worse_than_two():
             np.testing.assert_array_equal(out, want)
             two = denoise(deblock(src, jpeg.params["quality"], jpeg.strength), noise.params["sigma"],
                           strength=noise.strength)  # fmt: skip
-            gains.append(peak_signal_noise_ratio(clean, out, data_range=1) - peak_signal_noise_ratio(clean, two,
-                                                                                                     data_range=1))
+            gains.append(
+                peak_signal_noise_ratio(clean, out, data_range=1) - peak_signal_noise_ratio(clean, two, data_range=1)
+            )
     assert np.mean(gains) > 0 and min(gains) > -0.2, gains
 
 

@@ -32,7 +32,9 @@ def restore(
     only: list[str] = typer.Option([], "--only", metavar="KIND", help="Restore only this kind (repeat)."),
     skip: list[str] = typer.Option([], "--skip", metavar="KIND", help="Never restore this kind (repeat)."),
     add: list[str] = typer.Option(
-        [], "--add", metavar="KIND[=SEV]",
+        [],
+        "--add",
+        metavar="KIND[=SEV]",
         help="Restore this kind although the diagnosis did not report it (repeat), its settings read off the image as "
         "if present (measure; other reasoners: defaults), at severity SEV (0.1-1) if given; a kind the diagnosis "
         "found keeps its own. The trace's review lists it.",
@@ -64,7 +66,9 @@ def restore(
     index: Path | None = typer.Option(None, "--index", help="Reference library folder (rnr index build)."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Restore attempts per image, retries included."),
     policy: Path | None = typer.Option(
-        None, "--policy", metavar="FOLDER",
+        None,
+        "--policy",
+        metavar="FOLDER",
         help="A trained restoration-plan policy folder (bench/grpo_restore.py --keep): it writes each image's first "
         "plan from the diagnosis; re-scored and rolled back like any plan, the hand plan when its reply does not "
         "parse.",
