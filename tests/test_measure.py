@@ -232,3 +232,32 @@ def test_a_kind_a_person_says_is_there_is_read_off_the_image():
     airlight = tone_stats(global_view(clean))
     assert haze.factors.airlight == pytest.approx([airlight[f"airlight_{c}"] for c in "rgb"], abs=1e-3)
     assert measure.forced_entry(np.zeros((4, 4, 3), np.float32), "haze") is None  # too small to measure
+
+
+def night_jpeg(name: str = "camera") -> tuple[np.ndarray, np.ndarray]:
+    """``(clean, night)``: a bundled photo under-exposed (0.25 x^1.3) with shot and read noise, saved as JPEG q80."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    clean = load_photo(name)
+    dark = 0.25 * clean**1.3
+    x = np.clip(rng.poisson(dark * 153) / 153 + rng.normal(0, 2.5 / 255, dark.shape), 0, 1)
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(x * 255).astype(np.uint8)).save(buf, "JPEG", quality=80)
+    return clean, np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255
+
+
+def test_the_lifted_black_level_of_a_night_photo_is_not_reported_as_haze(measure, monkeypatch):
+    # The classifier reads the noisy, lifted shadows of an under-exposed JPEG as a thin veil (airlight about 0.2);
+    # with low light found, that haze is left out and the reasoning says why (haze_under_low_light).
+    _, night = night_jpeg()
+    record = measure.diagnose(night)
+    kinds = {d.kind for d in record.degradations}
+    assert "low_light" in kinds and "haze" not in kinds
+    assert any("a veil over an under-exposed image" in (s.inference or "") for s in record.reasoning)
+    import reasoner.measure.backend as backend
+
+    monkeypatch.setattr(backend, "haze_under_low_light", lambda d: (d, {}))
+    assert {"haze", "low_light"} <= {d.kind for d in measure.diagnose(night).degradations}  # the rule is what drops it
