@@ -33,7 +33,10 @@ RGB, SSIM on luminance (BT.601 Y, 11x11 Gaussian window, sigma 1.5: what Agentic
 on RGB; harm rate = share of outputs more than 0.5 dB below the input's PSNR. Writes JSON and, per protocol, a
 contact sheet of the 8 cases where rnr gained least over the input (100% crops: degraded | rnr | oracle | clean).
 ``--harm-seeds`` then runs only ``rnr`` on the same protocols drawn with further seeds and prints its harm per seed
-(harm is a case in a hundred: one seed's 0% says little). ``--finish camera-jpeg`` saves every case that carries no
+(harm is a case in a hundred: one seed's 0% says little). Every ``rnr`` run also records each attempt's rule,
+source, strengths, verdict, estimate and true PSNR (``attempts`` per case; per seed under ``harm_by_seed``): what a
+decision rule is judged on (how often an "uncertain" attempt of some kind was truly better, which rule's retries were
+worse than the attempt before them). ``--finish camera-jpeg`` saves every case that carries no
 JPEG as a camera or phone does (:func:`camera_finish`): nearly every photo a user hands over is such a JPEG, and none
 of the protocols is otherwise.
 """
@@ -333,17 +336,52 @@ def run_case(case: ProtocolCase) -> dict:
     return {**result, "m": m}
 
 
+class Recording:
+    """A restorer that keeps every output it returns, so each attempt's true PSNR is known next to its verdict."""
+
+    def __init__(self, inner):
+        self.inner, self.outputs = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def restore(self, image, record, references, plan):
+        out = self.inner.restore(image, record, references, plan)
+        self.outputs.append(out.pixels)
+        return out
+
+
+def attempt_rows(trace, outputs: list[np.ndarray], clean: np.ndarray) -> list[dict] | None:
+    """Each attempt of ``trace`` with its true PSNR against ``clean`` (None when the outputs do not map one to one
+    onto the attempts, as for a large photo restored crop by crop)."""
+    if len(outputs) != len(trace.attempts):
+        return None
+    rows = []
+    for a, px in zip(trace.attempts, outputs, strict=True):
+        q = a.quality
+        rows.append({"index": a.index, "rule": a.rule, "source": a.source, "strengths": dict(a.plan.strengths),
+                     "verdict": a.verdict, "estimate_db": q.gain_db if q else None,
+                     "spread_log": q.spread_log if q else None, "artefacts": sorted(q.artefacts) if q else [],
+                     "psnr": metrics(px, clean)["psnr"]})  # fmt: skip
+    return rows
+
+
 def run_rnr(case: ProtocolCase) -> dict:
-    """Identity and rnr alone on one case (the harm check on further seeds runs only this): metrics, decision, time."""
+    """Identity and rnr alone on one case (the harm check on further seeds runs only this): metrics, decision, time,
+    and each attempt's verdict, estimate and true PSNR (``attempts``: what a decision rule is judged on)."""
+    from agent.backends import make_context
     from agent.run import restore_image
 
+    ctx = make_context()
+    recording = Recording(ctx.restorer)
     t0 = time.perf_counter()
-    out, trace = restore_image(case.image)
+    out, trace = restore_image(case.image, context=replace(ctx, restorer=recording))
     seconds = time.perf_counter() - t0
     kinds = [d.kind for d in case.record.detected()]
     m = {"identity": metrics(case.image, case.clean), "rnr": metrics(out, case.clean)}
     return {"name": case.name, "protocol": case.protocol, "group": case.group, "task": case.task, "kinds": kinds,
-            "m": m, "rnr_s": seconds, "decision": trace.decision}  # fmt: skip
+            "m": m, "rnr_s": seconds, "decision": trace.decision, "chosen": trace.chosen_attempt,
+            "attempts": attempt_rows(trace, recording.outputs, case.clean)}  # fmt: skip
 
 
 def harm_by_seed(con: Console, names: list[str], seeds: list[int], args, pool) -> dict:
@@ -362,10 +400,12 @@ def harm_by_seed(con: Console, names: list[str], seeds: list[int], args, pool) -
                 continue
             loss = [r["m"]["rnr"]["psnr"] - r["m"]["identity"]["psnr"] for r in rs]
             harmed = [r["name"] for r, d in zip(rs, loss, strict=True) if d < -HARM_DB]
+            attempts = {r["name"]: {"chosen": r.get("chosen"), "attempts": r.get("attempts")} for r in rs}
             out.setdefault(p, {})[str(seed)] = {"n": len(rs), "harmed": harmed, "worst_db": float(min(loss)),
                                                 "mean_gain_db": float(np.mean(loss)),
                                                 "gain_db": {r["name"]: round(d, 3) for r, d in zip(rs, loss)},
-                                                "decision": {r["name"]: r["decision"] for r in rs}}  # fmt: skip
+                                                "decision": {r["name"]: r["decision"] for r in rs},
+                                                "attempts": attempts}  # fmt: skip
             t.add_row(p, str(seed), str(len(rs)), str(len(harmed)), f"{len(harmed) / len(rs):.1%}",
                       f"{min(loss):+.2f}", f"{np.mean(loss):+.2f}")  # fmt: skip
     for p, per in out.items():

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import io
+import json
 import math
 import sys
 from pathlib import Path
@@ -386,6 +387,18 @@ def test_harm_by_seed_counts_each_seed_and_pools_them(protocols, monkeypatch):
         assert row["n"] == 2  # one single, one mixture; the clean crop is not a degraded case
         assert len(row["harmed"]) == 1 and row["worst_db"] == -2.0 and row["mean_gain_db"] == -0.5
     assert "│ heldout  │  all │     4 │      2 │ 50.0% │" in text.getvalue()
+
+
+def test_rnr_runs_record_each_attempts_true_psnr(protocols):
+    # The per-attempt truth the decision rules are judged on: one row per attempt, the returned one's PSNR is rnr's.
+    case = next(c for c in protocols.heldout_cases(0, 2, 96) if c.group == "single")
+    r = protocols.run_rnr(case)
+    assert r["attempts"] and [a["index"] for a in r["attempts"]] == list(range(len(r["attempts"])))
+    for a in r["attempts"]:
+        assert set(a) >= {"rule", "source", "strengths", "verdict", "estimate_db", "psnr"}
+    returned = r["m"]["identity"] if r["chosen"] is None else r["attempts"][r["chosen"]]
+    assert returned["psnr"] == pytest.approx(r["m"]["rnr"]["psnr"], abs=1e-6)
+    json.dumps(r)  # written into the protocols' JSON as it is
 
 
 def test_camera_finish_saves_cases_without_jpeg_as_a_light_jpeg(protocols):
