@@ -160,11 +160,10 @@ def outcome(trace: Trace) -> Outcome:
     if chosen is not None and chosen.quality is not None:
         from agent.policy import (
             DEHAZED,
+            DISK_DEBLURRED,
             brightened_at_dose,
             deblurred_at_dose,
-            deblurred_disk,
             denoised_and_deblocked_at_dose,
-            disk_plan,
             inside_compression_cells,
             removed_white_noise,
         )
@@ -181,12 +180,11 @@ def outcome(trace: Trace) -> Outcome:
         elif deblurred_at_dose(chosen.quality, strengths, strengths):
             line += (" It deblurred at its own dose with no ringing, ghosts or new texture found; the scorer tends to "
                      "underrate deblurring.")  # fmt: skip
-        elif chosen.verdict == "better" and disk_plan(chosen.plan) and deblurred_disk(chosen.quality, strengths,
-                                                                                     strengths):  # fmt: skip
+        elif chosen.verdict == "better" and DISK_DEBLURRED in chosen.reason:
             line += (" It deblurred a defocus disk the diagnosis was sure of, at its own dose with no ghosts or new "
                      "texture found; the scorer underrates such deblurrings, and its estimate here is not a loss "
                      "to trust.")  # fmt: skip
-        elif chosen.verdict == "better" and chosen.reason.endswith(DEHAZED):
+        elif chosen.verdict == "better" and DEHAZED in chosen.reason:
             line += (" It dehazed at its own dose a frame dark enough for the dark-channel prior, with no artefact "
                      "found; the scorer tends to underrate dehazing.")  # fmt: skip
     new = appeared_kinds(trace)

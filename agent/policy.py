@@ -297,7 +297,7 @@ def judge_quality(
     if deblurred_at_dose(quality, kinds, strengths):  # an estimate not below 0: never "worse" below
         return "better", f"{said}; a deblurring at its own dose with no ringing, ghosts or texture found"
     if disk and deblurred_disk(quality, kinds, strengths):
-        return "better", f"{said}; a defocus disk deblurred at its dose with no ghosts or texture found"
+        return "better", f"{said}; {DISK_DEBLURRED}"
     if gain + s.quality_z * spread < -s.quality_margin_db or (gain < 0 and quality.artefacts):
         return "worse", said
     if gain > 0 and removed_white_noise(quality, kinds):
@@ -316,8 +316,10 @@ def judge_quality(
 
 #: The brightest input (mean luminance, 0-1) on which :func:`dehazed_at_dose` trusts the sign of the estimate.
 DEHAZE_LUM_MAX = 0.7
-#: What the verdict's reason says when :func:`dehazed_at_dose` decided (the outcome line reads it back).
+#: What the verdict's reason says when :func:`dehazed_at_dose` or :func:`deblurred_disk` decided (the outcome line
+#: reads it back instead of asking the row again: the input's luminance is not in the trace).
 DEHAZED = "a dehazing at its own dose of a frame not too bright for it, with no artefact"
+DISK_DEBLURRED = "a defocus disk deblurred at its dose with no ghosts or texture found"
 
 
 def dehazed_at_dose(
