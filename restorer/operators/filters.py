@@ -203,9 +203,8 @@ def clean_chroma(
 
     """
     energy = (share * np.asarray(noise, np.float32)) ** 2
-    done = clip01 if clip else lambda v: np.asarray(v, np.float32).copy()
     if not energy.any():
-        return done(denoised)
+        return clip01(denoised) if clip else np.array(denoised, np.float32)
     z = denoised @ OPPONENT.T
     luma = np.ascontiguousarray(z[..., 0])
     size = (2 * radius + 1, 2 * radius + 1)
@@ -215,4 +214,5 @@ def clean_chroma(
         layer = p - guided_filter(luma, p, radius, 1e-4)
         local = cv2.boxFilter(layer * layer, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
         z[..., 1 + c] = p - np.minimum(1.0, energy[c] / (local + 1e-12)) * layer
-    return done(z @ OPPONENT)
+    out = z @ OPPONENT  # a new array
+    return clip01(out) if clip else out

@@ -110,7 +110,8 @@ def brighten(
         lin = clean_chroma(nlm(lin, sigma), (c1 / e, c2 / e))
     if filtered:
         b1, b2 = coarse_chroma_noise(x, BLOTCH_SCALE) if blotches is None else blotches
-        lin = np.maximum(clean_chroma(lin, (b1 / e, b2 / e), BLOTCH_RADIUS, BLOTCH_SHARE, clip=False), 0.0)
+        lin = clean_chroma(lin, (b1 / e, b2 / e), BLOTCH_RADIUS, BLOTCH_SHARE, clip=False)
+        np.maximum(lin, 0.0, out=lin)
     v = np.maximum(channel_max(lin), 1e-4)[..., None]
     knee = np.float32(_KNEE)
     shoulder = np.where(v > knee, knee + (1 - knee) * np.tanh((v - knee) / (1 - knee)), v).astype(np.float32)
