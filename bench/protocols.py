@@ -294,11 +294,16 @@ def luma(img: np.ndarray) -> np.ndarray:
     return (16.0 + img.astype(np.float64) @ np.array([65.481, 128.553, 24.966])) / 255.0
 
 
+def psnr_of(out: np.ndarray, ref: np.ndarray) -> float:
+    """PSNR (RGB, dB, capped at :data:`PSNR_CAP`) of float64 ``out`` against ``ref``, both in [0, 1]."""
+    mse = float(np.mean((out - ref) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(1.0 / mse))
+
+
 def metrics(img: np.ndarray, clean: np.ndarray) -> dict[str, float]:
     """PSNR (RGB, dB, capped), SSIM on luma (11x11 Gaussian window, sigma 1.5) and SSIM on RGB of 8-bit ``img``."""
     out, ref = quantise(img).astype(np.float64), clean.astype(np.float64)
-    mse = float(np.mean((out - ref) ** 2))
-    psnr = PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(1.0 / mse))
+    psnr = psnr_of(out, ref)
     ssim_y = structural_similarity(luma(ref), luma(out), data_range=1.0, gaussian_weights=True, sigma=1.5,
                                    use_sample_covariance=False)  # fmt: skip
     ssim = structural_similarity(ref, out, channel_axis=2, data_range=1.0)
@@ -356,13 +361,13 @@ def attempt_rows(trace, outputs: list[np.ndarray], clean: np.ndarray) -> list[di
     onto the attempts, as for a large photo restored crop by crop)."""
     if len(outputs) != len(trace.attempts):
         return None
-    rows = []
+    ref, rows = clean.astype(np.float64), []
     for a, px in zip(trace.attempts, outputs, strict=True):
         q = a.quality
         rows.append({"index": a.index, "rule": a.rule, "source": a.source, "strengths": dict(a.plan.strengths),
                      "verdict": a.verdict, "estimate_db": q.gain_db if q else None,
                      "spread_log": q.spread_log if q else None, "artefacts": sorted(q.artefacts) if q else [],
-                     "psnr": metrics(px, clean)["psnr"]})  # fmt: skip
+                     "psnr": psnr_of(quantise(px).astype(np.float64), ref)})  # fmt: skip
     return rows
 
 
