@@ -216,6 +216,37 @@ def test_highlights_smeared_by_a_motion_are_not_read_as_rain(measure):
     assert "rain" in {d.kind for d in rainy.detected()}
 
 
+def tripod_jpeg() -> tuple[np.ndarray, np.ndarray]:
+    """``(clean, jpeg)``: the cameraman's tripod (a 256 px crop) saved as JPEG quality 35."""
+    import io
+
+    from PIL import Image
+
+    clean = np.ascontiguousarray(load_photo("camera")[218:474, 73:329])
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(clean * 255).astype(np.uint8)).save(buf, "JPEG", quality=35)
+    return clean, np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255
+
+
+def test_a_tripods_bright_legs_are_not_read_as_rain(measure, monkeypatch):
+    # The legs' highlights are long thin bright lines near vertical, which the rain statistics read as streaks
+    # (severity 0.15); three lines carry most of their excess brightness, so it is not reported, and the reasoning
+    # says why (rain_of_few_lines). The derain it planned wiped the legs grey: 6.9 dB below the input.
+    _, jpeg = tripod_jpeg()
+    record = measure.diagnose(jpeg)
+    assert {d.kind for d in record.degradations} == {"jpeg"}
+    step = next(s for s in record.reasoning if s.kinds == ["rain"])
+    assert "thin bright structures, not a rain layer" in step.inference
+    import reasoner.measure.backend as backend
+
+    monkeypatch.setattr(backend, "rain_of_few_lines", lambda d, rgb: (d, {}))
+    assert "rain" in {d.kind for d in measure.diagnose(jpeg).degradations}  # the rule is what leaves it out
+    monkeypatch.undo()
+    # rain over the same crop is a population of lines, and is found
+    rainy = measure.diagnose(D.apply(tripod_jpeg()[0], [D.RainParams(coverage=0.03, angle=80.0, seed=2)]))
+    assert "rain" in {d.kind for d in rainy.degradations}
+
+
 def test_a_kind_a_person_says_is_there_is_read_off_the_image():
     # `rnr restore --add KIND`: the entry is the diagnosis' own reading at presence 1 (reasoner.measure.backend.
     # MeasureBackend.forced_entry), not fixed defaults: a motion blur gets its angle, a haze its airlight

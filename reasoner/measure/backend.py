@@ -23,14 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from reasoner.imageio import LoadedImage, from_array, load_image
+from reasoner.jpeg_cells import grid_origin
 from reasoner.kinds import KINDS
 from reasoner.measure.calibration import Calibration, load_calibration
 from reasoner.measure.entries import ENTRIES, Reading, blended_factors, rounded
-from reasoner.measure.features import global_view, measure_all, tone_stats
+from reasoner.measure.features import global_view, local_crop, measure_all, tone_stats
 from reasoner.measure.reasoning import reasoning, unassessed_reasoning
 from reasoner.measure.semantics import describe, scene_stats
 from reasoner.schema import Degradation, DiagnosisRecord, Provenance, combined_severity
 from reasoner.severity import LEVEL_THRESHOLDS
+from reasoner.streaks import FEW_LINES, FEW_LINES_SHARE, few_lines_share
 from reasoner.version import rnr_version
 
 #: Shorter side (px) below which nothing is assessed: one JPEG block, and the smallest side at which every local
@@ -109,8 +111,9 @@ class MeasureReasoner:
             ]
             severity = reported
             degradations, explained = rain_along_motion(degradations)
+            degradations, lines = rain_of_few_lines(degradations, rgb)
             degradations, veiled = haze_under_low_light(degradations)
-            explained = {**explained, **veiled}
+            explained = {**explained, **lines, **veiled}
             steps = reasoning(feats, scene, severity, prob, degradations, self.threshold, explained)
         else:
             degradations, steps = [], unassessed_reasoning(why, feats, scene)
@@ -209,6 +212,38 @@ def rain_along_motion(degradations: list[Degradation]) -> tuple[list[Degradation
         return degradations, {}
     why = (f"streaks along the motion blur ({off:.0f} degrees off): the motion's smear of highlights, not rain; "
            f"not reported (severity {found['rain'].severity:.2f}, p={found['rain'].confidence:.2f}).")  # fmt: skip
+    return [d for d in degradations if d.kind != "rain"], {"rain": why}
+
+
+def rain_of_few_lines(degradations: list[Degradation], rgb: np.ndarray) -> tuple[list[Degradation], dict[str, str]]:
+    """``degradations`` without rain whose streaks are mostly a few lines, and why.
+
+    Rain is a population of similar streaks; thin bright structures (a tripod's legs, a mast, cables or frames in
+    the light, specular edges) are a few lines that carry most of the excess brightness the rain statistics read.
+    On the central crop the local statistics come from, when the :data:`reasoner.streaks.FEW_LINES` strongest lines
+    along the rain's direction carry more than :data:`reasoner.streaks.FEW_LINES_SHARE` of it, the rain is not
+    reported. Over the protocols' rain diagnoses (seeds 1-7, 292 crops): true rains 0.08-0.26 (5th-95th
+    percentile, at most 0.63), false ones median 0.44; a JPEG of the cameraman whose tripod legs were read as rain
+    and wiped grey was returned 6.9 dB below its input (held-out seed 10).
+
+    >>> from reasoner.schema import make_degradation
+    >>> img = np.full((64, 64, 3), 0.3, np.float32); img[:, 30:32] = 0.9   # one bright pole
+    >>> kept, why = rain_of_few_lines([make_degradation("rain", 0.3, 0.7, density=0.02, angle=90.0)], img)
+    >>> kept, why["rain"][:40]
+    ([], 'the 3 strongest lines carry 100% of the ')
+    """
+    found = {d.kind: d for d in degradations}
+    if "rain" not in found:
+        return degradations, {}
+    rain = found["rain"]
+    local = np.ascontiguousarray(local_crop(rgb, grid=grid_origin(rgb)), np.float32)
+    share = few_lines_share(local, rain.factors.angle)
+    if share <= FEW_LINES_SHARE:
+        return degradations, {}
+    why = (
+        f"the {FEW_LINES} strongest lines carry {share:.0%} of the streaks' excess brightness: thin bright "
+        f"structures, not a rain layer; not reported (severity {rain.severity:.2f}, p={rain.confidence:.2f})."
+    )
     return [d for d in degradations if d.kind != "rain"], {"rain": why}
 
 
