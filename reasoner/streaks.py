@@ -32,6 +32,27 @@ FEW_LINES_SHARE = 0.5
 FEW_LINES = 3
 
 
+#: A sorting network for 6 values (12 compare-exchanges; checked on every 0/1 input by the tests): the median of the
+#: six across-streak samples as the mean of the 3rd and 4th, without ``np.median``'s partition over a stacked array
+#: (4.0 s for a 12 MP photo, against 0.76 s; the whole deraining 3.8 -> 2.5 s, medians of 3 in one run).
+SORT6 = ((0, 5), (1, 3), (2, 4), (1, 2), (3, 4), (0, 3), (2, 5), (0, 1), (2, 3), (4, 5), (1, 2), (3, 4))
+
+
+def median6(values: list[np.ndarray], rows: int = 16) -> np.ndarray:
+    """Elementwise median of six equally shaped arrays (the mean of the two middle values, as ``np.median``).
+
+    Worked in strips of ``rows`` rows, so each strip's six slices stay in cache through the 12 compare-exchanges.
+    """
+    out = np.empty_like(values[0])
+    for y in range(0, out.shape[0], rows):
+        v = [a[y : y + rows] for a in values]
+        for i, j in SORT6:
+            v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
+        np.add(v[2], v[3], out=out[y : y + rows])
+    out *= np.float32(0.5)
+    return out
+
+
 def line_element(length: int, angle: float) -> np.ndarray:
     """A 1 px line structuring element of ``length`` px at ``angle`` degrees (counter-clockwise, y down)."""
     r = length // 2
@@ -57,7 +78,8 @@ def streak_map(img: np.ndarray, angle: float, strength: float = 1.0) -> tuple[np
         for k in OFFSETS
         for d in (k, -k)
     ]
-    excess = np.maximum(img - np.median(shifted, axis=0), 0.0)
+    background = median6(shifted) if len(shifted) == 6 else np.median(shifted, axis=0)
+    excess = np.maximum(img - background, 0.0)
     along = cv2.morphologyEx(excess.mean(axis=2), cv2.MORPH_OPEN, line_element(LENGTH, angle))
     weight = np.clip((along - T0 / s) / ((T1 - T0) / s), 0.0, 1.0)
     return excess, weight

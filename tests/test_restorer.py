@@ -565,3 +565,21 @@ def test_deraining_leaves_a_tripods_bright_legs_alone(coverage, angle, monkeypat
     wiped = O.derain(rainy, coverage, angle)
     assert _psnr(clean, out) > _psnr(clean, rainy) + 2
     assert _psnr(clean, out) > _psnr(clean, wiped) + 2
+
+
+def test_the_streak_background_is_the_median_of_its_six_samples():
+    # reasoner.streaks.median6 replaces np.median over the six across-streak samples (4.0 s -> 0.76 s at 12 MP): its
+    # network sorts every 0/1 input (so every input), and it gives np.median's values exactly, strips and all.
+    import itertools
+
+    from reasoner.streaks import SORT6, median6
+
+    for bits in itertools.product((0, 1), repeat=6):
+        v = list(bits)
+        for i, j in SORT6:
+            v[i], v[j] = min(v[i], v[j]), max(v[i], v[j])
+        assert v == sorted(bits), bits
+    rng = np.random.default_rng(0)
+    samples = [rng.random((37, 53, 3), dtype=np.float32) for _ in range(6)]
+    np.testing.assert_array_equal(median6(samples), np.median(samples, axis=0))
+    np.testing.assert_array_equal(median6(samples, rows=5), np.median(samples, axis=0))
