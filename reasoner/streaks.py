@@ -85,12 +85,20 @@ def streak_map(img: np.ndarray, angle: float, strength: float = 1.0) -> tuple[np
     return excess, weight
 
 
-def streak_parts(excess: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Connected lines of ``weight`` (8-connected labels, 0 = none) and the excess each carries (index 0 is 0)."""
+def streak_parts(weight: np.ndarray, carried: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected lines of ``weight`` (8-connected labels, 0 = none) and the excess each carries (index 0 is 0).
+
+    ``carried`` is each pixel's weighted excess (:func:`carried_excess`).
+    """
     n, labels = cv2.connectedComponents((weight > 0).astype(np.uint8), connectivity=8)
-    energy = np.bincount(labels.ravel(), weights=(weight * excess.mean(axis=2)).ravel(), minlength=n)
+    energy = np.bincount(labels.ravel(), weights=carried.ravel(), minlength=n)
     energy[0] = 0.0
     return labels, energy
+
+
+def carried_excess(excess: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """HxW: the excess brightness (mean over channels) each pixel of a line carries, at its weight."""
+    return weight * excess.mean(axis=2)
 
 
 def few_lines_share(img: np.ndarray, angle: float) -> float:
@@ -100,7 +108,8 @@ def few_lines_share(img: np.ndarray, angle: float) -> float:
     >>> round(few_lines_share(img, 90.0), 2)
     1.0
     """
-    _, energy = streak_parts(*streak_map(img, angle))
+    excess, weight = streak_map(img, angle)
+    _, energy = streak_parts(weight, carried_excess(excess, weight))
     total = float(energy.sum())
     return float(np.sort(energy)[::-1][:FEW_LINES].sum() / total) if total > 0 else 0.0
 

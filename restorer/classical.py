@@ -30,6 +30,7 @@ from restorer.operators.deconvolution import (
     image_wide_guard,
 )
 from restorer.operators.denoise import denoise_deblock
+from restorer.operators.derain import STREAK_REACH
 from restorer.operators.filters import CHROMA_RADIUS, as_image
 from restorer.operators.low_light import BLOTCH_RADIUS
 from restorer.plan import Operation, Plan
@@ -51,7 +52,7 @@ from restorer.tiling import (
 #: colour blotches too (3 * BLOTCH_RADIUS px more).
 #: The low-pass kinds reach as far as their kernel, times the iterations.
 NLM_REACH = 8
-LOCAL_REACH = {"noise": NLM_REACH + 3 * CHROMA_RADIUS, "jpeg": NLM_REACH, "rain": 24,
+LOCAL_REACH = {"noise": NLM_REACH + 3 * CHROMA_RADIUS, "jpeg": NLM_REACH, "rain": STREAK_REACH,
                "low_light": NLM_REACH + 3 * CHROMA_RADIUS + 3 * BLOTCH_RADIUS, "haze": 16}  # fmt: skip
 #: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample; their
 #: results are kept when the guard does not bind, so the sample costs nothing then).

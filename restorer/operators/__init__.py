@@ -33,7 +33,7 @@ from restorer.operators.deblur import blur_psf, deblur
 from restorer.operators.deconvolution import combine_psfs, deconvolve
 from restorer.operators.dehaze import dehaze, prepare_dehaze
 from restorer.operators.denoise import RESIDUAL_NOISE, denoise, prepare_denoise, residual_noise, unclip
-from restorer.operators.derain import derain
+from restorer.operators.derain import derain, prepare_derain
 from restorer.operators.filters import estimate_noise, guided_filter
 from restorer.operators.kernels import MAX_PSF_RADIUS, disk_kernel, gaussian_kernel, line_kernel, stroke_kernel
 from restorer.operators.low_light import brighten, prepare_brighten
@@ -83,7 +83,7 @@ class Operator:
 OPERATORS: dict[str, Operator] = check_table(
     {
         "haze": Operator(dehaze, ("transmission", "airlight", "beta"), prepare=prepare_dehaze),
-        "rain": Operator(derain, ("density", "angle")),
+        "rain": Operator(derain, ("density", "angle"), prepare=prepare_derain),
         "motion_blur": Operator(deblur_motion, ("length", "angle"), psf=motion_psf),
         "blur": Operator(deblur, ("sigma", "kernel"), psf=blur_psf),
         "low_resolution": Operator(sharpen_resolution, ("scale",), psf=resolution_psf),

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from reasoner.streaks import streak_map, streak_parts, structure_lines
+from reasoner.streaks import carried_excess, streak_map, streak_parts, structure_lines
 from restorer.operators.filters import as_image, clip01
 
+#: Px around a pixel the streak map reads (4 px shifts across, a 17 px line opening along, both ways).
+STREAK_REACH = 24
 
-def derain(img: np.ndarray, density: float, angle: float, strength: float = 1.0) -> np.ndarray:
+
+def derain(
+    img: np.ndarray, density: float, angle: float, strength: float = 1.0, structures: np.ndarray | None = None
+) -> np.ndarray:
     """Remove thin bright rain streaks running along ``angle``, leaving thin bright structures alone.
 
     The background is the median of pixels 2-4 px to either side across the streak direction; the excess over it
@@ -22,6 +27,8 @@ def derain(img: np.ndarray, density: float, angle: float, strength: float = 1.0)
         density: diagnosed streak coverage (mean streak opacity, 0-1); 0 leaves the image alone.
         angle: streak direction in degrees counter-clockwise from +x (image y axis down).
         strength: divides the detection thresholds (higher removes fainter streaks, and more texture with them).
+        structures: HxW mask of the structure lines, found on the whole image (:func:`prepare_derain`, for tiles
+            of a large one, whose lines a tile would cut); None finds them on ``img``.
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
@@ -31,5 +38,27 @@ def derain(img: np.ndarray, density: float, angle: float, strength: float = 1.0)
     if s <= 0 or density <= 0:
         return x.copy()
     excess, weight = streak_map(x, angle, s)
-    weight[structure_lines(*streak_parts(excess, weight))] = 0.0
+    if structures is None:
+        structures = structure_lines(*streak_parts(weight, carried_excess(excess, weight)))
+    weight[structures] = 0.0
     return clip01(x - weight[..., None] * excess)
+
+
+def prepare_derain(img: np.ndarray, density: float, angle: float, strength: float = 1.0) -> dict:
+    """What :func:`derain` reads from the whole image, for tiles of a large one: the structure lines.
+
+    A line's excess is summed over the whole line, which a tile may cut; the streak map itself is local, so it is
+    made tile by tile (bounded memory), and only its lines are labelled over the whole frame.
+    """
+    from restorer.tiling import TILE, map_tiles
+
+    s = float(strength)
+    if s <= 0 or density <= 0:
+        return {}
+
+    def maps(tile: np.ndarray) -> np.ndarray:
+        excess, weight = streak_map(as_image(tile), angle, s)
+        return np.dstack([weight, carried_excess(excess, weight)]).astype(np.float32)
+
+    m = map_tiles(maps, img, tile=TILE, overlap=STREAK_REACH, out=np.empty((*img.shape[:2], 2), np.float32))
+    return {"structures": structure_lines(*streak_parts(m[..., 0], m[..., 1]))}
