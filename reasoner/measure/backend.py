@@ -222,7 +222,7 @@ def rain_of_few_lines(degradations: list[Degradation], rgb: np.ndarray) -> tuple
     the light, specular edges) are a few lines that carry most of the excess brightness the rain statistics read.
     On the central crop the local statistics come from, when the :data:`reasoner.streaks.FEW_LINES` strongest lines
     along the rain's direction carry more than :data:`reasoner.streaks.FEW_LINES_SHARE` of it, the rain is not
-    reported. Over the protocols' rain diagnoses (seeds 1-7, 292 crops): true rains 0.08-0.26 (5th-95th
+    reported. Over the protocols' rain diagnoses (seeds 1-7, 298 crops): true rains 0.08-0.26 (5th-95th
     percentile, at most 0.63), false ones median 0.44; a JPEG of the cameraman whose tripod legs were read as rain
     and wiped grey was returned 6.9 dB below its input (held-out seed 10).
 
