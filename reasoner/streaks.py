@@ -78,8 +78,7 @@ def streak_map(img: np.ndarray, angle: float, strength: float = 1.0) -> tuple[np
         for k in OFFSETS
         for d in (k, -k)
     ]
-    background = median6(shifted) if len(shifted) == 6 else np.median(shifted, axis=0)
-    excess = np.maximum(img - background, 0.0)
+    excess = np.maximum(img - median6(shifted), 0.0)  # 3 offsets, both ways: six samples
     along = cv2.morphologyEx(excess.mean(axis=2), cv2.MORPH_OPEN, line_element(LENGTH, angle))
     weight = np.clip((along - T0 / s) / ((T1 - T0) / s), 0.0, 1.0)
     return excess, weight

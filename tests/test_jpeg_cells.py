@@ -22,7 +22,8 @@ from restorer.operators.filters import nlm
 from rl.photos import load_photo
 
 
-def _jpeg(x: np.ndarray, quality: int, subsampling: int = 2) -> np.ndarray:
+def jpeg_round_trip(x: np.ndarray, quality: int, subsampling: int = 2) -> np.ndarray:
+    """``x`` (float, [0, 1]) saved by Pillow as a JPEG at ``quality`` (4:2:0 by default) and read back as float32."""
     buf = io.BytesIO()
     Image.fromarray(np.round(x * 255).astype(np.uint8)).save(buf, "JPEG", quality=quality, subsampling=subsampling)
     return np.asarray(Image.open(buf)).astype(np.float32) / 255.0
@@ -41,7 +42,7 @@ def _psnr(a, b):
 def case(request):
     name, quality = request.param
     clean = (np.round(load_photo(name)[64:320, 96:352] * 255) / 255).astype(np.float32)
-    return clean, _jpeg(clean, quality), quality
+    return clean, jpeg_round_trip(clean, quality), quality
 
 
 def test_the_grid_is_found_on_the_jpeg_and_not_off_it(case):
@@ -49,14 +50,14 @@ def test_the_grid_is_found_on_the_jpeg_and_not_off_it(case):
     assert grid_fit(src, quality) <= GRID_FIT_MAX and carried_grid(src, quality)[:2] == (quality, (0, 0))
     assert grid_fit(clean, quality) > 0.2  # the PNG it came from
     assert grid_fit(src[3:, 5:], quality) > 0.2  # the same JPEG cropped off its grid
-    assert grid_fit(_jpeg(clean, quality, subsampling=0), quality) <= GRID_FIT_MAX  # 4:4:4 too
+    assert grid_fit(jpeg_round_trip(clean, quality, subsampling=0), quality) <= GRID_FIT_MAX  # 4:4:4 too
 
 
 @pytest.mark.parametrize("quality", [20, 50, 75, 90, 95])
 def test_the_grid_of_a_cropped_jpeg_is_found_without_knowing_its_quality(quality):
     # What the diagnosis does before it reads the quality: where the blocks start in a JPEG cropped since.
     for name in ("astronaut", "motorcycle_right", "camera"):
-        jpeg = _jpeg(load_photo(name), quality)
+        jpeg = jpeg_round_trip(load_photo(name), quality)
         for dy, dx in ((0, 0), (3, 5), (5, 3), (1, 7), (7, 0)):
             assert grid_origin(jpeg[dy:, dx:]) == ((8 - dy) % 8, (8 - dx) % 8), (name, dy, dx)
 
@@ -66,7 +67,7 @@ def test_no_grid_is_found_where_there_is_none():
     for name in ("astronaut", "coffee", "camera"):
         photo = load_photo(name)
         up = np.repeat(np.repeat(photo[:200, :200], 2, 0), 2, 1)
-        resized = cv2.resize(_jpeg(photo, 50), None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA)
+        resized = cv2.resize(jpeg_round_trip(photo, 50), None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA)
         for img in (photo[3:, 5:], up, resized):
             assert grid_origin(img) == (0, 0), name
 

@@ -218,14 +218,10 @@ def test_highlights_smeared_by_a_motion_are_not_read_as_rain(measure):
 
 def tripod_jpeg() -> tuple[np.ndarray, np.ndarray]:
     """``(clean, jpeg)``: the cameraman's tripod (a 256 px crop) saved as JPEG quality 35."""
-    import io
-
-    from PIL import Image
+    from test_jpeg_cells import jpeg_round_trip
 
     clean = np.ascontiguousarray(load_photo("camera")[218:474, 73:329])
-    buf = io.BytesIO()
-    Image.fromarray(np.rint(clean * 255).astype(np.uint8)).save(buf, "JPEG", quality=35)
-    return clean, np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255
+    return clean, jpeg_round_trip(clean, 35)
 
 
 def test_a_tripods_bright_legs_are_not_read_as_rain(measure, monkeypatch):
@@ -267,17 +263,13 @@ def test_a_kind_a_person_says_is_there_is_read_off_the_image():
 
 def night_jpeg(name: str = "camera") -> tuple[np.ndarray, np.ndarray]:
     """``(clean, night)``: a bundled photo under-exposed (0.25 x^1.3) with shot and read noise, saved as JPEG q80."""
-    import io
-
-    from PIL import Image
+    from test_jpeg_cells import jpeg_round_trip
 
     rng = np.random.default_rng(3)
     clean = load_photo(name)
     dark = 0.25 * clean**1.3
     x = np.clip(rng.poisson(dark * 153) / 153 + rng.normal(0, 2.5 / 255, dark.shape), 0, 1)
-    buf = io.BytesIO()
-    Image.fromarray(np.rint(x * 255).astype(np.uint8)).save(buf, "JPEG", quality=80)
-    return clean, np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255
+    return clean, jpeg_round_trip(x, 80)
 
 
 def test_the_lifted_black_level_of_a_night_photo_is_not_reported_as_haze(measure, monkeypatch):
