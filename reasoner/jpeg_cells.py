@@ -137,7 +137,8 @@ def grid_origin(rgb: np.ndarray) -> tuple[int, int]:
 
     A tile or crop of a JPEG, or a JPEG cropped since, has its grid elsewhere than at the top-left pixel. The 64
     offsets are tried on a central window; the one whose blocks have the fewest non-zero high-frequency
-    coefficients wins if it clearly leads (:data:`ORIGIN_LEAD`). (0, 0) when none does: no grid, or too small to tell.
+    coefficients wins if it clearly leads (:data:`ORIGIN_LEAD`). (0, 0) when none does: no grid, or too small to tell
+    (:func:`found_grid` tells the two apart).
 
     >>> rng = np.random.default_rng(0)
     >>> c = np.zeros((16, 16, 8, 8)); c[..., :3, :3] = rng.normal(0, 30, (16, 16, 3, 3))  # what a harsh JPEG keeps
@@ -148,18 +149,27 @@ def grid_origin(rgb: np.ndarray) -> tuple[int, int]:
     >>> grid_origin(grey(rng.normal(128, 20, (128, 128))))
     (0, 0)
     """
+    return found_grid(rgb) or (0, 0)
+
+
+def found_grid(rgb: np.ndarray) -> tuple[int, int] | None:
+    """:func:`grid_origin` where an offset clearly leads, None where none does (no JPEG grid, or too small to tell).
+
+    >>> found_grid(np.random.default_rng(0).normal(0.5, 0.08, (128, 128, 3))) is None
+    True
+    """
     h, w = rgb.shape[:2]
     # The window starts a multiple of 8 from the top-left pixel, so an offset in it is the image's.
     y0, x0 = (max((n - ORIGIN_WINDOW) // 2 - 8, 0) // 8 * 8 for n in (h, w))
     window = luma255(rgb[y0 : y0 + ORIGIN_WINDOW + 8, x0 : x0 + ORIGIN_WINDOW + 8])
     rows, cols = (window.shape[0] - 8) // 8, (window.shape[1] - 8) // 8
     if rows * cols < 16:
-        return (0, 0)
+        return None
     zeros = np.array([[(np.abs(luma_coefficients(window, (dy, dx))[:rows, :cols][..., _HIGH]) < 1.0).mean()
                        for dx in range(8)] for dy in range(8)])  # fmt: skip
     order = np.argsort(zeros, axis=None)
     if (1.001 - zeros.flat[order[-2]]) < ORIGIN_LEAD * (1.001 - zeros.flat[order[-1]]):
-        return (0, 0)
+        return None
     dy, dx = np.unravel_index(order[-1], zeros.shape)
     return (int(dy), int(dx))
 

@@ -12,6 +12,7 @@ from reasoner.jpeg_cells import (
     carried_grid,
     coefficients,
     fitted_quality,
+    found_grid,
     grid_fit,
     grid_origin,
     outside,
@@ -60,6 +61,7 @@ def test_the_grid_of_a_cropped_jpeg_is_found_without_knowing_its_quality(quality
         jpeg = jpeg_round_trip(load_photo(name), quality)
         for dy, dx in ((0, 0), (3, 5), (5, 3), (1, 7), (7, 0)):
             assert grid_origin(jpeg[dy:, dx:]) == ((8 - dy) % 8, (8 - dx) % 8), (name, dy, dx)
+            assert found_grid(jpeg[dy:, dx:]) == grid_origin(jpeg[dy:, dx:])
 
 
 def test_no_grid_is_found_where_there_is_none():
@@ -70,6 +72,7 @@ def test_no_grid_is_found_where_there_is_none():
         resized = cv2.resize(jpeg_round_trip(photo, 50), None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA)
         for img in (photo[3:, 5:], up, resized):
             assert grid_origin(img) == (0, 0), name
+            assert found_grid(img) is None, name  # told apart from a grid that starts at the top-left pixel
 
 
 def test_a_quality_read_a_few_off_is_fitted_to_the_files_own(case):

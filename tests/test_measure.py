@@ -243,6 +243,32 @@ def test_a_tripods_bright_legs_are_not_read_as_rain(measure, monkeypatch):
     assert "rain" in {d.kind for d in rainy.degradations}
 
 
+def test_an_out_of_focus_jpeg_is_read_as_blurred_not_up_sampled(measure, monkeypatch):
+    # A JPEG's blocks leave an 8-px pattern in the second derivative of a smooth image; its harmonics (period 8/3 px
+    # here) read as interpolation, so an out-of-focus photo saved as a camera would was read as up-sampled and
+    # returned soft. Read again without the grid's pattern, it is blurred (_low_resolution_of_the_grid).
+    from test_jpeg_cells import jpeg_round_trip
+
+    import reasoner.measure.backend as backend
+
+    clean = load_photo("astronaut")
+    blurred = D.apply(clean, [D.BlurParams("defocus", radius=2.0)])
+    for quality in (90, 95):  # 95: a camera's, which the quantisation reading calls clean; the grid is still found
+        soft = jpeg_round_trip(blurred, quality)
+        record = measure.diagnose(soft)
+        kinds = {d.kind for d in record.degradations}
+        assert "blur" in kinds and "low_resolution" not in kinds, quality
+        step = next(s for s in record.reasoning if s.kinds == ["low_resolution"])
+        assert "is the JPEG grid's" in step.inference
+        monkeypatch.setattr(backend, "GRID_FREE_REREAD", False)
+        assert "low_resolution" in {d.kind for d in measure.diagnose(soft).degradations}  # the re-reading does it
+        monkeypatch.undo()
+    assert {d.kind for d in measure.diagnose(blurred).degradations} == {"blur"}  # as the lossless photo reads
+    # a photo truly up-sampled (x3) and saved the same way is still read as up-sampled
+    small = jpeg_round_trip(D.apply(clean, [D.LowResolutionParams(3.0)]), 90)
+    assert "low_resolution" in {d.kind for d in measure.diagnose(small).degradations}
+
+
 def test_a_kind_a_person_says_is_there_is_read_off_the_image():
     # `rnr restore --add KIND`: the entry is the diagnosis' own reading at presence 1 (reasoner.measure.backend.
     # MeasureBackend.forced_entry), not fixed defaults: a motion blur gets its angle, a haze its airlight

@@ -200,12 +200,21 @@ def edge_stats(y: np.ndarray) -> dict[str, float]:
     }
 
 
-def resampling_stats(y: np.ndarray) -> dict[str, float]:
-    """Periodicity of the second derivative left by interpolation (Popescu-Farid style): peak ratio and period."""
+def resampling_stats(y: np.ndarray, grid_free: bool = False) -> dict[str, float]:
+    """Periodicity of the second derivative left by interpolation (Popescu-Farid style): peak ratio and period.
+
+    ``grid_free``: ``y`` starts on a JPEG's 8x8 grid, and each profile's own 8-px pattern (its mean at each of the
+    8 offsets from the grid) is taken out first. A JPEG's blocks leave such a pattern in the second derivative of a
+    smooth image, whose harmonics (periods 8/3, 4 and 2 px) read as interpolation: out of focus photos saved as JPEG
+    were read as up-sampled (:func:`reasoner.measure.backend.low_resolution_of_the_grid`).
+    """
     best, period = 0.0, 0.0
     for d2 in (np.abs(np.diff(y, 2, axis=1)).mean(axis=0), np.abs(np.diff(y, 2, axis=0)).mean(axis=1)):
         if d2.size < 16:
             continue
+        if grid_free:
+            d2 = d2[: d2.size // 8 * 8].reshape(-1, 8)
+            d2 = (d2 - d2.mean(axis=0)).ravel()
         spec = np.abs(np.fft.rfft(d2 - d2.mean()))
         freqs = np.fft.rfftfreq(d2.size)
         band = (freqs > 0.18) & (freqs <= 0.5)
