@@ -140,6 +140,8 @@ def outcome(trace: Trace) -> Outcome:
     if chosen is not None and chosen.source is not None:
         revealed = listed([WORDS[k] for k in chosen.plan.kinds])
         line += f": the {revealed} showed once attempt {chosen.source + 1} had run, and was restored on top of it"
+    elif chosen is not None and chosen.rule == "revealed":  # agent.policy.revealed_blur: planned from the input
+        line += f": the blur showed once attempt {chosen.index} had deblocked it, and was restored with the deblocking"
     line += ")"
     likely = chosen is not None and chosen.verdict == "uncertain"  # agent.policy.likely_gain: not assured
     unsure = likely or (unc is not None and unc > UNSURE_DB)

@@ -104,6 +104,9 @@ better                 overall still >= ``done_below``     ``residual_factor`` o
 better                 its output shows tone the input's   source: that attempt; only the revealed kinds
                        diagnosis missed (low light, haze:  ("revealed", :func:`revealed_kinds`)
                        :data:`REVEALABLE`)
+better (first plan)    a deblocking alone whose output     source: the input; the deblocking and that blur
+                       reads blurred, no low-pass kind     ("revealed", :func:`revealed_blur`), which
+                       found                               supersedes the deblocking when better
 no_change, uncertain   always (uncertain: when the         ``no_change_factor`` on every kind ("bolder");
                        estimate is not negative; not for   an uncertain estimate below 0 is retried gentler;
                        a plan with a ``NOT_BOLDER`` kind:  one showing a sign of harm (:func:`harm_at_fault`)
@@ -131,7 +134,8 @@ source's record planned afresh, each kind's strength the last attempt's times it
 :data:`MAX_STRENGTH`. A retry whose plan is empty concludes at once. The one exception is a "revealed" retry: tone
 that noise or rain hid from the diagnosis is restored on top of the attempt that removed them (a curve does not
 compound the way a deconvolution does); it and any retry of it restore only :data:`REVEALABLE` kinds, and it is
-judged against the input for everything its lineage restored.
+judged against the input for everything its lineage restored. A blur a deblocking revealed is planned from the
+input with the deblocking instead (:func:`revealed_blur`).
 
 The final decision (:func:`conclude`): among ``better`` attempts, the one with the highest discounted estimate
 (the assured gain; without a quality model: the lowest overall severity that beats the input's by
@@ -160,7 +164,7 @@ from reasoner.jpeg_cells import GRID_FIT_MAX
 from reasoner.kinds import KINDS, LOWPASS
 from reasoner.quality.artefacts import BY_NAME, NOT_HAZE
 from reasoner.quality.model import from_slog, to_slog
-from reasoner.schema import DiagnosisRecord
+from reasoner.schema import Degradation, DiagnosisRecord
 from restorer.plan import Operation, Plan, plan_from_record
 
 #: Verdicts of an attempt that did harm: the next try is gentler, and a second one in a row drops what got worse.
@@ -201,6 +205,7 @@ class Retry:
         factors: Per kind (every kind of :data:`reasoner.kinds.KINDS`): the multiplier on the strength the last
             attempt gave it (1: unchanged).
         skip: Kinds left out of the plan.
+        add: Entries added to the source's record before it is planned (:func:`revealed_blur`).
 
     """
 
@@ -208,6 +213,7 @@ class Retry:
     source: int | None
     factors: Mapping[str, float]
     skip: frozenset[str] = field(default_factory=frozenset)
+    add: tuple[Degradation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -757,6 +763,8 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
     if len(attempts) < s.max_attempts:
         if reread := reread_tone(last, len(attempts), s):
             return Retry("split", None, per_kind(1.0), reread)
+        if (blur := revealed_blur(record, last)) is not None:
+            return Retry("revealed", None, per_kind(1.0), add=(blur,))
         culprits = artefact_kinds(last.quality)
         if last.verdict == "better" and (left_out := reread_step(last, attempts, s)):  # before anything else
             if again := revealed_kinds(record, attempts, last, left_out):
@@ -950,6 +958,7 @@ def superseding(
     """
     gone = {a.source for a in better if a.source is not None}
     gone |= {0} if any(reread(a, attempts, settings) for a in better) else set()
+    gone |= {a.index - 1 for a in better if a.rule == "revealed" and a.source is None}  # revealed_blur's
     return [a for a in better if a.index not in gone]
 
 
@@ -1023,6 +1032,8 @@ def retry_plan(retry: Retry, record: DiagnosisRecord, attempts: Sequence[Attempt
         skip |= set(KINDS) - REVEALABLE
     if retry.source == last.source:  # a kind the last try of this source left out (split, at fault) stays out
         skip |= {d.kind for d in source.detected()} - set(previous)
+    if retry.add:
+        source = source.model_copy(update={"degradations": [*source.degradations, *retry.add]})
     plan = plan_from_record(source, skip=skip)
     for op in plan.operations:
         op.strength = round(min(previous.get(op.kind, op.strength) * retry.factors.get(op.kind, 1.0), MAX_STRENGTH), 4)
@@ -1089,6 +1100,31 @@ def revealed_kinds(
     # its tone opposite ways, and the darkness is what the noise hid (the full cameraman photo darkened under
     # Poisson noise: both found, restored together, rejected twice)
     return frozenset({"low_light"}) if "low_light" in revealed else revealed
+
+
+#: First plans that can hide a blur from the diagnosis: a deblocking (JPEG's blocks and ringing read as detail).
+HIDE_BLUR = frozenset({"jpeg"})
+
+
+def revealed_blur(record: DiagnosisRecord, last: AttemptTrace) -> Degradation | None:
+    """The blur a better first deblocking's output shows that the input's diagnosis missed, or None.
+
+    A JPEG's blocks and ringing are high-frequency detail to the spectrum and edge statistics, so a soft JPEG is
+    often read as JPEG alone. Its deblocked output then reads blurred: that blur is planned from the input together
+    with the deblocking (which regularises the deconvolution by the compression error), a "revealed" retry from the
+    input, and a better result supersedes the deblocking alone (:func:`superseding`). Only when the input's
+    diagnosis has no low-pass kind (:data:`~reasoner.kinds.LOWPASS`; beside an up-sampling it was a nearest-neighbour
+    x4 JPEG's staircase, -0.9 dB). Agent outputs with it, photos blurred (disk and Gaussian, radius 1.5-4, sigma
+    0.8-2), up-sampled (x1.5-4, five zoo models) or clean, saved at q75 / 85 / 95 (a camera's q95 is not read as
+    JPEG, so never deblocked first): held-out photos, blurred +5.8 dB summed over 150 (tried on 16, 12 up, none
+    down), up-sampled and clean unchanged; calibration photos, blurred +6.1 over 270 (tried on 12, 9 up, none down),
+    up-sampled +0.9 over 297 (4 up), clean never tried; harmed crops the same.
+    """
+    if last.index != 0 or last.verdict != "better" or last.record_after is None:
+        return None
+    if not set(last.plan.kinds) <= HIDE_BLUR or {d.kind for d in record.detected()} & LOWPASS:
+        return None
+    return next((d for d in last.record_after.detected() if d.kind == "blur"), None)
 
 
 def worsened(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: Settings) -> frozenset[str]:

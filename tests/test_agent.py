@@ -615,6 +615,23 @@ def test_a_noisy_phone_jpeg_is_denoised_and_deblocked_and_the_outcome_says_why()
     assert psnr(out) > psnr(img) + 0.5
 
 
+def test_a_blur_the_deblocking_reveals_is_restored_with_it(monkeypatch):
+    # a soft photo (Gaussian sigma 2) saved as JPEG q85 reads as JPEG alone; deblocked, it reads blurred, and the blur
+    # is planned from the input with the deblocking (agent.policy.revealed_blur), which supersedes the deblocking
+    clean = load_photo("coffee")
+    img = D.apply(clean, [D.BlurParams("gaussian", sigma=2.0), D.JpegParams(85)])
+    out, trace = restore_image(img)
+    assert [d.kind for d in trace.record_before.degradations] == ["jpeg"]
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert chosen.rule == "revealed" and chosen.source is None and chosen.plan.kinds == ["jpeg", "blur"]
+    from agent.outcome import outcome
+
+    assert "the blur showed once attempt 1 had deblocked it" in outcome(trace).line
+    monkeypatch.setattr("agent.policy.revealed_blur", lambda record, last: None)
+    deblocked, _ = restore_image(img)
+    assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(deblocked)) + 0.5
+
+
 def test_an_out_of_focus_photo_is_deblurred_although_the_scorer_underrates_it(monkeypatch):
     # a soft lens (a soft-edged disk of radius 3, a zoo model) on the motorcycle: the deconvolution at its dose is
     # estimated only +0.4 dB (+-2.0), truly about +7; the deblurring row accepts it (no ringing, ghosts or new

@@ -19,6 +19,7 @@ from agent.policy import (
     mixed_lowpass,
     per_kind,
     retry_plan,
+    revealed_blur,
     revealed_kinds,
     superseding,
 )
@@ -243,6 +244,27 @@ def test_tone_revealed_by_a_better_attempt_is_restored_on_top_of_it():
     toned = first.model_copy(update={"record_after": first.record_after.model_copy(update={"degradations": [toned]})})
     assert revealed_kinds(INPUT, [toned], toned) == frozenset()
     assert isinstance(decide(INPUT, [better(0, blur=0.6, jpeg=0.4)], S), Final)
+
+
+def test_blur_a_deblocking_reveals_is_planned_with_it_from_the_input():
+    # a soft JPEG read as JPEG alone: once deblocked it reads blurred; the blur is planned from the input with the
+    # deblocking (not on top of it: deconvolving a restored image compounds), and a better one supersedes it
+    soft = record(jpeg=0.3)
+    first = attempt(0, "better", {"blur": 0.3}, strengths={"jpeg": 1.0})
+    step = decide(soft, [first], S)
+    assert step.rule == "revealed" and step.source is None and [d.kind for d in step.add] == ["blur"]
+    plan = retry_plan(step, soft, [first])
+    assert plan.kinds == ["jpeg", "blur"] and plan.operations[1].params == step.add[0].factors.model_dump()
+    deblurred = scored(1, "better", 0.4, 1.0).model_copy(update={"rule": "revealed", "plan": plan})
+    deblocked = scored(0, "better", 1.2, 0.5).model_copy(update={"plan": first.plan})
+    assert conclude(soft, [deblocked, deblurred], S).chosen == 1  # whatever the estimates say
+    assert conclude(soft, [deblocked, deblurred.model_copy(update={"verdict": "uncertain"})], S).chosen == 0
+    # not after a worse deblocking, a retry, or a plan that was more than a deblocking; not beside a low-pass kind
+    assert decide(soft, [first.model_copy(update={"verdict": "worse"})], S).rule != "revealed"
+    assert revealed_blur(soft, first.model_copy(update={"index": 1})) is None
+    assert revealed_blur(soft, attempt(0, "better", {"blur": 0.3}, strengths={"jpeg": 1.0, "noise": 1.0})) is None
+    assert revealed_blur(record(jpeg=0.3, low_resolution=0.5), first) is None
+    assert revealed_blur(soft, better(0, jpeg=0.1)) is None  # no blur read after it
 
 
 def test_haze_under_noise_is_split_off_and_read_again():
