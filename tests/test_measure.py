@@ -235,7 +235,7 @@ def test_a_tripods_bright_legs_are_not_read_as_rain(measure, monkeypatch):
     assert "thin bright structures, not a rain layer" in step.inference
     import reasoner.measure.backend as backend
 
-    monkeypatch.setattr(backend, "rain_of_few_lines", lambda d, rgb: (d, {}))
+    monkeypatch.setattr(backend, "rain_of_few_lines", lambda d, *_: (d, {}))
     assert "rain" in {d.kind for d in measure.diagnose(jpeg).degradations}  # the rule is what leaves it out
     monkeypatch.undo()
     # rain over the same crop is a population of lines, and is found
@@ -260,7 +260,8 @@ def test_an_out_of_focus_jpeg_is_read_as_blurred_not_up_sampled(measure, monkeyp
         assert "blur" in kinds and "low_resolution" not in kinds, quality
         step = next(s for s in record.reasoning if s.kinds == ["low_resolution"])
         assert "is the JPEG grid's" in step.inference
-        monkeypatch.setattr(backend, "GRID_FREE_REREAD", False)
+        monkeypatch.setattr(backend.MeasureReasoner, "_low_resolution_of_the_grid", lambda self, d, s, p, f, *_: (
+            d, s, p, f, {}))  # fmt: skip
         assert "low_resolution" in {d.kind for d in measure.diagnose(soft).degradations}  # the re-reading does it
         monkeypatch.undo()
     assert {d.kind for d in measure.diagnose(blurred).degradations} == {"blur"}  # as the lossless photo reads

@@ -174,10 +174,10 @@ def angle_images(photo):
 def test_angle_at_the_wrap_is_stored_in_range(monkeypatch, measure, angle_images, kind, measured, stored):
     img, feats = angle_images[kind]
     key = _ANGLE_SOURCES[kind][1]
-    monkeypatch.setattr(measure_mod, "measure_all", lambda rgb: {**feats, key: measured})
+    monkeypatch.setattr(measure_mod, "measure_all", lambda rgb, *_: {**feats, key: measured})
     # the forced angle is not the streaks' own, along which they would be a few lines (rain_of_few_lines): what is
     # exercised here is how an angle is stored, so that rule stays out
-    monkeypatch.setattr(measure_mod, "rain_of_few_lines", lambda degradations, rgb: (degradations, {}))
+    monkeypatch.setattr(measure_mod, "rain_of_few_lines", lambda degradations, *_: (degradations, {}))
     rec = measure.diagnose(img)
     entry = next((d for d in rec.degradations if d.kind == kind), None)
     assert entry is not None, f"{kind} not reported, so its angle is not exercised"
@@ -240,7 +240,7 @@ def test_non_finite_statistic_is_not_assessed(monkeypatch, measure):
     # A degenerate input no size check foresaw: one NaN statistic spoils the calibration, so nothing is assessed.
     img = np.random.default_rng(2).random((32, 32, 3), dtype=np.float32)
     real = measure_all(img)
-    monkeypatch.setattr(measure_mod, "measure_all", lambda rgb: {**real, "edge_width": float("nan")})
+    monkeypatch.setattr(measure_mod, "measure_all", lambda rgb, *_: {**real, "edge_width": float("nan")})
     rec = measure.diagnose(img)
     assert_valid(rec)
     assert rec.degradations == [] and "edge_width" in rec.reasoning[0].observation

@@ -59,9 +59,6 @@ SEVERITY_FROM_FACTORS = frozenset({"low_light"})
 #: lossless, 3 -> 0 and 1 -> 0 as JPEG; the losses true rains read as moderate, +0.9 -> 0 and +6.7 -> +6.0 dB at most.
 #: No other rain statistic (top-hat share, cell agreement, streaks over flat areas) told the two apart there.
 RAIN_ALONG_MOTION_DEG = 15.0
-#: Whether a JPEG read as up-sampled is read again without its grid's periodicity
-#: (:meth:`MeasureReasoner._low_resolution_of_the_grid`).
-GRID_FREE_REREAD = True
 
 
 class MeasureReasoner:
@@ -100,17 +97,19 @@ class MeasureReasoner:
         rgb = image.pixels
         h, w = rgb.shape[:2]
         small = global_view(rgb)
-        feats = measure_all(rgb) if min(h, w) >= MIN_SIDE else tone_stats(small)
+        grid = found_grid(rgb) if min(h, w) >= MIN_SIDE else None  # searched once: the rules below crop on it too
+        origin = grid or (0, 0)
+        feats = measure_all(rgb, origin) if min(h, w) >= MIN_SIDE else tone_stats(small)
         scene = scene_stats(small)
         semantics = describe(small, scene, feats["lum_mean"])
         why = _unassessable(w, h, feats)
         if why is None:
             degradations, severity, prob = self._read(feats, rgb)
             degradations, severity, prob, read, gridded = self._low_resolution_of_the_grid(
-                degradations, severity, prob, feats, rgb
+                degradations, severity, prob, feats, rgb, grid
             )
             degradations, explained = rain_along_motion(degradations)
-            degradations, lines = rain_of_few_lines(degradations, rgb)
+            degradations, lines = rain_of_few_lines(degradations, rgb, origin)
             degradations, veiled = haze_under_low_light(degradations)
             explained = {**gridded, **explained, **lines, **veiled}
             steps = reasoning(read, scene, severity, prob, degradations, self.threshold, explained)
@@ -176,6 +175,7 @@ class MeasureReasoner:
         prob: dict[str, float],
         feats: dict[str, float],
         rgb: np.ndarray,
+        grid: tuple[int, int] | None,
     ) -> tuple[list[Degradation], dict[str, float], dict[str, float], dict[str, float], dict[str, str]]:
         """The reading of a JPEG found up-sampled, again with the grid's own periodicity taken out, when that drops it.
 
@@ -185,7 +185,8 @@ class MeasureReasoner:
         left "uncertain", so they came back as soft as they went in. On the held-out photos (disk and Gaussian blurs
         of radius 1.5-4 / sigma 0.8-2 px, Pillow JPEG q60-95): up-sampling was found on 64% and blur on 17%; as PNG,
         blur on 74% and up-sampling on none. When up-sampling is found on an image with a JPEG grid
-        (:func:`reasoner.jpeg_cells.found_grid`: also a camera's q95, which the quantisation reading calls clean),
+        (``grid``, :func:`reasoner.jpeg_cells.found_grid`: also a camera's q95, which the quantisation reading calls
+        clean),
         the statistic is measured again without the grid's pattern (``grid_free``) and the diagnosis re-read with it;
         the re-reading is kept when up-sampling is no longer found. There is no threshold to tune. Agent outputs on
         the held-out photos at q75 / 85 / 95 (``rnr restore``'s path): blurred, +84.0 dB summed over 150 (58 moved,
@@ -200,7 +201,7 @@ class MeasureReasoner:
 
         """
         found = {d.kind: d for d in degradations}
-        if not GRID_FREE_REREAD or "low_resolution" not in found or (grid := found_grid(rgb)) is None:
+        if "low_resolution" not in found or grid is None:
             return degradations, severity, prob, feats, {}
         y = luma255(np.ascontiguousarray(local_crop(rgb, grid=grid), dtype=np.float32))
         free = {**feats, **resampling_stats(y, grid_free=True)}
@@ -273,7 +274,9 @@ def rain_along_motion(degradations: list[Degradation]) -> tuple[list[Degradation
     return [d for d in degradations if d.kind != "rain"], {"rain": why}
 
 
-def rain_of_few_lines(degradations: list[Degradation], rgb: np.ndarray) -> tuple[list[Degradation], dict[str, str]]:
+def rain_of_few_lines(
+    degradations: list[Degradation], rgb: np.ndarray, origin: tuple[int, int] | None = None
+) -> tuple[list[Degradation], dict[str, str]]:
     """``degradations`` without rain whose streaks are mostly a few lines, and why.
 
     Rain is a population of similar streaks; thin bright structures (a tripod's legs, a mast, cables or frames in
@@ -294,7 +297,8 @@ def rain_of_few_lines(degradations: list[Degradation], rgb: np.ndarray) -> tuple
     if "rain" not in found:
         return degradations, {}
     rain = found["rain"]
-    local = np.ascontiguousarray(local_crop(rgb, grid=grid_origin(rgb)), np.float32)
+    origin = grid_origin(rgb) if origin is None else origin  # ``origin``: the JPEG grid's, when the caller has it
+    local = np.ascontiguousarray(local_crop(rgb, grid=origin), np.float32)
     share = few_lines_share(local, rain.factors.angle)
     if share <= FEW_LINES_SHARE:
         return degradations, {}

@@ -206,7 +206,7 @@ def resampling_stats(y: np.ndarray, grid_free: bool = False) -> dict[str, float]
     ``grid_free``: ``y`` starts on a JPEG's 8x8 grid, and each profile's own 8-px pattern (its mean at each of the
     8 offsets from the grid) is taken out first. A JPEG's blocks leave such a pattern in the second derivative of a
     smooth image, whose harmonics (periods 8/3, 4 and 2 px) read as interpolation: out of focus photos saved as JPEG
-    were read as up-sampled (:func:`reasoner.measure.backend.low_resolution_of_the_grid`).
+    were read as up-sampled (:meth:`reasoner.measure.backend.MeasureReasoner._low_resolution_of_the_grid`).
     """
     best, period = 0.0, 0.0
     for d2 in (np.abs(np.diff(y, 2, axis=1)).mean(axis=0), np.abs(np.diff(y, 2, axis=0)).mean(axis=1)):
@@ -403,9 +403,13 @@ def tone_stats(small: np.ndarray) -> dict[str, float]:
     }
 
 
-def measure_all(rgb: np.ndarray) -> dict[str, float]:
-    """Every statistic above for one image (``float32 HxWx3 RGB in [0, 1]``), by name."""
-    crop = np.ascontiguousarray(local_crop(rgb, grid=grid_origin(rgb)), dtype=np.float32)
+def measure_all(rgb: np.ndarray, origin: tuple[int, int] | None = None) -> dict[str, float]:
+    """Every statistic above for one image (``float32 HxWx3 RGB in [0, 1]``), by name.
+
+    ``origin``: where its JPEG grid starts (:func:`reasoner.jpeg_cells.grid_origin`), when the caller has it already.
+    """
+    origin = grid_origin(rgb) if origin is None else origin
+    crop = np.ascontiguousarray(local_crop(rgb, grid=origin), dtype=np.float32)
     y = luma255(crop)
     feats = noise_stats(crop * 255.0)
     feats.update(spectrum_stats(y, feats["noise_sigma_flat"] * 0.67))
