@@ -21,6 +21,7 @@ from agent.policy import (
     retry_plan,
     revealed_blur,
     revealed_kinds,
+    stronger_after_revealed,
     superseding,
 )
 from agent.state import Settings
@@ -236,6 +237,23 @@ def test_tone_revealed_by_a_better_attempt_is_restored_on_top_of_it():
     assert plan.kinds == ["low_light"] and plan.operations[0].strength == 1.0
     # haze too; blur, noise, JPEG found after a denoising are not chased (see "better, only new kinds")
     assert decide(INPUT, [better(0, haze=0.4)], S).rule == "revealed"
+    # before a stronger pass on what the first left: a haze under heavy noise reads only once denoised (MiO haze +
+    # noise on the tower photo: noise read alone, denoised twice, returned hazy at 8.7 dB; dehazed on top, 12.5)
+    noisy_haze = better(0, noise=0.3, haze=0.4)
+    assert decide(INPUT, [noisy_haze], S) == Retry("revealed", 0, per_kind(1.0), frozenset(KINDS) - {"haze"})
+    assert decide(INPUT, [better(0, noise=0.3)], S).rule == "stronger"  # nothing revealed: as before
+    # the refinement did not help: the first attempt gets the stronger pass it would have had, from its strengths
+    first = attempt(0, "better", {"noise": 0.3, "haze": 0.4}, strengths={"noise": 0.8})
+    for verdict in ("worse", "uncertain", "drift"):
+        on_top = attempt(1, verdict, {"noise": 0.3}, strengths={"haze": 0.6}, source=0)
+        on_top = on_top.model_copy(update={"rule": "revealed"})
+        step = decide(INPUT, [first, on_top], S)
+        assert step == Retry("stronger", None, per_kind(1.3, frozenset({"noise"})), base=0), verdict
+        assert retry_plan(step, INPUT, [first, on_top]).strengths == {"noise": round(0.8 * 1.3, 4)}
+    assert stronger_after_revealed(INPUT, [first, on_top.model_copy(update={"verdict": "better"})], S) is None
+    done = attempt(0, "better", {"haze": 0.4}, strengths={"noise": 0.8})  # nothing left to pass again
+    assert stronger_after_revealed(INPUT, [done, on_top], S) is None
+    assert decide(INPUT, [done, on_top], S).rule != "stronger"
     both = better(0, low_light=0.3, haze=0.4)  # a dim photo denoised reads hazy too: brightened alone
     assert revealed_kinds(INPUT, [both], both) == {"low_light"}
     # a gamma-only read (highlights already near white) is a dark-toned scene, not darkness the noise hid
