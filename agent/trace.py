@@ -101,8 +101,9 @@ class AttemptTrace(BaseModel):
     )
     rule: RetryRule | None = Field(
         None,
-        description="The retry rule that made this attempt (agent.policy's retry table): 'revealed' restores tone "
-        "its source's output showed and the input's diagnosis missed, 'split' a mixed plan without its "
+        description="The retry rule that made this attempt (agent.policy's retry table): 'revealed' restores what "
+        "an attempt's output showed and the input's diagnosis missed (tone, or noise a brightening lifted, on top of "
+        "that attempt; a blur a deblocking showed, from the input with it), 'split' a mixed plan without its "
         "deconvolution. None for the first attempt and in traces before 1.10.0.",
     )
 

@@ -632,6 +632,34 @@ def test_a_blur_the_deblocking_reveals_is_restored_with_it(monkeypatch):
     assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(deblocked)) + 0.5
 
 
+def test_noise_a_brightening_reveals_is_removed_on_top_of_it(monkeypatch):
+    # a phone's night shot (exposure x0.15 in linear light, shot and read noise, JPEG q88): the dim input reads
+    # under-exposed alone; brightened, its noise reads, and is removed on top (agent.policy.revealed_noise)
+    import io
+
+    from PIL import Image
+
+    clean = load_photo("chelsea")
+    rng = np.random.default_rng(0)
+    linear = np.where(clean <= 0.04045, clean / 12.92, ((clean + 0.055) / 1.055) ** 2.4) * 0.15
+    linear = np.clip(rng.poisson(linear * 300) / 300 + rng.normal(0, 0.003, linear.shape), 0, 1)
+    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(srgb)).save(buf, "JPEG", quality=88)
+    img = np.asarray(Image.open(buf).convert("RGB"), np.float32) / np.float32(255)
+    out, trace = restore_image(img)
+    assert [d.kind for d in trace.record_before.detected()] == ["low_light"]
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert chosen.rule == "revealed" and chosen.source == 0 and chosen.plan.kinds == ["noise"]
+    assert chosen.plan.operations[0].strength == pytest.approx(1.0, abs=1e-3)  # measured where it now is: full
+    from agent.outcome import outcome
+
+    assert "the noise showed once attempt 1 had run" in outcome(trace).line
+    monkeypatch.setattr("agent.policy.revealed_noise", lambda record, attempts, last: None)
+    brightened, _ = restore_image(img)
+    assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(brightened)) + 0.5
+
+
 def test_an_out_of_focus_photo_is_deblurred_although_the_scorer_underrates_it(monkeypatch):
     # a soft lens (a soft-edged disk of radius 3, a zoo model) on the motorcycle: the deconvolution at its dose is
     # estimated only +0.4 dB (+-2.0), truly about +7; the deblurring row accepts it (no ringing, ghosts or new

@@ -21,6 +21,7 @@ from agent.policy import (
     retry_plan,
     revealed_blur,
     revealed_kinds,
+    revealed_noise,
     stronger_after_revealed,
     superseding,
 )
@@ -28,7 +29,7 @@ from agent.state import Settings
 from agent.trace import AttemptTrace
 from reasoner.kinds import KINDS
 from reasoner.schema import LowLightFactors, combined_severity, make_degradation
-from restorer.plan import Operation, Plan, plan_from_record
+from restorer.plan import Operation, Plan, confidence_weight, plan_from_record
 
 
 def record(**severities: float):
@@ -262,6 +263,30 @@ def test_tone_revealed_by_a_better_attempt_is_restored_on_top_of_it():
     toned = first.model_copy(update={"record_after": first.record_after.model_copy(update={"degradations": [toned]})})
     assert revealed_kinds(INPUT, [toned], toned) == frozenset()
     assert isinstance(decide(INPUT, [better(0, blur=0.6, jpeg=0.4)], S), Final)
+
+
+def test_noise_a_brightening_reveals_is_removed_on_top_of_it_at_full_strength():
+    dim = record(low_light=0.4)
+    bright = attempt(0, "better", {"noise": 0.3}, strengths={"low_light": 1.0})
+    unsure = bright.record_after.degradations[0].model_copy(update={"confidence": 0.6})
+    unsure = bright.model_copy(
+        update={"record_after": bright.record_after.model_copy(update={"degradations": [unsure]})}
+    )
+    for first, weight in ((bright, 1.0), (unsure, confidence_weight(0.6))):
+        step = decide(dim, [first], S)
+        assert step.rule == "revealed" and step.source == 0 and step.skip == frozenset(KINDS) - {"noise"}
+        plan = retry_plan(step, dim, [first])
+        assert plan.kinds == ["noise"] and plan.operations[0].strength == pytest.approx(1.0, abs=1e-4), weight
+    assert revealed_noise(dim, [bright], bright) == 1.0
+    # not when the input read noise already, the attempt did more than brighten, or it was not better
+    assert revealed_noise(record(low_light=0.4, noise=0.2), [bright], bright) is None
+    both = attempt(0, "better", {"noise": 0.3}, strengths={"low_light": 1.0, "haze": 1.0})
+    assert revealed_noise(dim, [both], both) is None
+    assert revealed_noise(dim, [bright], bright.model_copy(update={"verdict": "uncertain"})) is None
+    assert revealed_noise(dim, [better(0, low_light=0.1)], better(0, low_light=0.1)) is None
+    # a denoising on top of anything else is still not planned (see test_retry_plan_restores_the_sources_record)
+    denoised = attempt(0, "better", {"noise": 0.3, "haze": 0.4}, strengths={"noise": 1.0})
+    assert retry_plan(Retry("revealed", 0, per_kind(1.0)), dim, [denoised]).kinds == ["haze"]
 
 
 def test_blur_a_deblocking_reveals_is_planned_with_it_from_the_input():
