@@ -162,7 +162,7 @@ changed, and the harm count stayed the same.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.state import Settings
 from agent.trace import AttemptTrace, Decision, QualityTrace, RetryRule, Verdict
@@ -778,17 +778,14 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
             if again := revealed_kinds(record, attempts, last, left_out):
                 return Retry("revealed", last.index, per_kind(1.0), frozenset(KINDS) - again)
         if last.verdict == "better":
-            residual = residual_kinds(record, last)
-            if last.source is not None:  # a refinement restores only its own (tone) kinds again
-                residual &= set(last.plan.kinds)
             if culprits & set(last.plan.kinds):  # kept as it is (conclude may return it); try without the artefact
                 return Retry("gentler", last.source, per_kind(s.failure_factor, culprits))
             if revealed := revealed_kinds(record, attempts, last):  # before a stronger pass: see revealed_kinds
                 return Retry("revealed", last.index, per_kind(1.0), frozenset(KINDS) - revealed)
             if noise := revealed_noise(record, attempts, last):
                 return Retry("revealed", last.index, {**per_kind(1.0), "noise": noise}, frozenset(KINDS) - {"noise"})
-            if last.overall_after >= s.done_below and residual:
-                return Retry("stronger", last.source, per_kind(s.residual_factor, residual))
+            if (stronger := stronger_pass(record, last, s)) is not None:
+                return stronger
         elif (stronger := stronger_after_revealed(record, attempts, s)) is not None:
             return stronger
         elif last.verdict in UNDECIDED and (at_fault := harm_at_fault(last.quality, last.plan.kinds)):
@@ -1140,13 +1137,21 @@ def stronger_after_revealed(
     last = attempts[-1]
     if last.rule != "revealed" or last.source is None or last.verdict == "better" or reread(last, attempts, settings):
         return None
-    source = attempts[last.source]
-    residual = residual_kinds(record, source)
-    if source.source is not None:  # a refinement restores only its own (tone) kinds again
-        residual &= set(source.plan.kinds)
-    if source.overall_after < settings.done_below or not residual:
+    stronger = stronger_pass(record, attempts[last.source], settings)
+    return None if stronger is None else replace(stronger, base=last.source)
+
+
+def stronger_pass(record: DiagnosisRecord, attempt: AttemptTrace, settings: Settings) -> Retry | None:
+    """The "stronger" retry of a better ``attempt`` still at ``done_below`` or above, or None when nothing is left.
+
+    The same source, ``residual_factor`` on the kinds ``attempt`` left (:func:`residual_kinds`).
+    """
+    residual = residual_kinds(record, attempt)
+    if attempt.source is not None:  # a refinement restores only its own (tone) kinds again
+        residual &= set(attempt.plan.kinds)
+    if attempt.overall_after < settings.done_below or not residual:
         return None
-    return Retry("stronger", source.source, per_kind(settings.residual_factor, residual), base=source.index)
+    return Retry("stronger", attempt.source, per_kind(settings.residual_factor, residual))
 
 
 #: What hides noise: a dim image's noise is small in absolute terms and reads below the threshold; an attempt that
