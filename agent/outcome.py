@@ -143,8 +143,12 @@ def outcome(trace: Trace) -> Outcome:
     elif chosen is not None and chosen.rule == "revealed":  # agent.policy.revealed_blur: planned from the input
         line += f": the blur showed once attempt {chosen.index} had deblocked it, and was restored with the deblocking"
     line += ")"
-    likely = chosen is not None and chosen.verdict == "uncertain"  # agent.policy.likely_gain: not assured
-    unsure = likely or (unc is not None and unc > UNSURE_DB)
+    # an "uncertain" re-read of haze under noise supersedes the first plan (agent.policy.unsure_reread), else it was
+    # returned as likely better (agent.policy.likely_gain): not assured either way
+    step = trace.attempts[chosen.source] if chosen is not None and chosen.source is not None else None
+    reread = chosen is not None and chosen.verdict == "uncertain" and step is not None and step.rule == "split"
+    likely = chosen is not None and chosen.verdict == "uncertain" and not reread
+    unsure = likely or reread or (unc is not None and unc > UNSURE_DB)
     least = _at_least(trace) if unsure else None
     if gain is not None:
         line += f", estimated {gain:+.1f} dB"
@@ -155,6 +159,9 @@ def outcome(trace: Trace) -> Outcome:
     line += "."
     from agent.state import Settings
 
+    if reread:
+        line += (" The scorer is unsure of it, but it is returned over the first plan: the haze it restores was read "
+                 "again once the noise no longer hid it.")  # fmt: skip
     if likely:
         k = float(trace.settings.get("quality_likely_k", Settings().quality_likely_k))
         line += (" No attempt was clearly better; this one is returned because its estimate stands above "

@@ -358,7 +358,15 @@ def test_a_better_reread_supersedes_the_first_plan():
     again = scored(2, "better", 3.7, 3.8, spread_log=1.0).model_copy(update={"rule": "revealed", "source": 1,
         "plan": Plan(operations=[Operation(kind="haze", severity=0.5)])})  # fmt: skip
     assert conclude(hazy, [first, step, again], S).chosen == 2
-    assert conclude(hazy, [first, step, again.model_copy(update={"verdict": "uncertain"})], S).chosen == 0
+    # left "uncertain" with a positive estimate it still supersedes the first plan (the MiO lion crop: +3.6 dB
+    # +-4.4 estimated, truly +9.3 over the first plan); not with a negative estimate, nor where the members
+    # extrapolate (the naturally hazy china photo, 2.5 dB worse), nor when it drifted
+    unsure = again.model_copy(update={"verdict": "uncertain"})
+    assert conclude(hazy, [first, step, unsure], S).chosen == 2
+    for no in ({"gain_db": -0.4}, {"spread_log": None}):
+        assert conclude(hazy, [first, step, unsure.model_copy(update={"quality": unsure.quality.model_copy(
+            update=no)})], S).chosen == 0  # fmt: skip
+    assert conclude(hazy, [first, step, again.model_copy(update={"verdict": "drift"})], S).chosen == 0
     # a split that is no re-read (the first plan was not exactly noise and haze) supersedes nothing
     other = first.model_copy(update={"plan": Plan(operations=[Operation(kind="noise", severity=0.8),
         Operation(kind="blur", severity=0.3)])})  # fmt: skip
