@@ -355,7 +355,7 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
         update["input_stats"] = stats
     rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan, stats, source_rec.overall_severity,
                                                       _noise_sigma(source_rec), state.attempts,
-                                                      state.plan_source)  # fmt: skip
+                                                      state.plan_source, _noise_sigma(state.record))  # fmt: skip
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
@@ -386,11 +386,14 @@ def _jpeg_quality(plan) -> int | None:
 
 
 def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | None, source_overall: float,
-           noise_sigma: float | None = None, attempts=(), source: int | None = None):  # fmt: skip
+           noise_sigma: float | None = None, attempts=(), source: int | None = None,
+           input_noise: float | None = None):  # fmt: skip
     """``out`` restored by ``plan`` judged against ``inp``: the scorer's record, structure, quality, verdict, reason.
 
     ``stats`` are the input's measure statistics for the quality scorer (None: no quality estimate);
-    ``noise_sigma`` the source's diagnosed noise, against which a noise-only plan's removed layer is measured.
+    ``noise_sigma`` the source's diagnosed noise, against which a noise-only plan's removed layer is measured;
+    ``input_noise`` the input's, which the structure score discounts when the lineage removed noise
+    (:func:`restorer.metrics.structure_score`).
     ``source``: the attempt (of ``attempts``) ``plan`` ran on top of, None for ``inp`` itself. The judgement is of
     every kind restored from ``inp`` to ``out``, each at the strength it ran at (a brightening on top of a denoising
     is still one at its diagnosed dose); only a plan run on ``inp`` itself has its JPEG-only change checked against
@@ -402,7 +405,7 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
     measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
     rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
         from_array(out)), None)  # fmt: skip
-    structure = structure_score(inp, out)
+    structure = structure_score(inp, out, noise=(input_noise or 0.0) if "noise" in strengths else 0.0)
     quality, why_not = None, None
     if stats is not None:
         from reasoner.quality import assess, describe
@@ -470,7 +473,8 @@ def full_size(state: RestoreState, ctx: Context) -> dict:
     source = record_of(state.record, state.attempts, state.attempts[chosen].source)
     rec, structure, quality, verdict, reason = _judge(ctx, inp, x, state.attempts[chosen].plan, stats,
                                                       state.record.overall_severity, _noise_sigma(source),
-                                                      state.attempts, state.attempts[chosen].source)  # fmt: skip
+                                                      state.attempts, state.attempts[chosen].source,
+                                                      _noise_sigma(state.record))  # fmt: skip
     trace = FullSizeTrace(**base, verdict=verdict, reason=reason, structure=structure, quality=quality,
                           severity_after=rec.severities(), overall_after=rec.overall_severity,
                           elapsed_s=time.perf_counter() - t0)  # fmt: skip
