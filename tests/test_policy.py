@@ -373,6 +373,24 @@ def test_a_better_reread_supersedes_the_first_plan():
     assert conclude(hazy, [other, step, again], S).chosen == 0
 
 
+def test_a_dehazing_that_failed_the_haze_check_is_judged_on_a_large_clean_estimate():
+    # under heavy noise a true dehazing can lower the global contrast it is checked on: a coffee crop under MiO haze
+    # and grey noise, denoised and dehazed, estimated +11.1 dB, truly +6.5, refused as "not haze" and returned hazy.
+    # From +4 dB with no artefact and members not extrapolating the estimate decides (the truly worse refusals were
+    # estimated at most +2.9: the naturally hazy china photo)
+    from reasoner.quality.artefacts import NOT_HAZE
+
+    strengths = {"noise": 1.0, "haze": 1.0}
+    q = QualityTrace(gain_db=11.1, uncertainty_db=6.0, spread_db=3.0, spread_log=0.5)
+    assert judge_quality(0.99, q, S, NOT_HAZE, list(strengths), strengths, input_lum=0.5)[0] == "better"
+    for no in ({"gain_db": 2.9}, {"spread_log": None}, {"artefacts": {"banding": 0.3}}):
+        assert judge_quality(0.99, q.model_copy(update=no), S, NOT_HAZE, list(strengths), strengths,
+                             input_lum=0.5)[0] == "worse"  # fmt: skip
+    # the other implausible change (a flat image's tone moved) is refused whatever the estimate
+    flat = "a large tone or colour change on an image with almost no texture"
+    assert judge_quality(0.99, q, S, flat, list(strengths), strengths, input_lum=0.5)[0] == "worse"
+
+
 def test_a_dehazing_refused_as_not_haze_is_retried_without_the_haze():
     from reasoner.quality.artefacts import NOT_HAZE
 
