@@ -303,7 +303,8 @@ def judge_quality(
     floor = drift_below(s, kinds)
     if structure < floor:
         return "drift", f"structure {structure:.2f} below {floor:.2f}: the content moved; {said}"
-    if implausible and not (implausible == NOT_HAZE and clean_estimate_above(quality, NOT_HAZE_OVERRULED_DB)):
+    overruled = implausible == NOT_HAZE and "noise" in kinds and clean_estimate_above(quality, NOT_HAZE_OVERRULED_DB)
+    if implausible and not overruled:
         return "worse", f"{implausible}; {said}"
     if (assured := assured_gain(quality, kinds, s)) > s.quality_margin_db:
         if gain - gain_z(quality, s) * spread <= s.quality_margin_db:  # the signed-log bound decided: say so
@@ -330,12 +331,15 @@ def judge_quality(
 
 
 #: The estimate (dB) from which a dehazing that failed the haze check (:data:`~reasoner.quality.artefacts.NOT_HAZE`:
-#: darker with no more contrast) is judged on its estimate after all, when no artefact was found and the members do
-#: not extrapolate. Under heavy noise a true dehazing can lower the global contrast it is checked on (the noise's
-#: share of it goes with the denoising; a black sky or a flat floor darkens): over 900 agent runs at noise + haze
-#: crops (protocols seeds 0-5 and zoo crops, session 24), of 59 such refusals the 23 estimated at +4 dB or more were
-#: all truly better than the input (+0.5 to +15.2 dB), while the worse ones (the naturally hazy sklearn china photo,
-#: a blurred noisy cameraman read as hazy: -0.3 to -8.7 dB) were estimated at most +2.9.
+#: darker with no more contrast) is judged on its estimate after all, when its lineage removed noise, no artefact
+#: was found and the members do not extrapolate. Under heavy noise a true dehazing can lower the global contrast it
+#: is checked on (the noise's share of it goes with the denoising; a black sky or a flat floor darkens). A dehazing
+#: without noise keeps the check: a held-out astronaut crop under MiO haze saved as a camera JPEG, its airlight read
+#: too bright, was estimated +4.6 dB and truly -1.5 (protocols, seed 1). Over 900 agent runs at noise + haze
+#: crops (protocols seeds 0-5 and zoo crops, session 24), of 59 such refusals the 21 that removed noise and were
+#: estimated at +4 dB or more were all truly better than the input (+0.5 to +15.2 dB), while the worse ones (the
+#: naturally hazy sklearn china photo, a blurred noisy cameraman read as hazy: -0.3 to -8.7 dB) were estimated at
+#: most +2.9.
 NOT_HAZE_OVERRULED_DB = 4.0
 #: The brightest input (mean luminance, 0-1) on which :func:`dehazed_at_dose` trusts the sign of the estimate.
 DEHAZE_LUM_MAX = 0.7

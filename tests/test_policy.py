@@ -386,6 +386,9 @@ def test_a_dehazing_that_failed_the_haze_check_is_judged_on_a_large_clean_estima
     for no in ({"gain_db": 2.9}, {"spread_log": None}, {"artefacts": {"banding": 0.3}}):
         assert judge_quality(0.99, q.model_copy(update=no), S, NOT_HAZE, list(strengths), strengths,
                              input_lum=0.5)[0] == "worse"  # fmt: skip
+    # nor without noise removed: a hazy astronaut crop (camera JPEG) whose airlight was read too bright, +4.6 dB
+    # estimated, truly -1.5
+    assert judge_quality(0.99, q, S, NOT_HAZE, ["haze"], {"haze": 1.0}, input_lum=0.5)[0] == "worse"
     # the other implausible change (a flat image's tone moved) is refused whatever the estimate
     flat = "a large tone or colour change on an image with almost no texture"
     assert judge_quality(0.99, q, S, flat, list(strengths), strengths, input_lum=0.5)[0] == "worse"
