@@ -145,9 +145,13 @@ def outcome(trace: Trace) -> Outcome:
     line += ")"
     # an "uncertain" re-read of haze under noise supersedes the first plan (agent.policy.unsure_reread), else it was
     # returned as likely better (agent.policy.likely_gain): not assured either way
-    step = trace.attempts[chosen.source] if chosen is not None and chosen.source is not None else None
-    reread = chosen is not None and chosen.verdict == "uncertain" and step is not None and step.rule == "split"
-    likely = chosen is not None and chosen.verdict == "uncertain" and not reread
+    from agent.policy import reread as is_reread
+    from agent.state import Settings
+
+    unsure_pick = chosen is not None and chosen.verdict == "uncertain"
+    # (the settings only bound the attempts a split needs: a trace with a re-read had them)
+    reread = unsure_pick and is_reread(chosen, trace.attempts, Settings())
+    likely = unsure_pick and not reread
     unsure = likely or reread or (unc is not None and unc > UNSURE_DB)
     least = _at_least(trace) if unsure else None
     if gain is not None:
@@ -157,8 +161,6 @@ def outcome(trace: Trace) -> Outcome:
         else:
             line += f" (±{unc:.1f}; the scorer is unsure)" if unsure else (f" (±{unc:.1f})" if unc is not None else "")
     line += "."
-    from agent.state import Settings
-
     if reread:
         line += (" The scorer is unsure of it, but it is returned over the first plan: the haze it restores was read "
                  "again once the noise no longer hid it.")  # fmt: skip

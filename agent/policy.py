@@ -343,9 +343,6 @@ def judge_quality(
 NOT_HAZE_OVERRULED_DB = 4.0
 #: The brightest input (mean luminance, 0-1) on which :func:`dehazed_at_dose` trusts the sign of the estimate.
 DEHAZE_LUM_MAX = 0.7
-#: The plans :func:`dehazed_at_dose` answers for: a dehazing alone, or with the noise (and JPEG) that came with it.
-DEHAZED_PLANS: tuple[frozenset[str], ...] = (frozenset({"haze"}), frozenset({"noise", "haze"}),
-                                             frozenset({"noise", "haze", "jpeg"}))  # fmt: skip
 #: What the verdict's reason says when :func:`dehazed_at_dose` or :func:`deblurred_disk` decided (the outcome line
 #: reads it back instead of asking the row again: the input's luminance is not in the trace).
 DEHAZED = "a dehazing at its own dose of a frame not too bright for it, with no artefact"
@@ -836,6 +833,8 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
 #: First plans of exactly noise and haze, or of noise and haze saved as JPEG (a phone photo), are split so that
 #: their haze is read again once the noise is gone (:func:`reread_tone`).
 REREAD_PLANS: tuple[frozenset[str], ...] = (frozenset({"noise", "haze"}), frozenset({"noise", "haze", "jpeg"}))
+#: The plans :func:`dehazed_at_dose` answers for: a dehazing alone, or with the noise (and JPEG) found with the haze.
+DEHAZED_PLANS: tuple[frozenset[str], ...] = (frozenset({"haze"}), *REREAD_PLANS)
 
 
 def reread_tone(last: AttemptTrace, tried: int, settings: Settings) -> frozenset[str]:

@@ -49,16 +49,12 @@ def structure_score(a: np.ndarray, b: np.ndarray, noise: float = 0.0) -> float:
     va, vb = np.maximum(g(la * la) - ma * ma, 0), np.maximum(g(lb * lb) - mb * mb, 0)
     corr = (g(la * lb) - ma * mb) / np.sqrt(va * vb + 1e-10)
     w = np.sqrt(va)
-    if w.sum() < 1e-6:  # a flat input has no structure to lose
+    # white noise keeps ``scale`` of its std through the area down-scaling and 1 / (2 sqrt(pi)) through the Gaussian
+    # blur of sigma 1; a window's reachable correlation times its weight is then the std of what is not noise
+    left = (noise / 255.0 * scale / (2.0 * np.sqrt(np.pi))) ** 2
+    reach = np.sqrt(np.maximum(va - left, 0.0))  # w itself without noise
+    if reach.sum() < 1e-6:  # a flat input, or nothing but noise: no structure to lose
         return 1.0
-    reach = w
-    if noise > 0:
-        # white noise keeps ``scale`` of its std through the area down-scaling and 1 / (2 sqrt(pi)) through the
-        # Gaussian blur of sigma 1
-        left = (noise / 255.0 * scale / (2.0 * np.sqrt(np.pi))) ** 2
-        reach = w * np.sqrt(np.maximum(va - left, 0.0) / np.maximum(va, 1e-12))
-        if reach.sum() < 1e-6:  # nothing but noise: no structure to lose either
-            return 1.0
     return float(np.clip((corr * w).sum() / reach.sum(), -1.0, 1.0))
 
 
