@@ -185,7 +185,10 @@ def outcome(trace: Trace) -> Outcome:
         elif inside_compression_cells(chosen.quality, chosen.plan.kinds, chosen.plan.strengths):
             line += " It changed only what the file's JPEG compression left uncertain."
         elif brightened_at_dose(chosen.quality, strengths, strengths):
-            line += " It brightened at its own dose with no artefact found; the scorer tends to underrate brightening."
+            flagged = " with no artefact found"
+            if chosen.quality.artefacts:
+                flagged = "; what the scorer flagged moves with any large change of tone"
+            line += f" It brightened at its own dose{flagged}; the scorer tends to underrate brightening."
         elif denoised_and_deblocked_at_dose(chosen.quality, strengths, strengths, margin):
             line += " It denoised and deblocked at their own dose with no artefact found."
         elif deblurred_at_dose(chosen.quality, strengths, strengths):

@@ -939,3 +939,31 @@ def test_removing_heavy_noise_under_haze_is_not_taken_for_content_that_moved():
     first = trace.attempts[0]
     assert {"noise", "haze"} <= set(first.plan.kinds) and first.verdict != "drift" and first.structure >= 0.9
     assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(img)) + 10
+
+
+def test_a_dim_photo_is_brightened_towards_its_highlights_even_where_the_scorer_extrapolates(monkeypatch):
+    # The project's under-exposure (exposure 0.12, gamma 1.5) on a held-out coffee crop. Its brightening moves the
+    # scorer's chroma statistics beyond its fit (the members extrapolate) and was left "uncertain": the photo came
+    # back dark, 6 dB from the clean crop. A brightening at its dose estimated above +3 dB now counts all the same
+    # (agent.policy.brightened_at_dose). The factor head, fitted on the calibration scenes, also read the exposure too
+    # high: held halfway towards the one that puts the brightest percent at white
+    # (reasoner.measure.entries.LOW_LIGHT_TOP_WEIGHT), the output is 25.1 dB instead of 19.5.
+    import agent.policy
+    import reasoner.measure.entries
+    from agent.outcome import outcome
+    from rl.degradations.low_light import LowLightParams, apply_low_light
+
+    clean = np.rint(load_photo("coffee")[0:256, 344:600] * 255) / 255
+    img = (np.rint(apply_low_light(clean, LowLightParams(0.12, 1.5, 2.0, 7)) * 255) / 255).astype(np.float32)
+    before = psnr(to_uint8(clean), to_uint8(img))
+    out, trace = restore_image(img)
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert trace.decision == "accepted" and chosen.plan.kinds == ["low_light"] and chosen.verdict == "better"
+    assert chosen.quality.spread_log is None and "brightened at its own dose" in outcome(trace).line
+    assert psnr(to_uint8(clean), to_uint8(out)) > before + 15
+    monkeypatch.setattr(agent.policy, "BRIGHTENED_EXTRAPOLATING_DB", float("inf"))
+    assert restore_image(img)[1].decision == "unchanged"
+    monkeypatch.undo()
+    monkeypatch.setattr(reasoner.measure.entries, "LOW_LIGHT_TOP_WEIGHT", 0.0)  # the head's exposure: too dark
+    dimmer = restore_image(img)[0]
+    assert psnr(to_uint8(clean), to_uint8(dimmer)) < psnr(to_uint8(clean), to_uint8(out)) - 2
