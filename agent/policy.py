@@ -549,12 +549,13 @@ def at_dose(kind: str, strengths: Mapping[str, float] | None) -> bool:
 
 
 def brightened_at_dose(quality: QualityTrace, kinds: Iterable[str], strengths: Mapping[str, float] | None) -> bool:
-    """Whether a plan that brightens at no more than its diagnosed dose is estimated to help, with no artefact at all.
+    """Whether a plan that brightens at no more than its diagnosed dose is estimated to help, with no artefact.
 
     Brightening doses itself (:data:`restorer.plan.SELF_DOSED`: the tone curve lifts the brightest pixels only into
     the range well-exposed photos have), and where the diagnosis found low light the ensemble's doubt is about how
-    much it helps, not whether (see the module docstring). Also required: the members do not extrapolate (a
-    ``spread_log``), and the plan's low-light strength is at most 1.
+    much it helps, not whether (see the module docstring). Also required: the plan's low-light strength is at most 1,
+    and the members do not extrapolate (a ``spread_log``), unless the estimate is above
+    :data:`BRIGHTENED_EXTRAPOLATING_DB` with no artefact but those of :data:`MOVE_WITH_BRIGHTENING`.
 
     >>> q = QualityTrace(gain_db=0.3, spread_db=0.6, spread_log=0.43)
     >>> brightened_at_dose(q, ["low_light", "motion_blur"], {"low_light": 1.0, "motion_blur": 1.0})
@@ -582,15 +583,16 @@ def brightened_at_dose(quality: QualityTrace, kinds: Iterable[str], strengths: M
     return clean_estimate_above(quality, 0.0)
 
 
-#: Estimate (dB) above which a brightening at its dose with no artefact counts although the ensemble's members
-#: extrapolate (:func:`brightened_at_dose`). A dim photo brightened right moves chroma and shadow statistics beyond
-#: what the scorer was fitted on (a coffee crop under the project's darkening: chroma 9.2 deviations out, estimated
-#: +12.2 dB, truly +15.1), and such attempts were left "uncertain": the photo came back dark. Over agent runs at
-#: low-light crops of the held-out photos (every zoo darkening, alone, under noise or saved as a camera JPEG; seeds
-#: 101, 102, 104, 243 runs) and the protocols (seeds 0-2), every brightening at its dose whose members extrapolated
-#: was truly better, +11.6 to +25.1 dB (13 attempts, estimated +1.5 to +15.1); the dehazings that once made
-#: extrapolation a reason to distrust an estimate (-19.9 and -14.0 dB) are not brightenings. A brightening of a clean
-#: photo the diagnosis called dark was estimated -1.05 dB; the floor keeps a margin above it.
+#: Estimate (dB) above which a brightening at its dose counts although the ensemble's members extrapolate, with no
+#: artefact but those of :data:`MOVE_WITH_BRIGHTENING` (:func:`brightened_at_dose`). A dim photo brightened right moves
+#: chroma and shadow statistics beyond what the scorer was fitted on (a coffee crop under the project's darkening:
+#: chroma 9.2 deviations out, estimated +12.2 dB, truly +15.1), and such attempts were left "uncertain": the photo
+#: came back dark. Over agent runs at low-light crops of the held-out photos (every zoo darkening, alone, under noise
+#: or saved as a camera JPEG; seeds 101-108, 486 runs) and the protocols (seeds 0-2), every brightening at its dose
+#: whose members extrapolated was truly better than its input, +4.0 to +25.1 dB (18 attempts, estimated +1.5 to
+#: +15.1); the dehazings that once made extrapolation a reason to distrust an estimate (-19.9 and -14.0 dB) are not
+#: brightenings. A brightening of a clean photo the diagnosis called dark was estimated -1.05 dB; the floor keeps a
+#: margin above it.
 BRIGHTENED_EXTRAPOLATING_DB = 3.0
 #: Artefacts an extrapolating brightening may show and still count (:func:`brightened_at_dose`): statistics that move
 #: with any large change of tone (rims, texture and plain-area brightness scaled up with the image), seen on truly
