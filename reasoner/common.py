@@ -1,5 +1,7 @@
 """Small helpers every package shares: one-line errors, torch dtype names, working sizes, image arrays, memos.
 
+Also the brightness statistics both the diagnosis and the brightening read (:func:`brightness_quantile`).
+
 Standard library and numpy only (torch is imported inside :func:`torch_dtype`), so the lowest layers can use them;
 ``restorer``, ``retrieval``, ``rl`` and ``agent`` import these instead of keeping copies.
 """
@@ -142,3 +144,34 @@ def remembered(memo: dict, key: Hashable, compute: Callable[[], T], kept: int = 
         memo.pop(next(iter(memo)), None)
     memo[key] = value
     return value
+
+
+def channel_max(x: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum over the channels of ``x`` (HxWxC -> HxW); much faster than ``x.max(axis=2)``."""
+    return np.maximum.reduce([x[..., c] for c in range(x.shape[2])])
+
+
+def subsample(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """A regular subsample (every k-th row and column) of ``image`` with at most ``max_pixels`` pixels.
+
+    A bounded sample of its pixel values for global quantiles, without the smoothing a resize does; ``image``
+    itself when it is that small already.
+    """
+    h, w = image.shape[:2]
+    k = int(np.ceil(np.sqrt(h * w / max_pixels)))
+    return image if k <= 1 else np.ascontiguousarray(image[::k, ::k])
+
+
+def brightness_quantile(rgb: np.ndarray, q: float, max_pixels: int | None = None) -> float:
+    """The ``q`` quantile of brightness (HSV value: the largest channel), on at most ``max_pixels`` pixels.
+
+    A regular subsample (:func:`subsample`) of a larger image; all its pixels by default.
+
+    The diagnosis anchors an under-exposure's exposure on it (``reasoner.measure.entries``) and the brightening holds
+    its tone curve to it (``restorer.operators.low_light.tone_curve``).
+
+    >>> brightness_quantile(np.full((4, 4, 3), 0.25, np.float32), 0.99)
+    0.25
+    """
+    x = rgb if max_pixels is None else subsample(rgb, max_pixels)
+    return float(np.quantile(channel_max(x), q))

@@ -131,14 +131,3 @@ def proxy_crops(image: np.ndarray, n: int = 4, size: int = 512, align: int = 16)
     ys = [int(v) // align * align for v in np.linspace(0, h - size, n)]
     xs = [int(v) // align * align for v in np.linspace(0, w - size, n)]
     return np.concatenate([np.concatenate([image[y : y + size, x : x + size] for x in xs], axis=1) for y in ys])
-
-
-def subsample(image: np.ndarray, max_pixels: int = TILE_PIXELS) -> np.ndarray:
-    """A regular subsample (every k-th row and column) of ``image`` with at most ``max_pixels`` pixels.
-
-    A bounded sample of its pixel values for global quantiles, without the smoothing a resize does; ``image``
-    itself when it is that small already.
-    """
-    h, w = image.shape[:2]
-    k = int(np.ceil(np.sqrt(h * w / max_pixels)))
-    return image if k <= 1 else np.ascontiguousarray(image[::k, ::k])

@@ -165,8 +165,9 @@ def test_a_mild_darkening_the_classifier_finds_is_reported_at_its_factors_severi
     # but the severity head, regressing towards "absent", puts it under "mild", so it went unreported and the photo
     # was returned dark. The factor head's exposure and gamma imply a severity nearer the truth: low light is reported
     # at that severity, corrected with the calibrated gamma and an exposure held towards the highlights'.
+    from reasoner.common import brightness_quantile
     from reasoner.kinds import KINDS
-    from reasoner.measure.entries import blended_factors, value_top
+    from reasoner.measure.entries import blended_factors
     from rl.degradations.low_light import MioDarkParams, apply_mio_dark, mio_dark_factors
 
     params = MioDarkParams("squash", 140)
@@ -184,7 +185,7 @@ def test_a_mild_darkening_the_classifier_finds_is_reported_at_its_factors_severi
     assert entry.factors.gamma == pytest.approx(calibrated["gamma"], abs=0.01)
     # the exposure is halfway (in log) between the calibrated one (0.72) and the brightest percent (0.54): nearer the
     # truth (0.55), and the brightening 7 dB better (21.3 -> 28.4 dB)
-    top = value_top(img)
+    top = brightness_quantile(img, 0.99)
     assert entry.factors.exposure == pytest.approx((calibrated["exposure"] * top) ** 0.5, abs=0.002)
     exposure = mio_dark_factors(params, img.shape)["exposure"]
     assert abs(entry.factors.exposure - exposure) < abs(calibrated["exposure"] - exposure) - 0.05

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reasoner.common import brightness_quantile
 from reasoner.kinds import KINDS, check_table
 from reasoner.measure import psf
 from reasoner.measure.calibration import FACTOR_TARGETS, from_target, to_target
@@ -223,22 +224,11 @@ LOW_LIGHT_TOP_WEIGHT = 0.5
 _TOP_PIXELS = 1 << 20
 
 
-def value_top(rgb: np.ndarray, q: float = 0.99) -> float:
-    """The ``q`` quantile of brightness (HSV value, max RGB) on a regular subsample of at most ~1 MP.
-
-    >>> value_top(np.full((4, 4, 3), 0.25, np.float32))
-    0.25
-    """
-    h, w = rgb.shape[:2]
-    step = max(1, math.ceil(math.sqrt(h * w / _TOP_PIXELS)))
-    return float(np.quantile(rgb[::step, ::step].max(axis=2), q))
-
-
 def _low_light(r: Reading) -> Degradation:
     # The exposure that puts the brightest percent at white for the head's gamma is the top itself (white ** gamma is
     # white): the geometric blend hedges between the scene the head expects and a photo whose highlights reach white.
     head = clip(r.factors["exposure"], 0.01, 1.0)
-    top = clip(value_top(r.rgb), 0.01, 1.0)
+    top = clip(brightness_quantile(r.rgb, 0.99, _TOP_PIXELS), 0.01, 1.0)
     exposure = head ** (1.0 - LOW_LIGHT_TOP_WEIGHT) * top**LOW_LIGHT_TOP_WEIGHT
     return r.entry(exposure=exposure, gamma=clip(r.factors["gamma"], 1.0, 5.0))
 

@@ -32,11 +32,6 @@ def clip01(x: np.ndarray) -> np.ndarray:
     return np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def channel_max(x: np.ndarray) -> np.ndarray:
-    """Per-pixel maximum over the channels of ``x`` (HxWxC -> HxW); much faster than ``x.max(axis=2)``."""
-    return np.maximum.reduce([x[..., c] for c in range(x.shape[2])])
-
-
 def channel_min(x: np.ndarray) -> np.ndarray:
     """Per-pixel minimum over the channels of ``x`` (HxWxC -> HxW)."""
     return np.minimum.reduce([x[..., c] for c in range(x.shape[2])])

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from reasoner.common import brightness_quantile, channel_max, subsample
 from restorer.operators.filters import (
     as_image,
-    channel_max,
     chroma_noise,
     clean_chroma,
     clip01,
@@ -48,7 +48,7 @@ def tone_curve(img: np.ndarray, exposure: float, gamma: float) -> tuple[float, f
     1.0
     """
     g = min(max(float(gamma), 0.2), 5.0)
-    top = max(float(np.quantile(channel_max(as_image(img)), 0.99)), 1.0 / 255.0)
+    top = max(brightness_quantile(as_image(img), 0.99), 1.0 / 255.0)
     e = min(max(float(exposure), top / P99_HI**g), top / P99_LO**g)
     return min(max(e, 1e-3), 1.0), g
 
@@ -144,11 +144,11 @@ def prepare_brighten(
     The curve's highlight percentile is read on a regular subsample of at most 4 MP, the noise on crops spread
     over the frame; given to :func:`brighten` on each tile, they make it local.
     """
-    from restorer.tiling import proxy_crops, subsample
+    from restorer.tiling import TILE_PIXELS, proxy_crops
 
     crops = proxy_crops(img)
     return {
-        "curve": brighten_curve(subsample(img), exposure, gamma, strength),
+        "curve": brighten_curve(subsample(img, TILE_PIXELS), exposure, gamma, strength),
         "noise": estimate_noise(crops),
         "chroma": chroma_noise(crops),
         "blotches": coarse_chroma_noise(crops, BLOTCH_SCALE) if filtered else None,
