@@ -131,7 +131,18 @@ def outcome(trace: Trace) -> Outcome:
                     "the image is returned unchanged.")  # fmt: skip
         return Outcome(line, 0.0 if gain is not None else None, 0.0 if unc is not None else None, [], False)
     chosen = trace.attempts[trace.chosen_attempt] if trace.chosen_attempt is not None else None
-    from agent.policy import lineage_strengths
+    from agent.policy import (
+        DEHAZED,
+        DISK_DEBLURRED,
+        brightened_at_dose,
+        deblurred_at_dose,
+        denoised_and_deblocked_at_dose,
+        inside_compression_cells,
+        lineage_strengths,
+        removed_white_noise,
+    )
+    from agent.policy import reread as is_reread
+    from agent.state import Settings
 
     strengths = lineage_strengths(trace.attempts, trace.chosen_attempt)
     kinds = [WORDS[k] for k in strengths]
@@ -145,9 +156,6 @@ def outcome(trace: Trace) -> Outcome:
     line += ")"
     # an "uncertain" re-read of haze under noise supersedes the first plan (agent.policy.unsure_reread), else it was
     # returned as likely better (agent.policy.likely_gain): not assured either way
-    from agent.policy import reread as is_reread
-    from agent.state import Settings
-
     unsure_pick = chosen is not None and chosen.verdict == "uncertain"
     # (the settings only bound the attempts a split needs: a trace with a re-read had them)
     reread = unsure_pick and is_reread(chosen, trace.attempts, Settings())
@@ -169,16 +177,6 @@ def outcome(trace: Trace) -> Outcome:
         line += (" No attempt was clearly better; this one is returned because its estimate stands above "
                  f"{k:g} x its error with no sign of harm: likely better, not assured.")  # fmt: skip
     if chosen is not None and chosen.quality is not None:
-        from agent.policy import (
-            DEHAZED,
-            DISK_DEBLURRED,
-            brightened_at_dose,
-            deblurred_at_dose,
-            denoised_and_deblocked_at_dose,
-            inside_compression_cells,
-            removed_white_noise,
-        )
-
         margin = float(trace.settings.get("quality_margin_db", Settings().quality_margin_db))
         if removed_white_noise(chosen.quality, chosen.plan.kinds):
             line += " What it removed looks like white noise of the diagnosed strength."
