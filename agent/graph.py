@@ -403,8 +403,10 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
     kinds = list(strengths)
     jpeg_quality = _jpeg_quality(plan) if source is None else None
     measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
-    rec, out_stats = ctx.scorer.diagnose_measured(from_array(out)) if measuring else (ctx.scorer.diagnose(
-        from_array(out)), None)  # fmt: skip
+    if measuring:  # as a restoration's output: the input's own exposure evidence is not read there
+        rec, out_stats = ctx.scorer.diagnose_measured(from_array(out), restored=True)
+    else:
+        rec, out_stats = ctx.scorer.diagnose(from_array(out)), None
     structure = structure_score(inp, out, noise=(input_noise or 0.0) if "noise" in strengths else 0.0)
     quality, why_not = None, None
     if stats is not None:

@@ -191,12 +191,14 @@ def test_a_mild_darkening_the_classifier_finds_is_reported_at_its_factors_severi
     assert abs(entry.factors.exposure - exposure) < abs(calibrated["exposure"] - exposure) - 0.05
 
 
-def test_the_factor_head_alone_reports_no_darkening(measure):
+def test_the_factor_head_alone_reports_no_darkening(measure, monkeypatch):
     # The factor head always answers (it is trained only on images that carry the kind); it may raise a severity
     # only where the classifier reports the kind. MiO's value shift by 40/255 on a cat the classifier does not call
-    # dark stays unreported even though the head's exposure and gamma alone would say "mild".
+    # dark stays unreported even though the head's exposure and gamma alone would say "mild" (the clipped range, a
+    # rule of its own, finds this one: it is switched off here).
     from skimage import data
 
+    import reasoner.measure.backend as backend
     from reasoner.kinds import KINDS
     from rl.degradations.low_light import MioDarkParams, apply_mio_dark
 
@@ -206,7 +208,41 @@ def test_the_factor_head_alone_reports_no_darkening(measure):
     _, prob = measure.calibration.predict(stats)
     head = KINDS["low_light"].severity_of(measure.calibration.predict_factors(stats, "low_light"))
     assert prob["low_light"] < 0.5 and head >= 0.1, "precondition: the head alone would call it dark"
-    assert "low_light" not in [d.kind for d in record.detected()]
+    monkeypatch.setattr(backend, "CLIPPED_BLACK_SHARE", 2.0)
+    assert "low_light" not in [d.kind for d in measure.diagnose(img).detected()]
+    monkeypatch.undo()
+    assert "low_light" in [d.kind for d in record.detected()]  # the shadows it clipped to black tell
+
+
+def test_a_tone_range_shifted_down_is_found_as_low_light(measure, monkeypatch):
+    # MiO's value shift (V - 35/255) clips the shadows to black and leaves the highlights short of white. The
+    # classifier, fitted on scenes where a dim grey image is often clean, missed it on three of the five evaluation
+    # photos, which came back dark; the clipped range finds it (_low_light_of_the_clipped_range) and says why.
+    import reasoner.measure.backend as backend
+    from rl.degradations.low_light import MioDarkParams, apply_mio_dark
+
+    for name in EVALUATION_PHOTOS:
+        clean = load_photo(name)
+        assert "low_light" not in {d.kind for d in measure.diagnose(clean).degradations}, name
+        shifted = (np.rint(apply_mio_dark(clean, MioDarkParams("shift", 35)) * 255) / 255).astype(np.float32)
+        record = measure.diagnose(shifted)
+        entry = next((d for d in record.degradations if d.kind == "low_light"), None)
+        assert entry is not None and entry.factors.exposure < 0.95, name
+    motorcycle = load_photo("motorcycle_right")  # only the rule finds this one
+    shifted = (np.rint(apply_mio_dark(motorcycle, MioDarkParams("shift", 35)) * 255) / 255).astype(np.float32)
+    record = measure.diagnose(shifted)
+    step = next(s for s in record.reasoning if s.kinds == ["low_light"])
+    assert "clipped to black while its brightest percent stops at" in step.inference
+    assert next(d for d in record.degradations if d.kind == "low_light").confidence == backend.CLIPPED_CONFIDENCE
+    monkeypatch.setattr(backend, "CLIPPED_BLACK_SHARE", 2.0)
+    assert "low_light" not in {d.kind for d in measure.diagnose(shifted).degradations}
+    monkeypatch.undo()
+    # deep black with highlights at white (the astronaut's space suit against the dark) and a grey scene with no black
+    # (the moon) are not a shifted range
+    space = backend.clipped_tone_range(load_photo("astronaut"))
+    assert space.black > 0.05 and space.top > backend.CLIPPED_TOP and not space.shifted
+    moon = backend.clipped_tone_range(load_photo("moon"))
+    assert moon.black < backend.CLIPPED_BLACK_SHARE and moon.top < backend.CLIPPED_TOP and not moon.shifted
 
 
 def test_highlights_smeared_by_a_motion_are_not_read_as_rain(measure):
