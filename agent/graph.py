@@ -30,6 +30,7 @@ from agent.state import Context, RestoreState
 from agent.trace import AttemptTrace, FullSizeTrace, QualityTrace, ReviewTrace, Trace
 from reasoner.common import as_rgb_float, one_line
 from reasoner.imageio import from_array, load_image
+from reasoner.measure.backend import tone_range_shifted
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
 from restorer.base import ReferenceImage, RestoreOutput
 from restorer.metrics import structure_score
@@ -420,8 +421,9 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
                                artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:
+        shifted = "low_light" in kinds and tone_range_shifted(inp)
         verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds, strengths,
-                                               policy.disk_plan(plan), stats.get("lum_mean"))  # fmt: skip
+                                               policy.disk_plan(plan), stats.get("lum_mean"), shifted)  # fmt: skip
     else:
         verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings, kinds)
     return rec, structure, quality, verdict, reason

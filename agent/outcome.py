@@ -134,6 +134,7 @@ def outcome(trace: Trace) -> Outcome:
     from agent.policy import (
         DEHAZED,
         DISK_DEBLURRED,
+        SHIFTED_BRIGHTENED,
         brightened_at_dose,
         deblurred_at_dose,
         denoised_and_deblocked_at_dose,
@@ -192,6 +193,10 @@ def outcome(trace: Trace) -> Outcome:
         elif deblurred_at_dose(chosen.quality, strengths, strengths):
             line += (" It deblurred at its own dose with no ringing, ghosts or new texture found; the scorer tends to "
                      "underrate deblurring.")  # fmt: skip
+        elif chosen.verdict == "better" and SHIFTED_BRIGHTENED in chosen.reason:
+            line += (" It brightened, at its own dose with no artefact found, a photo whose shadows are clipped to "
+                     "black while its highlights stop short of white: a darkening by its own evidence, which the "
+                     "scorer does not weigh, so its estimate here is not a loss to trust.")  # fmt: skip
         elif chosen.verdict == "better" and DISK_DEBLURRED in chosen.reason:
             line += (" It deblurred a defocus disk the diagnosis was sure of, at its own dose with no ghosts or new "
                      "texture found; the scorer underrates such deblurrings, and its estimate here is not a loss "

@@ -941,6 +941,29 @@ def test_removing_heavy_noise_under_haze_is_not_taken_for_content_that_moved():
     assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(img)) + 10
 
 
+def test_a_photo_whose_tone_range_was_shifted_down_is_brightened(monkeypatch):
+    # MiO's value shift (V - 40/255) on an astronaut crop: shadows clipped to black, highlights short of white. The
+    # classifier missed it; the clipped range finds it (reasoner.measure.backend.tone_range_shifted), but the scorer
+    # read the brightening as a loss (-1.3 dB) and the crop came back dark, 17.8 dB. A brightening alone at its dose
+    # of a shifted range counts from -2 dB (agent.policy.SHIFTED_FLOOR_DB): +9.6 dB. The clean crop is untouched.
+    import agent.policy
+    from agent.outcome import outcome
+    from rl.degradations.low_light import MioDarkParams, apply_mio_dark
+
+    clean = (np.rint(load_photo("astronaut")[0:256, 0:256] * 255) / 255).astype(np.float32)
+    img = (np.rint(apply_mio_dark(clean, MioDarkParams("shift", 40)) * 255) / 255).astype(np.float32)
+    before = psnr(to_uint8(clean), to_uint8(img))
+    out, trace = restore_image(img)
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert trace.decision == "accepted" and chosen.plan.kinds == ["low_light"] and chosen.quality.gain_db < 0
+    assert agent.policy.SHIFTED_BRIGHTENED in chosen.reason and "clipped to black" in outcome(trace).line
+    assert psnr(to_uint8(clean), to_uint8(out)) > before + 6
+    monkeypatch.setattr(agent.policy, "SHIFTED_FLOOR_DB", float("inf"))
+    assert restore_image(img)[1].decision == "unchanged"
+    monkeypatch.undo()
+    assert restore_image(clean)[1].decision == "unchanged"
+
+
 def test_a_dim_photo_is_brightened_towards_its_highlights_even_where_the_scorer_extrapolates(monkeypatch):
     # The project's under-exposure (exposure 0.12, gamma 1.5) on a held-out coffee crop. Its brightening moves the
     # scorer's chroma statistics beyond its fit (the members extrapolate) and was left "uncertain": the photo came
