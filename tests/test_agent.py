@@ -945,7 +945,7 @@ def test_a_photo_whose_tone_range_was_shifted_down_is_brightened(monkeypatch):
     # MiO's value shift (V - 40/255) on an astronaut crop: shadows clipped to black, highlights short of white. The
     # classifier missed it; the clipped range finds it (reasoner.measure.backend.tone_range_shifted), but the scorer
     # read the brightening as a loss (-1.3 dB) and the crop came back dark, 17.8 dB. A brightening alone at its dose
-    # of a shifted range counts from -2 dB (agent.policy.SHIFTED_FLOOR_DB): +9.6 dB. The clean crop is untouched.
+    # of a shifted range counts from -3 dB (agent.policy.SHIFTED_FLOOR_DB): +9.6 dB. The clean crop is untouched.
     import agent.policy
     from agent.outcome import outcome
     from rl.degradations.low_light import MioDarkParams, apply_mio_dark
