@@ -234,6 +234,8 @@ def test_a_tone_range_shifted_down_is_found_as_low_light(measure, monkeypatch):
     step = next(s for s in record.reasoning if s.kinds == ["low_light"])
     assert "clipped to black while its brightest percent stops at" in step.inference
     assert next(d for d in record.degradations if d.kind == "low_light").confidence == backend.CLIPPED_CONFIDENCE
+    # a restoration's output, re-scored, is not read for it (a denoiser's smooth dark areas tail into black)
+    assert "low_light" not in {d.kind for d in measure.diagnose_measured(shifted, restored=True)[0].degradations}
     monkeypatch.setattr(backend, "CLIPPED_BLACK_SHARE", 2.0)
     assert "low_light" not in {d.kind for d in measure.diagnose(shifted).degradations}
     monkeypatch.undo()
