@@ -356,7 +356,8 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
         update["input_stats"] = stats
     rec, structure, quality, verdict, reason = _judge(ctx, inp, out, state.plan, stats, source_rec.overall_severity,
                                                       _noise_sigma(source_rec), state.attempts,
-                                                      state.plan_source, _noise_sigma(state.record))  # fmt: skip
+                                                      state.plan_source, _noise_sigma(state.record),
+                                                      _kinds(state.record))  # fmt: skip
     attempt = AttemptTrace(
         index=len(state.attempts),
         source=state.plan_source,
@@ -380,6 +381,11 @@ def _noise_sigma(record) -> float | None:
     return next((d.factors.sigma for d in record.degradations if d.kind == "noise"), None)
 
 
+def _kinds(record: DiagnosisRecord) -> frozenset[str]:
+    """The kinds ``record`` found."""
+    return frozenset(d.kind for d in record.degradations)
+
+
 def _jpeg_quality(plan) -> int | None:
     """The JPEG quality ``plan`` undoes, if it undoes JPEG (``assess`` checks a JPEG-only plan against its cells)."""
     quality = next((op.params.get("quality") for op in plan.operations if op.kind == "jpeg"), None)
@@ -388,7 +394,7 @@ def _jpeg_quality(plan) -> int | None:
 
 def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | None, source_overall: float,
            noise_sigma: float | None = None, attempts=(), source: int | None = None,
-           input_noise: float | None = None):  # fmt: skip
+           input_noise: float | None = None, diagnosed: frozenset[str] = frozenset()):  # fmt: skip
     """``out`` restored by ``plan`` judged against ``inp``: the scorer's record, structure, quality, verdict, reason.
 
     ``stats`` are the input's measure statistics for the quality scorer (None: no quality estimate);
@@ -398,7 +404,8 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
     ``source``: the attempt (of ``attempts``) ``plan`` ran on top of, None for ``inp`` itself. The judgement is of
     every kind restored from ``inp`` to ``out``, each at the strength it ran at (a brightening on top of a denoising
     is still one at its diagnosed dose); only a plan run on ``inp`` itself has its JPEG-only change checked against
-    the file's quantisation cells.
+    the file's quantisation cells. ``diagnosed``: the kinds the input's diagnosis found (whether a brightening is of
+    a tone range shifted down is read only beside noise and JPEG).
     """
     strengths = {**policy.lineage_strengths(attempts, source), **plan.strengths}
     kinds = list(strengths)
@@ -421,7 +428,7 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
                                artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:
-        shifted = "low_light" in kinds and tone_range_shifted(inp)
+        shifted = "low_light" in kinds and tone_range_shifted(inp, diagnosed)
         verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds, strengths,
                                                policy.disk_plan(plan), stats.get("lum_mean"), shifted)  # fmt: skip
     else:
@@ -478,7 +485,7 @@ def full_size(state: RestoreState, ctx: Context) -> dict:
     rec, structure, quality, verdict, reason = _judge(ctx, inp, x, state.attempts[chosen].plan, stats,
                                                       state.record.overall_severity, _noise_sigma(source),
                                                       state.attempts, state.attempts[chosen].source,
-                                                      _noise_sigma(state.record))  # fmt: skip
+                                                      _noise_sigma(state.record), _kinds(state.record))  # fmt: skip
     trace = FullSizeTrace(**base, verdict=verdict, reason=reason, structure=structure, quality=quality,
                           severity_after=rec.severities(), overall_after=rec.overall_severity,
                           elapsed_s=time.perf_counter() - t0)  # fmt: skip

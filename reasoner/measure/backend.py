@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -73,6 +74,15 @@ CLIPPED_BLACK_SHARE, CLIPPED_PILE, CLIPPED_TOP, CLIPPED_WINDOW = 0.01, 2.0, 0.9,
 #: Highest 8-bit level of the median-filtered value channel counted as black; "just above black" is as many levels
 #: again above it (4-7).
 CLIPPED_BLACK_LEVEL = 3
+#: The black level where the diagnosis found JPEG: a heavy compression flattens dark blocks onto a few levels near
+#: black (MiO's motion blur then q10-29 on the cameraman's coat piled at levels 0-3, and its brightening, judged
+#: "better", came back 7.6 dB below its input), so only what is at 0-1 counts there.
+CLIPPED_BLACK_LEVEL_JPEG = 1
+#: The only kinds the clipped range is read beside. Haze lifts the blacks and blurs and rain streaks spread or add
+#: light, so with them a pile at black says less, and a brightening planned with them was what harmed: MiO's haze,
+#: blur and darkening on an astronaut crop with the haze missed (brightened, -2.3 dB), its rain and darkening on a
+#: motorcycle crop (derained and brightened, "better", -1.0 dB).
+CLIPPED_WITH = frozenset({"noise", "jpeg"})
 #: Presence written for a darkening found by the clipped range: the rule, not the classifier, found it.
 CLIPPED_CONFIDENCE = 0.75
 #: Largest angle (degrees) between the rain streaks and a motion blur found with them at which the streaks are taken
@@ -210,9 +220,10 @@ class MeasureReasoner:
         whole, the exposure held towards the highlights), with presence :data:`CLIPPED_CONFIDENCE`. Returns the
         entries and ``{"low_light": sentence}`` when it was added.
         """
-        if any(d.kind == "low_light" for d in degradations):
+        found = {d.kind for d in degradations}
+        if "low_light" in found or not found <= CLIPPED_WITH:
             return degradations, {}
-        tone = clipped_tone_range(small)
+        tone = clipped_tone_range(small, CLIPPED_BLACK_LEVEL_JPEG if "jpeg" in found else CLIPPED_BLACK_LEVEL)
         if not tone.shifted:
             return degradations, {}
         entry = self._entry_at_presence("low_light", feats, rgb, CLIPPED_CONFIDENCE)
@@ -332,25 +343,30 @@ class ToneRange(NamedTuple):
         return piled and self.top <= CLIPPED_TOP
 
 
-def clipped_tone_range(small: np.ndarray) -> ToneRange:
+def clipped_tone_range(small: np.ndarray, level: int = CLIPPED_BLACK_LEVEL) -> ToneRange:
     """The black end and brightest percent of ``small``'s value channel (max RGB), median-filtered.
 
     The median (over :data:`CLIPPED_WINDOW` px, on 8 bits) takes out noise and thin highlights (stars, glints) that
     would otherwise decide the brightest percent, and the isolated black pixels noise leaves in the shadows.
+    ``level``: the highest 8-bit level counted as black.
     """
     v = cv2.medianBlur(np.rint(channel_max(small) * 255.0).astype(np.uint8), CLIPPED_WINDOW)
-    level = CLIPPED_BLACK_LEVEL
     black, above = float((v <= level).mean()), float(((v > level) & (v <= 2 * level + 1)).mean())
     return ToneRange(black, above, float(np.quantile(v, 0.99)) / 255.0)
 
 
-def tone_range_shifted(rgb: np.ndarray) -> bool:
-    """Whether ``rgb``'s tone range is shifted down (:attr:`ToneRange.shifted` on the diagnosis' global view).
+def tone_range_shifted(rgb: np.ndarray, found: Iterable[str] = ()) -> bool:
+    """Whether ``rgb``'s tone range is shifted down, as :meth:`MeasureReasoner._low_light_of_the_clipped_range` reads.
 
-    What :meth:`MeasureReasoner._low_light_of_the_clipped_range` reports low light on, and what the agent trusts a
-    brightening of (:func:`agent.policy.brightened_shifted_range`).
+    ``found``: the kinds its diagnosis found (low light aside): none but :data:`CLIPPED_WITH` may be among them, and
+    with JPEG only levels up to :data:`CLIPPED_BLACK_LEVEL_JPEG` count as black. What the agent trusts a brightening of
+    (:func:`agent.policy.brightened_shifted_range`).
     """
-    return clipped_tone_range(global_view(rgb)).shifted
+    kinds = set(found) - {"low_light"}
+    if not kinds <= CLIPPED_WITH:
+        return False
+    level = CLIPPED_BLACK_LEVEL_JPEG if "jpeg" in kinds else CLIPPED_BLACK_LEVEL
+    return clipped_tone_range(global_view(rgb), level).shifted
 
 
 def rain_along_motion(degradations: list[Degradation]) -> tuple[list[Degradation], dict[str, str]]:
