@@ -132,8 +132,7 @@ class MeasureReasoner:
 
         ``restored``: the image is a restoration's output, re-scored. The clipped range
         (:meth:`_low_light_of_the_clipped_range`) is not read there: it is evidence of how the image was exposed, and
-        a denoiser's smooth dark areas tail into black in a way no camera's did (the cameraman's coat denoised piles
-        1.2-1.6 times as much at black as just above it, against 0.2-1.0 in the noisy input).
+        a denoiser's smooth dark areas tail into black in a way no camera's did (see :data:`CLIPPED_BLACK_SHARE`).
         """
         if isinstance(image, (str, Path)):
             image = load_image(image, max_pixels=self.max_pixels)
@@ -201,7 +200,7 @@ class MeasureReasoner:
     def _entry_at_presence(
         self, kind: str, feats: dict[str, float], rgb: np.ndarray, confidence: float
     ) -> Degradation:
-        # The reading of :meth:`forced_entry` from statistics already measured, with the confidence written given.
+        # The reading of :meth:`forced_entry` from statistics already measured, written with ``confidence``.
         severity, prob = self.calibration.predict(feats)
         prob = {**prob, kind: 1.0}
         head = self.calibration.predict_factors(feats, kind)
@@ -221,14 +220,11 @@ class MeasureReasoner:
         entries and ``{"low_light": sentence}`` when it was added.
         """
         found = {d.kind for d in degradations}
-        if "low_light" in found or not found <= CLIPPED_WITH:
-            return degradations, {}
-        tone = clipped_tone_range(small, CLIPPED_BLACK_LEVEL_JPEG if "jpeg" in found else CLIPPED_BLACK_LEVEL)
-        if not tone.shifted:
+        tone = None if "low_light" in found else shifted_tone_range(small, found)
+        if tone is None:
             return degradations, {}
         entry = self._entry_at_presence("low_light", feats, rgb, CLIPPED_CONFIDENCE)
-        order = list(KINDS)
-        kept = sorted([*degradations, entry], key=lambda d: order.index(d.kind))
+        kept = sorted([*degradations, entry], key=lambda d: KINDS[d.kind].order)
         why = (
             f"{tone.black:.0%} of the image is clipped to black while its brightest percent stops at {tone.top:.2f}: "
             f"the tone range shifted down, under-exposed (severity {entry.severity:.2f}; the classifier's presence "
@@ -329,8 +325,8 @@ class MeasureReasoner:
 class ToneRange(NamedTuple):
     """The value channel's black end and brightest percent (:func:`clipped_tone_range`), shares and levels in 0-1."""
 
-    black: float  #: share of pixels at black (8-bit level 0 or 1)
-    above_black: float  #: share of pixels just above it (levels 2-3)
+    black: float  #: share of pixels at black (8-bit levels up to the one :func:`clipped_tone_range` is given)
+    above_black: float  #: share of pixels just above it (as many levels again)
     top: float  #: brightest percent
 
     @property
@@ -355,18 +351,27 @@ def clipped_tone_range(small: np.ndarray, level: int = CLIPPED_BLACK_LEVEL) -> T
     return ToneRange(black, above, float(np.quantile(v, 0.99)) / 255.0)
 
 
-def tone_range_shifted(rgb: np.ndarray, found: Iterable[str] = ()) -> bool:
-    """Whether ``rgb``'s tone range is shifted down, as :meth:`MeasureReasoner._low_light_of_the_clipped_range` reads.
+def shifted_tone_range(small: np.ndarray, found: Iterable[str]) -> ToneRange | None:
+    """``small``'s tone range where it is read and shifted down, else None.
 
-    ``found``: the kinds its diagnosis found (low light aside): none but :data:`CLIPPED_WITH` may be among them, and
-    with JPEG only levels up to :data:`CLIPPED_BLACK_LEVEL_JPEG` count as black. What the agent trusts a brightening of
-    (:func:`agent.policy.brightened_shifted_range`).
+    ``found``: the kinds the diagnosis found (low light aside): the range is read only when none but
+    :data:`CLIPPED_WITH` are among them, and with JPEG only levels up to :data:`CLIPPED_BLACK_LEVEL_JPEG` count as
+    black. What :meth:`MeasureReasoner._low_light_of_the_clipped_range` reports low light on.
     """
     kinds = set(found) - {"low_light"}
     if not kinds <= CLIPPED_WITH:
-        return False
-    level = CLIPPED_BLACK_LEVEL_JPEG if "jpeg" in kinds else CLIPPED_BLACK_LEVEL
-    return clipped_tone_range(global_view(rgb), level).shifted
+        return None
+    tone = clipped_tone_range(small, CLIPPED_BLACK_LEVEL_JPEG if "jpeg" in kinds else CLIPPED_BLACK_LEVEL)
+    return tone if tone.shifted else None
+
+
+def tone_range_shifted(rgb: np.ndarray, found: Iterable[str] = ()) -> bool:
+    """Whether ``rgb``'s tone range is shifted down as the diagnosis reads it.
+
+    :func:`shifted_tone_range` on its global view; what the agent trusts a brightening of
+    (:func:`agent.policy.brightened_shifted_range`).
+    """
+    return shifted_tone_range(global_view(rgb), found) is not None
 
 
 def rain_along_motion(degradations: list[Degradation]) -> tuple[list[Degradation], dict[str, str]]:
