@@ -964,6 +964,26 @@ def test_a_photo_whose_tone_range_was_shifted_down_is_brightened(monkeypatch):
     assert restore_image(clean)[1].decision == "unchanged"
 
 
+def test_a_photo_whose_tone_range_was_compressed_is_brightened(monkeypatch):
+    # MiO's linear squash (the value channel scaled to a maximum of 120/255) on the coffee photo, saved at JPEG q40:
+    # the classifier found only the JPEG, and the photo came back deblocked and dark (11.8 dB). The compressed range
+    # finds the darkening (reasoner.measure.backend.compressed_tone_range): brightened and deblocked, +10 dB.
+    import reasoner.measure.backend as backend
+    from rl.degradations.low_light import MioDarkParams
+
+    clean = (np.rint(load_photo("coffee") * 255) / 255).astype(np.float32)
+    img = (np.rint(D.apply(clean, [MioDarkParams("squash", 120), D.JpegParams(40)]) * 255) / 255).astype(np.float32)
+    before = psnr(to_uint8(clean), to_uint8(img))
+    out, trace = restore_image(img)
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert trace.decision == "accepted" and sorted(chosen.plan.kinds) == ["jpeg", "low_light"]
+    assert psnr(to_uint8(clean), to_uint8(out)) > before + 8
+    monkeypatch.setattr(backend, "COMPRESSED_TOP", 0.0)
+    out, trace = restore_image(img)
+    assert "low_light" not in trace.attempts[trace.chosen_attempt].plan.kinds
+    assert psnr(to_uint8(clean), to_uint8(out)) < before + 1
+
+
 def test_a_dim_photo_is_brightened_towards_its_highlights_even_where_the_scorer_extrapolates(monkeypatch):
     # The project's under-exposure (exposure 0.12, gamma 1.5) on a held-out coffee crop. Its brightening moves the
     # scorer's chroma statistics beyond its fit (the members extrapolate) and was left "uncertain": the photo came

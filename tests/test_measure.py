@@ -195,7 +195,7 @@ def test_the_factor_head_alone_reports_no_darkening(measure, monkeypatch):
     # The factor head always answers (it is trained only on images that carry the kind); it may raise a severity
     # only where the classifier reports the kind. MiO's value shift by 40/255 on a cat the classifier does not call
     # dark stays unreported even though the head's exposure and gamma alone would say "mild" (the clipped range, a
-    # rule of its own, finds this one: it is switched off here).
+    # rule of its own, finds this one: it and the compressed range are switched off here).
     from skimage import data
 
     import reasoner.measure.backend as backend
@@ -209,6 +209,7 @@ def test_the_factor_head_alone_reports_no_darkening(measure, monkeypatch):
     head = KINDS["low_light"].severity_of(measure.calibration.predict_factors(stats, "low_light"))
     assert prob["low_light"] < 0.5 and head >= 0.1, "precondition: the head alone would call it dark"
     monkeypatch.setattr(backend, "CLIPPED_BLACK_SHARE", 2.0)
+    monkeypatch.setattr(backend, "COMPRESSED_TOP", 0.0)
     assert "low_light" not in [d.kind for d in measure.diagnose(img).detected()]
     monkeypatch.undo()
     assert "low_light" in [d.kind for d in record.detected()]  # the shadows it clipped to black tell
@@ -217,7 +218,7 @@ def test_the_factor_head_alone_reports_no_darkening(measure, monkeypatch):
 def test_a_tone_range_shifted_down_is_found_as_low_light(measure, monkeypatch):
     # MiO's value shift (V - 35/255) clips the shadows to black and leaves the highlights short of white. The
     # classifier, fitted on scenes where a dim grey image is often clean, missed it on three of the five evaluation
-    # photos, which came back dark; the clipped range finds it (_low_light_of_the_clipped_range) and says why.
+    # photos, which came back dark; the clipped range finds it (_low_light_of_the_tone_range) and says why.
     import reasoner.measure.backend as backend
     from rl.degradations.low_light import MioDarkParams, apply_mio_dark
 
@@ -237,6 +238,7 @@ def test_a_tone_range_shifted_down_is_found_as_low_light(measure, monkeypatch):
     # a restoration's output, re-scored, is not read for it (a denoiser's smooth dark areas tail into black)
     assert "low_light" not in {d.kind for d in measure.diagnose_measured(shifted, restored=True)[0].degradations}
     monkeypatch.setattr(backend, "CLIPPED_BLACK_SHARE", 2.0)
+    monkeypatch.setattr(backend, "COMPRESSED_TOP", 0.0)
     assert "low_light" not in {d.kind for d in measure.diagnose(shifted).degradations}
     monkeypatch.undo()
     # deep black with highlights at white (the astronaut's space suit against the dark) and a grey scene with no black
@@ -245,6 +247,44 @@ def test_a_tone_range_shifted_down_is_found_as_low_light(measure, monkeypatch):
     assert space.black > 0.05 and space.top > backend.CLIPPED_TOP and not space.shifted
     moon = backend.clipped_tone_range(load_photo("moon"))
     assert moon.black < backend.CLIPPED_BLACK_SHARE and moon.top < backend.CLIPPED_TOP and not moon.shifted
+
+
+def test_a_tone_range_compressed_towards_black_is_found_as_low_light(measure, monkeypatch):
+    # MiO's linear squash (the value channel scaled to a maximum of 120/255) leaves nothing brighter than a mid grey
+    # while the range still starts at black. Under a JPEG or a defocus the classifier misses it on the coffee photo;
+    # the compressed range finds it (_low_light_of_the_tone_range) and says why.
+    import reasoner.measure.backend as backend
+
+    coffee = load_photo("coffee")
+    for op in (D.JpegParams(40), D.SoftDiskBlurParams(radius=3.0, alias=0.1)):
+        img = (np.rint(D.apply(coffee, [D.MioDarkParams("squash", 120), op]) * 255) / 255).astype(np.float32)
+        record = measure.diagnose(img)
+        step = next(s for s in record.reasoning if s.kinds == ["low_light"])
+        assert "compressed towards black" in step.inference, op
+        entry = next(d for d in record.degradations if d.kind == "low_light")
+        assert entry.confidence == backend.CLIPPED_CONFIDENCE and entry.factors.exposure < 0.8, op
+        # a restoration's output, re-scored, is not read for it; nor is the image with the rule off
+        assert "low_light" not in {d.kind for d in measure.diagnose_measured(img, restored=True)[0].degradations}
+        monkeypatch.setattr(backend, "COMPRESSED_TOP", 0.0)
+        assert "low_light" not in {d.kind for d in measure.diagnose(img).degradations}, op
+        monkeypatch.undo()
+    # not read beside noise (the agent denoises and reads the darkening on the denoised image) or haze
+    small = backend.global_view(D.apply(coffee, [D.MioDarkParams("squash", 120)]))
+    assert backend.compressed_tone_range(small, ["jpeg", "blur", "rain"]) is not None
+    assert backend.compressed_tone_range(small, ["noise"]) is None
+    assert backend.compressed_tone_range(small, ["haze", "jpeg"]) is None
+    # dim by nature is not compressed: a grey scene with no black (the moon), a field of stars that is mostly black,
+    # a dusk sky over a foreground near black (the rocket's sky, its darkest 30% at 15%): mostly flat
+    moon = backend.clipped_tone_range(backend.global_view(load_photo("moon")))
+    assert moon.top <= backend.COMPRESSED_TOP and moon.darkest > backend.COMPRESSED_DARKEST and not moon.compressed
+    stars = backend.clipped_tone_range(backend.global_view(load_photo("hubble_deep_field")))
+    assert stars.top <= backend.COMPRESSED_TOP and stars.median < backend.COMPRESSED_MEDIAN and not stars.compressed
+    dusk = load_photo("rocket")[:256, :256].copy()
+    lum = dusk.mean(axis=2)
+    dusk[lum < np.quantile(lum, 0.3)] *= 0.15
+    tone = backend.clipped_tone_range(backend.global_view((np.rint(dusk * 255) / 255).astype(np.float32)))
+    assert tone.top <= backend.COMPRESSED_TOP and tone.darkest <= backend.COMPRESSED_DARKEST
+    assert tone.flat > backend.COMPRESSED_FLAT_SHARE and not tone.compressed
 
 
 def test_highlights_smeared_by_a_motion_are_not_read_as_rain(measure):
