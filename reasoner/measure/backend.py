@@ -154,8 +154,8 @@ class MeasureReasoner:
     ) -> tuple[DiagnosisRecord, dict]:
         """:meth:`diagnose`, also returning the statistics measured (the quality scorer reads them too).
 
-        ``restored``: the image is a restoration's output, re-scored. The clipped range
-        (:meth:`_low_light_of_the_tone_range`) is not read there: it is evidence of how the image was exposed, and
+        ``restored``: the image is a restoration's output, re-scored. The tone range (shifted or compressed,
+        :meth:`_low_light_of_the_tone_range`) is not read there: it is evidence of how the image was exposed, and
         a denoiser's smooth dark areas tail into black in a way no camera's did (see :data:`CLIPPED_BLACK_SHARE`).
         """
         if isinstance(image, (str, Path)):
@@ -356,7 +356,7 @@ class MeasureReasoner:
 
 
 class ToneRange(NamedTuple):
-    """The value channel's black end and brightest percent (:func:`clipped_tone_range`), shares and levels in 0-1."""
+    """The value channel's black end, percentiles and flatness (:func:`clipped_tone_range`), all in 0-1."""
 
     black: float  #: share of pixels at black (8-bit levels up to the one :func:`clipped_tone_range` is given)
     above_black: float  #: share of pixels just above it (as many levels again)
@@ -385,7 +385,7 @@ class ToneRange(NamedTuple):
 
 
 def clipped_tone_range(small: np.ndarray, level: int = CLIPPED_BLACK_LEVEL) -> ToneRange:
-    """The black end and brightest percent of ``small``'s value channel (max RGB), median-filtered.
+    """The tone range of ``small``'s value channel (max RGB), median-filtered: its :class:`ToneRange`.
 
     The median (over :data:`CLIPPED_WINDOW` px, on 8 bits) takes out noise and thin highlights (stars, glints) that
     would otherwise decide the brightest percent, and the isolated black pixels noise leaves in the shadows.
