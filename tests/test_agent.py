@@ -967,7 +967,7 @@ def test_a_photo_whose_tone_range_was_shifted_down_is_brightened(monkeypatch):
 def test_a_photo_whose_tone_range_was_compressed_is_brightened(monkeypatch):
     # MiO's linear squash (the value channel scaled to a maximum of 120/255) on the coffee photo, saved at JPEG q40:
     # the classifier found only the JPEG, and the photo came back deblocked and dark (11.8 dB). The compressed range
-    # finds the darkening (reasoner.measure.backend.compressed_tone_range): brightened and deblocked, +10 dB.
+    # finds the darkening (reasoner.measure.backend.darkened_tone_range): brightened and deblocked, +10 dB.
     import reasoner.measure.backend as backend
     from rl.degradations.low_light import MioDarkParams
 

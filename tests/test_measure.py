@@ -270,9 +270,9 @@ def test_a_tone_range_compressed_towards_black_is_found_as_low_light(measure, mo
         monkeypatch.undo()
     # not read beside noise (the agent denoises and reads the darkening on the denoised image) or haze
     small = backend.global_view(D.apply(coffee, [D.MioDarkParams("squash", 120)]))
-    assert backend.compressed_tone_range(small, ["jpeg", "blur", "rain"]) is not None
-    assert backend.compressed_tone_range(small, ["noise"]) is None
-    assert backend.compressed_tone_range(small, ["haze", "jpeg"]) is None
+    assert backend.darkened_tone_range(small, ["jpeg", "blur", "rain"])[0] == "compressed"
+    assert backend.darkened_tone_range(small, ["noise"]) is None
+    assert backend.darkened_tone_range(small, ["haze", "jpeg"]) is None
     # dim by nature is not compressed: a grey scene with no black (the moon), a field of stars that is mostly black,
     # a dusk sky over a foreground near black (the rocket's sky, its darkest 30% at 15%): mostly flat
     moon = backend.clipped_tone_range(backend.global_view(load_photo("moon")))

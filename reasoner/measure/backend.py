@@ -31,7 +31,15 @@ from reasoner.jpeg_cells import found_grid, grid_origin
 from reasoner.kinds import KINDS
 from reasoner.measure.calibration import Calibration, load_calibration
 from reasoner.measure.entries import ENTRIES, Reading, blended_factors, rounded
-from reasoner.measure.features import global_view, local_crop, luma255, measure_all, resampling_stats, tone_stats
+from reasoner.measure.features import (
+    box_mean_std,
+    global_view,
+    local_crop,
+    luma255,
+    measure_all,
+    resampling_stats,
+    tone_stats,
+)
 from reasoner.measure.reasoning import reasoning, unassessed_reasoning
 from reasoner.measure.semantics import describe, scene_stats
 from reasoner.schema import Degradation, DiagnosisRecord, Provenance, combined_severity
@@ -179,11 +187,11 @@ class MeasureReasoner:
             )
             degradations, explained = rain_along_motion(degradations)
             degradations, lines = rain_of_few_lines(degradations, rgb, origin)
-            clipped: dict[str, str] = {}
+            toned: dict[str, str] = {}
             if not restored:
-                degradations, clipped = self._low_light_of_the_tone_range(degradations, read, rgb, small)
+                degradations, toned = self._low_light_of_the_tone_range(degradations, read, rgb, small)
             degradations, veiled = haze_under_low_light(degradations)
-            explained = {**gridded, **explained, **lines, **clipped, **veiled}
+            explained = {**gridded, **explained, **lines, **toned, **veiled}
             steps = reasoning(read, scene, severity, prob, degradations, self.threshold, explained)
         else:
             degradations, steps = [], unassessed_reasoning(why, feats, scene)
@@ -246,20 +254,20 @@ class MeasureReasoner:
         :data:`CLIPPED_CONFIDENCE`. Returns the entries and ``{"low_light": sentence}`` when it was added.
         """
         found = {d.kind for d in degradations}
-        if "low_light" in found:
+        reading = None if "low_light" in found else darkened_tone_range(small, found)
+        if reading is None:
             return degradations, {}
-        if (tone := shifted_tone_range(small, found)) is not None:
+        how, tone = reading
+        if how == "shifted":
             said = (
                 f"{tone.black:.0%} of the image is clipped to black while its brightest percent stops at "
                 f"{tone.top:.2f}: the tone range shifted down"
             )
-        elif (tone := compressed_tone_range(small, found)) is not None:
+        else:
             said = (
                 f"the brightest percent of the image stops at {tone.top:.2f} while its darkest percent is at "
                 f"{tone.darkest:.2f}: the tone range compressed towards black"
             )
-        else:
-            return degradations, {}
         entry = self._entry_at_presence("low_light", feats, rgb, CLIPPED_CONFIDENCE)
         kept = sorted([*degradations, entry], key=lambda d: KINDS[d.kind].order)
         why = f"{said}, under-exposed (severity {entry.severity:.2f}; the classifier's presence alone was lower)."
@@ -394,46 +402,40 @@ def clipped_tone_range(small: np.ndarray, level: int = CLIPPED_BLACK_LEVEL) -> T
     v = cv2.medianBlur(np.rint(channel_max(small) * 255.0).astype(np.uint8), CLIPPED_WINDOW)
     black, above = float((v <= level).mean()), float(((v > level) & (v <= 2 * level + 1)).mean())
     darkest, median, top = (float(q) / 255.0 for q in np.quantile(v, (0.01, 0.5, 0.99)))
-    f = v.astype(np.float32) / 255.0
-    size = (2 * COMPRESSED_FLAT_RADIUS + 1,) * 2
-    mean = cv2.boxFilter(f, -1, size, borderType=cv2.BORDER_REFLECT)
-    std = np.sqrt(np.maximum(cv2.boxFilter(f * f, -1, size, borderType=cv2.BORDER_REFLECT) - mean * mean, 0.0))
+    std = box_mean_std(v.astype(np.float32) / 255.0, COMPRESSED_FLAT_RADIUS)[1]
     flat = float((std < COMPRESSED_FLAT * max(top, 1.0 / 255.0)).mean())
     return ToneRange(black, above, top, darkest, median, flat)
 
 
-def shifted_tone_range(small: np.ndarray, found: Iterable[str]) -> ToneRange | None:
-    """``small``'s tone range where it is read and shifted down, else None.
+def darkened_tone_range(small: np.ndarray, found: Iterable[str]) -> tuple[str, ToneRange] | None:
+    """``("shifted", tone)`` or ``("compressed", tone)`` where ``small``'s tone range shows a darkening, else None.
 
-    ``found``: the kinds the diagnosis found (low light aside): the range is read only when none but
-    :data:`CLIPPED_WITH` are among them, and with JPEG only levels up to :data:`CLIPPED_BLACK_LEVEL_JPEG` count as
-    black. What :meth:`MeasureReasoner._low_light_of_the_tone_range` reports low light on.
+    ``found``: the kinds the diagnosis found (low light aside). The shifted range (:attr:`ToneRange.shifted`) is read
+    only when none but :data:`CLIPPED_WITH` are among them, and with JPEG only levels up to
+    :data:`CLIPPED_BLACK_LEVEL_JPEG` count as black; the compressed one (:attr:`ToneRange.compressed`, which does not
+    read the black level) not beside any of :data:`COMPRESSED_NOT_WITH`. The range is measured once for both. What
+    :meth:`MeasureReasoner._low_light_of_the_tone_range` reports low light on.
     """
     kinds = set(found) - {"low_light"}
-    if not kinds <= CLIPPED_WITH:
+    shifted_read, compressed_read = kinds <= CLIPPED_WITH, not kinds & COMPRESSED_NOT_WITH
+    if not (shifted_read or compressed_read):
         return None
     tone = clipped_tone_range(small, CLIPPED_BLACK_LEVEL_JPEG if "jpeg" in kinds else CLIPPED_BLACK_LEVEL)
-    return tone if tone.shifted else None
-
-
-def compressed_tone_range(small: np.ndarray, found: Iterable[str]) -> ToneRange | None:
-    """``small``'s tone range where it is read and compressed towards black (:data:`COMPRESSED_TOP`), else None.
-
-    ``found``: the kinds the diagnosis found; not read beside any of :data:`COMPRESSED_NOT_WITH`.
-    """
-    if COMPRESSED_NOT_WITH & set(found):
-        return None
-    tone = clipped_tone_range(small)
-    return tone if tone.compressed else None
+    if shifted_read and tone.shifted:
+        return "shifted", tone
+    if compressed_read and tone.compressed:
+        return "compressed", tone
+    return None
 
 
 def tone_range_shifted(rgb: np.ndarray, found: Iterable[str] = ()) -> bool:
     """Whether ``rgb``'s tone range is shifted down as the diagnosis reads it.
 
-    :func:`shifted_tone_range` on its global view; what the agent trusts a brightening of
+    :func:`darkened_tone_range` on its global view; what the agent trusts a brightening of
     (:func:`agent.policy.brightened_shifted_range`).
     """
-    return shifted_tone_range(global_view(rgb), found) is not None
+    reading = darkened_tone_range(global_view(rgb), found)
+    return reading is not None and reading[0] == "shifted"
 
 
 def rain_along_motion(degradations: list[Degradation]) -> tuple[list[Degradation], dict[str, str]]:

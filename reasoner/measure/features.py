@@ -50,6 +50,20 @@ def global_view(rgb: np.ndarray, side: int = GLOBAL_SIDE) -> np.ndarray:
     return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+def box_mean_std(x: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of float32 HxW ``x`` over the square of side 2 ``radius`` + 1 around each pixel.
+
+    Edges are reflected.
+
+    >>> mean, std = box_mean_std(np.eye(3, dtype=np.float32), 1)
+    >>> round(float(mean[1, 1]), 3), round(float(std[1, 1]), 3)
+    (0.333, 0.471)
+    """
+    size = (2 * radius + 1,) * 2
+    mean = cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT)
+    return mean, np.sqrt(np.maximum(cv2.boxFilter(x * x, -1, size, borderType=cv2.BORDER_REFLECT) - mean * mean, 0.0))
+
+
 # --- noise --------------------------------------------------------------------------------------------------
 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)

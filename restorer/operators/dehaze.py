@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from reasoner.measure.features import box_mean_std
 from restorer.operators.deconvolution import error_sigma
 from restorer.operators.filters import as_image, channel_min, clip01, guided_filter
 
@@ -34,9 +35,7 @@ def _sky(grey: np.ndarray, airlight: float, sigma: float, r: int | None = None) 
     # Weight in [0, 1] of sky-like pixels: bright (near the airlight) and smooth beyond the error, feathered; ``r``
     # the window radius (default scaled to the image).
     r = max(3, min(grey.shape) // 32) if r is None else r
-    size = (2 * r + 1, 2 * r + 1)
-    mean = cv2.boxFilter(grey, -1, size, borderType=cv2.BORDER_REFLECT)
-    std = np.sqrt(np.maximum(cv2.boxFilter(grey * grey, -1, size, borderType=cv2.BORDER_REFLECT) - mean**2, 0.0))
+    mean, std = box_mean_std(grey, r)
     bright = np.clip((mean / max(airlight, 0.05) - SKY_BRIGHT) / (1.0 - SKY_BRIGHT), 0.0, 1.0)
     flat = np.clip(1.0 - std / (SKY_STD + 2.0 * sigma), 0.0, 1.0)
     return cv2.GaussianBlur((bright * flat).astype(np.float32), (0, 0), r)
