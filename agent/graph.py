@@ -425,7 +425,8 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
         quality = QualityTrace(gain_db=q.gain_db, uncertainty_db=q.uncertainty_db, spread_db=q.spread_db,
                                spread_log=q.spread_log, removed_noise=q.removed_noise,
                                compression_cells=q.compression_cells,
-                               artefacts=q.artefacts, summary=describe(q.artefacts))  # fmt: skip
+                               artefacts=q.artefacts, summary=describe(q.artefacts),
+                               unchecked=q.unchecked)  # fmt: skip
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:
         shifted = "low_light" in kinds and tone_range_shifted(inp, diagnosed)

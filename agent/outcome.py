@@ -2,7 +2,8 @@
 
 The CLI table, the HTML report, the UI and the manifest rows all say the same thing, from the trace: what was
 found, what was removed in how many attempts, the artefact-aware scorer's estimate of the quality change with its
-uncertainty, any artefact it found (never hidden behind an "after" severity of 0.00), and when it is unsure.
+uncertainty, any artefact it found (never hidden behind an "after" severity of 0.00), what it could not check, and
+when it is unsure.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 from agent.trace import Trace
 from reasoner.kinds import KINDS, check_table
-from reasoner.quality.artefacts import BY_NAME
+from reasoner.quality.artefacts import BY_NAME, describe_unchecked
 from reasoner.severity import LEVEL_THRESHOLDS, level_for
 
 #: Above this error (one standard deviation, dB) the scorer's estimate is reported as unsure.
@@ -41,25 +42,31 @@ class Outcome:
     unsure: bool = False
     at_least_db: float | None = None
     appeared: list[str] = field(default_factory=list)
+    #: What the checks could not see on the returned result, in words (:func:`reasoner.quality.describe_unchecked`).
+    unchecked: list[str] = field(default_factory=list)
 
     def after_text(self, overall_after: float) -> str:
-        """The "after" severity as shown: never a bare 0.00 when artefacts were found, and never a rise left unsaid."""
-        return after_text(overall_after, len(self.artefacts), self.appeared)
+        """The "after" severity: never a bare 0.00 with artefacts found or a check blind, nor a rise left unsaid."""
+        return after_text(overall_after, len(self.artefacts), self.appeared, len(self.unchecked))
 
     def gain_text(self) -> str:
         """The estimated quality change, e.g. "+2.1 dB ±1.3" or "-" without an estimate (see :func:`gain_text`)."""
         return gain_text(self.gain_db, self.uncertainty_db, self.unsure, self.at_least_db)
 
 
-def after_text(overall_after: float, artefacts: int = 0, appeared: list[str] | tuple[str, ...] = ()) -> str:
+def after_text(
+    overall_after: float, artefacts: int = 0, appeared: list[str] | tuple[str, ...] = (), unchecked: int = 0
+) -> str:
     """:meth:`Outcome.after_text` from its numbers (a manifest row's, in the CLI table).
 
-    >>> after_text(0.48, 0, ["haze"]), after_text(0.0, 2), after_text(0.31)
-    ('0.48 (haze only after)', '0.00 + 2 artefacts', '0.31')
+    >>> after_text(0.48, 0, ["haze"]), after_text(0.0, 2), after_text(0.31), after_text(0.0, 0, (), 1)
+    ('0.48 (haze only after)', '0.00 + 2 artefacts', '0.31', '0.00, 1 check blind')
     """
     text = f"{overall_after:.2f}"
     if artefacts:
         text += f" + {artefacts} artefact{'s' if artefacts > 1 else ''}"
+    if unchecked:
+        text += f", {unchecked} check{'s' if unchecked > 1 else ''} blind"
     if appeared:
         text += f" ({listed([WORDS[k] for k in appeared])} only after)"
     return text
@@ -214,7 +221,10 @@ def outcome(trace: Trace) -> Outcome:
                  "diagnosis).")  # fmt: skip
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
-    return Outcome(line, gain, unc, arts, unsure, least, new)
+    missed = describe_unchecked(q.unchecked) if q is not None and trace.decision != "unchanged" else []
+    if missed:
+        line += f" Not checked: {'; '.join(missed)}, which hides it from the scorer; look at it."
+    return Outcome(line, gain, unc, arts, unsure, least, new, missed)
 
 
 def _at_least(trace: Trace) -> float | None:

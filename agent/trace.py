@@ -25,7 +25,7 @@ TRACE_NAME = "rnr.restore_trace"
 # ensemble's disagreement in the space it regresses in); 1.8: quality `removed_noise` (what a noise-only plan took
 # away, against the diagnosed noise); 1.9: quality `compression_cells` (a JPEG-only plan's change against the file's
 # quantisation cells).
-TRACE_VERSION = "1.10.0"
+TRACE_VERSION = "1.11.0"
 TRACE_SCHEMA_PATH = Path(__file__).parent / "schemas" / "restore_trace.schema.json"
 
 Verdict = Literal["better", "worse", "drift", "no_change", "failed", "uncertain"]
@@ -72,6 +72,13 @@ class QualityTrace(BaseModel):
         default_factory=dict, description="Artefacts found (name -> the statistic's value), see reasoner.quality."
     )
     summary: str = Field("", max_length=500, description="The artefacts in plain words ('' when none).")
+    unchecked: dict[str, float] = Field(
+        default_factory=dict,
+        description="Artefacts the plan may have made that the checks could not see on this change (name -> what hid "
+        "it): 'over_smoothing' with the tone gain, after a plan that brightened or dehazed by 1.5 times or more and "
+        "also denoised, deblocked or derained (reasoner.quality.artefacts.unchecked). Reported only; nothing decides "
+        "on it. Empty in traces before 1.11.0.",
+    )
 
 
 class AttemptTrace(BaseModel):

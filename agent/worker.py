@@ -135,7 +135,7 @@ class Worker:
                        overall_before=trace.overall_before, overall_after=trace.overall_after,
                        gain_db=said.gain_db, uncertainty_db=said.uncertainty_db, at_least_db=said.at_least_db,
                        unsure=said.unsure, artefacts=said.artefacts, appeared=said.appeared,
-                       summary=said.line, timings=trace.timings)  # fmt: skip
+                       unchecked=said.unchecked, summary=said.line, timings=trace.timings)  # fmt: skip
         except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch; the error is recorded
             if _disk_full(e):
                 if thread is not None:

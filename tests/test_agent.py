@@ -1010,3 +1010,39 @@ def test_a_dim_photo_is_brightened_towards_its_highlights_even_where_the_scorer_
     monkeypatch.setattr(reasoner.measure.entries, "LOW_LIGHT_TOP_WEIGHT", 0.0)  # the head's exposure: too dark
     dimmer = restore_image(img)[0]
     assert psnr(to_uint8(clean), to_uint8(dimmer)) < psnr(to_uint8(clean), to_uint8(out)) - 2
+
+
+def night_cat() -> np.ndarray:
+    """A night photo of the cat as a phone saves it: a third of the light, shot and read noise, JPEG q85."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    dim = load_photo("chelsea")[40:296, 120:376] * 0.3
+    noisy = np.clip(rng.poisson(dim * 200) / 200 + rng.normal(0, 0.02, dim.shape), 0, 1)
+    buf = __import__("io").BytesIO()
+    Image.fromarray(to_uint8(noisy.astype(np.float32))).save(buf, format="JPEG", quality=85)
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255.0
+
+
+def test_texture_loss_hidden_by_a_brightening_is_reported_as_not_checked():
+    # Brightened about three times and denoised, the fur comes back as watercolour, and the over-smoothing check,
+    # which compares texture with the dim source's, reads it as kept: "after 0.00", nothing flagged. What the checks
+    # cannot see is now said (trace, CLI row, report, UI line), and nothing decides on it.
+    from agent.outcome import outcome
+
+    _, trace = restore_image(night_cat())
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert {"noise", "low_light"} <= set(chosen.plan.kinds), chosen.plan.kinds
+    assert "over_smoothing" not in chosen.quality.artefacts
+    assert chosen.quality.unchecked["over_smoothing"] > 2.0, chosen.quality.unchecked
+    said = outcome(trace)
+    assert said.unchecked == [f"texture loss not checked (the tone change multiplied detail "
+                              f"{chosen.quality.unchecked['over_smoothing']:.1f} times)"]  # fmt: skip
+    assert "Not checked: texture loss" in said.line and "check blind" in said.after_text(trace.overall_after)
+    # a trace of 1.10.0, before the field, still loads, with nothing said
+    old = json.loads(trace.model_dump_json())
+    old["version"] = "1.10.0"
+    for attempt in old["attempts"]:
+        attempt["quality"].pop("unchecked")
+    old["quality"].pop("unchecked")
+    assert outcome(Trace.model_validate(old)).unchecked == []

@@ -278,3 +278,20 @@ def test_a_grey_sky_taken_for_haze_is_an_implausible_dehazing():
         out = load_restorer("classical").restore(img, record, [], plan_from_record(record)).pixels
         why = assess(img, out, ["haze"]).implausible
         assert (why is None) == veil, why
+
+
+@pytest.mark.parametrize("exposure", [0.3, 0.5])
+def test_a_brightening_that_hides_texture_loss_is_named_as_not_checked(cat, exposure):
+    # The fur at a third or half its light, with sensor noise, brightened back and smoothed: the texture check
+    # compares with the dim source's texture, so it cannot see the loss; the tone gain says so, for plans that
+    # brighten and smooth, not for a brightening alone or a denoising alone
+    clean = cat[0]
+    dark = _u8(D.apply(_u8(clean * exposure), [D.NoiseParams(sigma=6.0, seed=2)]))
+    waxy = _u8(cv2.GaussianBlur(clean, (0, 0), 1.2))
+    found = assess(dark, waxy, ["noise", "low_light"])
+    assert abs(found.stats["tone_gain"] - 1 / exposure) < 0.35 * (1 / exposure), found.stats["tone_gain"]
+    assert "over_smoothing" not in found.artefacts and found.unchecked == {"over_smoothing": pytest.approx(
+        found.stats["tone_gain"], abs=0.01)}  # fmt: skip
+    assert assess(dark, waxy, ["low_light"]).unchecked == {}
+    noisy = cat[1]
+    assert assess(noisy, _u8(cv2.GaussianBlur(noisy, (0, 0), 1.0)), ["noise"]).unchecked == {}

@@ -100,9 +100,13 @@ def summary_table(summary, out) -> Table:
         gain, unc, arts = row.get("gain_db"), row.get("uncertainty_db"), row.get("artefacts") or []
         unsure = row.get("unsure", unc is not None and unc > UNSURE_DB) and row.get("status") == "ok"  # older rows
         change = gain_text(gain, unc, unsure, row.get("at_least_db"))
-        after = after_text(row.get("overall_after", 0), len(arts), row.get("appeared") or [])
+        missed = row.get("unchecked") or []  # what the checks could not see (rows before it have none)
+        after = after_text(row.get("overall_after", 0), len(arts), row.get("appeared") or [], len(missed))
+        flagged = Text("; ".join(arts), style="yellow")
+        if missed:
+            flagged.append(("; " if arts else "") + "; ".join(missed), style="dim")
         t.add_row(row["name"], row["status"], row.get("decision", ""), change, f"{row.get('overall_before', 0):.2f}",
-                  after, Text("; ".join(arts), style="yellow") if arts else "", f"{row['seconds']:.2f}")  # fmt: skip
+                  after, flagged, f"{row['seconds']:.2f}")  # fmt: skip
     for row in summary.failed:
         t.add_row(row["name"], Text("failed", style="red"), "", "", "", "", "", f"{row['seconds']:.2f}")
     if summary.skipped:

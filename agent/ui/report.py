@@ -289,6 +289,8 @@ def _card(i: int, ent: Entry, out_dir: Path, embed: bool, size: int) -> str:
                     f'<a href="#d{i}"><small>details</small></a>')  # fmt: skip
             if said.artefacts:
                 tags += f'<div class="bad"><small>artefacts: {_e("; ".join(said.artefacts))}</small></div>'
+            if said.unchecked:
+                tags += f'<div class="bad"><small>{_e("; ".join(said.unchecked))}</small></div>'
         else:
             tags = f'<span class="tag">{_e(status)}</span><small> trace unreadable</small>'
         if ent.note:

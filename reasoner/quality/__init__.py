@@ -13,13 +13,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reasoner.quality.artefacts import ARTEFACTS, BY_NAME, describe, find_artefacts, implausible
+from reasoner.quality.artefacts import (
+    ARTEFACTS,
+    BY_NAME,
+    describe,
+    describe_unchecked,
+    find_artefacts,
+    implausible,
+    unchecked,
+)
 from reasoner.quality.features import FEATURES, measured, quality_statistics, removed_noise
 from reasoner.quality.model import QualityModel, load_model
 
 __all__ = [
-    "ARTEFACTS", "BY_NAME", "FEATURES", "QualityChange", "QualityModel", "assess", "describe", "implausible",
-    "load_model", "measured",
+    "ARTEFACTS", "BY_NAME", "FEATURES", "QualityChange", "QualityModel", "assess", "describe", "describe_unchecked",
+    "implausible", "load_model", "measured",
 ]  # fmt: skip
 
 
@@ -53,6 +61,8 @@ class QualityChange:
             the DCT grid of the nearby quality it fits best (:func:`reasoner.jpeg_cells.fitted_grid`) and how far
             the change left those quantisation cells (:func:`reasoner.jpeg_cells.outside`), else None (also when
             the grid cannot be measured).
+        unchecked: Artefacts the plan may have made that the checks could not see on this change, each with what
+            hid it (:func:`reasoner.quality.artefacts.unchecked`: texture loss after a large tone change).
 
     """
 
@@ -65,6 +75,7 @@ class QualityChange:
     spread_log: float | None = None
     removed_noise: tuple[float, float] | None = None
     compression_cells: tuple[float, float] | None = None
+    unchecked: dict[str, float] = field(default_factory=dict)
 
     def lower_bound(self, z: float = 1.0) -> float | None:
         """The gain ``z`` ensemble spreads below the estimate (None without a model)."""
@@ -101,6 +112,7 @@ def assess(
     model = model or load_model()
     thresholds = (model.meta.get("artefact_thresholds") if model else None) or {}
     found = find_artefacts(stats, kinds, thresholds)
+    missed = unchecked(stats, kinds, found)
     why = implausible(stats, kinds)
     removed = None
     if kinds == {"noise"} and noise_sigma:
@@ -113,9 +125,10 @@ def assess(
             quality, origin, fit = grid
             cells = (round(fit, 4), round(outside(source, restored, quality, origin=origin), 4))
     if model is None:
-        return QualityChange(None, None, None, found, stats, why, removed_noise=removed, compression_cells=cells)
+        return QualityChange(None, None, None, found, stats, why, removed_noise=removed, compression_cells=cells,
+                             unchecked=missed)  # fmt: skip
     gain, spread, spread_log = model.ensemble(stats)
     _, total = model.predict(stats)
     spread_log = None if spread_log is None else round(spread_log, 4)
     return QualityChange(round(gain, 4), round(total, 4), round(spread, 4), found, stats, why, spread_log, removed,
-                         cells)  # fmt: skip
+                         cells, missed)  # fmt: skip

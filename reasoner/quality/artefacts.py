@@ -190,6 +190,49 @@ def find_artefacts(
     return found
 
 
+#: From this tone gain (``tone_gain``: the root-mean-square slope of the restoration's tone curve over the textured
+#: quarter, :func:`reasoner.quality.features._tone_slope`) the over-smoothing check cannot be read. ``tex_kept``
+#: compares the output's fine texture with the source's, so a tone curve raises it by twice the log of its slope:
+#: +0.81 at 1.5, more than ln 2, the distance between texture kept and texture halved
+#: (``rl.calibrate_quality.TEXTURE_KEPT``). A night photo of a cat brightened 3.8 times and denoised to watercolour
+#: read -0.2 (its fur against the clean photo's at the same tone: -1.5). Scaling the check by the slope instead was
+#: tried and not kept (README, session 28): under low light with heavy noise its reading of good attempts has a long
+#: low tail, and through the agent it cost 12.8 dB over the protocols' harm seeds.
+UNCHECKED_TONE_GAIN = 1.5
+
+
+def unchecked(stats: Mapping[str, float], kinds: Iterable[str], found: Mapping[str, float]) -> dict[str, float]:
+    """Artefacts a plan restoring ``kinds`` may have made that the checks could not see, each with what hid it.
+
+    Over-smoothing, after a plan that brightened or dehazed (:data:`UNCHECKED_TONE_GAIN`) and also ran an operator
+    that smooths (denoising, deblocking, deraining): reported, so that an image is not called clean where nothing
+    looked; nothing decides on it.
+
+    >>> unchecked({"tone_gain": 3.8}, ["noise", "low_light"], {})
+    {'over_smoothing': 3.8}
+    >>> unchecked({"tone_gain": 3.8}, ["low_light"], {}), unchecked({"tone_gain": 1.2}, ["noise", "haze"], {})
+    ({}, {})
+    >>> unchecked({"tone_gain": 2.0}, ["jpeg", "haze"], {"over_smoothing": -2.0})  # seen all the same
+    {}
+    """
+    kinds = set(kinds)
+    smoothing = BY_NAME["over_smoothing"]
+    gain = float(stats.get("tone_gain", 1.0))
+    if kinds & _TONE and kinds & smoothing.caused_by and smoothing.name not in found and gain >= UNCHECKED_TONE_GAIN:
+        return {smoothing.name: round(gain, 2)}
+    return {}
+
+
+def describe_unchecked(missed: Mapping[str, float]) -> list[str]:
+    """What :func:`unchecked` found, in plain words for reports.
+
+    >>> describe_unchecked({"over_smoothing": 3.8})
+    ['texture loss not checked (the tone change multiplied detail 3.8 times)']
+    """
+    words = {"over_smoothing": "texture loss not checked (the tone change multiplied detail {:.1f} times)"}
+    return [words[name].format(value) for name, value in missed.items() if name in words]
+
+
 def describe(found: Mapping[str, float]) -> str:
     """The artefacts in plain words, for reports ("" when none)."""
     words = {a.name: a.words for a in ARTEFACTS}

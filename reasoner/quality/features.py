@@ -37,8 +37,9 @@ FEATURES: tuple[str, ...] = (
 )  # fmt: skip
 #: Statistics only the artefact checks read (not the model): clipping where the source was not already at black or
 #: white (see :func:`_black_white`), fine texture kept beyond what the source's noise explains (``tex_kept``), and
-#: echoes of the detail at a distance (``echo``: ghost edges, rings; see :func:`_echo`).
-ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept", "echo")
+#: echoes of the detail at a distance (``echo``: ghost edges, rings; see :func:`_echo`), and how much the change of
+#: tone multiplied the fine detail in textured regions (``tone_gain``, see :func:`_tone_slope`).
+ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept", "echo", "tone_gain")
 #: Offsets (px) and directions over which :func:`_echo` looks for repeated detail: a line PSF's ghosts sit at its
 #: length, a disk's rings at its radius; echoes of kernels longer than 24 px are not looked for.
 ECHO_LAGS, ECHO_RAYS = 24, 24
@@ -229,6 +230,40 @@ def _noise_band_energy() -> tuple[float, float]:
     return float(np.mean(b0 * b0)), float(np.mean(b1 * b1))
 
 
+#: Blur (px) of the local means :func:`_tone_slope` reads the tone curve from, and the radius (px) of the windows it
+#: fits the curve's slope in: a denoising or a smoothing of fine texture hardly moves means at this scale (a tenth of
+#: white noise's std is left), a brightening or a dehazing moves them by its curve.
+TONE_SLOPE_BLUR, TONE_SLOPE_RADIUS = 6.0, 16
+#: Where the local means barely vary (variance below this), the slope falls back on the whole crop's.
+TONE_SLOPE_EPS = 1e-5
+#: Bounds of the tone curve's slope.
+TONE_SLOPE_RANGE = (0.25, 8.0)
+
+
+def _tone_slope(ys: np.ndarray, yo: np.ndarray) -> np.ndarray:
+    """Per pixel, the slope of the tone curve that takes source luma ``ys`` to the restoration's ``yo``.
+
+    A brightening or a dehazing multiplies fine detail by the curve's slope. The slope is the local linear
+    regression of the restoration's local means on the source's (a guided filter's gain: windows of
+    :data:`TONE_SLOPE_RADIUS` on means blurred by :data:`TONE_SLOPE_BLUR`), shrunk towards the whole crop's
+    regression where the means barely vary (:data:`TONE_SLOPE_EPS`), so a dehazing's gain is read where its
+    transmission is. About 1 where the restoration left the tone alone.
+
+    >>> rng = np.random.default_rng(0)
+    >>> y = cv2.GaussianBlur(rng.uniform(0.05, 0.3, (96, 96)).astype(np.float32), (0, 0), 4.0)
+    >>> round(float(np.median(_tone_slope(y, y))), 2), round(float(np.median(_tone_slope(y, 3 * y))), 2)
+    (1.0, 3.0)
+    """
+    ms, mo = _blur(ys, TONE_SLOPE_BLUR), _blur(yo, TONE_SLOPE_BLUR)
+    var_all = float(ms.var())
+    whole = float(np.mean((ms - ms.mean()) * (mo - mo.mean())) / var_all) if var_all > 1e-6 else 1.0
+    w = (2 * TONE_SLOPE_RADIUS + 1,) * 2
+    mi, mp = cv2.blur(ms, w), cv2.blur(mo, w)
+    cov, var = cv2.blur(ms * mo, w) - mi * mp, cv2.blur(ms * ms, w) - mi * mi
+    slope = (cov + TONE_SLOPE_EPS * whole) / (np.maximum(var, 0.0) + TONE_SLOPE_EPS)
+    return np.clip(slope, *TONE_SLOPE_RANGE).astype(np.float32)
+
+
 def _texture_kept(bs, bo, tex: np.ndarray, sigma: float) -> float:
     """Log ratio of the restoration's fine texture to the source's fine texture less its noise, in textured regions.
 
@@ -326,6 +361,8 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
         f[f"band{i}_tex_lr"] = _lr(_masked_mean(eb, tex), _masked_mean(ea, tex))
     f["src_noise"] = sigma = haar_sigma(ys)
     f["tex_kept"] = _texture_kept(bs, bo, tex, sigma)
+    # the root-mean-square slope over the textured quarter: what a tone change did to the texture tex_kept reads
+    f["tone_gain"] = float(np.sqrt(_masked_mean(_tone_slope(ys, yo) ** 2, tex)))
     hs, ho = bs[0] + bs[1], bo[0] + bo[1]
     d = ho - hs
     # In step with the source's detail (sharpening, > 0) or not (noise removed, false texture: near 0 or < 0).
