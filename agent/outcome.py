@@ -223,7 +223,7 @@ def outcome(trace: Trace) -> Outcome:
         line += f" Watch for: {'; '.join(arts)}."
     missed = describe_unchecked(q.unchecked) if q is not None and trace.decision != "unchanged" else []
     if missed:
-        line += f" Not checked: {'; '.join(missed)}, which hides it from the scorer; look at it."
+        line += f" {'; '.join(m[:1].upper() + m[1:] for m in missed)}: look at the result at 100%."
     return Outcome(line, gain, unc, arts, unsure, least, new, missed)
 
 

@@ -1037,8 +1037,9 @@ def test_texture_loss_hidden_by_a_brightening_is_reported_as_not_checked():
     assert chosen.quality.unchecked["over_smoothing"] > 2.0, chosen.quality.unchecked
     said = outcome(trace)
     assert said.unchecked == [f"texture loss not checked (the tone change multiplied detail "
-                              f"{chosen.quality.unchecked['over_smoothing']:.1f} times)"]  # fmt: skip
-    assert "Not checked: texture loss" in said.line and "check blind" in said.after_text(trace.overall_after)
+                              f"{chosen.quality.unchecked['over_smoothing']:.1f} times, which hides it from the "
+                              "scorer)"]  # fmt: skip
+    assert "Texture loss not checked" in said.line and "check blind" in said.after_text(trace.overall_after)
     # a trace of 1.10.0, before the field, still loads, with nothing said
     old = json.loads(trace.model_dump_json())
     old["version"] = "1.10.0"

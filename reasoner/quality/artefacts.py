@@ -227,9 +227,10 @@ def describe_unchecked(missed: Mapping[str, float]) -> list[str]:
     """What :func:`unchecked` found, in plain words for reports.
 
     >>> describe_unchecked({"over_smoothing": 3.8})
-    ['texture loss not checked (the tone change multiplied detail 3.8 times)']
+    ['texture loss not checked (the tone change multiplied detail 3.8 times, which hides it from the scorer)']
     """
-    words = {"over_smoothing": "texture loss not checked (the tone change multiplied detail {:.1f} times)"}
+    words = {"over_smoothing": "texture loss not checked (the tone change multiplied detail {:.1f} times, which hides "
+                               "it from the scorer)"}  # fmt: skip
     return [words[name].format(value) for name, value in missed.items() if name in words]
 
 
