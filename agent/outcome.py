@@ -221,7 +221,7 @@ def outcome(trace: Trace) -> Outcome:
                  "diagnosis).")  # fmt: skip
     if arts:
         line += f" Watch for: {'; '.join(arts)}."
-    missed = describe_unchecked(q.unchecked) if q is not None and trace.decision != "unchanged" else []
+    missed = describe_unchecked(q.unchecked) if q is not None else []  # a returned input has none
     if missed:
         line += f" {'; '.join(m[:1].upper() + m[1:] for m in missed)}: look at the result at 100%."
     return Outcome(line, gain, unc, arts, unsure, least, new, missed)

@@ -1,5 +1,6 @@
 """The LangGraph agent: accept, retry and roll-back paths with real light backends, traces and batch jobs."""
 
+import io
 import json
 import signal
 import subprocess
@@ -1019,7 +1020,7 @@ def night_cat() -> np.ndarray:
     rng = np.random.default_rng(5)
     dim = load_photo("chelsea")[40:296, 120:376] * 0.3
     noisy = np.clip(rng.poisson(dim * 200) / 200 + rng.normal(0, 0.02, dim.shape), 0, 1)
-    buf = __import__("io").BytesIO()
+    buf = io.BytesIO()
     Image.fromarray(to_uint8(noisy.astype(np.float32))).save(buf, format="JPEG", quality=85)
     return np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255.0
 

@@ -191,7 +191,7 @@ def find_artefacts(
 
 
 #: From this tone gain (``tone_gain``: the root-mean-square slope of the restoration's tone curve over the textured
-#: quarter, :func:`reasoner.quality.features._tone_slope`) the over-smoothing check cannot be read. ``tex_kept``
+#: quarter, :func:`reasoner.quality.features.tone_gain`) the over-smoothing check cannot be read. ``tex_kept``
 #: compares the output's fine texture with the source's, so a tone curve raises it by twice the log of its slope:
 #: +0.81 at 1.5, more than ln 2, the distance between texture kept and texture halved
 #: (``rl.calibrate_quality.TEXTURE_KEPT``). A night photo of a cat brightened 3.8 times and denoised to watercolour
@@ -201,11 +201,24 @@ def find_artefacts(
 UNCHECKED_TONE_GAIN = 1.5
 
 
+def tone_may_hide(kinds: Iterable[str], found: Mapping[str, float]) -> bool:
+    """Whether a plan restoring ``kinds`` moved tone and smoothed, over-smoothing not found.
+
+    Tone: dehazing or brightening; smoothing: denoising, deblocking, deraining. Only these plans measure the
+    ``tone_gain`` that :func:`unchecked` reads.
+
+    >>> tone_may_hide(["noise", "low_light"], {}), tone_may_hide(["low_light"], {}), tone_may_hide(["noise"], {})
+    (True, False, False)
+    """
+    kinds = set(kinds)
+    return bool(kinds & _TONE and kinds & BY_NAME["over_smoothing"].caused_by) and "over_smoothing" not in found
+
+
 def unchecked(stats: Mapping[str, float], kinds: Iterable[str], found: Mapping[str, float]) -> dict[str, float]:
     """Artefacts a plan restoring ``kinds`` may have made that the checks could not see, each with what hid it.
 
-    Over-smoothing, after a plan that brightened or dehazed (:data:`UNCHECKED_TONE_GAIN`) and also ran an operator
-    that smooths (denoising, deblocking, deraining): reported, so that an image is not called clean where nothing
+    Over-smoothing, after a plan that brightened or dehazed by :data:`UNCHECKED_TONE_GAIN` or more and also ran an
+    operator that smooths (:func:`tone_may_hide`): reported, so that an image is not called clean where nothing
     looked; nothing decides on it.
 
     >>> unchecked({"tone_gain": 3.8}, ["noise", "low_light"], {})
@@ -215,11 +228,9 @@ def unchecked(stats: Mapping[str, float], kinds: Iterable[str], found: Mapping[s
     >>> unchecked({"tone_gain": 2.0}, ["jpeg", "haze"], {"over_smoothing": -2.0})  # seen all the same
     {}
     """
-    kinds = set(kinds)
-    smoothing = BY_NAME["over_smoothing"]
     gain = float(stats.get("tone_gain", 1.0))
-    if kinds & _TONE and kinds & smoothing.caused_by and smoothing.name not in found and gain >= UNCHECKED_TONE_GAIN:
-        return {smoothing.name: round(gain, 2)}
+    if tone_may_hide(kinds, found) and gain >= UNCHECKED_TONE_GAIN:
+        return {"over_smoothing": round(gain, 2)}
     return {}
 
 

@@ -37,9 +37,9 @@ FEATURES: tuple[str, ...] = (
 )  # fmt: skip
 #: Statistics only the artefact checks read (not the model): clipping where the source was not already at black or
 #: white (see :func:`_black_white`), fine texture kept beyond what the source's noise explains (``tex_kept``), and
-#: echoes of the detail at a distance (``echo``: ghost edges, rings; see :func:`_echo`), and how much the change of
-#: tone multiplied the fine detail in textured regions (``tone_gain``, see :func:`_tone_slope`).
-ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept", "echo", "tone_gain")
+#: echoes of the detail at a distance (``echo``: ghost edges, rings; see :func:`_echo`). :func:`tone_gain` is measured
+#: apart, only for the plans whose report reads it.
+ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept", "echo")
 #: Offsets (px) and directions over which :func:`_echo` looks for repeated detail: a line PSF's ghosts sit at its
 #: length, a disk's rings at its radius; echoes of kernels longer than 24 px are not looked for.
 ECHO_LAGS, ECHO_RAYS = 24, 24
@@ -254,14 +254,32 @@ def _tone_slope(ys: np.ndarray, yo: np.ndarray) -> np.ndarray:
     >>> round(float(np.median(_tone_slope(y, y))), 2), round(float(np.median(_tone_slope(y, 3 * y))), 2)
     (1.0, 3.0)
     """
+    from reasoner.measure.features import box_mean_std
+
     ms, mo = _blur(ys, TONE_SLOPE_BLUR), _blur(yo, TONE_SLOPE_BLUR)
     var_all = float(ms.var())
     whole = float(np.mean((ms - ms.mean()) * (mo - mo.mean())) / var_all) if var_all > 1e-6 else 1.0
-    w = (2 * TONE_SLOPE_RADIUS + 1,) * 2
-    mi, mp = cv2.blur(ms, w), cv2.blur(mo, w)
-    cov, var = cv2.blur(ms * mo, w) - mi * mp, cv2.blur(ms * ms, w) - mi * mi
-    slope = (cov + TONE_SLOPE_EPS * whole) / (np.maximum(var, 0.0) + TONE_SLOPE_EPS)
+    mean_s, std_s = box_mean_std(ms, TONE_SLOPE_RADIUS)
+    mean_o, _ = box_mean_std(mo, TONE_SLOPE_RADIUS)
+    cov = box_mean_std(ms * mo, TONE_SLOPE_RADIUS)[0] - mean_s * mean_o
+    slope = (cov + TONE_SLOPE_EPS * whole) / (std_s * std_s + TONE_SLOPE_EPS)
     return np.clip(slope, *TONE_SLOPE_RANGE).astype(np.float32)
+
+
+def tone_gain(src: np.ndarray, out: np.ndarray) -> float:
+    """How many times the change of tone multiplied fine detail (both images ``float32 HxWx3`` in [0, 1]).
+
+    The root-mean-square of :func:`_tone_slope` over the textured quarter of the central crop, where ``tex_kept``
+    reads texture.
+
+    >>> rng = np.random.default_rng(0)
+    >>> dim = cv2.GaussianBlur(rng.uniform(0.0, 0.3, (128, 128, 3)).astype(np.float32), (0, 0), 2.0)
+    >>> round(tone_gain(dim, dim), 2), round(tone_gain(dim, 3 * dim), 1)
+    (1.0, 3.0)
+    """
+    ys, yo = _luma(_crop(_unit(src))), _luma(_crop(_unit(out)))
+    loc = _local_std(ys)
+    return float(np.sqrt(_masked_mean(_tone_slope(ys, yo) ** 2, loc >= np.percentile(loc, 75))))
 
 
 def _texture_kept(bs, bo, tex: np.ndarray, sigma: float) -> float:
@@ -361,8 +379,6 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
         f[f"band{i}_tex_lr"] = _lr(_masked_mean(eb, tex), _masked_mean(ea, tex))
     f["src_noise"] = sigma = haar_sigma(ys)
     f["tex_kept"] = _texture_kept(bs, bo, tex, sigma)
-    # the root-mean-square slope over the textured quarter: what a tone change did to the texture tex_kept reads
-    f["tone_gain"] = float(np.sqrt(_masked_mean(_tone_slope(ys, yo) ** 2, tex)))
     hs, ho = bs[0] + bs[1], bo[0] + bo[1]
     d = ho - hs
     # In step with the source's detail (sharpening, > 0) or not (noise removed, false texture: near 0 or < 0).
