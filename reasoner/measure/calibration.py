@@ -37,6 +37,7 @@ EXCLUDED = (
     "airlight_r",
     "airlight_g",
     "airlight_b",
+    "airlight_floor",
     "jpeg_quality_read",
     "jpeg_read_score",
 )

@@ -56,10 +56,18 @@ EVIDENCE: dict[str, Evidence] = check_table(
             "high-frequency DCT terms are zero.",
         ),
         "haze": Evidence(
-            ("dark_mean", "dark_textured", "transmission_dcp", "contrast_rms", "saturation", "airlight_lum"),
+            (
+                "dark_mean",
+                "dark_textured",
+                "transmission_dcp",
+                "contrast_rms",
+                "saturation",
+                "airlight_lum",
+                "airlight_floor",
+            ),
             "Dark channel mean {dark_mean:.2f} ({dark_textured:.2f} on textured pixels), dark-channel transmission "
             "{transmission_dcp:.2f}, RMS contrast {contrast_rms:.2f}, saturation {saturation:.2f}, airlight "
-            "luminance {airlight_lum:.2f}.",
+            "luminance {airlight_lum:.2f} (at least {airlight_floor:.2f}, or some pixel would dehaze past white).",
         ),
         "low_light": Evidence(
             ("lum_mean", "lum_p50", "lum_p995", "frac_dark"),
