@@ -30,7 +30,7 @@ from restorer.operators.deconvolution import (
     image_wide_guard,
 )
 from restorer.operators.denoise import denoise_deblock
-from restorer.operators.derain import STREAK_REACH
+from restorer.operators.derain import REACH as DERAIN_REACH
 from restorer.operators.filters import CHROMA_RADIUS, as_image
 from restorer.operators.low_light import BLOTCH_RADIUS
 from restorer.plan import Operation, Plan
@@ -47,12 +47,12 @@ from restorer.tiling import (
 
 #: Kinds whose operator is local (its output at a pixel depends on a bounded neighbourhood), with that reach in px
 #: for those that do not depend on a kernel: non-local means (3 px patches, 11 px search), rain removal (4 px
-#: shifts and a 17 px line opening), brightening and dehazing once their curve or transmission map is prepared;
-#: denoising and brightening also clean chroma over nested windows (3 * CHROMA_RADIUS px more), brightening its coarse
-#: colour blotches too (3 * BLOTCH_RADIUS px more).
+#: shifts and a 17 px line opening, per pass), brightening and dehazing once their curve or transmission map is
+#: prepared; denoising and brightening also clean chroma over nested windows (3 * CHROMA_RADIUS px more),
+#: brightening its coarse colour blotches too (3 * BLOTCH_RADIUS px more).
 #: The low-pass kinds reach as far as their kernel, times the iterations.
 NLM_REACH = 8
-LOCAL_REACH = {"noise": NLM_REACH + 3 * CHROMA_RADIUS, "jpeg": NLM_REACH, "rain": STREAK_REACH,
+LOCAL_REACH = {"noise": NLM_REACH + 3 * CHROMA_RADIUS, "jpeg": NLM_REACH, "rain": DERAIN_REACH,
                "low_light": NLM_REACH + 3 * CHROMA_RADIUS + 3 * BLOTCH_RADIUS, "haze": 16}  # fmt: skip
 #: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample; their
 #: results are kept when the guard does not bind, so the sample costs nothing then).
