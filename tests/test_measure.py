@@ -132,6 +132,28 @@ def test_the_white_bound_brings_airlights_nearer_the_truth_on_held_out_photos(me
     assert len(after) >= 15 and after.mean() < before.mean() and np.all(after <= before + 0.02)
 
 
+def test_a_thin_veil_is_reported_from_a_lower_presence(measure, monkeypatch):
+    # MiO haze at beta 0.5 (mean transmission about 0.7) over the astronaut's top-left crop: the classifier's presence
+    # is 0.45, under the 0.5 threshold, so the veil went unreported; haze is reported from 0.4
+    # (reasoner.measure.backend.PRESENCE_SHARE), and dehazing at its diagnosis brings the photo nearer the clean one.
+    from skimage.metrics import peak_signal_noise_ratio as psnr
+
+    import reasoner.measure.backend as backend
+    from restorer.operators.dehaze import dehaze
+
+    clean = np.ascontiguousarray(load_photo("astronaut")[:256, :256])
+    hazy = np.rint(np.clip(D.apply(clean, [D.MioHazeParams(airlight=0.9, beta=0.5, seed=3)]), 0, 1) * 255) / 255
+    hazy = hazy.astype(np.float32)
+    haze = next(d for d in measure.diagnose(hazy).degradations if d.kind == "haze")
+    record = measure.diagnose(hazy)
+    assert 0.4 <= haze.confidence < 0.5 and record.provenance.settings["presence_haze"] == 0.4
+    f = haze.factors
+    dehazed = dehaze(hazy, f.transmission, f.airlight, f.beta)
+    assert psnr(clean, dehazed, data_range=1) > psnr(clean, hazy, data_range=1) + 1.0
+    monkeypatch.setattr(backend, "PRESENCE_SHARE", {})
+    assert "haze" not in {d.kind for d in measure.diagnose(hazy).degradations}
+
+
 def test_record_is_complete_and_round_trips(measure, photo):
     rec = measure.diagnose(D.apply(photo, [D.NoiseParams(sigma=20, seed=1), D.JpegParams(quality=30)]))
     assert {"noise", "jpeg"} <= {d.kind for d in rec.detected()}

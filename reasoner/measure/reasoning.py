@@ -91,11 +91,11 @@ def observation(kind: str, stats: Mapping[str, float]) -> str:
     return EVIDENCE[kind].template.format(**values)
 
 
-def _verdict(kind: str, sev: Mapping[str, float], prob: Mapping[str, float], detected: set[str], threshold: float):
+def _verdict(kind: str, sev: Mapping[str, float], prob: Mapping[str, float], detected: set[str], presence: float):
     name, p, s = kind.replace("_", " "), prob[kind], sev[kind]
     if kind in detected:
         return f"{name} present, {level_for(s)} (severity {s:.2f}, p={p:.2f})."
-    if p >= threshold:
+    if p >= presence:
         return f"traces of {name} below the mild threshold (severity {s:.2f}, p={p:.2f}); not reported."
     return f"no significant {name} (p={p:.2f})."
 
@@ -106,10 +106,12 @@ def reasoning(
     severity: Mapping[str, float],
     prob: Mapping[str, float],
     degradations: list[Degradation],
-    threshold: float,
+    presence: Mapping[str, float],
     explained: Mapping[str, str] | None = None,
 ) -> list[ReasoningStep]:
     """The chain of thought of an assessed image: one step per kind, the scene cues, then the verdict and plan.
+
+    ``presence``: per kind, the presence probability from which it is reported.
 
     ``explained``: kinds the classifier found that another finding accounts for, with the sentence saying why (they
     are not among ``degradations``).
@@ -119,7 +121,7 @@ def reasoning(
         ReasoningStep(
             observation=observation(kind, stats),
             evidence=stored_evidence({k: stats[k] for k in ev.statistics}, 3),
-            inference=(explained or {}).get(kind) or _verdict(kind, severity, prob, found_kinds, threshold),
+            inference=(explained or {}).get(kind) or _verdict(kind, severity, prob, found_kinds, presence[kind]),
             kinds=[kind],
         )
         for kind, ev in EVIDENCE.items()
