@@ -54,21 +54,24 @@ def derain(
     x, s = as_image(img), float(strength)
     if s <= 0 or density <= 0:
         return x.copy()
+    if structures is None:
+        return _passes(x, angle, s, len(PASS_STRENGTHS), lambda i, excess, weight: _lines(excess, weight))
+    return _passes(x, angle, s, len(PASS_STRENGTHS), lambda i, excess, weight: structures[..., i])
+
+
+def _passes(x: np.ndarray, angle: float, strength: float, n: int, lines) -> np.ndarray:
+    """``x`` after the first ``n`` passes; ``lines(i, excess, weight)`` gives pass ``i``'s structure lines."""
     kept = np.zeros(x.shape[:2], bool)
-    for i, share in enumerate(PASS_STRENGTHS):
-        excess, weight = streak_map(x, angle, s * share)
-        kept |= _lines(excess, weight) if structures is None else structures[..., i]
-        x = _remove(x, excess, weight, kept)
+    for i in range(n):
+        excess, weight = streak_map(x, angle, strength * PASS_STRENGTHS[i])
+        kept |= lines(i, excess, weight)
+        weight[kept] = 0.0
+        x = clip01(x - weight[..., None] * excess)
     return x
 
 
 def _lines(excess: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return structure_lines(*streak_parts(weight, carried_excess(excess, weight)))
-
-
-def _remove(x: np.ndarray, excess: np.ndarray, weight: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    weight[kept] = 0.0
-    return clip01(x - weight[..., None] * excess)
 
 
 def prepare_derain(img: np.ndarray, density: float, angle: float, strength: float = 1.0) -> dict:
@@ -88,11 +91,7 @@ def prepare_derain(img: np.ndarray, density: float, angle: float, strength: floa
     found = np.zeros((h, w, len(PASS_STRENGTHS)), bool)
 
     def maps(tile: np.ndarray, box, n: int) -> np.ndarray:
-        x, kept = as_image(tile), np.zeros(tile.shape[:2], bool)
-        for i in range(n):  # the passes before this one
-            excess, weight = streak_map(x, angle, s * PASS_STRENGTHS[i])
-            kept |= found[box][..., i]
-            x = _remove(x, excess, weight, kept)
+        x = _passes(as_image(tile), angle, s, n, lambda i, excess, weight: found[box][..., i])  # those before
         excess, weight = streak_map(x, angle, s * PASS_STRENGTHS[n])
         return np.dstack([weight, carried_excess(excess, weight)]).astype(np.float32)
 
