@@ -145,7 +145,8 @@ class MeasureReasoner:
 
     Args:
         calibration: Path to a calibration JSON (default: the committed one).
-        threshold: Presence probability above which a kind is reported.
+        threshold: Presence probability above which a kind is reported (haze from its share of it,
+            :data:`PRESENCE_SHARE`; :meth:`presence_at`).
         max_pixels: Refuse images with more pixels than this (decompression-bomb guard).
 
     """

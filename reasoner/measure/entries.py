@@ -203,10 +203,9 @@ def _motion_blur(r: Reading) -> Degradation:
 
 def _haze(r: Reading) -> Degradation:
     t = clip(r.factors["transmission"], 0.02, 0.99)
-    air = np.array([r.stats[f"airlight_{c}"] for c in "rgb"])
     # the brightest of the dark channel, raised (colour kept) to the level that dehazes no pixel past white
-    level = float(air @ (0.299, 0.587, 0.114))
-    air = np.clip(air * max(1.0, r.stats.get("airlight_floor", 0.0) / max(level, 1e-3)), 0.0, 1.0).tolist()
+    raise_to = max(1.0, r.stats["airlight_floor"] / max(r.stats["airlight_lum"], 1e-3))
+    air = [min(r.stats[f"airlight_{c}"] * raise_to, 1.0) for c in "rgb"]
     return r.entry(transmission=t, airlight=air, beta=-math.log(t) / ASSUMED_MEAN_DEPTH)
 
 
