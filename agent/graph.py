@@ -405,14 +405,15 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
     every kind restored from ``inp`` to ``out``, each at the strength it ran at (a brightening on top of a denoising
     is still one at its diagnosed dose); only a plan run on ``inp`` itself has its JPEG-only change checked against
     the file's quantisation cells. ``diagnosed``: the kinds the input's diagnosis found (whether a brightening is of
-    a tone range shifted down is read only beside noise and JPEG).
+    a tone range shifted down is read only beside noise and JPEG). The output is read for what is left of every
+    kind restored from a lower presence (:data:`reasoner.measure.backend.RESIDUE_SHARE`).
     """
     strengths = {**policy.lineage_strengths(attempts, source), **plan.strengths}
     kinds = list(strengths)
     jpeg_quality = _jpeg_quality(plan) if source is None else None
     measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
     if measuring:  # as a restoration's output: the input's own exposure evidence is not read there
-        rec, out_stats = ctx.scorer.diagnose_measured(from_array(out), restored=True)
+        rec, out_stats = ctx.scorer.diagnose_measured(from_array(out), restored=True, residue_of=kinds)
     else:
         rec, out_stats = ctx.scorer.diagnose(from_array(out)), None
     structure = structure_score(inp, out, noise=(input_noise or 0.0) if "noise" in strengths else 0.0)

@@ -113,8 +113,9 @@ def reasoning(
 
     ``presence``: per kind, the presence probability from which it is reported.
 
-    ``explained``: kinds the classifier found that another finding accounts for, with the sentence saying why (they
-    are not among ``degradations``).
+    ``explained``: kinds whose verdict a rule beyond the presence gives, with its sentence: one the classifier
+    found that another finding accounts for (not among ``degradations``), one added from the tone range, one
+    reported as what a restoration left of it.
     """
     found_kinds = {d.kind for d in degradations}
     steps = [
