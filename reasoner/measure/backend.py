@@ -72,12 +72,13 @@ PRESENCE_SHARE: dict[str, float] = {"haze": 0.8}
 #: threshold (presence 0.3), lower than an input is read from: the input had the kind, so a middling presence there
 #: is what the operator left, not a false alarm. Derained, the coffee photo still shows streaks on its saucer and
 #: reads rain at presence 0.34-0.47 (severity 0.2); read from 0.5 it said "rain 0.00 after" and nothing more was
-#: tried. Each kind's operator run on clean crops of the calibration photos (the diagnosis forced, so nothing was
-#: left to remove) left that kind read from 0.3 in none of 30 crops per kind; on the held-out photos in 1 of 27 for
-#: motion blur and for rain, 3 of 27 for JPEG (those three at any presence). Restored degraded crops (every zoo
-#: model) read a residue from 0.3 in 13-82% per kind. Through the agent a residue can bring a "stronger" retry; on
-#: the protocols that moved little (bench/protocols.py, seeds 0-4: the same crops harmed, rnr - identity within
-#: +-0.03 dB per seed). A share of 0.5 was tried after: a stronger denoising of a noisy lion cost 1.0 dB.
+#: tried. `bench/residue.py` (3 crops per photo): each kind's operator run on clean crops of the calibration photos
+#: (the diagnosis forced, nothing to remove) left that kind read from 0.3 in 1 of 240 outputs (a haze), on the
+#: held-out photos in 7 of 216 (one rain, and the motion blur and JPEG that read as much from 0.5); derained,
+#: dehazed and deblurred crops reported with a residue had gained about half what those without one had. Through
+#: the agent a residue can bring a "stronger" retry; on the protocols that moved little (bench/protocols.py, seeds
+#: 0-4: the same crops harmed, rnr - identity within +-0.03 dB per seed). A share of 0.5 was tried after: a stronger
+#: denoising of a noisy lion cost 1.0 dB.
 RESIDUE_SHARE = 0.6
 #: A tone range shifted down (:class:`ToneRange`, :meth:`MeasureReasoner._low_light_of_the_tone_range`): at least
 #: CLIPPED_BLACK_SHARE of the value channel (max RGB, median-filtered over :data:`CLIPPED_WINDOW` px on the diagnosis'
