@@ -531,6 +531,25 @@ DECIDE_QUALITY = {
         ],
         ("accepted", 1),
     ),
+    # ranks within the 0.25 dB margin are the same to the scorer: the output re-scored least degraded wins (a gentler
+    # retry estimated 0.2 dB higher but leaving twice the noise does not); beyond the margin the rank decides
+    "within the margin, the least left": (
+        [scored(0, "better", 3.0, 0.5, after={"noise": 0.3}), scored(1, "better", 3.2, 0.5, after={"noise": 0.6})],
+        ("rolled_back", 0),
+    ),
+    "beyond the margin, the rank": (
+        [scored(0, "better", 3.0, 0.5, after={"noise": 0.3}), scored(1, "better", 3.4, 0.5, after={"noise": 0.6})],
+        ("accepted", 1),
+    ),
+    # ... but only between attempts that dosed the tone kinds alike: a stronger dehazing raises contrast and reads
+    # less of everything else, so there the rank decides
+    "tone doses differ, the rank": (
+        [
+            scored(0, "better", 3.2, 0.5, strengths={"haze": 1.0}, after={"noise": 0.3}),
+            scored(1, "better", 3.0, 0.5, strengths={"haze": 1.3}, after={"noise": 0.1}),
+        ],
+        ("rolled_back", 0),
+    ),  # fmt: skip
     # an artefact the plan's operators do not make (clipping after a denoiser) costs nothing
     "artefact not its own": (
         [
