@@ -147,20 +147,21 @@ it restore only :data:`REVEALABLE` kinds, and it is judged against the input for
 noise a brightening revealed (:func:`revealed_noise`: it is measured where it now is). A blur a deblocking revealed is
 planned from the input with the deblocking instead (:func:`revealed_blur`).
 
-The final decision (:func:`conclude`): among ``better`` attempts, the one with the highest discounted estimate
-(the assured gain; without a quality model: the lowest overall severity that beats the input's by
-more than ``min_gain``; the first on ties) is returned, ``accepted`` when it is the last attempt and ``rolled_back``
-otherwise; a dehazing the scorer extrapolated on is not among them once another dose failed the haze check
-(:func:`set_aside`). With none, the likeliest "uncertain" attempt is returned when its estimate clears the margin and
-``quality_likely_k`` of its calibrated error (:func:`likely_gain`; its members not extrapolating, no sign of harm,
-no deconvolution or super-resolution), the reason saying "likely better"; otherwise the input is returned
-``unchanged`` (also when nothing was planned at all). The scorer's error is a standard deviation over all attempts,
-and most "uncertain" attempts with an estimate above half of it were truly better: over the agent's runs at 400
-synthetic cases each (every zoo model, clean crops among them), on calibration photos (where 0.5 was chosen: at 0.3
-two such choices were worse, down to -7.9 dB, 0.4 gained most with none worse, 0.5 keeps a step of margin) the
-fallback changed 9 cases, all up by +0.02 to +15.3 dB (mean +0.12 dB per case), and on held-out photos 10 cases, 9
-up by +1.5 to +12.9 dB (dim photos brightened, rain removed) and one down by 0.10 (mean +0.18 dB); no clean crop
-changed, and the harm count stayed the same.
+The final decision (:func:`conclude`): among ``better`` attempts, the one with the highest discounted estimate (the
+assured gain; without a quality model: the lowest overall severity that beats the input's by more than
+``min_gain``; the first on ties; among attempts within ``quality_margin_db`` of the highest that dosed the tone
+kinds alike, the one re-scored least degraded, :func:`least_left`) is returned, ``accepted`` when it is the last
+attempt and ``rolled_back`` otherwise; a dehazing the scorer extrapolated on is not among them once another dose
+failed the haze check (:func:`set_aside`). With none, the likeliest "uncertain" attempt is returned when its
+estimate clears the margin and ``quality_likely_k`` of its calibrated error (:func:`likely_gain`; its members not
+extrapolating, no sign of harm, no deconvolution or super-resolution), the reason saying "likely better"; otherwise
+the input is returned ``unchanged`` (also when nothing was planned at all). The scorer's error is a standard
+deviation over all attempts, and most "uncertain" attempts with an estimate above half of it were truly better:
+over the agent's runs at 400 synthetic cases each (every zoo model, clean crops among them), on calibration photos
+(where 0.5 was chosen: at 0.3 two such choices were worse, down to -7.9 dB, 0.4 gained most with none worse, 0.5
+keeps a step of margin) the fallback changed 9 cases, all up by +0.02 to +15.3 dB (mean +0.12 dB per case), and on
+held-out photos 10 cases, 9 up by +1.5 to +12.9 dB (dim photos brightened, rain removed) and one down by 0.10 (mean
++0.18 dB); no clean crop changed, and the harm count stayed the same.
 """
 
 from __future__ import annotations
@@ -1008,7 +1009,10 @@ def _estimated_loss(attempt: AttemptTrace) -> bool:
 
 
 def conclude(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: Settings) -> Final:
-    """The final decision: the best attempt that beats the input by ``min_gain``, or the input unchanged."""
+    """The final decision: the best attempt that beats the input by ``min_gain``, or the input unchanged.
+
+    Among attempts ranked alike, :func:`least_left` chooses.
+    """
     if not attempts:
         return Final("unchanged", None, "no degradation detected; input returned unchanged")
     if any(_estimated(a) for a in attempts):
