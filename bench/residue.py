@@ -56,9 +56,9 @@ def photo_rows(job: tuple[str, str, int, int]) -> list[dict]:
 
         return found(()), found((kind,))
 
-    out_rows = []
+    photo, out_rows = _photos(split)[name], []
     for _ in range(crops):
-        clean = random_crop(_photos(split)[name], rng, 256)
+        clean = random_crop(photo, rng, 256)
         base = measure.diagnose(clean)
         for kind in KINDS:
             entry = measure.forced_entry(clean, kind)

@@ -144,8 +144,8 @@ def test_a_thin_veil_is_reported_from_a_lower_presence(measure, monkeypatch):
     clean = np.ascontiguousarray(load_photo("astronaut")[:256, :256])
     hazy = np.rint(np.clip(D.apply(clean, [D.MioHazeParams(airlight=0.9, beta=0.5, seed=3)]), 0, 1) * 255) / 255
     hazy = hazy.astype(np.float32)
-    haze = next(d for d in measure.diagnose(hazy).degradations if d.kind == "haze")
     record = measure.diagnose(hazy)
+    haze = next(d for d in record.degradations if d.kind == "haze")
     assert 0.4 <= haze.confidence < 0.5 and record.provenance.settings["presence_haze"] == 0.4
     f = haze.factors
     dehazed = dehaze(hazy, f.transmission, f.airlight, f.beta)

@@ -220,9 +220,8 @@ class MeasureReasoner:
             if not restored:
                 degradations, toned = self._low_light_of_the_tone_range(degradations, read, rgb, small)
             degradations, veiled = haze_under_low_light(degradations)
-            left = residues(degradations, prob, severity, presence, self.presences())
-            explained = {**left, **gridded, **explained, **lines, **toned, **veiled}
-            steps = reasoning(read, scene, severity, prob, degradations, presence, explained)
+            explained = {**gridded, **explained, **lines, **toned, **veiled}
+            steps = reasoning(read, scene, severity, prob, degradations, presence, explained, self.presences())
         else:
             degradations, steps = [], unassessed_reasoning(why, feats, scene)
         record = DiagnosisRecord(
@@ -241,7 +240,7 @@ class MeasureReasoner:
                 settings={
                     "threshold": self.threshold,
                     **{f"presence_{k}": round(self.presence_at(k), 3) for k in PRESENCE_SHARE},
-                    **{f"residue_{k}": round(presence[k], 3) for k in sorted(residue_of) if k in presence},
+                    **{f"residue_{k}": round(presence[k], 3) for k in sorted(residue_of)},
                 },
             ),
         )
@@ -308,13 +307,12 @@ class MeasureReasoner:
         return kept, {"low_light": why}
 
     def _read(
-        self, feats: dict[str, float], rgb: np.ndarray, presence: Mapping[str, float] | None = None
+        self, feats: dict[str, float], rgb: np.ndarray, presence: Mapping[str, float]
     ) -> tuple[list[Degradation], dict[str, float], dict[str, float]]:
         """The entries the calibration reads from ``feats``, with each kind's reported severity and presence.
 
-        ``presence``: per kind, the presence from which it is reported (default :meth:`presences`).
+        ``presence``: per kind, the presence from which it is reported (:meth:`presences`).
         """
-        presence = presence or self.presences()
         severity, prob = self.calibration.predict(feats)
         reported = self._severity_from_factors(severity, prob, feats, presence)
         degradations = [
@@ -332,7 +330,7 @@ class MeasureReasoner:
         feats: dict[str, float],
         rgb: np.ndarray,
         grid: tuple[int, int] | None,
-        presence: Mapping[str, float] | None = None,
+        presence: Mapping[str, float],
     ) -> tuple[list[Degradation], dict[str, float], dict[str, float], dict[str, float], dict[str, str]]:
         """The reading of a JPEG found up-sampled, again with the grid's own periodicity taken out, when that drops it.
 
@@ -422,29 +420,6 @@ class MeasureReasoner:
         head = self.calibration.predict_factors(feats, kind)
         factors = blended_factors(kind, rounded(regressed), prob[kind], feats, head)
         return ENTRIES[kind](Reading(kind, s, rounded(prob[kind]), factors, prob, feats, rgb))
-
-
-def residues(
-    degradations: list[Degradation],
-    prob: Mapping[str, float],
-    severity: Mapping[str, float],
-    presence: Mapping[str, float],
-    usual: Mapping[str, float],
-) -> dict[str, str]:
-    """The reasoning's sentence for each kind of ``degradations`` reported only as a restoration's residue.
-
-    Those whose presence ``prob`` is under the ``usual`` presence but at least the lowered one in ``presence``
-    (:data:`RESIDUE_SHARE`).
-    """
-    return {
-        d.kind: (
-            f"{d.kind.replace('_', ' ')} left after restoration, {d.level} (severity {severity[d.kind]:.2f}, "
-            f"p={prob[d.kind]:.2f}): reported from p={presence[d.kind]:.2f} on an output whose input had it "
-            f"(from {usual[d.kind]:.2f} otherwise)."
-        )
-        for d in degradations
-        if presence[d.kind] <= prob[d.kind] < usual[d.kind]
-    }
 
 
 class ToneRange(NamedTuple):

@@ -91,8 +91,15 @@ def observation(kind: str, stats: Mapping[str, float]) -> str:
     return EVIDENCE[kind].template.format(**values)
 
 
-def _verdict(kind: str, sev: Mapping[str, float], prob: Mapping[str, float], detected: set[str], presence: float):
+def _verdict(
+    kind: str, sev: Mapping[str, float], prob: Mapping[str, float], detected: set[str], presence: float, usual: float
+):
     name, p, s = kind.replace("_", " "), prob[kind], sev[kind]
+    if kind in detected and p < usual:  # reported only from a restoration's residue presence
+        return (
+            f"{name} left after restoration, {level_for(s)} (severity {s:.2f}, p={p:.2f}): reported from "
+            f"p={presence:.2f} on an output whose input had it (from {usual:.2f} otherwise)."
+        )
     if kind in detected:
         return f"{name} present, {level_for(s)} (severity {s:.2f}, p={p:.2f})."
     if p >= presence:
@@ -108,21 +115,25 @@ def reasoning(
     degradations: list[Degradation],
     presence: Mapping[str, float],
     explained: Mapping[str, str] | None = None,
+    usual: Mapping[str, float] | None = None,
 ) -> list[ReasoningStep]:
     """The chain of thought of an assessed image: one step per kind, the scene cues, then the verdict and plan.
 
-    ``presence``: per kind, the presence probability from which it is reported.
+    ``presence``: per kind, the presence probability from which it is reported; ``usual``: the one an input is
+    read from (default ``presence``), where a restoration's output is read for what was left of its kinds from
+    lower ones (:data:`reasoner.measure.backend.RESIDUE_SHARE`): those reported only so say so.
 
     ``explained``: kinds whose verdict a rule beyond the presence gives, with its sentence: one the classifier
-    found that another finding accounts for (not among ``degradations``), one added from the tone range, one
-    reported as what a restoration left of it.
+    found that another finding accounts for (not among ``degradations``), one added from the tone range.
     """
+    usual = usual or presence
     found_kinds = {d.kind for d in degradations}
     steps = [
         ReasoningStep(
             observation=observation(kind, stats),
             evidence=stored_evidence({k: stats[k] for k in ev.statistics}, 3),
-            inference=(explained or {}).get(kind) or _verdict(kind, severity, prob, found_kinds, presence[kind]),
+            inference=(explained or {}).get(kind)
+            or _verdict(kind, severity, prob, found_kinds, presence[kind], usual[kind]),
             kinds=[kind],
         )
         for kind, ev in EVIDENCE.items()
