@@ -79,9 +79,20 @@ class _Backends:
         return self._scorer
 
 
-def score_image(backends: _Backends, u8: np.ndarray) -> Outcome:
-    """The scorer's severities of an 8-bit image."""
-    rec = backends.scorer.diagnose(u8.astype(np.float32) / 255.0)
+def score_image(backends: _Backends, u8: np.ndarray, restored_kinds: tuple[str, ...] | None = None) -> Outcome:
+    """The scorer's severities of an 8-bit image.
+
+    ``restored_kinds``: the image is a restoration's output and these kinds were restored on the way to it. A scorer
+    that reads outputs as the agent's judgement does (``diagnose_measured``: ``measure``) then reads it that way:
+    the input's exposure evidence not read, and what is left of each restored kind reported from a lower presence
+    (:data:`reasoner.measure.backend.RESIDUE_SHARE`), so a plan that half-removes a kind does not score as one that
+    removed it.
+    """
+    img = u8.astype(np.float32) / 255.0
+    if restored_kinds is not None and hasattr(backends.scorer, "diagnose_measured"):
+        rec = backends.scorer.diagnose_measured(img, restored=True, residue_of=restored_kinds)[0]
+    else:
+        rec = backends.scorer.diagnose(img)
     return Outcome(None, rec.overall_severity, rec.severities())
 
 
@@ -99,13 +110,13 @@ def restore_and_score(backends: _Backends, u8: np.ndarray, record_json: str, pla
         if out.shape != u8.shape or not np.isfinite(out).all():
             return Outcome(None, error=f"restorer returned shape {out.shape} or non-finite values")
         res = to_uint8(out)
-        scored = score_image(backends, res)
+        plan = Plan.model_validate_json(plan_json)
+        scored = score_image(backends, res, tuple(plan.kinds))
         gain = spread = None
         arts: tuple[str, ...] = ()
         from reasoner.quality import assess, load_model
 
         if load_model() is not None:  # the artefact-aware scorer: independent of the policy, like the scorer
-            plan = Plan.model_validate_json(plan_json)
             q = assess(u8.astype(np.float32) / 255.0, res.astype(np.float32) / 255.0, plan.kinds)
             gain, spread, arts = q.gain_db, q.spread_db, tuple(q.artefacts)
         return Outcome(res, scored.overall, scored.severities, gain_db=gain, spread_db=spread, artefacts=arts)

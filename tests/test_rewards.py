@@ -127,6 +127,26 @@ def test_per_kind_severity_reduction(clean):
     assert SeverityReduction(workers=0, per_kind=True)([None], [said], image=[image])[0] > 0
 
 
+def test_what_a_plan_left_of_its_kind_costs_the_severity_reward(coffee_rain):
+    # Screen-blended rain over the coffee photo: one deraining leaves streaks on the saucer that read at presence
+    # 0.34, under the 0.5 an input is reported from. The engine re-scores a restoration as the agent's judgement
+    # does (the residue of each restored kind from RESIDUE_SHARE of the threshold), so the half-derained output keeps
+    # a rain severity, while the same pixels scored as an input read clean: a plan that half-removes a kind does not
+    # earn the full severity drop.
+    from reasoner import load_reasoner
+
+    rainy = np.rint(coffee_rain * 255).astype(np.uint8)
+    said = load_reasoner("measure").diagnose(rainy.astype(np.float32) / 255)
+    assert [d.kind for d in said.degradations] == ["rain"]
+    with RewardEngine(workers=0) as engine:
+        (restored,) = engine.restore([rainy], [said])
+        before, as_input = engine.score([rainy, restored.pixels])
+        reward = SeverityReduction(engine, estimate="severity")([None], [_said(said)], image=[rainy])[0]
+    assert restored.severities["rain"] >= 0.1 and as_input.severities["rain"] == 0.0
+    assert reward == pytest.approx(before.overall - restored.overall)
+    assert reward < before.overall - as_input.overall
+
+
 @pytest.mark.parametrize(
     "kind, claim, lo, hi",
     [
