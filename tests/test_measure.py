@@ -176,6 +176,40 @@ def test_what_a_restoration_left_of_a_kind_is_reported_from_a_lower_presence(mea
     assert "left after restoration" in said and "p=0.30" in said
 
 
+def _noisy(img: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (np.rint(np.clip(img + rng.normal(0, sigma / 255, img.shape), 0, 1) * 255) / 255).astype(np.float32)
+
+
+@pytest.mark.parametrize("sigma", [20, 30, 40])
+def test_heavy_noise_on_a_clear_photo_is_not_read_as_haze(measure, sigma, monkeypatch):
+    # The cameraman under Gaussian noise read as hazy at presence 0.55-0.60 on the noisy image; on a copy denoised at
+    # the diagnosed sigma it reads no veil, and the lower reading is kept (backend.HAZE_UNDER_NOISE).
+    import reasoner.measure.backend as backend
+
+    noisy = _noisy(load_photo("camera"), sigma, sigma)
+    rec = measure.diagnose(noisy)
+    assert [d.kind for d in rec.degradations] == ["noise"]
+    step = next(s for s in rec.reasoning if s.kinds == ["haze"])
+    assert "no significant haze" in step.inference and "denoised" in step.inference
+    monkeypatch.setattr(backend, "HAZE_UNDER_NOISE", 0.0)  # the noisy reading alone
+    assert "haze" in [d.kind for d in measure.diagnose(noisy).degradations]
+
+
+def test_a_veil_under_noise_that_reads_as_surely_once_denoised_is_kept(measure, monkeypatch):
+    # MiO's haze (beta 0.8) over the motorcycle under Gaussian noise sigma 30: haze at presence 0.54 on the noisy
+    # image, no less on the denoised copy, so the reading stands as it was.
+    import reasoner.measure.backend as backend
+    from rl.degradations.haze import MioHazeParams, apply_mio_haze
+
+    hazy = _noisy(apply_mio_haze(load_photo("motorcycle_right"), MioHazeParams(0.9, 0.8, 1)), 30, 3)
+    rec = measure.diagnose(hazy)
+    monkeypatch.setattr(backend, "HAZE_UNDER_NOISE", 0.0)
+    noisy_only = measure.diagnose(hazy)
+    assert [d.kind for d in rec.degradations] == ["haze", "noise"]
+    assert rec.degradations == noisy_only.degradations
+
+
 @pytest.mark.parametrize("name", ["chelsea", "brick", "rocket"])
 def test_an_operator_run_on_a_clean_crop_leaves_no_residue_of_its_kind(measure, name):
     # The lower presence must not turn a restoration into a false residue: each kind's operator, run on a clean

@@ -439,13 +439,39 @@ def tone_stats(small: np.ndarray) -> dict[str, float]:
     }
 
 
-def measure_all(rgb: np.ndarray, origin: tuple[int, int] | None = None) -> dict[str, float]:
+def denoised_view(x: np.ndarray, sigma: float) -> np.ndarray:
+    """``x`` (float32 HxWx3 RGB in [0, 1]) through OpenCV's colour non-local means at filter strength ``sigma``.
+
+    ``sigma``: the noise std on the 0-255 scale; below 1 the view is returned as it is. 5x5 patches, 15x15 search: a
+    quick proxy of a denoised image for reading what the noise masks, not a restoration.
+
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = np.clip(0.5 + rng.normal(0, 0.08, (64, 64, 3)), 0, 1).astype(np.float32)
+    >>> round(float(noisy.std()), 3), bool(denoised_view(noisy, 20.0).std() < 0.02)
+    (0.08, True)
+    """
+    if sigma < 1.0:
+        return x
+    u8 = np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    h = float(sigma)
+    return cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(u8), None, h, h, 5, 15).astype(np.float32) / 255.0
+
+
+def measure_all(
+    rgb: np.ndarray, origin: tuple[int, int] | None = None, denoise_sigma: float | None = None
+) -> dict[str, float]:
     """Every statistic above for one image (``float32 HxWx3 RGB in [0, 1]``), by name.
 
     ``origin``: where its JPEG grid starts (:func:`reasoner.jpeg_cells.grid_origin`), when the caller has it already.
+    ``denoise_sigma``: measure the local crop and the global view through :func:`denoised_view` at this noise std
+    (0-255; the global view's at the std its area down-scaling leaves, ``sigma`` times its scale).
     """
     origin = grid_origin(rgb) if origin is None else origin
     crop = np.ascontiguousarray(local_crop(rgb, grid=origin), dtype=np.float32)
+    small = global_view(rgb)
+    if denoise_sigma is not None:
+        crop = denoised_view(crop, denoise_sigma)
+        small = denoised_view(small, denoise_sigma * small.shape[0] / rgb.shape[0])
     y = luma255(crop)
     feats = noise_stats(crop * 255.0)
     feats.update(spectrum_stats(y, feats["noise_sigma_flat"] * 0.67))
@@ -453,5 +479,5 @@ def measure_all(rgb: np.ndarray, origin: tuple[int, int] | None = None) -> dict[
     feats.update(resampling_stats(y))
     feats.update(jpeg_stats(y))
     feats.update(rain_stats(y))
-    feats.update(tone_stats(global_view(rgb)))
+    feats.update(tone_stats(small))
     return feats
