@@ -496,6 +496,21 @@ def test_judge_quality(name):
     assert judge_quality(structure, q, S, why, kinds)[0] == expected
 
 
+@pytest.mark.parametrize(
+    "gain, spread, removed, expected",
+    [
+        (-0.6, 3.2, (0.77, 0.01), "better"),  # the own astronaut at sigma 7: truly +4.7 dB, was returned noisy
+        (1.0, 3.0, (0.77, 0.01), "better"),
+        (-3.0, 1.0, (0.77, 0.01), "worse"),  # surely below 0: the worse row comes first
+        (-0.6, 3.2, (0.10, 0.0), "uncertain"),  # too little taken away: a false noise diagnosis
+        (-0.6, 3.2, (0.77, 0.30), "uncertain"),  # correlated: texture went too
+    ],
+)
+def test_white_noise_taken_away_is_better_unless_surely_worse(gain, spread, removed, expected):
+    q = QualityTrace(gain_db=gain, uncertainty_db=2 * spread, spread_db=spread, removed_noise=removed)
+    assert judge_quality(0.99, q, S, None, ["noise"])[0] == expected
+
+
 #: (attempts so far, the step decide must take) with quality estimates.
 DECIDE_QUALITY = {
     # the best discounted estimate wins, not the lowest severity: attempt 1 (3 - 0.5) beats attempt 0 (4 - 2)
