@@ -31,6 +31,7 @@ from agent.trace import AttemptTrace, FullSizeTrace, QualityTrace, ReviewTrace, 
 from reasoner.common import as_rgb_float, one_line
 from reasoner.imageio import from_array, load_image
 from reasoner.measure.backend import tone_range_shifted
+from reasoner.registry import read_output
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
 from restorer.base import ReferenceImage, RestoreOutput
 from restorer.metrics import structure_score
@@ -411,11 +412,8 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
     strengths = {**policy.lineage_strengths(attempts, source), **plan.strengths}
     kinds = list(strengths)
     jpeg_quality = _jpeg_quality(plan) if source is None else None
-    measuring = hasattr(ctx.scorer, "diagnose_measured")  # saves measuring the output twice for the quality scorer
-    if measuring:  # as a restoration's output: the input's own exposure evidence is not read there
-        rec, out_stats = ctx.scorer.diagnose_measured(from_array(out), restored=True, residue_of=kinds)
-    else:
-        rec, out_stats = ctx.scorer.diagnose(from_array(out)), None
+    # out_stats (None unless the scorer measures) save the quality scorer measuring the output again
+    rec, out_stats = read_output(ctx.scorer, from_array(out), kinds)
     structure = structure_score(inp, out, noise=(input_noise or 0.0) if "noise" in strengths else 0.0)
     quality, why_not = None, None
     if stats is not None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Protocol, runtime_checkable
+from collections.abc import Collection
+from typing import Any, Protocol, runtime_checkable
 
 from reasoner.schema import DiagnosisRecord
 
@@ -26,6 +27,20 @@ class Reasoner(Protocol):
     def diagnose(self, image) -> DiagnosisRecord:
         """Diagnose one image (a ``LoadedImage``, a path, or an RGB array)."""
         ...
+
+
+def read_output(scorer: Any, image: Any, restored_kinds: Collection[str] = ()) -> tuple[DiagnosisRecord, dict | None]:
+    """``scorer``'s record of a restoration's output, and the statistics it measured (None unless it measures).
+
+    A scorer that measures (``diagnose_measured``: ``measure``) reads the image as a restoration's output: the input's
+    exposure evidence is not read, and what is left of each of ``restored_kinds`` is reported from a lower presence
+    (:data:`reasoner.measure.backend.RESIDUE_SHARE`), so a plan that half-removed a kind is not read as having removed
+    it. Any other scorer diagnoses it as it would an input. The agent's judgement and the GRPO rewards both read
+    outputs through this.
+    """
+    if hasattr(scorer, "diagnose_measured"):
+        return scorer.diagnose_measured(image, restored=True, residue_of=restored_kinds)
+    return scorer.diagnose(image), None
 
 
 def resolve_backend(

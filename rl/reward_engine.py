@@ -25,6 +25,7 @@ import numpy as np
 
 from reasoner.common import one_line
 from reasoner.imageio import to_uint8
+from reasoner.registry import read_output
 from reasoner.schema import DiagnosisRecord
 
 #: Restorations kept per engine (uint8 images; a 256x384 crop is ~0.3 MB).
@@ -82,17 +83,14 @@ class _Backends:
 def score_image(backends: _Backends, u8: np.ndarray, restored_kinds: tuple[str, ...] | None = None) -> Outcome:
     """The scorer's severities of an 8-bit image.
 
-    ``restored_kinds``: the image is a restoration's output and these kinds were restored on the way to it. A scorer
-    that reads outputs as the agent's judgement does (``diagnose_measured``: ``measure``) then reads it that way:
-    the input's exposure evidence not read, and what is left of each restored kind reported from a lower presence
-    (:data:`reasoner.measure.backend.RESIDUE_SHARE`), so a plan that half-removes a kind does not score as one that
-    removed it.
+    ``restored_kinds``: the image is a restoration's output and these kinds were restored on the way to it; it is
+    read as the agent's judgement reads one (:func:`reasoner.registry.read_output`).
     """
     img = u8.astype(np.float32) / 255.0
-    if restored_kinds is not None and hasattr(backends.scorer, "diagnose_measured"):
-        rec = backends.scorer.diagnose_measured(img, restored=True, residue_of=restored_kinds)[0]
-    else:
+    if restored_kinds is None:
         rec = backends.scorer.diagnose(img)
+    else:
+        rec = read_output(backends.scorer, img, restored_kinds)[0]
     return Outcome(None, rec.overall_severity, rec.severities())
 
 
@@ -101,23 +99,21 @@ def restore_and_score(backends: _Backends, u8: np.ndarray, record_json: str, pla
     from restorer import Plan
 
     try:
-        record = DiagnosisRecord.model_validate_json(record_json)
-        result = backends.restorer.restore(
-            u8.astype(np.float32) / 255.0, record, [], Plan.model_validate_json(plan_json)
-        )
+        record, plan = DiagnosisRecord.model_validate_json(record_json), Plan.model_validate_json(plan_json)
+        src = u8.astype(np.float32) / 255.0
+        result = backends.restorer.restore(src, record, [], plan)
         # Restorers return restorer.base.RestoreOutput; a bare array is accepted from restorers written before it.
         out = np.asarray(getattr(result, "pixels", result))
         if out.shape != u8.shape or not np.isfinite(out).all():
             return Outcome(None, error=f"restorer returned shape {out.shape} or non-finite values")
         res = to_uint8(out)
-        plan = Plan.model_validate_json(plan_json)
         scored = score_image(backends, res, tuple(plan.kinds))
         gain = spread = None
         arts: tuple[str, ...] = ()
         from reasoner.quality import assess, load_model
 
         if load_model() is not None:  # the artefact-aware scorer: independent of the policy, like the scorer
-            q = assess(u8.astype(np.float32) / 255.0, res.astype(np.float32) / 255.0, plan.kinds)
+            q = assess(src, res.astype(np.float32) / 255.0, plan.kinds)
             gain, spread, arts = q.gain_db, q.spread_db, tuple(q.artefacts)
         return Outcome(res, scored.overall, scored.severities, gain_db=gain, spread_db=spread, artefacts=arts)
     except Exception as e:  # a failed restoration is a missing score, not a crashed training step

@@ -409,20 +409,15 @@ class MeasureReasoner:
         if noise is None or not noise.factors.sigma or "haze" not in found or prob["haze"] >= HAZE_UNDER_NOISE:
             return degradations, severity, prob, {}
         sigma = float(noise.factors.sigma)
-        feats = measure_all(rgb, origin, denoise_sigma=sigma)
-        sev_dn, prob_dn = self.calibration.predict(feats)
+        again, sev_dn, prob_dn = self._read(measure_all(rgb, origin, denoise_sigma=sigma), rgb, presence)
         before = prob["haze"]
         if prob_dn["haze"] >= before:
             return degradations, severity, prob, {}
         severity, prob = {**severity, "haze": sev_dn["haze"]}, {**prob, "haze": prob_dn["haze"]}
-        kept = [d for d in degradations if d.kind != "haze"]
-        if self._present("haze", severity, prob, presence):
-            kept = sorted([*kept, self._entry("haze", sev_dn["haze"], sev_dn["haze"], prob, feats, rgb)],
-                          key=lambda d: KINDS[d.kind].order)  # fmt: skip
-        if round(before, 2) == round(prob["haze"], 2):
-            return kept, severity, prob, {}
+        entry = next((d for d in again if d.kind == "haze"), None)
+        kept = [d for d in degradations if d.kind != "haze"] + ([entry] if entry is not None else [])
+        kept.sort(key=lambda d: KINDS[d.kind].order)
         said = f"p={before:.2f} on the noisy image, {prob['haze']:.2f} on a copy denoised at sigma {sigma:.1f}"
-        entry = next((d for d in kept if d.kind == "haze"), None)
         if entry is not None:
             why = f"haze {entry.level} (severity {entry.severity:.2f}; {said}): read from the denoised copy."
         else:
