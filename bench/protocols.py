@@ -130,6 +130,47 @@ def held_out_photos() -> dict[str, np.ndarray]:
     return photos
 
 
+def stored_jpeg_quality(path: Path) -> int | None:
+    """The IJG quality whose luma table is nearest the one ``path`` was saved with, or None for a non-JPEG."""
+    from PIL import Image
+
+    from reasoner.jpeg_cells import ijg_table
+
+    with Image.open(path) as im:
+        tables = getattr(im, "quantization", None) or {}
+    if 0 not in tables:
+        return None
+    luma = np.asarray(tables[0], np.float64).reshape(8, 8)  # Pillow gives the tables in natural order
+    return min(range(1, 101), key=lambda q: (float(np.abs(ijg_table(q) - luma).sum()), -q))
+
+
+def _photo_quality(name: str) -> int | None:
+    # rl.photos names: sklearn's sample images are JPEGs, scikit-image's data files PNG or JPEG
+    if name.startswith("sklearn_"):
+        import sklearn
+
+        files = [Path(sklearn.__file__).parent / "datasets" / "images" / f"{name.removeprefix('sklearn_')}.jpg"]
+    else:
+        import skimage
+
+        files = sorted((Path(skimage.__file__).parent / "data").glob(f"{name}.*"))
+    return stored_jpeg_quality(files[0]) if files and files[0].is_file() else None
+
+
+def held_out_photo_qualities() -> dict[str, int | None]:
+    """The JPEG quality each held-out photo was saved at (None: a lossless source); gradio's are JPEGs."""
+    qualities = {name: _photo_quality(name) for name in EVALUATION_PHOTOS}
+    try:
+        import gradio
+    except ImportError:
+        return qualities
+    root = Path(gradio.__file__).parent
+    for rel in GRADIO_PHOTOS:
+        if (root / rel).is_file():
+            qualities[f"gradio_{Path(rel).stem}"] = stored_jpeg_quality(root / rel)
+    return qualities
+
+
 def crop(rng: np.random.Generator, index: int, size: int, base: int = 4) -> tuple[str, np.ndarray]:
     """A random crop of at most ``size`` px of held-out photo ``index`` (cycling), sides a multiple of ``base``."""
     photos = held_out_photos()

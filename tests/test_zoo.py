@@ -486,3 +486,15 @@ def test_severity_maps_used_are_the_one_table():
     # the zoo's severities come from reasoner.kinds, whatever the model: spot-check one per map
     assert D.factors(noise.GreyNoiseParams(20.0), (8, 8))[0] == pytest.approx(sev.noise_severity(20.0))
     assert D.factors(D.Jpeg444Params(55), (8, 8))[0] == pytest.approx(sev.jpeg_severity(55))
+
+
+@pytest.mark.parametrize("quality", [35, 79, 80, 95])
+def test_a_photos_stored_jpeg_quality_is_read_off_its_tables(protocols, tmp_path, quality):
+    # What keeps lomo's clean crops clean: a JPEG's own quality, from the file's luma quantisation table.
+    from PIL import Image
+
+    img = Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8))
+    img.save(tmp_path / "a.jpg", quality=quality)
+    img.save(tmp_path / "a.png")
+    assert protocols.stored_jpeg_quality(tmp_path / "a.jpg") == quality
+    assert protocols.stored_jpeg_quality(tmp_path / "a.png") is None
