@@ -146,6 +146,22 @@ def test_a_noisy_clear_photo_is_denoised_without_a_dehazing():
     assert psnr(to_uint8(clean), to_uint8(pixels)) > 29.0
 
 
+def test_a_dehazing_trusted_on_its_sign_is_not_returned_once_another_dose_failed_the_haze_check():
+    # A crop of the moon enlarged 3.5x (bicubic down, nearest up) read as mild haze (airlight 0.72): the dehazing at
+    # its dose was "better" on the sign of its estimate alone (+1.3 dB +-4.0) and was returned 18.5 dB below the
+    # input, though the gentler dose darkened the crop without raising its contrast (the haze check: not haze).
+    from rl.degradations.low_resolution import ResampleParams, apply_resample
+
+    crop = np.ascontiguousarray(load_photo("moon")[116:372, 245:501][:, ::-1])
+    clean = np.asarray(to_uint8(crop), np.float32) / 255
+    img = np.asarray(to_uint8(apply_resample(clean, ResampleParams(3.506849315068493, "bicubic", "nearest"))),
+                     np.float32) / 255  # fmt: skip
+    pixels, trace = restore_image(img)
+    assert any(a.verdict == "worse" and "not haze" in a.reason for a in trace.attempts)
+    assert trace.decision == "unchanged" or "haze" not in trace.attempts[trace.chosen_attempt].plan.kinds
+    assert psnr(to_uint8(clean), to_uint8(pixels)) > psnr(to_uint8(clean), to_uint8(img)) - 0.5
+
+
 def test_structure_score():
     img = load_photo("camera")[:256, :256]
     assert structure_score(img, np.clip(img * 0.5, 0, 1)) > 0.99  # tone change keeps structure

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from reasoner import load_reasoner
+from reasoner.imageio import to_uint8
 from reasoner.schema import DiagnosisRecord
 from rl import degradations as D
 from rl.photos import EVALUATION_PHOTOS, load_photo
@@ -194,6 +195,30 @@ def test_heavy_noise_on_a_clear_photo_is_not_read_as_haze(measure, sigma, monkey
     assert "no significant haze" in step.inference and "denoised" in step.inference
     monkeypatch.setattr(backend, "HAZE_UNDER_NOISE", 0.0)  # the noisy reading alone
     assert "haze" in [d.kind for d in measure.diagnose(noisy).degradations]
+
+
+@pytest.mark.parametrize(
+    ("photo", "crop", "rule", "off"),
+    [
+        ("moon", (270, 299, 128, True), "HAZE_MIN_AIRLIGHT", 0.0),
+        ("moon", (314, 19, 192, False), "HAZE_MIN_AIRLIGHT", 0.0),
+        ("camera", (292, 312, 192, True), "HAZE_FLOOR_RATIO", 99.0),
+    ],
+)
+def test_a_grey_scene_without_dark_pixels_is_not_read_as_haze(measure, photo, crop, rule, off, monkeypatch):
+    # Clean greyscale crops with no dark pixel: the moon's regolith reads a veil whose airlight is its own mid-grey
+    # (0.47-0.50), a lawn of the cameraman one far dimmer (0.64) than the tripod's white leg in front of it (0.88).
+    # Dehazed, they came back 17-42 dB below their input.
+    import reasoner.measure.backend as backend
+
+    y, x, side, mirrored = crop
+    img = load_photo(photo)[y : y + side, x : x + side]
+    img = to_uint8(np.ascontiguousarray(img[:, ::-1] if mirrored else img))
+    rec = measure.diagnose(img)
+    assert "haze" not in [d.kind for d in rec.degradations]
+    assert "not haze" in next(s for s in rec.reasoning if s.kinds == ["haze"]).inference
+    monkeypatch.setattr(backend, rule, off)  # without the rule the veil is reported
+    assert "haze" in [d.kind for d in measure.diagnose(img).degradations]
 
 
 def test_a_veil_under_noise_that_reads_as_surely_once_denoised_is_kept(measure, monkeypatch):
@@ -526,4 +551,5 @@ def test_the_lifted_black_level_of_a_night_photo_is_not_reported_as_haze(measure
     import reasoner.measure.backend as backend
 
     monkeypatch.setattr(backend, "haze_under_low_light", lambda d: (d, {}))
+    monkeypatch.setattr(backend, "HAZE_MIN_AIRLIGHT", 0.0)  # its dim airlight would drop it too
     assert {"haze", "low_light"} <= {d.kind for d in measure.diagnose(night).degradations}  # the rule is what drops it
