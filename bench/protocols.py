@@ -115,19 +115,23 @@ def quantise(img: np.ndarray) -> np.ndarray:
 @cache
 def held_out_photos() -> dict[str, np.ndarray]:
     """Held-out scenes: the evaluation photos, plus gradio's bundled real photos when gradio is installed."""
+    from PIL import Image
+
     photos = {name: load_photo(name) for name in EVALUATION_PHOTOS}
+    for name, path in gradio_photo_files().items():
+        with Image.open(path) as im:
+            photos[name] = np.asarray(im.convert("RGB"), np.float32) / np.float32(255.0)
+    return photos
+
+
+def gradio_photo_files() -> dict[str, Path]:
+    """gradio's bundled real photos (:data:`GRADIO_PHOTOS`) by held-out name; none when gradio is not installed."""
     try:
         import gradio
     except ImportError:
-        return photos
-    from PIL import Image
-
+        return {}
     root = Path(gradio.__file__).parent
-    for rel in GRADIO_PHOTOS:
-        if (root / rel).is_file():
-            with Image.open(root / rel) as im:
-                photos[f"gradio_{Path(rel).stem}"] = np.asarray(im.convert("RGB"), np.float32) / np.float32(255.0)
-    return photos
+    return {f"gradio_{Path(rel).stem}": root / rel for rel in GRADIO_PHOTOS if (root / rel).is_file()}
 
 
 def stored_jpeg_quality(path: Path) -> int | None:
@@ -160,15 +164,7 @@ def _photo_quality(name: str) -> int | None:
 def held_out_photo_qualities() -> dict[str, int | None]:
     """The JPEG quality each held-out photo was saved at (None: a lossless source); gradio's are JPEGs."""
     qualities = {name: _photo_quality(name) for name in EVALUATION_PHOTOS}
-    try:
-        import gradio
-    except ImportError:
-        return qualities
-    root = Path(gradio.__file__).parent
-    for rel in GRADIO_PHOTOS:
-        if (root / rel).is_file():
-            qualities[f"gradio_{Path(rel).stem}"] = stored_jpeg_quality(root / rel)
-    return qualities
+    return qualities | {name: stored_jpeg_quality(path) for name, path in gradio_photo_files().items()}
 
 
 def crop(rng: np.random.Generator, index: int, size: int, base: int = 4) -> tuple[str, np.ndarray]:

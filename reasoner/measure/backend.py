@@ -231,7 +231,7 @@ class MeasureReasoner:
         small = global_view(rgb)
         grid = found_grid(rgb) if min(h, w) >= MIN_SIDE else None  # searched once: the rules below crop on it too
         origin = grid or (0, 0)
-        feats = measure_all(rgb, origin) if min(h, w) >= MIN_SIDE else tone_stats(small)
+        feats = measure_all(rgb, origin, small=small) if min(h, w) >= MIN_SIDE else tone_stats(small)
         scene = scene_stats(small)
         semantics = describe(small, scene, feats["lum_mean"])
         why = _unassessable(w, h, feats)
@@ -588,7 +588,7 @@ def rain_along_motion(degradations: list[Degradation]) -> tuple[list[Degradation
         return degradations, {}
     why = (f"streaks along the motion blur ({off:.0f} degrees off): the motion's smear of highlights, not rain; "
            f"not reported (severity {found['rain'].severity:.2f}, p={found['rain'].confidence:.2f}).")  # fmt: skip
-    return [d for d in degradations if d.kind != "rain"], {"rain": why}
+    return left_out(degradations, "rain", why)
 
 
 def rain_of_few_lines(
@@ -623,7 +623,7 @@ def rain_of_few_lines(
         f"the {FEW_LINES} strongest lines carry {share:.0%} of the streaks' excess brightness: thin bright "
         f"structures, not a rain layer; not reported (severity {rain.severity:.2f}, p={rain.confidence:.2f})."
     )
-    return [d for d in degradations if d.kind != "rain"], {"rain": why}
+    return left_out(degradations, "rain", why)
 
 
 def haze_under_low_light(degradations: list[Degradation]) -> tuple[list[Degradation], dict[str, str]]:
@@ -655,7 +655,7 @@ def haze_under_low_light(degradations: list[Degradation]) -> tuple[list[Degradat
         return degradations, {}
     why = (f"a veil over an under-exposed image: its lifted, noisy black level, not haze; not reported (severity "
            f"{found['haze'].severity:.2f}, p={found['haze'].confidence:.2f}).")  # fmt: skip
-    return [d for d in degradations if d.kind != "haze"], {"haze": why}
+    return left_out(degradations, "haze", why)
 
 
 def haze_of_an_implausible_airlight(
@@ -700,7 +700,12 @@ def haze_of_an_implausible_airlight(
     else:
         return degradations, {}
     why = f"{said}, not haze; not reported (severity {haze.severity:.2f}, p={haze.confidence:.2f})."
-    return [d for d in degradations if d.kind != "haze"], {"haze": why}
+    return left_out(degradations, "haze", why)
+
+
+def left_out(degradations: list[Degradation], kind: str, why: str) -> tuple[list[Degradation], dict[str, str]]:
+    """``degradations`` without ``kind``, and ``{kind: why}``: what a rule that leaves a reading out returns."""
+    return [d for d in degradations if d.kind != kind], {kind: why}
 
 
 def _unassessable(w: int, h: int, f: dict[str, float]) -> str | None:
