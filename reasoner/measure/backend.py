@@ -231,7 +231,7 @@ class MeasureReasoner:
         small = global_view(rgb)
         grid = found_grid(rgb) if min(h, w) >= MIN_SIDE else None  # searched once: the rules below crop on it too
         origin = grid or (0, 0)
-        feats = measure_all(rgb, origin, small=small) if min(h, w) >= MIN_SIDE else tone_stats(small)
+        feats = measure_all(rgb, origin) if min(h, w) >= MIN_SIDE else tone_stats(small)
         scene = scene_stats(small)
         semantics = describe(small, scene, feats["lum_mean"])
         why = _unassessable(w, h, feats)

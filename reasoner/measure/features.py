@@ -458,21 +458,17 @@ def denoised_view(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def measure_all(
-    rgb: np.ndarray,
-    origin: tuple[int, int] | None = None,
-    denoise_sigma: float | None = None,
-    small: np.ndarray | None = None,
+    rgb: np.ndarray, origin: tuple[int, int] | None = None, denoise_sigma: float | None = None
 ) -> dict[str, float]:
     """Every statistic above for one image (``float32 HxWx3 RGB in [0, 1]``), by name.
 
-    ``origin``: where its JPEG grid starts (:func:`reasoner.jpeg_cells.grid_origin`), when the caller has it already;
-    ``small``: its :func:`global_view`, likewise.
+    ``origin``: where its JPEG grid starts (:func:`reasoner.jpeg_cells.grid_origin`), when the caller has it already.
     ``denoise_sigma``: measure the local crop and the global view through :func:`denoised_view` at this noise std
     (0-255; the global view's at the std its area down-scaling leaves, ``sigma`` times its scale).
     """
     origin = grid_origin(rgb) if origin is None else origin
     crop = np.ascontiguousarray(local_crop(rgb, grid=origin), dtype=np.float32)
-    small = global_view(rgb) if small is None else small
+    small = global_view(rgb)
     if denoise_sigma is not None:
         crop = denoised_view(crop, denoise_sigma)
         small = denoised_view(small, denoise_sigma * small.shape[0] / rgb.shape[0])
