@@ -13,6 +13,7 @@ colour transfer (global statistics) still sees the whole image.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ from restorer.operators.deconvolution import (
 )
 from restorer.operators.denoise import denoise_deblock
 from restorer.operators.derain import REACH as DERAIN_REACH
-from restorer.operators.filters import CHROMA_RADIUS, as_image
+from restorer.operators.filters import CHROMA_RADIUS, WIENER_PATCH, as_image
 from restorer.operators.low_light import BLOTCH_RADIUS
 from restorer.plan import Operation, Plan
 from restorer.tiling import (
@@ -48,11 +49,12 @@ from restorer.tiling import (
 #: Kinds whose operator is local (its output at a pixel depends on a bounded neighbourhood), with that reach in px
 #: for those that do not depend on a kernel: non-local means (3 px patches, 11 px search), rain removal (4 px
 #: shifts and a 17 px line opening, per pass), brightening and dehazing once their curve or transmission map is
-#: prepared; denoising and brightening also clean chroma over nested windows (3 * CHROMA_RADIUS px more),
-#: brightening its coarse colour blotches too (3 * BLOTCH_RADIUS px more).
+#: prepared; denoising reads the patches of its Wiener step around the non-local means (WIENER_PATCH px more), and
+#: denoising and brightening also clean chroma over nested windows (3 * CHROMA_RADIUS px more), brightening its
+#: coarse colour blotches too (3 * BLOTCH_RADIUS px more).
 #: The low-pass kinds reach as far as their kernel, times the iterations.
 NLM_REACH = 8
-LOCAL_REACH = {"noise": NLM_REACH + 3 * CHROMA_RADIUS, "jpeg": NLM_REACH, "rain": DERAIN_REACH,
+LOCAL_REACH = {"noise": NLM_REACH + WIENER_PATCH + 3 * CHROMA_RADIUS, "jpeg": NLM_REACH, "rain": DERAIN_REACH,
                "low_light": NLM_REACH + 3 * CHROMA_RADIUS + 3 * BLOTCH_RADIUS, "haze": 16}  # fmt: skip
 #: Tiles a tiled deconvolution runs first to judge its stability guard for the whole image (a bounded sample; their
 #: results are kept when the guard does not bind, so the sample costs nothing then).
@@ -247,8 +249,13 @@ def _key(box: tuple[slice, slice]) -> tuple[int, int, int, int]:
 def _run_tile(
     run, params: list, strength: float, kw: dict, shape: tuple[int, int], tile: np.ndarray, box
 ) -> np.ndarray:
-    """``run`` on one tile, with the prepared per-pixel maps (arrays of the image's height and width) cut alike."""
+    """``run`` on one tile, with the prepared per-pixel maps (arrays of the image's height and width) cut alike.
+
+    An operator that takes ``origin`` (one working on a grid of the whole image) is given the tile's top-left corner.
+    """
     cut = {k: v[box] if isinstance(v, np.ndarray) and v.shape[:2] == shape else v for k, v in kw.items()}
+    if "origin" in inspect.signature(run).parameters:
+        cut["origin"] = (box[0].start or 0, box[1].start or 0)
     return run(tile, *params, strength=strength, **cut)
 
 

@@ -578,9 +578,9 @@ def test_a_noisy_camera_jpeg_is_denoised_its_chroma_stored_at_half_resolution():
     chosen = trace.attempts[trace.chosen_attempt]
     assert chosen.plan.kinds == ["noise"] and "white noise" in chosen.reason, trace.decision_reason
     assert psnr(to_uint8(clean), to_uint8(pixels)) > psnr(to_uint8(clean), to_uint8(noisy)) + 3
-    # the layer it removed is white in luma, not channel by channel
+    # the layer it removed is white in luma, though the noise is not white channel by channel
     lag = removed_noise(noisy, pixels, 15.0)[1]
-    res = (noisy - pixels).astype(np.float64)
+    res = (noisy - clean).astype(np.float64)
 
     def lag1(g):
         g = g - g.mean()

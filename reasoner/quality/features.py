@@ -39,7 +39,7 @@ FEATURES: tuple[str, ...] = (
 #: white (see :func:`_black_white`), fine texture kept beyond what the source's noise explains (``tex_kept``), and
 #: echoes of the detail at a distance (``echo``: ghost edges, rings; see :func:`_echo`). :func:`tone_gain` is measured
 #: apart, only for the plans whose report reads it.
-ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept", "echo")
+ARTEFACT_STATISTICS: tuple[str, ...] = ("crush_lo", "crush_hi", "tex_kept", "echo", "poster_steps")
 #: Offsets (px) and directions over which :func:`_echo` looks for repeated detail: a line PSF's ghosts sit at its
 #: length, a disk's rings at its radius; echoes of kernels longer than 24 px are not looked for.
 ECHO_LAGS, ECHO_RAYS = 24, 24
@@ -365,6 +365,30 @@ def _source_rise(hs: np.ndarray) -> np.ndarray:
     return remembered(_SOURCE_RISE, content_key(hs), lambda: _echo_rise(hs))
 
 
+#: A step of a posterised gradient: a jump of at least this many 8-bit levels between two flat runs (:func:`_steps`).
+STEP_LEVELS = 2
+#: The fewest changes between flat runs :func:`_steps` reads a share from (fewer: 0, nothing to read).
+STEP_MIN_CHANGES = 24
+
+
+def _steps(q: np.ndarray, mask: np.ndarray) -> float:
+    """The share of 8-bit ``q``'s changes between two flat runs that jump :data:`STEP_LEVELS` levels or more.
+
+    Horizontal neighbours within ``mask``: the staircase of a posterised gradient reads near 1. An 8-bit gradient
+    climbs a level at a time, noise leaves no flat runs, and a plain area has few changes at all: none reads high.
+    """
+    d = np.diff(q, axis=1)
+    between = np.zeros_like(mask)
+    between[:, 1:-1] = (d[:, 1:-1] != 0) & (d[:, :-2] == 0) & (d[:, 2:] == 0)
+    changes = between & mask
+    n = int(changes.sum())
+    if n < STEP_MIN_CHANGES:
+        return 0.0
+    big = np.zeros_like(mask)
+    big[:, 1:-1] = np.abs(d[:, 1:-1]) >= STEP_LEVELS
+    return float((big & changes).sum() / n)
+
+
 def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     """Detail, ringing, blocking, noise and banding at native resolution on the central crop."""
     ys, yo = _luma(src), _luma(out)
@@ -405,8 +429,9 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
         zs = np.mean((np.diff(qs, axis=1) == 0)[m])
         zo = np.mean((np.diff(qo, axis=1) == 0)[m])
         f["poster_d"] = float(zo - zs)
+        f["poster_steps"] = _steps(qo, m)
     else:
-        f["poster_d"] = 0.0
+        f["poster_d"] = f["poster_steps"] = 0.0
     gs = np.hypot(*np.gradient(_blur(ys, 1.0)))
     go = np.hypot(*np.gradient(_blur(yo, 1.0)))
     f["flat_grad_lr"] = _lr(_masked_mean(go * go, flat), _masked_mean(gs * gs, flat))

@@ -1,13 +1,26 @@
-"""``noise``: non-local means in an opponent colour space, after a variance-stabilising transform for shot noise."""
+"""``noise``: non-local means and the DCT Wiener step it guides, in an opponent colour space.
+
+Shot noise is made stationary first by a variance-stabilising transform.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from restorer.operators.deblock import DEBLOCK_CHROMA, DEBLOCK_LUMA, jpeg_sigma
-from restorer.operators.filters import as_image, chroma_noise, clean_chroma, clip01, nlm, nlm_ratios
+from restorer.operators.filters import (
+    as_image,
+    chroma_noise,
+    clean_chroma,
+    clip01,
+    dct_wiener,
+    nlm,
+    nlm_ratios,
+    noise_spectrum,
+)
 
 _SHOT_FRACTION = 0.7  # assumed share of shot noise at mid-grey for "poisson_gaussian" (synthesis draws 0.5-0.9)
 #: Share of the noise std that the denoiser leaves behind as error (0.5 at sigma 10 to 0.3 at sigma 50 on the held-out
@@ -22,8 +35,13 @@ def denoise(
     strength: float = 1.0,
     *,
     chroma: tuple[float, float] | None = None,
+    spectrum: np.ndarray | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
-    """Remove sensor noise with non-local means, then the colour blotches it leaves (:func:`clean_chroma`).
+    """Remove sensor noise: non-local means, the DCT Wiener step it guides, then the colour blotches left.
+
+    The Wiener step (:func:`~restorer.operators.filters.dct_wiener`) gives back the texture non-local means averaged
+    away; :func:`~restorer.operators.filters.clean_chroma` takes the colour blotches.
 
     Args:
         img: float32 HxWx3 RGB in [0, 1].
@@ -33,6 +51,10 @@ def denoise(
         strength: multiplier on ``sigma``.
         chroma: the image's chroma noise stds (:func:`~restorer.operators.filters.chroma_noise`); default measured
             on ``img`` (a tile of a large image is given the whole image's, :func:`prepare_denoise`).
+        spectrum: the Wiener step's noise spectrum (:func:`~restorer.operators.filters.noise_spectrum`); default
+            read on ``img`` (a tile is given the whole image's).
+        origin: where ``img`` lies in the whole image (a tile's top-left corner): the Wiener step's patches sit on
+            the whole image's grid, so tiles give what the whole image would.
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
@@ -44,22 +66,47 @@ def denoise(
     if s <= 0:
         return x.copy()
     chroma = chroma_noise(x) if chroma is None else chroma
+    z, sz, back = _filtering_domain(x, model, s)
+    pilot = nlm(z, sz)
+    spectrum = noise_spectrum(z, pilot) if spectrum is None else spectrum
+    return clean_chroma(back(clip01(dct_wiener(z, pilot, float(strength), spectrum=spectrum, origin=origin))), chroma)
+
+
+def _filtering_domain(x: np.ndarray, model: str, s: float) -> tuple[np.ndarray, float, Callable]:
+    """Where the noise of ``x`` (std ``s`` at mid-grey) is white with a known std.
+
+    Returns that image in [0, 1], the std (0-255), and the way back to ``x``'s domain with the clipping bias undone
+    (:func:`unclip`).
+    """
     if model == "gaussian":
-        return clean_chroma(unclip(nlm(x, s), s), chroma)
+        return x, s, lambda f: unclip(f, s)
     # Variance a x + b; 2/a sqrt(a x + b) has unit noise std, mapped linearly onto [0, 1] for the filter.
     v = (s / 255.0) ** 2
     a, b = 2.0 * _SHOT_FRACTION * v, (1.0 - _SHOT_FRACTION) * v
     f0, f1 = 2.0 * math.sqrt(b) / a, 2.0 * math.sqrt(a + b) / a
-    z = (2.0 / a * np.sqrt(a * x + b) - f0) / (f1 - f0)
-    f = nlm(np.clip(z, 0.0, 1.0), 255.0 / (f1 - f0)) * (f1 - f0) + f0
-    return clean_chroma(unclip(clip01(((a * f / 2.0) ** 2 - b) / a), math.sqrt(b) * 255.0), chroma)
+    z = np.clip((2.0 / a * np.sqrt(a * x + b) - f0) / (f1 - f0), 0.0, 1.0).astype(np.float32)
+
+    def back(f: np.ndarray) -> np.ndarray:
+        g = f * (f1 - f0) + f0
+        return unclip(clip01(((a * g / 2.0) ** 2 - b) / a), math.sqrt(b) * 255.0)
+
+    return z, 255.0 / (f1 - f0), back
 
 
 def prepare_denoise(img: np.ndarray, sigma: float, model: str = "gaussian", strength: float = 1.0) -> dict:
-    """What :func:`denoise` reads from the whole image: its chroma noise, measured on crops spread over the frame."""
+    """What :func:`denoise` reads from the whole image, measured on crops spread over the frame.
+
+    Its chroma noise, and the Wiener step's noise spectrum (against non-local means on those crops).
+    """
     from restorer.tiling import proxy_crops
 
-    return {"chroma": chroma_noise(proxy_crops(img))}
+    crops = proxy_crops(img)
+    prepared = {"chroma": chroma_noise(crops)}
+    s = float(sigma) * float(strength)
+    if s > 0:
+        z, sz, _ = _filtering_domain(as_image(crops), model, s)
+        prepared["spectrum"] = noise_spectrum(z, nlm(z, sz))
+    return prepared
 
 
 def denoise_deblock(

@@ -88,6 +88,138 @@ def nlm(x: np.ndarray, sigma: float, luma: float | None = None, chroma: float | 
     return clip01((d / _OPP_SCALE - _OPP_OFFSET) @ _OPP)
 
 
+#: :func:`dct_wiener`'s patch side and the step between patches (tuned on crops of the calibration photos under white
+#: noise sigma 5-50, checked on the held-out ones: a step of 2 gained 0.05-0.1 dB more at 3x the time, 4 lost 0.1-0.2).
+WIENER_PATCH, WIENER_STEP = 8, 3
+#: Patch rows transformed at once (bounds the memory of a large tile: about 80 MB per band at 2048 px wide), and the
+#: most patches the noise spectrum is read on (a regular subsample of a larger image).
+_WIENER_BAND, _WIENER_SAMPLE = 96, 4096
+_DCT8 = (np.cos(np.pi * (2 * np.arange(8)[None, :] + 1) * np.arange(8)[:, None] / 16) * np.sqrt(2 / 8)).astype(
+    np.float32
+)
+_DCT8[0] /= np.sqrt(2)
+#: The orthonormal 2-D DCT of a row-major flattened 8x8 patch: ``vec(C P C^T) = _DCT64 @ vec(P)``.
+_DCT64 = np.kron(_DCT8, _DCT8)
+#: The finest DCT frequencies (u + v >= 10 of 14), where a patch holds mostly noise: the noise level is read there.
+_FINEST = np.array([k for k in range(64) if k // 8 + k % 8 >= 10])
+#: The median of a chi-square with one degree of freedom: a median of squared Gaussian coefficients over it is their
+#: variance.
+_CHI2_MEDIAN = 0.4549
+
+
+def _patches(img: np.ndarray, rows: slice, n: int, step: int) -> np.ndarray:
+    """The DCT coefficients of ``img``'s ``n`` x ``n`` patches every ``step`` px, in patch rows ``rows``."""
+    win = np.lib.stride_tricks.sliding_window_view(img, (n, n))[::step, ::step][rows]
+    return np.ascontiguousarray(win).reshape(-1, n * n) @ _DCT64.T
+
+
+def _channel_spectrum(y: np.ndarray, p: np.ndarray, n: int, step: int) -> np.ndarray:
+    """The noise variance of each DCT coefficient of ``y``'s patches (one channel), read against the pilot ``p``.
+
+    The larger of two robust readings (medians over patches, so that textured ones do not decide): the level at the
+    finest frequencies, where a patch holds mostly noise, and each coefficient's own difference from the pilot. The
+    first is the white noise's level; the second its shape where the noise is not white (a camera's demosaiced
+    noise is coarser than its finest frequencies say).
+    """
+    rows = max(1, round(((y.shape[0] - n) // step + 1) * ((y.shape[1] - n) // step + 1) / _WIENER_SAMPLE))
+    coef, pilot = _patches(y, slice(None, None, rows), n, step), _patches(p, slice(None, None, rows), n, step)
+    level = np.median(np.square(coef[:, _FINEST])) / _CHI2_MEDIAN
+    return np.maximum(np.median(np.square(coef - pilot), axis=0) / _CHI2_MEDIAN, level).astype(np.float32)
+
+
+def noise_spectrum(x: np.ndarray, pilot: np.ndarray) -> np.ndarray | None:
+    """The noise variance of each 8x8 DCT coefficient per opponent channel of ``x`` (3 x 64), read against ``pilot``.
+
+    What :func:`dct_wiener` filters with (see :func:`_channel_spectrum`); None for an image smaller than a patch.
+    Read once on a large image's proxy crops, it is given to every tile.
+    """
+    n, step = WIENER_PATCH, WIENER_STEP
+    if min(x.shape[:2]) < n:
+        return None
+    return np.stack([_channel_spectrum(y, p, n, step) for y, p in zip(_opponent(x), _opponent(pilot), strict=True)])
+
+
+def _opponent(x: np.ndarray) -> np.ndarray:
+    """``x``'s opponent channels, channel first (3 x H x W)."""
+    return np.moveaxis(x @ _OPP.T, 2, 0)
+
+
+def dct_wiener(
+    x: np.ndarray,
+    pilot: np.ndarray,
+    dose: float = 1.0,
+    *,
+    spectrum: np.ndarray | None = None,
+    origin: tuple[int, int] = (0, 0),
+) -> np.ndarray:
+    """Empirical Wiener filtering of ``x`` in the DCT of overlapping patches, its spectrum read off ``pilot``.
+
+    The second step of BM3D without the block matching (Dabov et al., 2007): a first estimate (the pilot, here
+    non-local means) tells each patch's DCT coefficient how much of it is signal, ``P^2 / (P^2 + N)``, and that share
+    of the *noisy* coefficient is kept. Non-local means averages away the fine texture it cannot match across its
+    search window; the Wiener step gives it back from the noisy image where the pilot says there is some, and keeps
+    smoothing flat areas. Patches overlap (:data:`WIENER_STEP`), and their estimates are averaged with BM3D's
+    weights (the inverse of the kept energy: flat patches count more). Done in the opponent colour space, where
+    white RGB noise stays white with the same std in each channel.
+
+    The noise variance ``N`` is read from the image, per channel and coefficient (:func:`noise_spectrum`), not taken
+    from the diagnosed sigma: noise the same in R, G and B (grey noise) lies in luma alone at sqrt(3) times its
+    per-channel std, and a camera's demosaiced noise is not white. Over crops of the calibration photos with every
+    zoo noise model at the true plan (held-out photos in brackets), it gained over non-local means alone: white
+    Gaussian +0.91 (+0.74) dB, Poisson +0.73 (+0.48), grey +1.07 (+0.92), channel-correlated +0.62 (+0.84), camera
+    -0.08 (-0.12).
+
+    Args:
+        x: the noisy image, float32 HxWx3 in [0, 1].
+        pilot: a first estimate of the clean image, same shape.
+        dose: multiplies the noise std read (the plan's strength: a gentler dose keeps more).
+        spectrum: :func:`noise_spectrum` of the whole image (a tile of a large one); default read on ``x``.
+        origin: ``x``'s top-left corner in the whole image: patches sit every :data:`WIENER_STEP` px from the whole
+            image's corner, so a tile's core is filtered as the whole image's is.
+
+    Returns:
+        float32 HxWx3, not clipped; ``pilot`` itself for an image smaller than a patch or a dose of 0.
+
+    >>> rng = np.random.default_rng(0)
+    >>> clean = np.tile(np.linspace(0, 1, 48, dtype=np.float32), (48, 1))[..., None].repeat(3, axis=2)
+    >>> noisy = clean + rng.normal(0, 0.1, clean.shape).astype(np.float32)
+    >>> err = lambda a: float(np.sqrt(np.mean((a - clean) ** 2)))
+    >>> err(noisy) > 0.09 and err(dct_wiener(noisy, clean)) < 0.04
+    True
+
+    """
+    n, step = WIENER_PATCH, WIENER_STEP
+    h, w = x.shape[:2]
+    spectrum = noise_spectrum(x, pilot) if spectrum is None and min(h, w) >= n else spectrum
+    if min(h, w) < n or dose <= 0 or spectrum is None:
+        return pilot.astype(np.float32, copy=True)
+    top, left = origin[0] % step, origin[1] % step  # rows and columns before the whole image's grid
+    pad = ((top, (-(top + h - n)) % step), (left, (-(left + w - n)) % step))
+    out = np.empty_like(x)
+    for c, (yc, pc) in enumerate(zip(_opponent(x), _opponent(pilot), strict=True)):
+        yp, pp = np.pad(yc, pad, mode="reflect"), np.pad(pc, pad, mode="reflect")
+        noise = spectrum[c] * np.float32(dose * dose)
+        na_all, nb = (yp.shape[0] - n) // step + 1, (yp.shape[1] - n) // step + 1
+        acc, weight = np.zeros_like(yp), np.zeros_like(yp)
+        for a0 in range(0, na_all, _WIENER_BAND):
+            band = slice(a0, a0 + _WIENER_BAND)
+            coef, power = _patches(yp, band, n, step), np.square(_patches(pp, band, n, step))
+            gain = power / (power + noise)
+            wt = 1.0 / np.maximum(np.einsum("ki,ki->k", gain, gain), 1e-3)
+            na = len(wt) // nb
+            est = (((gain * coef) @ _DCT64) * wt[:, None]).reshape(na, nb, n, n)
+            wt = wt.reshape(na, nb).astype(np.float32)
+            y0 = a0 * step
+            for i in range(n):
+                rows = slice(y0 + i, y0 + i + step * na, step)
+                for j in range(n):
+                    cols = slice(j, j + step * nb, step)
+                    acc[rows, cols] += est[:, :, i, j]
+                    weight[rows, cols] += wt
+        out[..., c] = (acc / np.maximum(weight, 1e-12))[top : top + h, left : left + w]
+    return (out @ _OPP).astype(np.float32, copy=False)
+
+
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
     """He et al.'s guided filter: ``src`` (float32 HxW) smoothed edge-aware along ``guide`` (float32 HxW).
 
