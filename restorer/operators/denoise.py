@@ -67,9 +67,8 @@ def denoise(
         return x.copy()
     chroma = chroma_noise(x) if chroma is None else chroma
     z, sz, back = _filtering_domain(x, model, s)
-    pilot = nlm(z, sz)
-    spectrum = noise_spectrum(z, pilot) if spectrum is None else spectrum
-    return clean_chroma(back(clip01(dct_wiener(z, pilot, float(strength), spectrum=spectrum, origin=origin))), chroma)
+    filtered = dct_wiener(z, nlm(z, sz), float(strength), spectrum=spectrum, origin=origin)
+    return clean_chroma(back(clip01(filtered)), chroma)
 
 
 def _filtering_domain(x: np.ndarray, model: str, s: float) -> tuple[np.ndarray, float, Callable]:

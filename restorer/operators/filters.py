@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from reasoner.common import as_rgb_float, haar_sigma
+from reasoner.jpeg_cells import DCT8
 
 # Orthonormal opponent colour basis (luma, red-blue, green-magenta): white RGB noise stays white with the same std,
 # so one patch distance over the three channels sees noise of a known level. Offset and scale fit it into uint8.
@@ -94,12 +95,8 @@ WIENER_PATCH, WIENER_STEP = 8, 3
 #: Patch rows transformed at once (bounds the memory of a large tile: about 80 MB per band at 2048 px wide), and the
 #: most patches the noise spectrum is read on (a regular subsample of a larger image).
 _WIENER_BAND, _WIENER_SAMPLE = 96, 4096
-_DCT8 = (np.cos(np.pi * (2 * np.arange(8)[None, :] + 1) * np.arange(8)[:, None] / 16) * np.sqrt(2 / 8)).astype(
-    np.float32
-)
-_DCT8[0] /= np.sqrt(2)
-#: The orthonormal 2-D DCT of a row-major flattened 8x8 patch: ``vec(C P C^T) = _DCT64 @ vec(P)``.
-_DCT64 = np.kron(_DCT8, _DCT8)
+#: The orthonormal 2-D DCT of a row-major flattened 8x8 patch: ``vec(C P C^T) = _DCT64 @ vec(P)`` (JPEG's transform).
+_DCT64 = np.kron(DCT8, DCT8).astype(np.float32)
 #: The finest DCT frequencies (u + v >= 10 of 14), where a patch holds mostly noise: the noise level is read there.
 _FINEST = np.array([k for k in range(64) if k // 8 + k % 8 >= 10])
 #: The median of a chi-square with one degree of freedom: a median of squared Gaussian coefficients over it is their
@@ -107,13 +104,17 @@ _FINEST = np.array([k for k in range(64) if k // 8 + k % 8 >= 10])
 _CHI2_MEDIAN = 0.4549
 
 
-def _patches(img: np.ndarray, rows: slice, n: int, step: int) -> np.ndarray:
-    """The DCT coefficients of ``img``'s ``n`` x ``n`` patches every ``step`` px, in patch rows ``rows``."""
+def _patches(img: np.ndarray, rows: slice) -> np.ndarray:
+    """The DCT coefficients of ``img``'s patches in patch rows ``rows``, one flattened patch per row.
+
+    Patches of :data:`WIENER_PATCH` px, every :data:`WIENER_STEP` px.
+    """
+    n, step = WIENER_PATCH, WIENER_STEP
     win = np.lib.stride_tricks.sliding_window_view(img, (n, n))[::step, ::step][rows]
     return np.ascontiguousarray(win).reshape(-1, n * n) @ _DCT64.T
 
 
-def _channel_spectrum(y: np.ndarray, p: np.ndarray, n: int, step: int) -> np.ndarray:
+def _channel_spectrum(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """The noise variance of each DCT coefficient of ``y``'s patches (one channel), read against the pilot ``p``.
 
     The larger of two robust readings (medians over patches, so that textured ones do not decide): the level at the
@@ -121,8 +122,9 @@ def _channel_spectrum(y: np.ndarray, p: np.ndarray, n: int, step: int) -> np.nda
     first is the white noise's level; the second its shape where the noise is not white (a camera's demosaiced
     noise is coarser than its finest frequencies say).
     """
+    n, step = WIENER_PATCH, WIENER_STEP
     rows = max(1, round(((y.shape[0] - n) // step + 1) * ((y.shape[1] - n) // step + 1) / _WIENER_SAMPLE))
-    coef, pilot = _patches(y, slice(None, None, rows), n, step), _patches(p, slice(None, None, rows), n, step)
+    coef, pilot = _patches(y, slice(None, None, rows)), _patches(p, slice(None, None, rows))
     level = np.median(np.square(coef[:, _FINEST])) / _CHI2_MEDIAN
     return np.maximum(np.median(np.square(coef - pilot), axis=0) / _CHI2_MEDIAN, level).astype(np.float32)
 
@@ -133,10 +135,9 @@ def noise_spectrum(x: np.ndarray, pilot: np.ndarray) -> np.ndarray | None:
     What :func:`dct_wiener` filters with (see :func:`_channel_spectrum`); None for an image smaller than a patch.
     Read once on a large image's proxy crops, it is given to every tile.
     """
-    n, step = WIENER_PATCH, WIENER_STEP
-    if min(x.shape[:2]) < n:
+    if min(x.shape[:2]) < WIENER_PATCH:
         return None
-    return np.stack([_channel_spectrum(y, p, n, step) for y, p in zip(_opponent(x), _opponent(pilot), strict=True)])
+    return np.stack([_channel_spectrum(y, p) for y, p in zip(_opponent(x), _opponent(pilot), strict=True)])
 
 
 def _opponent(x: np.ndarray) -> np.ndarray:
@@ -190,20 +191,19 @@ def dct_wiener(
     """
     n, step = WIENER_PATCH, WIENER_STEP
     h, w = x.shape[:2]
-    spectrum = noise_spectrum(x, pilot) if spectrum is None and min(h, w) >= n else spectrum
-    if min(h, w) < n or dose <= 0 or spectrum is None:
+    if min(h, w) < n or dose <= 0:
         return pilot.astype(np.float32, copy=True)
     top, left = origin[0] % step, origin[1] % step  # rows and columns before the whole image's grid
     pad = ((top, (-(top + h - n)) % step), (left, (-(left + w - n)) % step))
     out = np.empty_like(x)
     for c, (yc, pc) in enumerate(zip(_opponent(x), _opponent(pilot), strict=True)):
+        noise = (_channel_spectrum(yc, pc) if spectrum is None else spectrum[c]) * np.float32(dose * dose)
         yp, pp = np.pad(yc, pad, mode="reflect"), np.pad(pc, pad, mode="reflect")
-        noise = spectrum[c] * np.float32(dose * dose)
         na_all, nb = (yp.shape[0] - n) // step + 1, (yp.shape[1] - n) // step + 1
         acc, weight = np.zeros_like(yp), np.zeros_like(yp)
         for a0 in range(0, na_all, _WIENER_BAND):
             band = slice(a0, a0 + _WIENER_BAND)
-            coef, power = _patches(yp, band, n, step), np.square(_patches(pp, band, n, step))
+            coef, power = _patches(yp, band), np.square(_patches(pp, band))
             gain = power / (power + noise)
             wt = 1.0 / np.maximum(np.einsum("ki,ki->k", gain, gain), 1e-3)
             na = len(wt) // nb
