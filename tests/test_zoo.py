@@ -30,10 +30,6 @@ ALL_MODELS = [(k, n) for k, by_name in D.MODELS.items() for n in by_name]
 PHOTO = np.ascontiguousarray(load_photo("astronaut")[100:163, 150:221])
 
 
-def _hash(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
-
-
 def _model(kind: str, name: str) -> D.DegradationModel:
     return D.MODELS[kind][name]
 
@@ -273,39 +269,69 @@ def test_anisotropic_kernel_axis_is_its_angle():
     assert D.equivalent_motion(k)[1] == pytest.approx(30.0, abs=0.5)
 
 
-# ------------------------------------------------------------------------------------- rnr models stay bit-identical
+# --------------------------------------------------------------------------------- rnr models stay as before the zoo
 
-#: sha256[:16] of rnr outputs on PHOTO_PIN for sampler seeds 0 and 1, computed before the zoo was added. A change
-#: here changes the calibration's training data: only ever on purpose (or with another OpenCV/Pillow build).
+#: Three fixed random projections (``_signature``) of the rnr outputs on PHOTO_PIN for sampler seeds 0 and 1. The
+#: models were pinned by sha256 of their float32 bytes before the zoo was added; those hashes hold on one CPU only
+#: (numpy's float32 power and OpenCV's filters round the last bit differently with and without AVX-512: six of them
+#: failed on an AVX2 machine at unchanged code). These signatures were computed (session 34) at code whose outputs
+#: still matched those hashes on the machine they were made on; a changed pixel value of one 8-bit level moves a
+#: projection by up to ~1e-3, last-bit rounding by ~3e-6. A change here changes the calibration's training data:
+#: only ever on purpose.
 RNR_PIXELS = {
-    ("haze", 0): "900be0a6e65f9a16", ("haze", 1): "5037432cc8d530ea",
-    ("rain", 0): "89e1a573e1f182d0", ("rain", 1): "5458acc1253264a8",
-    ("motion_blur", 0): "6e6c1da555870eaf", ("motion_blur", 1): "d27d7d8c56b85531",
-    ("blur", 0): "9ab09b3039cc79b9", ("blur", 1): "e766c94d3ec0d897",
-    ("low_resolution", 0): "882542542b0742b3", ("low_resolution", 1): "68cb58f86e064c29",
-    ("low_light", 0): "2d9e8d5063f5e15a", ("low_light", 1): "3515bc1fbadc65aa",
-    ("noise", 0): "acf214886f9282a2", ("noise", 1): "a90521503cf10989",
-    ("jpeg", 0): "91aa3f0fc1e4a544", ("jpeg", 1): "7cfd0cd1b215f79a",
+    ("haze", 0): (237.719312, 125.110147, 49.01173), ("haze", 1): (230.63958, 115.280035, 38.285324),
+    ("rain", 0): (222.306052, 87.458371, 27.657687), ("rain", 1): (214.116848, 89.507049, 28.633479),
+    ("motion_blur", 0): (203.830725, 101.777026, 3.401455), ("motion_blur", 1): (215.528583, 98.287357, 19.216582),
+    ("blur", 0): (218.054189, 90.198476, 23.051505), ("blur", 1): (211.061209, 102.227021, -7.504985),
+    ("low_resolution", 0): (222.1937, 88.389046, 22.718015), ("low_resolution", 1): (218.419083, 90.20547, 29.88507),
+    ("low_light", 0): (52.670568, 22.485222, 5.00072), ("low_light", 1): (36.459345, 13.675385, 0.679562),
+    ("noise", 0): (240.951373, 110.575612, 43.381602), ("noise", 1): (209.794232, 84.791813, 30.131574),
+    ("jpeg", 0): (214.45968, 91.635367, 36.9111), ("jpeg", 1): (214.530399, 95.624493, 30.081736),
 }  # fmt: skip
-#: sample_ops(default_rng(seed), n_kinds=(1, 3)): sha256[:16] of repr(ops) and of apply(PHOTO_PIN, ops), before.
+#: sample_ops(default_rng(seed), n_kinds=(1, 3)): sha256[:16] of repr(ops), drawn before the zoo, and the signature of
+#: apply(PHOTO_PIN, ops).
+RNR_MIXTURES_OPS = {
+    0: "ca1d5964adaeaad2", 1: "e3e4b839a4c94641", 2: "5ac52221eca6ceb4", 3: "93db673511f65947", 4: "d24963017d199d0f",
+    5: "ddfbf52ffcfc823a",
+}  # fmt: skip
 RNR_MIXTURES = {
-    0: ("ca1d5964adaeaad2", "80367f4e61a1bc5f"), 1: ("e3e4b839a4c94641", "ed32d8deb411b7c0"),
-    2: ("5ac52221eca6ceb4", "0b4760c111c809f5"), 3: ("93db673511f65947", "3d38b1b428fdbf12"),
-    4: ("d24963017d199d0f", "91cb6f4f0c0c4e91"), 5: ("ddfbf52ffcfc823a", "770a14f591ebcfc7"),
+    0: (237.450982, 101.890735, 16.337477),
+    1: (228.427365, 122.955479, 22.604427),
+    2: (240.381138, 112.192289, 37.069237),
+    3: (55.910959, 39.200893, 7.901192),
+    4: (102.053977, 39.410062, 12.793365),
+    5: (190.601873, 107.997355, -7.734808),
 }  # fmt: skip
 PHOTO_PIN = np.ascontiguousarray(load_photo("astronaut")[100:196, 150:246])
+_PROJECTIONS = np.random.default_rng(20261207).standard_normal((3, *PHOTO_PIN.shape))
+#: Largest difference of a projection taken as the same output (last-bit rounding moves them by ~3e-6).
+SIGNATURE_TOL = 1e-4
+
+
+def _signature(a: np.ndarray) -> list[float]:
+    return [float((np.asarray(a, np.float64) * w).sum()) for w in _PROJECTIONS]
+
+
+def test_the_signature_tells_one_level_from_rounding():
+    out = D.APPLIERS["low_light"](PHOTO_PIN, D.SAMPLERS["low_light"](np.random.default_rng(0)))
+    ulps = np.spacing(out) * np.random.default_rng(1).choice([-4, 0, 4], out.shape)
+    assert _signature(out + ulps) == pytest.approx(_signature(out), abs=SIGNATURE_TOL)
+    moved = out.copy()
+    moved[10, 10, 1] += np.float32(1 / 255)
+    assert _signature(moved) != pytest.approx(_signature(out), abs=SIGNATURE_TOL)
 
 
 @pytest.mark.parametrize(("kind", "seed"), sorted(RNR_PIXELS))
-def test_rnr_models_are_bit_identical_to_before_the_zoo(kind, seed):
+def test_rnr_models_are_as_before_the_zoo(kind, seed):
     p = D.SAMPLERS[kind](np.random.default_rng(seed))
-    assert _hash(D.APPLIERS[kind](PHOTO_PIN, p)) == RNR_PIXELS[kind, seed]
+    assert _signature(D.APPLIERS[kind](PHOTO_PIN, p)) == pytest.approx(RNR_PIXELS[kind, seed], abs=SIGNATURE_TOL)
 
 
 @pytest.mark.parametrize("seed", sorted(RNR_MIXTURES))
 def test_sample_ops_defaults_draw_and_apply_as_before_the_zoo(seed):
     ops = D.sample_ops(np.random.default_rng(seed), n_kinds=(1, 3))
-    assert (hashlib.sha256(repr(ops).encode()).hexdigest()[:16], _hash(D.apply(PHOTO_PIN, ops))) == RNR_MIXTURES[seed]
+    assert hashlib.sha256(repr(ops).encode()).hexdigest()[:16] == RNR_MIXTURES_OPS[seed]
+    assert _signature(D.apply(PHOTO_PIN, ops)) == pytest.approx(RNR_MIXTURES[seed], abs=SIGNATURE_TOL)
 
 
 # ---------------------------------------------------------------------------------------- mixtures over the zoo
