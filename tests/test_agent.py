@@ -1065,6 +1065,40 @@ def test_a_dim_photo_is_brightened_towards_its_highlights_even_where_the_scorer_
     assert psnr(to_uint8(clean), to_uint8(dimmer)) < psnr(to_uint8(clean), to_uint8(out)) - 2
 
 
+def night_phone_coffee() -> np.ndarray:
+    """The coffee photo shot at night on a phone: 0.3 of the light in linear sRGB, shot noise of 400 photo-electrons
+    at full scale and read noise, back to sRGB, saved at JPEG q90."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    x = load_photo("coffee").astype(np.float64)
+    lin = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4) * 0.3
+    lin = np.clip(rng.poisson(lin * 400) / 400 + rng.normal(0, 0.003, lin.shape), 0, 1)
+    srgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(srgb * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255.0
+
+
+def test_a_night_phone_photo_is_brightened_although_the_scorer_reads_a_small_loss(monkeypatch):
+    # Diagnosed right (low light, exposure 0.61, gamma 1.0), but the full brightening was estimated -2.4 dB and
+    # half of it -0.3 (truly far better): the photo came back from a quarter dose, the only one estimated above 0,
+    # 15.1 dB from the clean photo. A brightening at its dose counts from -1 dB (agent.policy.BRIGHTENED_FLOOR_DB).
+    import agent.policy
+
+    clean, img = load_photo("coffee"), night_phone_coffee()
+    before = psnr(to_uint8(clean), to_uint8(img))
+    out, trace = restore_image(img)
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert chosen.plan.kinds == ["low_light"] and chosen.plan.strengths["low_light"] >= 0.5
+    assert -1 < chosen.quality.gain_db < 0 and "brightening at its own dose" in chosen.reason
+    assert psnr(to_uint8(clean), to_uint8(out)) > before + 3.5
+    monkeypatch.setattr(agent.policy, "BRIGHTENED_FLOOR_DB", 0.0)
+    dimmer, trace = restore_image(img)
+    assert trace.attempts[trace.chosen_attempt].plan.strengths["low_light"] < 0.5
+    assert psnr(to_uint8(clean), to_uint8(dimmer)) < psnr(to_uint8(clean), to_uint8(out)) - 1.5
+
+
 def night_cat() -> np.ndarray:
     """A night photo of the cat as a phone saves it: a third of the light, shot and read noise, JPEG q85."""
     from PIL import Image
