@@ -43,7 +43,7 @@ LOCK_SKIP := triton
 $(VENV)/.installed-hf: requirements/test.txt $(VENV)/.installed
 	awk '/^[^ #]/ {skip = ($$0 ~ /^($(LOCK_SKIP))==/)} !skip' requirements/test.txt > $(VENV)/test-lock.txt
 	$(BIN)/python -m pip install -q --no-cache-dir --require-hashes --no-deps -r $(VENV)/test-lock.txt
-	$(BIN)/python -m pip check > $(VENV)/pip-check.txt || ! grep -Ev '^xgrammar [^ ]+ requires ($(LOCK_SKIP)), which is not installed\.$$' $(VENV)/pip-check.txt
+	$(BIN)/python -m pip check > $(VENV)/pip-check.txt || ! grep -Ev '^[^ ]+ [^ ]+ requires ($(LOCK_SKIP)), which is not installed\.$$' $(VENV)/pip-check.txt
 	touch $@
 
 test: venv $(VENV)/.installed-hf

@@ -1138,18 +1138,19 @@ def brightest_alike(best: AttemptTrace, ok: Sequence[AttemptTrace], attempts: Se
     1
     """
 
-    def others(a: AttemptTrace) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in lineage_strengths(attempts, a.index).items() if k != "low_light"}
+    def dose_and_rest(a: AttemptTrace) -> tuple[float | None, dict[str, float]]:
+        strengths = lineage_strengths(attempts, a.index)
+        return strengths.pop("low_light", None), {k: round(v, 3) for k, v in strengths.items()}
 
-    def dose(a: AttemptTrace) -> float | None:
-        return lineage_strengths(attempts, a.index).get("low_light")
-
-    if best.verdict != "better" or dose(best) is None:
+    dose, rest = dose_and_rest(best)
+    if best.verdict != "better" or dose is None:
         return best
-    most = max(1.0, dose(best))
-    alike = [a for a in ok if a.verdict == "better" and (d := dose(a)) is not None and d <= most
-             and others(a) == others(best)]  # fmt: skip
-    return max(alike, key=lambda a: (dose(a), a.index == best.index))
+    most, doses = max(1.0, dose), {}
+    for a in ok:
+        d, r = dose_and_rest(a)
+        if a.verdict == "better" and d is not None and d <= most and r == rest:
+            doses[a.index] = d
+    return max((a for a in ok if a.index in doses), key=lambda a: (doses[a.index], a.index == best.index))
 
 
 def left_untoned(attempt: AttemptTrace) -> float:

@@ -677,21 +677,25 @@ def test_a_blur_the_deblocking_reveals_is_restored_with_it(monkeypatch):
     assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(deblocked)) + 0.5
 
 
+def phone_night_shot(photo: str, exposure: float, photons: float, quality: int) -> np.ndarray:
+    """``photo`` shot at night on a phone: ``exposure`` of the light in linear sRGB, shot noise of ``photons``
+    photo-electrons at full scale and read noise, back to sRGB, saved as a JPEG at ``quality``."""
+    from PIL import Image
+
+    clean = load_photo(photo)
+    rng = np.random.default_rng(0)
+    linear = np.where(clean <= 0.04045, clean / 12.92, ((clean + 0.055) / 1.055) ** 2.4) * exposure
+    linear = np.clip(rng.poisson(linear * photons) / photons + rng.normal(0, 0.003, linear.shape), 0, 1)
+    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(srgb)).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32) / np.float32(255)
+
+
 def test_noise_a_brightening_reveals_is_removed_on_top_of_it(monkeypatch):
     # a phone's night shot (exposure x0.15 in linear light, shot and read noise, JPEG q88): the dim input reads
     # under-exposed alone; brightened, its noise reads, and is removed on top (agent.policy.revealed_noise)
-    import io
-
-    from PIL import Image
-
-    clean = load_photo("chelsea")
-    rng = np.random.default_rng(0)
-    linear = np.where(clean <= 0.04045, clean / 12.92, ((clean + 0.055) / 1.055) ** 2.4) * 0.15
-    linear = np.clip(rng.poisson(linear * 300) / 300 + rng.normal(0, 0.003, linear.shape), 0, 1)
-    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(srgb)).save(buf, "JPEG", quality=88)
-    img = np.asarray(Image.open(buf).convert("RGB"), np.float32) / np.float32(255)
+    clean, img = load_photo("chelsea"), phone_night_shot("chelsea", 0.15, 300, 88)
     out, trace = restore_image(img)
     assert [d.kind for d in trace.record_before.detected()] == ["low_light"]
     chosen = trace.attempts[trace.chosen_attempt]
@@ -1065,21 +1069,6 @@ def test_a_dim_photo_is_brightened_towards_its_highlights_even_where_the_scorer_
     assert psnr(to_uint8(clean), to_uint8(dimmer)) < psnr(to_uint8(clean), to_uint8(out)) - 2
 
 
-def night_phone_coffee() -> np.ndarray:
-    """The coffee photo shot at night on a phone: 0.3 of the light in linear sRGB, shot noise of 400 photo-electrons
-    at full scale and read noise, back to sRGB, saved at JPEG q90."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    x = load_photo("coffee").astype(np.float64)
-    lin = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4) * 0.3
-    lin = np.clip(rng.poisson(lin * 400) / 400 + rng.normal(0, 0.003, lin.shape), 0, 1)
-    srgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
-    buf = io.BytesIO()
-    Image.fromarray(np.rint(srgb * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
-    return np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255.0
-
-
 def test_a_night_phone_photo_is_brightened_although_the_scorer_reads_a_small_loss(monkeypatch):
     # Diagnosed right (low light, exposure 0.61, gamma 1.0), but the full brightening was estimated -2.4 dB and
     # half of it -0.3 (truly far better): the photo came back from a quarter dose, the only one estimated above 0,
@@ -1087,7 +1076,7 @@ def test_a_night_phone_photo_is_brightened_although_the_scorer_reads_a_small_los
     # and of the brightenings judged better the strongest is returned (agent.policy.brightest_alike): 0.65, 19.2 dB.
     import agent.policy
 
-    clean, img = load_photo("coffee"), night_phone_coffee()
+    clean, img = load_photo("coffee"), phone_night_shot("coffee", 0.3, 400, 90)
     before = psnr(to_uint8(clean), to_uint8(img))
     out, trace = restore_image(img)
     chosen = trace.attempts[trace.chosen_attempt]

@@ -95,9 +95,9 @@ def test_a_staircase_is_told_from_a_gradient_climbing_a_level_at_a_time():
 
     ramp = np.tile(np.floor(np.arange(200) / 4.0), (40, 1))  # 8-bit levels: 4 px each, one level up each time
     mask = np.ones((40, 199), bool)
-    assert _steps(ramp, mask) == 0.0
-    assert _steps(ramp * 3, mask) == 1.0  # the same runs, three levels apart: posterised
-    assert _steps(np.zeros((40, 200)), mask) == 0.0  # a plain area: no change to read
+    assert _steps(np.diff(ramp, axis=1), mask) == 0.0
+    assert _steps(np.diff(ramp * 3, axis=1), mask) == 1.0  # the same runs, three levels apart: posterised
+    assert _steps(np.diff(np.zeros((40, 200)), axis=1), mask) == 0.0  # a plain area: no change to read
 
 
 def test_a_colour_cast_no_kind_explains_is_named():

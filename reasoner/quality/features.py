@@ -371,13 +371,13 @@ STEP_LEVELS = 2
 STEP_MIN_CHANGES = 24
 
 
-def _steps(q: np.ndarray, mask: np.ndarray) -> float:
-    """The share of 8-bit ``q``'s changes between two flat runs that jump :data:`STEP_LEVELS` levels or more.
+def _steps(d: np.ndarray, mask: np.ndarray) -> float:
+    """Of the changes between two flat runs, the share that jump :data:`STEP_LEVELS` 8-bit levels or more.
 
-    Horizontal neighbours within ``mask``: the staircase of a posterised gradient reads near 1. An 8-bit gradient
-    climbs a level at a time, noise leaves no flat runs, and a plain area has few changes at all: none reads high.
+    ``d``: an 8-bit image's differences between horizontal neighbours, read within ``mask``: the staircase of a
+    posterised gradient reads near 1. An 8-bit gradient climbs a level at a time, noise leaves no flat runs, and a
+    plain area has few changes at all: none reads high.
     """
-    d = np.diff(q, axis=1)
     between = np.zeros_like(mask)
     between[:, 1:-1] = (d[:, 1:-1] != 0) & (d[:, :-2] == 0) & (d[:, 2:] == 0)
     changes = between & mask
@@ -426,10 +426,11 @@ def _local(f: dict, src: np.ndarray, out: np.ndarray) -> None:
     qs, qo = np.round(ys * 255), np.round(yo * 255)
     m = smooth[:, 1:]
     if m.sum() > 16:
+        do = np.diff(qo, axis=1)
         zs = np.mean((np.diff(qs, axis=1) == 0)[m])
-        zo = np.mean((np.diff(qo, axis=1) == 0)[m])
+        zo = np.mean((do == 0)[m])
         f["poster_d"] = float(zo - zs)
-        f["poster_steps"] = _steps(qo, m)
+        f["poster_steps"] = _steps(do, m)
     else:
         f["poster_d"] = f["poster_steps"] = 0.0
     gs = np.hypot(*np.gradient(_blur(ys, 1.0)))
