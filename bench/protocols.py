@@ -403,7 +403,8 @@ def attempt_rows(trace, outputs: list[np.ndarray], clean: np.ndarray) -> list[di
         q = a.quality
         rows.append({"index": a.index, "rule": a.rule, "source": a.source, "strengths": dict(a.plan.strengths),
                      "verdict": a.verdict, "estimate_db": q.gain_db if q else None,
-                     "spread_log": q.spread_log if q else None, "artefacts": sorted(q.artefacts) if q else [],
+                     "uncertainty_db": q.uncertainty_db if q else None, "spread_log": q.spread_log if q else None,
+                     "artefacts": sorted(q.artefacts) if q else [],
                      "psnr": psnr_of(quantise(px).astype(np.float64), ref)})  # fmt: skip
     return rows
 
