@@ -319,7 +319,8 @@ def judge_quality(
     overruled = implausible == NOT_HAZE and "noise" in kinds and clean_estimate_above(quality, NOT_HAZE_OVERRULED_DB)
     if implausible and not overruled:
         return "worse", f"{implausible}; {said}"
-    if (assured := assured_gain(quality, kinds, s)) > s.quality_margin_db and not unsure_motion(quality, kinds, s):
+    gated = unsure_motion(quality, kinds, s)
+    if (assured := assured_gain(quality, kinds, s)) > s.quality_margin_db and not gated:
         if gain - gain_z(quality, s) * spread <= s.quality_margin_db:  # the signed-log bound decided: say so
             said += f"; the ensemble agrees on at least {assured:+.1f} dB"
         return "better", said
@@ -342,7 +343,7 @@ def judge_quality(
         return "better", f"{said}; a denoising and deblocking at their own dose, estimated to help with no artefact"
     if dehazed_at_dose(quality, kinds, strengths, input_lum):
         return "better", f"{said}; {DEHAZED}"
-    return "uncertain", said
+    return "uncertain", f"{said}; {MOTION_UNSURE}" if gated else said
 
 
 #: The estimate (dB) from which a dehazing that failed the haze check (:data:`~reasoner.quality.artefacts.NOT_HAZE`:
@@ -363,6 +364,7 @@ DEHAZE_LUM_MAX = 0.7
 DEHAZED = "a dehazing at its own dose of a frame not too bright for it, with no artefact"
 DISK_DEBLURRED = "a defocus disk deblurred at its dose with no ghosts or texture found"
 SHIFTED_BRIGHTENED = "a brightening alone at its own dose of a tone range shifted down, with no artefact"
+MOTION_UNSURE = "a motion deconvolution estimated within half its error: its kernel may not be the blur's"
 
 
 def dehazed_at_dose(
@@ -787,8 +789,16 @@ def assured_gain(quality: QualityTrace, kinds: Iterable[str], settings: Settings
     return bound - (settings.quality_artefact_margin_db if harm_at_fault(quality, kinds) else 0.0)
 
 
-#: Kinds whose gain beside a motion deconvolution the scorer underrates (:func:`unsure_motion` leaves them alone).
-MOTION_GATE_SPARED = frozenset({"low_light", "haze"})
+def error_floor(quality: QualityTrace, settings: Settings) -> float | None:
+    """``quality_likely_k`` times the estimate's calibrated error (dB): what an estimate must clear to be likely.
+
+    None where the error is not calibrated. Read by :func:`likely_gain` and :func:`unsure_motion`.
+
+    >>> error_floor(QualityTrace(gain_db=1.0, uncertainty_db=2.2), Settings()), error_floor(QualityTrace(gain_db=1.0),
+    ...                                                                                     Settings())
+    (1.1, None)
+    """
+    return None if quality.uncertainty_db is None else settings.quality_likely_k * float(quality.uncertainty_db)
 
 
 def unsure_motion(quality: QualityTrace, kinds: Iterable[str], settings: Settings) -> bool:
@@ -804,7 +814,7 @@ def unsure_motion(quality: QualityTrace, kinds: Iterable[str], settings: Setting
     model and MiO's, -0.75 and -0.65 dB), -0.62 summed; the seven above were -0.48 to +2.44. So such a plan is
     "better" from its assured gain only when its estimate also clears that share of its error, as an "uncertain"
     plan must to be returned at all (:func:`likely_gain`). Plans that brighten or dehaze beside the deconvolution
-    are spared (:data:`MOTION_GATE_SPARED`): the scorer underrates their tone (a dark MiO camera crop, +1.22
+    are spared (the tone kinds, :data:`REVEALABLE`): the scorer underrates their tone (a dark MiO camera crop, +1.22
     estimated at error 2.29, truly +10.0); so is an estimate with no calibrated error. Agent outputs, seeds 1-7:
     MiO +1.0 dB summed (2 crops moved, both up), held-out models +1.2 (3, all up), own cases -1.3 (two straight
     strokes, +0.59 and +0.67 dB before, now returned as they came), harmed crops 12 -> 10 of 1,414. On fresh crops
@@ -819,9 +829,9 @@ def unsure_motion(quality: QualityTrace, kinds: Iterable[str], settings: Setting
     (False, False)
     """
     kinds = frozenset(kinds)
-    if "motion_blur" not in kinds or kinds & MOTION_GATE_SPARED or quality.uncertainty_db is None:
+    if "motion_blur" not in kinds or kinds & REVEALABLE or (floor := error_floor(quality, settings)) is None:
         return False
-    return quality.gain_db is None or float(quality.gain_db) <= settings.quality_likely_k * quality.uncertainty_db
+    return float(quality.gain_db) <= floor
 
 
 def likely_gain(quality: QualityTrace | None, kinds: Iterable[str], settings: Settings) -> float | None:
@@ -844,11 +854,11 @@ def likely_gain(quality: QualityTrace | None, kinds: Iterable[str], settings: Se
     >>> likely_gain(q.model_copy(update={"gain_db": 2.0}), ["low_light"], Settings()) is None  # below half its error
     True
     """
-    if quality is None or quality.gain_db is None or quality.uncertainty_db is None or quality.spread_log is None:
+    if quality is None or quality.gain_db is None or (floor := error_floor(quality, settings)) is None:
         return None
-    if harm_at_fault(quality, kinds) or LOWPASS & set(kinds):
+    if quality.spread_log is None or harm_at_fault(quality, kinds) or LOWPASS & set(kinds):
         return None
-    gain, floor = float(quality.gain_db), settings.quality_likely_k * float(quality.uncertainty_db)
+    gain = float(quality.gain_db)
     if gain <= settings.quality_margin_db or gain <= floor:
         return None
     return gain - floor

@@ -1107,6 +1107,7 @@ def test_a_fading_motion_trail_is_not_returned_deconvolved_on_an_estimate_within
     out, trace = restore_image(img)
     deblurred = [a for a in trace.attempts if "motion_blur" in a.plan.kinds]
     assert deblurred and all(a.verdict != "better" for a in deblurred)
+    assert any(agent.policy.MOTION_UNSURE in a.reason for a in deblurred)  # the trace says why it stayed unsure
     assert psnr(to_uint8(clean), to_uint8(out)) > before - 0.05
     monkeypatch.setattr(agent.policy, "unsure_motion", lambda quality, kinds, settings: False)
     assert psnr(to_uint8(clean), to_uint8(restore_image(img)[0])) < before - 0.5
