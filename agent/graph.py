@@ -33,6 +33,7 @@ from reasoner.imageio import from_array, load_image
 from reasoner.measure.backend import tone_range_shifted
 from reasoner.registry import read_output
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
+from reasoner.tone_comb import read_tone_comb
 from restorer.base import ReferenceImage, RestoreOutput
 from restorer.metrics import structure_score
 from restorer.plan import plan_from_record
@@ -429,8 +430,10 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:
         shifted = "low_light" in kinds and tone_range_shifted(inp, diagnosed)
+        combed = "low_light" in kinds and not shifted and read_tone_comb(inp) is not None
         verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds, strengths,
-                                               policy.disk_plan(plan), stats.get("lum_mean"), shifted)  # fmt: skip
+                                               policy.disk_plan(plan), stats.get("lum_mean"), shifted,
+                                               combed)  # fmt: skip
     else:
         verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings, kinds)
     return rec, structure, quality, verdict, reason

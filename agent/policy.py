@@ -287,6 +287,7 @@ def judge_quality(
     disk: bool = False,
     input_lum: float | None = None,
     shifted: bool = False,
+    combed: bool = False,
 ) -> tuple[Verdict, str]:
     """The verdict on an attempt restoring ``kinds`` from the scorer's estimate against the input (see the table).
 
@@ -295,7 +296,8 @@ def judge_quality(
     ``disk``: the plan deblurs a defocus disk (:func:`deblurred_disk`). ``input_lum``: the input's mean luminance
     (0-1), which the dehazing row reads (:func:`dehazed_at_dose`); None where it is not known. ``shifted``: the
     input's tone range is shifted down (:func:`reasoner.measure.backend.tone_range_shifted`), which the row of a
-    brightening alone reads (:func:`brightened_shifted_range`).
+    brightening alone reads (:func:`brightened_shifted_range`); ``combed``: the input's 8-bit levels show the
+    darkening curve laid on it (:func:`reasoner.tone_comb.read_tone_comb`), read by the same row.
 
     >>> q = QualityTrace(gain_db=3.0, uncertainty_db=1.5, spread_db=0.8)
     >>> judge_quality(0.99, q, Settings())
@@ -330,6 +332,8 @@ def judge_quality(
         return "better", f"{said}; {DISK_DEBLURRED}"
     if shifted and brightened_shifted_range(quality, kinds, strengths):  # never "worse" above its floor
         return "better", f"{said}; {SHIFTED_BRIGHTENED}"
+    if combed and brightened_comb(quality, kinds, strengths):
+        return "better", f"{said}; {COMB_BRIGHTENED}"
     if gain + s.quality_z * spread < -s.quality_margin_db or (gain < 0 and quality.artefacts):
         return "worse", said
     if removed_white_noise(quality, kinds):
@@ -364,6 +368,10 @@ DEHAZE_LUM_MAX = 0.7
 DEHAZED = "a dehazing at its own dose of a frame not too bright for it, with no artefact"
 DISK_DEBLURRED = "a defocus disk deblurred at its dose with no ghosts or texture found"
 SHIFTED_BRIGHTENED = "a brightening alone at its own dose of a tone range shifted down, with no artefact"
+COMB_BRIGHTENED = (
+    "a brightening at its own dose of a darkening curve read off the image's empty 8-bit levels, with no artefact "
+    "but what inverting the curve does to tone and texture"
+)
 MOTION_UNSURE = "a motion deconvolution estimated within half its error: its kernel may not be the blur's"
 
 
@@ -673,6 +681,51 @@ def brightened_shifted_range(
         set(kinds) == {"low_light"}
         and at_dose("low_light", strengths)
         and clean_estimate_above(quality, SHIFTED_FLOOR_DB)
+    )
+
+
+#: Artefacts a brightening of a combed input may show and still count (:func:`brightened_comb`): those that move with
+#: any large change of tone (:data:`MOVE_WITH_BRIGHTENING`) and the highlights' texture flattened, which the exact
+#: inverse of a darkening curve does by construction (the curve steepened the highlights; a coffee crop under MiO's
+#: gamma 1.72, inverted at its dose: "texture smoothed away", estimated -1.1 dB, truly +20; at half its dose +7.5).
+MOVE_WITH_CURVE = MOVE_WITH_BRIGHTENING | {"over_smoothing"}
+#: Kinds a brightening of a combed input may run beside and still count (:func:`brightened_comb`): a comb survives
+#: no noise, blur or rain laid after the curve, but a JPEG saved before it (gradio's lion, itself a JPEG, darkened by
+#: MiO's gamma: diagnosed JPEG and low light, the pair at its dose estimated -1.9 dB and truly +14.2).
+COMB_BESIDE = frozenset({"jpeg"})
+
+
+def brightened_comb(quality: QualityTrace, kinds: Iterable[str], strengths: Mapping[str, float] | None) -> bool:
+    """Whether a brightening at its dose, beside no more than :data:`COMB_BESIDE`, is estimated above the floor.
+
+    With no artefact but :data:`MOVE_WITH_CURVE`, and the members not extrapolating.
+
+    Read only for an input whose 8-bit levels show the darkening curve (``combed`` of :func:`judge_quality`): the
+    curve is measured, as a tone range shifted down is evidence of its own (:func:`brightened_shifted_range`, whose
+    floor :data:`SHIFTED_FLOOR_DB` it shares), and the scorer reads the brightening's tone change as a loss (MiO's
+    gamma 1.66 on a cameraman crop: the exact inverse estimated -2.2 dB, truly +31.0).
+
+    >>> q = QualityTrace(gain_db=-1.9, spread_db=3.0, spread_log=0.8)
+    >>> brightened_comb(q, ["jpeg", "low_light"], {"jpeg": 0.59, "low_light": 1.0})
+    True
+    >>> brightened_comb(q, ["noise", "low_light"], {"noise": 1.0, "low_light": 1.0})
+    False
+    >>> brightened_comb(q, ["low_light"], {"low_light": 1.3})  # above its dose
+    False
+    >>> brightened_comb(q.model_copy(update={"artefacts": {"over_smoothing": 0.4}}), ["low_light"], {"low_light": 1.0})
+    True
+    >>> brightened_comb(q.model_copy(update={"artefacts": {"banding": 0.4}}), ["low_light"], {"low_light": 1.0})
+    False
+    """
+    kinds, gain = set(kinds), quality.gain_db
+    return (
+        "low_light" in kinds
+        and kinds - {"low_light"} <= COMB_BESIDE
+        and at_dose("low_light", strengths)
+        and gain is not None
+        and gain > SHIFTED_FLOOR_DB
+        and quality.spread_log is not None
+        and set(quality.artefacts) <= MOVE_WITH_CURVE
     )
 
 

@@ -149,6 +149,8 @@ class ClassicalRestorer:
             extra = {"noise": noise_left, "quality": quality} if operator.error_aware else {}
             if operator.after_filtering:
                 extra["filtered"] = filtered
+            if operator.from_input is not None:
+                extra |= operator.from_input(image)
             if tiled and operator.prepare is not None:  # global quantities measured once, the rest per tile
                 kw = {**extra, **operator.prepare(x, *params, strength=strength, **extra)}
                 fn = functools.partial(_run_tile, operator.run, params, strength, kw, x.shape[:2])

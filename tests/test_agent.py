@@ -1148,3 +1148,23 @@ def test_texture_loss_hidden_by_a_brightening_is_reported_as_not_checked():
         attempt["quality"].pop("unchecked")
     old["quality"].pop("unchecked")
     assert outcome(Trace.model_validate(old)).unchecked == []
+
+
+def test_a_photo_darkened_by_a_curve_on_its_8bit_levels_is_returned_brightened_back(monkeypatch):
+    # MiO's gamma (V ** 1.66 on the HSV value, the cameraman crop): the levels it pulled apart leave a comb the
+    # diagnosis reads the curve off (reasoner.tone_comb); the scorer reads the exact inverse's tone change as a loss
+    # (estimated -2.2 dB) and the photo came back as dark as it was, 31 dB below the inverse. A brightening at its
+    # dose of a measured curve, with no artefact and above the shifted range's floor, counts as better
+    # (agent.policy.brightened_comb); on a colour crop the inverse keeps hue and saturation, as the curve did.
+    import agent.policy
+
+    for name, amount in (("coffee", 0.58), ("camera", 0.6)):
+        clean = to_uint8(load_photo(name)[:256, :256]).astype(np.float32) / 255
+        img = to_uint8(D.apply(clean, [D.MioDarkParams("gamma", amount)])).astype(np.float32) / 255
+        before = psnr(to_uint8(clean), to_uint8(img))
+        out, trace = restore_image(img)
+        assert psnr(to_uint8(clean), to_uint8(out)) > 40.0 > before + 15, name
+        chosen = trace.attempts[trace.chosen_attempt]
+        assert chosen.plan.kinds == ["low_light"] and agent.policy.COMB_BRIGHTENED in chosen.reason, name
+    monkeypatch.setattr(agent.policy, "brightened_comb", lambda quality, kinds, strengths: False)
+    assert psnr(to_uint8(clean), to_uint8(restore_image(img)[0])) < before + 1.0  # the cameraman, as it came

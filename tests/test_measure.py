@@ -403,6 +403,72 @@ def test_a_tone_range_shifted_down_is_found_as_low_light(measure, monkeypatch):
     assert moon.black < backend.CLIPPED_BLACK_SHARE and moon.top < backend.CLIPPED_TOP and not moon.shifted
 
 
+def _eight_bit(img: np.ndarray) -> np.ndarray:
+    return (np.rint(np.clip(img, 0, 1) * 255) / 255).astype(np.float32)
+
+
+def test_a_darkening_curve_laid_on_an_8bit_photo_is_read_off_the_levels_it_left_empty(measure, monkeypatch):
+    # MiO's gamma on the HSV value (V ** 1.5-2) keeps white at white and the shadows full: the classifier missed it on
+    # most held-out crops (a dark photo and a darkened one look alike), and where it found it, it split the gain
+    # into an exposure the brightening came back 20-30 dB short with. The curve, laid on 8-bit levels, pulls the
+    # highlights' levels apart and leaves a comb of empty ones (reasoner.tone_comb): read off it, the gamma is within
+    # 0.05 of the truth and the diagnosis says why.
+    import reasoner.measure.backend as backend
+    from reasoner.tone_comb import read_tone_comb
+
+    darkened = []
+    for name, amount in (("camera", 0.6), ("coffee", 0.55), ("sklearn_china", 0.65), ("motorcycle_right", 0.5)):
+        clean = np.ascontiguousarray(load_photo(name)[:256, :256])
+        dark = _eight_bit(D.apply(clean, [D.MioDarkParams("gamma", amount)]))
+        record = measure.diagnose(dark)
+        entry = next(d for d in record.degradations if d.kind == "low_light")
+        assert entry.factors.gamma == pytest.approx(1 / amount, abs=0.05), name
+        assert entry.factors.exposure == 1.0 and entry.confidence == backend.COMB_CONFIDENCE, name
+        step = next(s for s in record.reasoning if s.kinds == ["low_light"])
+        assert f"a tone curve of gamma {entry.factors.gamma:.2f} was laid" in step.inference, name
+        comb = read_tone_comb(dark)
+        # a colour photo keeps its hue and saturation (only the value was curved); a grey one is combed in each channel
+        assert comb.value_only == (name != "camera"), name
+        # a restoration's output, re-scored, is not read for it (the classifier may still call it dark)
+        rescored = measure.diagnose_measured(dark, restored=True)[0]
+        assert not any("was laid on the finished 8-bit image" in s.inference for s in rescored.reasoning), name
+        # what fills the comb in hides the curve: noise or a JPEG saved after it, a blur, or no curve at all (the clean
+        # crop), and MiO's other darkenings (a shift and a squash are no steeper than 1 anywhere)
+        for after in ([D.NoiseParams(8.0)], [D.JpegParams(80)], [D.BlurParams("gaussian", sigma=1.2)]):
+            assert read_tone_comb(_eight_bit(D.apply(dark, after))) is None, (name, after)
+        assert read_tone_comb(clean) is None, name
+        for params in (D.MioDarkParams("shift", 40), D.MioDarkParams("squash", 120)):
+            assert read_tone_comb(_eight_bit(D.apply(clean, [params]))) is None, (name, params)
+        darkened.append((dark, amount))
+    # with the rule off, the classifier misses the coffee crop and splits the others' gain wrongly (the cameraman's
+    # exposure 0.71, gamma 1.66: its highlights would be blown out)
+    monkeypatch.setattr(backend, "read_tone_comb", lambda rgb: None)
+    for dark, amount in darkened:
+        entry = next((d for d in measure.diagnose(dark).degradations if d.kind == "low_light"), None)
+        assert entry is None or entry.factors.exposure < 0.95 or abs(entry.factors.gamma - 1 / amount) > 0.3
+
+
+def test_no_comb_is_read_on_clean_photos_or_the_histograms_of_flat_patches():
+    # Every bundled photo, whole and cropped at random (96-512 px), shows no comb; nor do clean negatives: a night
+    # street's lit windows are flat patches whose levels are spikes with empty levels between them, not a comb (the
+    # filled levels of a curve's comb hold even counts).
+    from reasoner.tone_comb import read_tone_comb
+    from rl.negatives import clean_negatives
+    from rl.photos import CALIBRATION_PHOTOS
+
+    rng = np.random.default_rng(11)
+    for name in (*CALIBRATION_PHOTOS, *EVALUATION_PHOTOS):
+        photo = load_photo(name)
+        assert read_tone_comb(photo) is None, name
+        h, w = photo.shape[:2]
+        for _ in range(6):
+            s = int(rng.integers(96, min(h, w, 512) + 1))
+            y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+            assert read_tone_comb(photo[y : y + s, x : x + s]) is None, (name, y, x, s)
+    negatives = clean_negatives(np.random.default_rng(1), 200, 256)
+    assert [n.name for n in negatives if read_tone_comb(n.image) is not None] == []
+
+
 def test_a_tone_range_compressed_towards_black_is_found_as_low_light(measure, monkeypatch):
     # MiO's linear squash (the value channel scaled to a maximum of 120/255) leaves nothing brighter than a mid grey
     # while the range still starts at black. Under a JPEG or a defocus the classifier misses it on the coffee photo;

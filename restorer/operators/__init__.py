@@ -36,7 +36,7 @@ from restorer.operators.denoise import RESIDUAL_NOISE, denoise, prepare_denoise,
 from restorer.operators.derain import derain, prepare_derain
 from restorer.operators.filters import estimate_noise, guided_filter
 from restorer.operators.kernels import MAX_PSF_RADIUS, disk_kernel, gaussian_kernel, line_kernel, stroke_kernel
-from restorer.operators.low_light import brighten, prepare_brighten
+from restorer.operators.low_light import brighten, prepare_brighten, value_curve_laid
 from restorer.operators.motion_deblur import deblur_motion, motion_psf
 from restorer.operators.super_resolution import resolution_psf, sharpen_resolution
 
@@ -63,6 +63,9 @@ class Operator:
             (:mod:`restorer.tiling`); None when ``run`` is global through and through or local already.
         after_filtering: ``run`` (and ``prepare``) take ``filtered=``: whether an earlier step of the plan filtered
             noise or compression out of the image (brightening then cleans the coarse colour blotches left).
+        from_input: ``from_input(image)`` -> keyword arguments of ``run`` read off the plan's input, not the image
+            the earlier steps hand on (whose filtering wiped the trace: a deblocking fills in the comb of levels a
+            darkening curve left); None when ``run`` reads nothing there.
 
     """
 
@@ -72,6 +75,7 @@ class Operator:
     psf: Callable[..., tuple[np.ndarray, float]] | None = None
     prepare: Callable[..., dict] | None = None
     after_filtering: bool = False
+    from_input: Callable[[np.ndarray], dict] | None = None
 
     @property
     def error_aware(self) -> bool:
@@ -88,7 +92,12 @@ OPERATORS: dict[str, Operator] = check_table(
         "blur": Operator(deblur, ("sigma", "kernel"), psf=blur_psf),
         "low_resolution": Operator(sharpen_resolution, ("scale",), psf=resolution_psf),
         "low_light": Operator(
-            brighten, ("exposure", "gamma"), measured_after, prepare=prepare_brighten, after_filtering=True
+            brighten,
+            ("exposure", "gamma"),
+            measured_after,
+            prepare=prepare_brighten,
+            after_filtering=True,
+            from_input=lambda image: {"value_only": value_curve_laid(image)},
         ),
         "noise": Operator(denoise, ("sigma", "model"), residual_noise, prepare=prepare_denoise),
         "jpeg": Operator(deblock, ("quality",)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from reasoner.common import brightness_quantile, channel_max, subsample
+from reasoner.tone_comb import read_tone_comb
 from restorer.operators.filters import (
     as_image,
     chroma_noise,
@@ -64,6 +65,7 @@ def brighten(
     chroma: tuple[float, float] | None = None,
     blotches: tuple[float, float] | None = None,
     filtered: bool = False,
+    value_only: bool | None = None,
 ) -> np.ndarray:
     """Invert under-exposure ``y = exposure * x ** gamma`` on brightness and denoise the noise the gain amplifies.
 
@@ -76,7 +78,12 @@ def brighten(
     by the gain: it is cleaned at its own scale (:data:`BLOTCH_SCALE`) by the same luma-guided shrinkage, over a wider
     window.
     The curve acts on brightness (max RGB) and each channel keeps its ratio to it raised to ``1 / gamma`` (the
-    exact inverse of a per-channel power law), so highlights roll off softly without shifting hue.
+    exact inverse of a per-channel power law), so highlights roll off softly without shifting hue. Where the image
+    shows a curve laid on its 8-bit brightness with hue and saturation kept (:func:`value_curve_laid`: an editor's
+    or AgenticIR's darkening of the HSV value), each channel keeps its ratio itself, the exact inverse of that, and
+    the highlights roll off only where the gain takes them past white: on held-out crops under MiO's gamma, the
+    ratio raised to ``1 / gamma`` came back at 24.8-34.2 dB on colour crops, its own inverse at 51-60 (grey crops
+    49 either way).
 
     Args:
         img: float32 HxWx3 RGB in [0, 1].
@@ -92,6 +99,8 @@ def brighten(
             default measured on ``img``.
         filtered: whether noise or compression was filtered out of ``img`` before (the plan's earlier steps): the
             coarse clean-up runs only then.
+        value_only: whether the darkening was a curve on brightness with hue and saturation kept; default read off
+            ``img`` (:func:`value_curve_laid`).
 
     Returns:
         float32 HxWx3 RGB in [0, 1].
@@ -113,10 +122,24 @@ def brighten(
         lin = clean_chroma(lin, (b1 / e, b2 / e), BLOTCH_RADIUS, BLOTCH_SHARE, clip=False)
         np.maximum(lin, 0.0, out=lin)
     v = np.maximum(channel_max(lin), 1e-4)[..., None]
+    if value_only is None:
+        value_only = value_curve_laid(x)
     knee = np.float32(_KNEE)
-    shoulder = np.where(v > knee, knee + (1 - knee) * np.tanh((v - knee) / (1 - knee)), v).astype(np.float32)
+    rolled = not value_only or float(v.max()) > 1.0
+    shoulder = np.where(v > knee, knee + (1 - knee) * np.tanh((v - knee) / (1 - knee)), v) if rolled else v
     ratio = np.clip(lin / v, 0.0, 1.0)
-    return clip01(np.power(ratio * shoulder, np.float32(1.0 / g)))
+    if value_only:
+        return clip01(ratio * np.power(shoulder, np.float32(1.0 / g)).astype(np.float32))
+    return clip01(np.power(ratio * shoulder.astype(np.float32), np.float32(1.0 / g)))
+
+
+def value_curve_laid(img: np.ndarray) -> bool:
+    """Whether ``img`` shows a darkening curve laid on its 8-bit brightness, hue and saturation kept.
+
+    :func:`reasoner.tone_comb.read_tone_comb`: the value (max RGB) combed, the other channels not.
+    """
+    comb = read_tone_comb(img)
+    return comb is not None and comb.value_only
 
 
 def brighten_curve(img: np.ndarray, exposure: float, gamma: float, strength: float = 1.0) -> tuple[float, float]:
@@ -137,19 +160,26 @@ def brighten_curve(img: np.ndarray, exposure: float, gamma: float, strength: flo
 
 
 def prepare_brighten(
-    img: np.ndarray, exposure: float, gamma: float = 1.0, strength: float = 1.0, *, filtered: bool = False
+    img: np.ndarray,
+    exposure: float,
+    gamma: float = 1.0,
+    strength: float = 1.0,
+    *,
+    filtered: bool = False,
+    value_only: bool | None = None,
 ) -> dict:
     """What :func:`brighten` reads from the whole image (its curve, its noise), measured on bounded proxies.
 
-    The curve's highlight percentile is read on a regular subsample of at most 4 MP, the noise on crops spread
-    over the frame; given to :func:`brighten` on each tile, they make it local.
+    The curve's highlight percentile and the comb of its levels are read on a regular subsample of at most 4 MP, the
+    noise on crops spread over the frame; given to :func:`brighten` on each tile, they make it local.
     """
     from restorer.tiling import TILE_PIXELS, proxy_crops
 
-    crops = proxy_crops(img)
+    crops, whole = proxy_crops(img), subsample(img, TILE_PIXELS)
     return {
-        "curve": brighten_curve(subsample(img, TILE_PIXELS), exposure, gamma, strength),
+        "curve": brighten_curve(whole, exposure, gamma, strength),
         "noise": estimate_noise(crops),
         "chroma": chroma_noise(crops),
         "blotches": coarse_chroma_noise(crops, BLOTCH_SCALE) if filtered else None,
+        "value_only": value_curve_laid(whole) if value_only is None else value_only,
     }
