@@ -696,14 +696,16 @@ COMB_BESIDE = frozenset({"jpeg"})
 
 
 def brightened_comb(quality: QualityTrace, kinds: Iterable[str], strengths: Mapping[str, float] | None) -> bool:
-    """Whether a brightening at its dose, beside no more than :data:`COMB_BESIDE`, is estimated above the floor.
+    """Whether a brightening at its dose, beside no more than :data:`COMB_BESIDE`, shows no artefact that counts.
 
-    With no artefact but :data:`MOVE_WITH_CURVE`, and the members not extrapolating.
-
-    Read only for an input whose 8-bit levels show the darkening curve (``combed`` of :func:`judge_quality`): the
-    curve is measured, as a tone range shifted down is evidence of its own (:func:`brightened_shifted_range`, whose
-    floor :data:`SHIFTED_FLOOR_DB` it shares), and the scorer reads the brightening's tone change as a loss (MiO's
-    gamma 1.66 on a cameraman crop: the exact inverse estimated -2.2 dB, truly +31.0).
+    Artefacts that count: any but :data:`MOVE_WITH_CURVE`. Read only for an input whose 8-bit levels show the
+    darkening curve (``combed`` of :func:`judge_quality`): the curve is measured, and the scorer's estimate of its
+    inverse says nothing of it. Over agent runs at crops darkened by a curve on 8-bit levels (MiO's gamma 1.4-2 on
+    the value, a curve of gamma 1.15-2.2 on each channel; 60 crops of the held-out photos, seed 901, and 60 of the
+    calibration scenes, seed 902; 105 read combed), the brightenings at dose 1 beside nothing but a JPEG were truly
+    +16.9 to +31 dB on the held-out photos and -0.3 to +37 on the calibration scenes (one below its input: a grey
+    brick wall under a 1.31 curve on each channel), estimated -19.9 to +11.8 dB; 12 of 58 held-out crops were
+    returned dark below the shifted range's floor (:data:`SHIFTED_FLOOR_DB`), which this row no longer reads.
 
     >>> q = QualityTrace(gain_db=-1.9, spread_db=3.0, spread_log=0.8)
     >>> brightened_comb(q, ["jpeg", "low_light"], {"jpeg": 0.59, "low_light": 1.0})
@@ -716,15 +718,14 @@ def brightened_comb(quality: QualityTrace, kinds: Iterable[str], strengths: Mapp
     True
     >>> brightened_comb(q.model_copy(update={"artefacts": {"banding": 0.4}}), ["low_light"], {"low_light": 1.0})
     False
+    >>> brightened_comb(q.model_copy(update={"gain_db": -9.9}), ["low_light"], {"low_light": 1.0})  # estimate aside
+    True
     """
-    kinds, gain = set(kinds), quality.gain_db
+    kinds = set(kinds)
     return (
         "low_light" in kinds
         and kinds - {"low_light"} <= COMB_BESIDE
         and at_dose("low_light", strengths)
-        and gain is not None
-        and gain > SHIFTED_FLOOR_DB
-        and quality.spread_log is not None
         and set(quality.artefacts) <= MOVE_WITH_CURVE
     )
 

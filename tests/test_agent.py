@@ -1151,16 +1151,26 @@ def test_texture_loss_hidden_by_a_brightening_is_reported_as_not_checked():
 
 
 def test_a_photo_darkened_by_a_curve_on_its_8bit_levels_is_returned_brightened_back(monkeypatch):
-    # MiO's gamma (V ** 1.66 on the HSV value, the cameraman crop): the levels it pulled apart leave a comb the
-    # diagnosis reads the curve off (reasoner.tone_comb); the scorer reads the exact inverse's tone change as a loss
-    # (estimated -2.2 dB) and the photo came back as dark as it was, 31 dB below the inverse. A brightening at its
-    # dose of a measured curve, with no artefact and above the shifted range's floor, counts as better
-    # (agent.policy.brightened_comb); on a colour crop the inverse keeps hue and saturation, as the curve did.
+    # MiO's gamma (V ** 1.66 on the HSV value, the cameraman crop), or an editor's curve on each channel (PIL's
+    # ``point``, gamma 1.6, a coffee crop): the levels the curve pulled apart leave a comb the diagnosis reads it off
+    # (reasoner.tone_comb). The scorer's estimate of the exact inverse says nothing of it (-2.2 and -7.9 dB, truly +31
+    # and +32) and the photos came back as dark as they were. A brightening at its dose of a measured curve, with no
+    # artefact but what a tone curve moves, counts as better (agent.policy.brightened_comb); on a colour crop darkened
+    # on its value the inverse keeps hue and saturation, as the curve did.
+    from PIL import Image
+
     import agent.policy
 
-    for name, amount in (("coffee", 0.58), ("camera", 0.6)):
+    def on_channels(clean):
+        lut = [round(255 * (i / 255) ** 1.6) for i in range(256)] * 3
+        return np.asarray(Image.fromarray(to_uint8(clean)).point(lut), np.float32) / 255
+
+    def on_value(amount):
+        return lambda clean: to_uint8(D.apply(clean, [D.MioDarkParams("gamma", amount)])).astype(np.float32) / 255
+
+    for name, darken in (("coffee", on_value(0.58)), ("coffee", on_channels), ("camera", on_value(0.6))):
         clean = to_uint8(load_photo(name)[:256, :256]).astype(np.float32) / 255
-        img = to_uint8(D.apply(clean, [D.MioDarkParams("gamma", amount)])).astype(np.float32) / 255
+        img = darken(clean)
         before = psnr(to_uint8(clean), to_uint8(img))
         out, trace = restore_image(img)
         assert psnr(to_uint8(clean), to_uint8(out)) > 40.0 > before + 15, name
