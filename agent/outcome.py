@@ -139,6 +139,7 @@ def outcome(trace: Trace) -> Outcome:
         return Outcome(line, 0.0 if gain is not None else None, 0.0 if unc is not None else None, [], False)
     chosen = trace.attempts[trace.chosen_attempt] if trace.chosen_attempt is not None else None
     from agent.policy import (
+        COMB_BRIGHTENED,
         DEHAZED,
         DISK_DEBLURRED,
         SHIFTED_BRIGHTENED,
@@ -186,7 +187,11 @@ def outcome(trace: Trace) -> Outcome:
                  f"{k:g} x its error with no sign of harm: likely better, not assured.")  # fmt: skip
     if chosen is not None and chosen.quality is not None:
         margin = float(trace.settings.get("quality_margin_db", Settings().quality_margin_db))
-        if removed_white_noise(chosen.quality, chosen.plan.kinds):
+        if chosen.verdict == "better" and COMB_BRIGHTENED in chosen.reason:
+            line += (" It inverted, at its own dose, the darkening curve the photo's 8-bit levels show (a comb of "
+                     "empty levels in the highlights, widening towards white): the curve is measured, which the "
+                     "scorer does not weigh, so its estimate here is not a loss to trust.")  # fmt: skip
+        elif removed_white_noise(chosen.quality, chosen.plan.kinds):
             line += " What it removed looks like white noise of the diagnosed strength."
         elif inside_compression_cells(chosen.quality, chosen.plan.kinds, chosen.plan.strengths):
             line += " It changed only what the file's JPEG compression left uncertain."

@@ -1160,6 +1160,7 @@ def test_a_photo_darkened_by_a_curve_on_its_8bit_levels_is_returned_brightened_b
     from PIL import Image
 
     import agent.policy
+    from agent.outcome import outcome
 
     def on_channels(clean):
         lut = [round(255 * (i / 255) ** 1.6) for i in range(256)] * 3
@@ -1176,5 +1177,7 @@ def test_a_photo_darkened_by_a_curve_on_its_8bit_levels_is_returned_brightened_b
         assert psnr(to_uint8(clean), to_uint8(out)) > 40.0 > before + 15, name
         chosen = trace.attempts[trace.chosen_attempt]
         assert chosen.plan.kinds == ["low_light"] and agent.policy.COMB_BRIGHTENED in chosen.reason, name
+        # the outcome line (CLI, report, UI) says why an estimate below zero was not held against it
+        assert "the darkening curve the photo's 8-bit levels show" in outcome(trace).line, name
     monkeypatch.setattr(agent.policy, "brightened_comb", lambda quality, kinds, strengths: False)
     assert psnr(to_uint8(clean), to_uint8(restore_image(img)[0])) < before + 1.0  # the cameraman, as it came
