@@ -297,7 +297,8 @@ def judge_quality(
     (0-1), which the dehazing row reads (:func:`dehazed_at_dose`); None where it is not known. ``shifted``: the
     input's tone range is shifted down (:func:`reasoner.measure.backend.tone_range_shifted`), which the row of a
     brightening alone reads (:func:`brightened_shifted_range`); ``combed``: the input's 8-bit levels show the
-    darkening curve laid on it (:func:`reasoner.tone_comb.read_tone_comb`), read by the same row.
+    darkening curve laid on it (:func:`reasoner.tone_comb.read_tone_comb`), which the row of its inverse reads
+    (:func:`brightened_comb`).
 
     >>> q = QualityTrace(gain_db=3.0, uncertainty_db=1.5, spread_db=0.8)
     >>> judge_quality(0.99, q, Settings())
@@ -687,7 +688,7 @@ def brightened_shifted_range(
 #: Artefacts a brightening of a combed input may show and still count (:func:`brightened_comb`): those that move with
 #: any large change of tone (:data:`MOVE_WITH_BRIGHTENING`) and the highlights' texture flattened, which the exact
 #: inverse of a darkening curve does by construction (the curve steepened the highlights; a coffee crop under MiO's
-#: gamma 1.72, inverted at its dose: "texture smoothed away", estimated -1.1 dB, truly +20; at half its dose +7.5).
+#: gamma 1.72, inverted at its dose: "texture smoothed away", estimated -1.1 dB, truly +32.3; at half its dose +7.5).
 MOVE_WITH_CURVE = MOVE_WITH_BRIGHTENING | {"over_smoothing"}
 #: Kinds a brightening of a combed input may run beside and still count (:func:`brightened_comb`): a comb survives
 #: no noise, blur or rain laid after the curve, but a JPEG saved before it (gradio's lion, itself a JPEG, darkened by

@@ -39,7 +39,7 @@ GAP_REACH = 3
 GAMMAS = np.round(np.arange(1.0, 3.0001, 0.02), 2)
 EXPOSURES = np.round(np.arange(0.8, 1.0001, 0.02), 2)
 #: What a comb must show to be read as a darkening curve (tuned on 256 px crops of the held-out photos under every
-#: zoo model, seeds 0-1: MiO's gamma 1.4-2.0 read within 0.1 where nothing filled the gaps in, shifts and squashes
+#: zoo model, seeds 0-1: MiO's gamma 1.4-2.0 read within 0.06 where nothing filled the gaps in, shifts and squashes
 #: and every clean photo, whole or cropped, showed no comb): at least :data:`MIN_BANDS` bands read, the widest gap
 #: share in the highlights (level 128 up) at least :data:`MIN_TOP_GAPS`, the shadows (bands centred below
 #: :data:`SHADOWS`, where a gamma up to 2 is no steeper than 1) without gaps
