@@ -430,7 +430,7 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
         why_not = q.implausible
     if quality is not None and quality.gain_db is not None:
         shifted = "low_light" in kinds and tone_range_shifted(inp, diagnosed)
-        combed = "low_light" in kinds and not shifted and read_tone_comb(inp) is not None
+        combed = "low_light" in kinds and read_tone_comb(inp) is not None
         verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds, strengths,
                                                policy.disk_plan(plan), stats.get("lum_mean"), shifted,
                                                combed)  # fmt: skip
