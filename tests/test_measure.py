@@ -467,6 +467,18 @@ def test_no_comb_is_read_on_clean_photos_or_the_histograms_of_flat_patches():
             assert read_tone_comb(photo[y : y + s, x : x + s]) is None, (name, y, x, s)
     negatives = clean_negatives(np.random.default_rng(1), 200, 256)
     assert [n.name for n in negatives if read_tone_comb(n.image) is not None] == []
+    # degenerate images read nothing and raise nothing
+    rng = np.random.default_rng(3)
+    ramp = (np.rint(np.linspace(0, 1, 256 * 256) * 255) / 255).reshape(256, 256, 1).repeat(3, 2).astype(np.float32)
+    for what, img in (
+        ("black", np.zeros((64, 64, 3), np.float32)),  # one level
+        ("white", np.ones((64, 64, 3), np.float32)),
+        ("one pixel", np.zeros((1, 1, 3), np.float32)),
+        ("every level, evenly", ramp),
+        ("float noise, no 8-bit levels", rng.random((256, 256, 3), np.float32)),
+        ("two levels", (rng.random((256, 256, 3)) > 0.5).astype(np.float32)),
+    ):
+        assert read_tone_comb(img) is None, what
 
 
 def test_a_tone_range_compressed_towards_black_is_found_as_low_light(measure, monkeypatch):
