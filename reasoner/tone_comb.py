@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reasoner.common import channel_max, subsample
+from reasoner.common import channel_max, content_key, remembered, subsample
 
 #: Pixels read (a regular subsample of a larger image keeps the comb: it samples the same levels).
 COMB_PIXELS = 1 << 22
@@ -99,8 +99,15 @@ def level_bands(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> bool(gaps[-1] > 0.3), bool(gaps[0] == 0)
     (True, True)
     """
-    levels = np.rint(np.clip(channel, 0.0, 1.0) * 255.0).astype(np.int64).ravel()
-    counts = np.bincount(levels, minlength=256).astype(np.float64)
+    return _bands(_counts(channel))
+
+
+def _counts(channel: np.ndarray) -> np.ndarray:
+    return np.bincount(np.rint(np.clip(channel, 0.0, 1.0) * 255.0).astype(np.int64).ravel(), minlength=256)
+
+
+def _bands(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    counts = counts.astype(np.float64)
     local = np.convolve(counts, np.ones(9) / 9.0, mode="same")
     filled = counts > 0
     padded = np.concatenate([np.zeros(GAP_REACH, bool), filled, np.zeros(GAP_REACH, bool)])
@@ -138,7 +145,10 @@ def lumpy_share(channel: np.ndarray) -> float:
     >>> lumpy_share(patches), lumpy_share(np.repeat(levels / 255, 50))
     (0.5, 0.0)
     """
-    counts = np.bincount(np.rint(np.clip(channel, 0.0, 1.0) * 255.0).astype(np.int64).ravel(), minlength=256)
+    return _lumps(_counts(channel))
+
+
+def _lumps(counts: np.ndarray) -> float:
     shares = []
     for lo in range(128, LAST_LEVEL, BAND):
         filled = counts[lo : lo + BAND][counts[lo : lo + BAND] > 0]
@@ -172,8 +182,18 @@ def read_tone_comb(rgb: np.ndarray) -> ToneComb | None:
 
     """
     x = subsample(np.asarray(rgb, np.float32), COMB_PIXELS)
+    # the diagnosis, each judged attempt and the brightening ask it of the same input: read once
+    return remembered(_MEMO, content_key(x), lambda: _read(x))
+
+
+#: The last few readings, by the content of the pixels read (:func:`read_tone_comb`).
+_MEMO: dict = {}
+
+
+def _read(x: np.ndarray) -> ToneComb | None:
     value = channel_max(x)
-    centres, shares = level_bands(value)
+    counts = _counts(value)
+    centres, shares = _bands(counts)
     if len(centres) < MIN_BANDS:
         return None
     top, shadows = shares[centres >= 0.5], shares[centres < SHADOWS]
@@ -185,7 +205,7 @@ def read_tone_comb(rgb: np.ndarray) -> ToneComb | None:
     e, g = np.meshgrid(exposures, GAMMAS, indexing="ij")
     misfit = np.sqrt(np.mean((comb_of(centres[:, None, None], e, g) - shares[:, None, None]) ** 2, axis=0))
     i, j = np.unravel_index(int(np.argmin(misfit)), misfit.shape)
-    if misfit[i, j] > MAX_MISFIT or GAMMAS[j] < MIN_GAMMA or lumpy_share(value) > MAX_LUMPY:
+    if misfit[i, j] > MAX_MISFIT or GAMMAS[j] < MIN_GAMMA or _lumps(counts) > MAX_LUMPY:
         return None
     ordered = np.sort(x, axis=2)
     others = max(_highlight_gaps(ordered[..., 0]), _highlight_gaps(ordered[..., 1]))
