@@ -36,7 +36,7 @@ from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
 from reasoner.tone_comb import read_tone_comb
 from restorer.base import ReferenceImage, RestoreOutput
 from restorer.metrics import structure_score
-from restorer.plan import plan_from_record
+from restorer.plan import plan_from_diagnosis
 
 
 def _timed(name: str):
@@ -242,7 +242,7 @@ def record_changes(before: DiagnosisRecord, after: DiagnosisRecord) -> list[str]
 def plan(state: RestoreState, ctx: Context) -> dict:
     """First plan from the diagnosis; on a retry, the plan of the retry the policy calls for (:mod:`agent.policy`)."""
     if not state.attempts:
-        diagnosed = plan_from_record(state.record)
+        diagnosed = plan_from_diagnosis(state.record)
         first = policy.user_plan(diagnosed, ctx.settings, record=state.record)
         if not first.operations:  # nothing to restore: the decision is final before any attempt
             final = policy.conclude(state.record, [], ctx.settings)

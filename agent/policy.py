@@ -182,7 +182,7 @@ from reasoner.quality.artefacts import BY_NAME, NOT_HAZE
 from reasoner.quality.model import from_slog, to_slog
 from reasoner.schema import Degradation, DiagnosisRecord
 from reasoner.severity import overall_severity
-from restorer.plan import SELF_DOSED, Operation, Plan, confidence_weight, plan_from_record
+from restorer.plan import SELF_DOSED, Operation, Plan, confidence_weight, plan_from_diagnosis
 
 #: Verdicts of an attempt that did harm: the next try is gentler, and a second one in a row drops what got worse.
 HARMFUL: frozenset[Verdict] = frozenset({"worse", "drift", "failed"})
@@ -1400,7 +1400,7 @@ def retry_plan(retry: Retry, record: DiagnosisRecord, attempts: Sequence[Attempt
         skip |= {d.kind for d in source.detected()} - set(previous)
     if retry.add:
         source = source.model_copy(update={"degradations": [*source.degradations, *retry.add]})
-    plan = plan_from_record(source, skip=skip)
+    plan = plan_from_diagnosis(source, skip=skip)
     for op in plan.operations:
         op.strength = round(min(previous.get(op.kind, op.strength) * retry.factors.get(op.kind, 1.0), MAX_STRENGTH), 4)
     return plan

@@ -1,7 +1,7 @@
 """Restoration: image + diagnosis + references + plan -> image. Imports nothing heavy."""
 
 from restorer.base import DEFAULT_RESTORER, RESTORERS, ReferenceImage, RestoreOutput, Restorer, load_restorer
-from restorer.plan import RESTORE_ORDER, Operation, Plan, plan_from_record
+from restorer.plan import RESTORE_ORDER, Operation, Plan, plan_from_diagnosis, plan_from_record
 
 __all__ = [
     "DEFAULT_RESTORER",
@@ -13,5 +13,6 @@ __all__ = [
     "RestoreOutput",
     "Restorer",
     "load_restorer",
+    "plan_from_diagnosis",
     "plan_from_record",
 ]

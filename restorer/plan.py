@@ -95,3 +95,41 @@ def plan_from_record(record: DiagnosisRecord, strength: float = 1.0, skip: set[s
     names = ", ".join(f"{op.kind.replace('_', ' ')} ({level_for(op.severity)})" for op in ops)
     instruction = f"Remove {names}; keep content, geometry and colours unchanged." if ops else "Leave the image as is."
     return Plan(operations=ops, instruction=instruction)
+
+
+#: How much stronger than read a diagnosed factor is acted on, where erring one way costs more than the other
+#: (tuned): haze's opacity ``1 - transmission``. Dehazing too little leaves the veil over everything, a little too
+#: much darkens the densest parts; over haze from every zoo model (MiO's, the depth proxy's, our own; alone and with
+#: noise, JPEG, motion blur, x4 low resolution) on 256 px crops of the calibration scenes, the first plan's PSNR
+#: gained +0.41 dB a case at 1.1, +0.34 at 1.15, -0.08 at 1.3 (131 hazes found; the head's transmission is unbiased
+#: there: the gain is the asymmetry, not a bias), and +0.79 / +0.23 dB at 1.1 on the held-out photos and gradio's
+#: (60 / 52). The ground truth's plan (:func:`plan_from_record`) is not dosed: with the true transmission 1.1 lost
+#: 0.8 dB on the calibration scenes. Through the agent (``bench/protocols.py --harm-seeds 1-7``, 1,414 crops): summed
+#: PSNR change MiO +1677.0 -> +1695.3 dB, own cases +976.1 -> +1002.2, held-out models +1462.8 -> +1482.3 (1.05:
+#: +1685.0, +999.8, +1474.1); 127 crops up, 60 down; harmed 10 -> 14 (1.05: 12): the cameraman's pale sky under haze
+#: or haze and rain three times, dehazed darker, and a hazy noisy china crop (-0.6 dB), each estimated better. No
+#: gate was found that keeps those (grey or bright frames, sky share, an airlight raised to its floor all gain too).
+ESTIMATE_GAIN: dict[str, float] = {"haze": 1.1}
+#: Most haze opacity a dosed plan asks for (the dehazer's own bound).
+MAX_OPACITY = 0.95
+
+
+def dosed_transmission(transmission: float) -> float:
+    """The transmission a plan dehazes to for a diagnosed ``transmission``: its opacity :data:`ESTIMATE_GAIN` stronger.
+
+    >>> dosed_transmission(0.6), dosed_transmission(0.02), dosed_transmission(1.0)
+    (0.56, 0.05, 1.0)
+    """
+    return round(1.0 - min((1.0 - float(transmission)) * ESTIMATE_GAIN["haze"], MAX_OPACITY), 4)
+
+
+def plan_from_diagnosis(record: DiagnosisRecord, strength: float = 1.0, skip: set[str] | None = None) -> Plan:
+    """:func:`plan_from_record` of a diagnosis (an estimate, not a ground truth), dosed as :data:`ESTIMATE_GAIN` says.
+
+    The plan's haze parameters carry the dosed transmission (:func:`dosed_transmission`), so the trace shows what ran.
+    """
+    plan = plan_from_record(record, strength, skip)
+    for op in plan.operations:
+        if op.kind == "haze" and op.params.get("transmission") is not None:
+            op.params["transmission"] = dosed_transmission(op.params["transmission"])
+    return plan

@@ -227,10 +227,10 @@ def restore_area(ctx: Context, pixels: np.ndarray, record: dict) -> np.ndarray:
     """``pixels`` restored as a first attempt would be (the plan under the person's controls), without references."""
     from agent.policy import user_plan
     from reasoner.schema import DiagnosisRecord
-    from restorer.plan import plan_from_record
+    from restorer.plan import plan_from_diagnosis
 
     rec = DiagnosisRecord.model_validate(record)
-    plan = user_plan(plan_from_record(rec), ctx.settings)
+    plan = user_plan(plan_from_diagnosis(rec), ctx.settings)
     if not plan.operations:
         return np.array(pixels, dtype=np.float32, copy=True)
     return ctx.restorer.restore(np.ascontiguousarray(pixels, dtype=np.float32), rec, [], plan).pixels
