@@ -99,6 +99,28 @@ def test_clean_image_is_returned_unchanged(tmp_path):
     assert np.array_equal(pixels, load_image(clean).pixels)
 
 
+def test_a_hazy_photo_is_dehazed_at_the_dosed_transmission_and_the_trace_shows_both():
+    # restorer.plan.plan_from_diagnosis: the diagnosis keeps the transmission it read, the plan that ran carries the
+    # one it dehazed to (the opacity ESTIMATE_GAIN times stronger), and the output is the restorer's on that plan
+    import cv2
+
+    from restorer import load_restorer
+    from restorer.plan import dosed_transmission
+
+    clean = to_uint8(cv2.resize(load_photo("motorcycle_right"), (256, 256), interpolation=cv2.INTER_AREA))
+    hazy = to_uint8(D.apply(clean.astype(np.float32) / 255, [D.MioHazeParams(airlight=0.9, beta=1.4, seed=5)]))
+    hazy = hazy.astype(np.float32) / 255
+    pixels, trace = restore_image(hazy)
+    read = next(d for d in trace.record_before.degradations if d.kind == "haze").factors.transmission
+    first = trace.attempts[0].plan
+    assert first.kinds == ["haze"]
+    assert first.operations[0].params["transmission"] == dosed_transmission(read) < read
+    assert trace.chosen_attempt == 0
+    again = load_restorer("classical").restore(hazy, trace.record_before, [], first).pixels
+    assert np.array_equal(to_uint8(pixels), to_uint8(again))
+    assert psnr(clean, to_uint8(pixels)) > psnr(clean, to_uint8(hazy)) + 3
+
+
 def test_haze_under_noise_is_read_again_once_the_noise_is_gone():
     # noise pulls the dark channel down: the noisy hazy astronaut reads thin, unsure haze and the first plan dehazes
     # it at a quarter strength; denoised alone ("split"), it reads its haze again, restored on top ("revealed")
