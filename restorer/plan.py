@@ -109,27 +109,29 @@ def plan_from_record(record: DiagnosisRecord, strength: float = 1.0, skip: set[s
 #: +1685.0, +999.8, +1474.1); 127 crops up, 60 down; harmed 10 -> 14 (1.05: 12): the cameraman's pale sky under haze
 #: or haze and rain three times, dehazed darker, and a hazy noisy china crop (-0.6 dB), each estimated better. No
 #: gate was found that keeps those (grey or bright frames, sky share, an airlight raised to its floor all gain too).
-ESTIMATE_GAIN: dict[str, float] = {"haze": 1.1}
-#: Most haze opacity a dosed plan asks for (the dehazer's own bound).
+HAZE_OPACITY_GAIN = 1.1
+#: Most haze opacity any plan dehazes (:func:`restorer.operators.dehaze.dehaze` holds itself to it too): a
+#: transmission of at least 0.05 is left, so dividing by it cannot blow the image up.
 MAX_OPACITY = 0.95
 
 
 def dosed_transmission(transmission: float) -> float:
-    """The transmission a plan dehazes to for a diagnosed ``transmission``: its opacity :data:`ESTIMATE_GAIN` stronger.
+    """The transmission a plan dehazes to for a diagnosed one: the opacity :data:`HAZE_OPACITY_GAIN` times stronger.
 
     >>> dosed_transmission(0.6), dosed_transmission(0.02), dosed_transmission(1.0)
     (0.56, 0.05, 1.0)
     """
-    return round(1.0 - min((1.0 - float(transmission)) * ESTIMATE_GAIN["haze"], MAX_OPACITY), 4)
+    return round(1.0 - min((1.0 - float(transmission)) * HAZE_OPACITY_GAIN, MAX_OPACITY), 4)
 
 
 def plan_from_diagnosis(record: DiagnosisRecord, strength: float = 1.0, skip: set[str] | None = None) -> Plan:
-    """:func:`plan_from_record` of a diagnosis (an estimate, not a ground truth), dosed as :data:`ESTIMATE_GAIN` says.
+    """:func:`plan_from_record` of a diagnosis (an estimate, not a ground truth), its haze dosed stronger.
 
-    The plan's haze parameters carry the dosed transmission (:func:`dosed_transmission`), so the trace shows what ran.
+    The plan's haze parameters carry the dosed transmission (:func:`dosed_transmission`), so the trace shows what ran
+    beside what was read.
     """
     plan = plan_from_record(record, strength, skip)
     for op in plan.operations:
-        if op.kind == "haze" and op.params.get("transmission") is not None:
+        if op.kind == "haze":
             op.params["transmission"] = dosed_transmission(op.params["transmission"])
     return plan

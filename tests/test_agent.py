@@ -101,7 +101,7 @@ def test_clean_image_is_returned_unchanged(tmp_path):
 
 def test_a_hazy_photo_is_dehazed_at_the_dosed_transmission_and_the_trace_shows_both():
     # restorer.plan.plan_from_diagnosis: the diagnosis keeps the transmission it read, the plan that ran carries the
-    # one it dehazed to (the opacity ESTIMATE_GAIN times stronger), and the output is the restorer's on that plan
+    # one it dehazed to (the opacity HAZE_OPACITY_GAIN times stronger), and the output is the restorer's on that plan
     import cv2
 
     from restorer import load_restorer
@@ -998,9 +998,9 @@ def test_an_unsure_reread_of_haze_under_noise_is_returned_over_the_first_plan(mo
     assert [a.rule for a in trace.attempts] == [None, "split", "revealed"] and trace.chosen_attempt == 2
     assert trace.attempts[2].verdict == "better" and psnr(to_uint8(clean), to_uint8(out)) > gained
     monkeypatch.setattr(agent.policy, "DEHAZED_PLANS", (frozenset({"haze"}),))
-    # undosed (restorer.plan.ESTIMATE_GAIN): the dosed re-read dehazing is estimated clearly better (+2.8 +-4.2, the
-    # ensemble agreeing on +0.3) and never reaches the unsure path this half is about
-    monkeypatch.setitem(restorer.plan.ESTIMATE_GAIN, "haze", 1.0)
+    # undosed (restorer.plan.HAZE_OPACITY_GAIN): the dosed re-read dehazing is estimated clearly better (+2.8 +-4.2,
+    # the ensemble agreeing on +0.3) and never reaches the unsure path this half is about
+    monkeypatch.setattr(restorer.plan, "HAZE_OPACITY_GAIN", 1.0)
     out, trace = restore_image(img)
     assert trace.chosen_attempt == 2 and trace.attempts[2].verdict == "uncertain"
     said = outcome(trace)

@@ -679,9 +679,9 @@ def test_a_curve_laid_on_brightness_is_inverted_with_hue_and_saturation_kept(res
 
 def test_a_diagnosed_haze_is_dehazed_a_little_stronger_than_it_was_read():
     # Dehazing too little leaves the veil over everything; a little too much darkens only the densest parts. The
-    # plan of a diagnosis takes the haze's opacity restorer.plan.ESTIMATE_GAIN stronger than read; the ground truth's
-    # plan (the oracle) takes it as it is. Over hazy crops of held-out photos under the three zoo haze models (sampled
-    # by each model's published ranges), the dosed plan is nearer the clean photos.
+    # plan of a diagnosis takes the haze's opacity restorer.plan.HAZE_OPACITY_GAIN times stronger than read; the
+    # ground truth's plan (the oracle) takes it as it is. Over hazy crops of held-out photos under the three zoo haze
+    # models (sampled by each model's published ranges), the dosed plan is nearer the clean photos.
     from reasoner.measure import MeasureReasoner
     from restorer.plan import dosed_transmission, plan_from_diagnosis
 
