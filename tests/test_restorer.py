@@ -397,6 +397,25 @@ def test_denoising_strong_colour_noise_leaves_no_colour_blotches():
     assert peak_signal_noise_ratio(clean, out, data_range=1) > peak_signal_noise_ratio(clean, nlm_only, data_range=1)
 
 
+@pytest.mark.parametrize("model", ["gaussian", "poisson_gaussian"])
+def test_a_photo_mostly_clipped_to_black_or_a_flat_fill_is_denoised_not_raised_on(model):
+    # A night photo more than half black: the Wiener step's noise spectrum, a median over patches, read zeros off the
+    # black, its gain was 0 / 0 there, and the denoiser raised on NaN (the quality model's fit stopped on such a crop).
+    # The spectrum is read on the patches that vary; the lit half is denoised, the black stays black; flat fills come
+    # back as they were.
+    clean = _crop("coffee", 128)
+    clean[:, :80] = 0.0
+    rng = np.random.default_rng(5)
+    noisy = np.clip(clean + rng.normal(0, 15 / 255, clean.shape) * (clean > 0), 0, 1).astype(np.float32)
+    out = O.denoise(noisy, 15.0, model)
+    lit = (slice(None), slice(80, None))
+    assert np.isfinite(out).all() and out[:, :80].max() == 0.0
+    assert _psnr(clean[lit], out[lit]) > _psnr(clean[lit], noisy[lit]) + 3
+    for level in (0.0, 0.5, 1.0):
+        flat = np.full((64, 64, 3), level, np.float32)
+        assert np.abs(O.denoise(flat, 20.0, model) - level).max() < 1e-5
+
+
 def test_chroma_clean_up_takes_nothing_from_grey_noise_and_keeps_colour_detail():
     # Grey noise (the same in R, G and B) has no colour to clean: on a colour photo only its own fine colour texture
     # reads as chroma noise, and the result is the Wiener step's own to within a level or so (1.04 at most here, 0.02

@@ -102,6 +102,11 @@ _FINEST = np.array([k for k in range(64) if k // 8 + k % 8 >= 10])
 #: The median of a chi-square with one degree of freedom: a median of squared Gaussian coefficients over it is their
 #: variance.
 _CHI2_MEDIAN = 0.4549
+#: A patch whose AC energy is below this is flat (clipped to black or white, a synthetic fill): it holds no noise, so
+#: the noise spectrum is read without it, unless fewer than :data:`_LIVE_PATCHES` patches vary. A night photo more
+#: than half black read a noise spectrum of zeros off its black, and the Wiener gain was 0 / 0 there: the denoiser
+#: raised on NaN.
+_FLAT_ENERGY, _LIVE_PATCHES = 1e-10, 16
 
 
 def _patches(img: np.ndarray, rows: slice) -> np.ndarray:
@@ -125,6 +130,9 @@ def _channel_spectrum(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     n, step = WIENER_PATCH, WIENER_STEP
     rows = max(1, round(((y.shape[0] - n) // step + 1) * ((y.shape[1] - n) // step + 1) / _WIENER_SAMPLE))
     coef, pilot = _patches(y, slice(None, None, rows)), _patches(p, slice(None, None, rows))
+    live = np.square(coef[:, 1:]).sum(axis=1) > _FLAT_ENERGY
+    if live.sum() >= _LIVE_PATCHES:
+        coef, pilot = coef[live], pilot[live]
     level = np.median(np.square(coef[:, _FINEST])) / _CHI2_MEDIAN
     return np.maximum(np.median(np.square(coef - pilot), axis=0) / _CHI2_MEDIAN, level).astype(np.float32)
 
@@ -204,7 +212,8 @@ def dct_wiener(
         for a0 in range(0, na_all, _WIENER_BAND):
             band = slice(a0, a0 + _WIENER_BAND)
             coef, power = _patches(yp, band), np.square(_patches(pp, band))
-            gain = power / (power + noise)
+            total = power + noise  # 0 only where neither noise nor signal was read: nothing to remove, gain 1
+            gain = np.divide(power, total, out=np.ones_like(total), where=total > 0)
             wt = 1.0 / np.maximum(np.einsum("ki,ki->k", gain, gain), 1e-3)
             na = len(wt) // nb
             est = (((gain * coef) @ _DCT64) * wt[:, None]).reshape(na, nb, n, n)
