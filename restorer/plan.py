@@ -115,13 +115,25 @@ HAZE_OPACITY_GAIN = 1.1
 MAX_OPACITY = 0.95
 
 
+def haze_opacity(transmission: float, factor: float = 1.0) -> float:
+    """The haze opacity ``1 - transmission`` taken ``factor`` times, at most :data:`MAX_OPACITY`.
+
+    What a plan is dosed by (:func:`dosed_transmission`) and what the dehazer removes (``factor``: its strength
+    above 1).
+
+    >>> haze_opacity(0.6), haze_opacity(0.6, 2.0), haze_opacity(0.0)
+    (0.4, 0.8, 0.95)
+    """
+    return min((1.0 - float(transmission)) * float(factor), MAX_OPACITY)
+
+
 def dosed_transmission(transmission: float) -> float:
     """The transmission a plan dehazes to for a diagnosed one: the opacity :data:`HAZE_OPACITY_GAIN` times stronger.
 
     >>> dosed_transmission(0.6), dosed_transmission(0.02), dosed_transmission(1.0)
     (0.56, 0.05, 1.0)
     """
-    return round(1.0 - min((1.0 - float(transmission)) * HAZE_OPACITY_GAIN, MAX_OPACITY), 4)
+    return round(1.0 - haze_opacity(transmission, HAZE_OPACITY_GAIN), 4)
 
 
 def plan_from_diagnosis(record: DiagnosisRecord, strength: float = 1.0, skip: set[str] | None = None) -> Plan:

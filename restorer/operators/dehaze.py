@@ -15,7 +15,7 @@ import numpy as np
 from reasoner.measure.features import box_mean_std
 from restorer.operators.deconvolution import error_sigma
 from restorer.operators.filters import as_image, channel_min, clip01, guided_filter
-from restorer.plan import MAX_OPACITY
+from restorer.plan import haze_opacity
 
 _HAZE_EPS = 1e-2
 #: Least transmission, and how it grows with the error (0-255) left in the image (tuned): dividing by t amplifies
@@ -30,11 +30,6 @@ DETAIL_RADIUS, DETAIL_K = 2, 5.0
 #: the error), the transmission is at least SKY_T. Sky has no dark pixels, so the prior reads it as dense haze, and
 #: 1 / t would inflate its faint colour differences and compression steps into blotches.
 SKY_BRIGHT, SKY_STD, SKY_T = 0.8, 0.02, 0.4
-
-
-def _opacity(transmission: float, strength: float) -> float:
-    # the haze opacity to remove: 1 - transmission, ``strength`` above 1 that much stronger, at most MAX_OPACITY
-    return min((1.0 - float(transmission)) * max(float(strength), 1.0), MAX_OPACITY)
 
 
 def _sky(grey: np.ndarray, airlight: float, sigma: float, r: int | None = None) -> np.ndarray:
@@ -79,7 +74,7 @@ def dehaze(
     """
     x = as_image(img)
     s = float(strength)
-    opacity = _opacity(transmission, s)
+    opacity = haze_opacity(transmission, max(s, 1.0))
     if opacity <= 0 or s <= 0:
         return x.copy()
     a = np.maximum(np.asarray(airlight, np.float32).reshape(3), 0.05)
@@ -147,7 +142,7 @@ def prepare_dehaze(
 
     h, w = img.shape[:2]
     s = float(strength)
-    opacity = _opacity(transmission, s)
+    opacity = haze_opacity(transmission, max(s, 1.0))
     if noise is None:
         noise = estimate_noise(proxy_crops(img))
     if opacity <= 0 or s <= 0:
