@@ -500,7 +500,7 @@ def test_a_tone_range_compressed_towards_black_is_found_as_low_light(measure, mo
         monkeypatch.setattr(backend, "COMPRESSED_TOP", 0.0)
         assert "low_light" not in {d.kind for d in measure.diagnose(img).degradations}, op
         monkeypatch.undo()
-    # not read beside noise (the agent denoises and reads the darkening on the denoised image) or haze
+    # not read beside noise on the noisy view (a denoised copy is read instead: TONE_UNDER_NOISE) or beside haze
     small = backend.global_view(D.apply(coffee, [D.MioDarkParams("squash", 120)]))
     assert backend.darkened_tone_range(small, ["jpeg", "blur", "rain"])[0] == "compressed"
     assert backend.darkened_tone_range(small, ["noise"]) is None
@@ -631,3 +631,37 @@ def test_the_lifted_black_level_of_a_night_photo_is_not_reported_as_haze(measure
     monkeypatch.setattr(backend, "haze_under_low_light", lambda d: (d, {}))
     monkeypatch.setattr(backend, "HAZE_MIN_AIRLIGHT", 0.0)  # its dim airlight would drop it too
     assert {"haze", "low_light"} <= {d.kind for d in measure.diagnose(night).degradations}  # the rule is what drops it
+
+
+def test_a_darkening_under_noise_is_read_on_a_denoised_copy(measure, monkeypatch):
+    # Noise lifts the brightest percent a squash leaves low and fills the pile at black a shift leaves (the range is
+    # read on the largest of three noisy channels), and the factor head reads a noisy image's darkening as milder
+    # than it is. Beside noise the tone range and the darkening's factors are read on a denoised copy
+    # (reasoner.measure.backend.TONE_UNDER_NOISE): MiO's squash to 120/255 under Gaussian noise of sigma 35 is found
+    # where it was missed, and its exposure read nearer 120/255.
+    import reasoner.measure.backend as backend
+
+    def low_light(record):
+        return next((d for d in record.degradations if d.kind == "low_light"), None)
+
+    for name in ("camera", "motorcycle_right", "sklearn_china", "astronaut"):
+        clean = np.ascontiguousarray(load_photo(name)[:256, :256])
+        img = _eight_bit(D.apply(clean, [D.MioDarkParams("squash", 120), D.NoiseParams(35.0, seed=3)]))
+        record = measure.diagnose(img)
+        entry = low_light(record)
+        assert entry is not None, name
+        step = next(s for s in record.reasoning if s.kinds == ["low_light"])
+        assert "denoised at sigma" in step.inference, name
+        monkeypatch.setattr(backend, "TONE_UNDER_NOISE", 1e9)
+        before = low_light(measure.diagnose(img))
+        monkeypatch.undo()
+        assert before is None or abs(entry.factors.exposure - 120 / 255) < abs(before.factors.exposure - 120 / 255)
+    # clean photos under noise gain no darkening from it (PromptIR's sigmas)
+    for name in EVALUATION_PHOTOS:
+        clean = np.ascontiguousarray(load_photo(name)[:256, :256])
+        for sigma in (15.0, 25.0, 50.0):
+            img = _eight_bit(D.apply(clean, [D.NoiseParams(sigma, seed=5)]))
+            found = {d.kind for d in measure.diagnose(img).degradations}
+            monkeypatch.setattr(backend, "TONE_UNDER_NOISE", 1e9)
+            assert {d.kind for d in measure.diagnose(img).degradations} == found, (name, sigma)
+            monkeypatch.undo()
