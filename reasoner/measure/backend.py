@@ -346,9 +346,7 @@ class MeasureReasoner:
         summed the same, -0.6 dB, with a dry-grass cheetah crop 5-6 dB down three times). Returns the entries and
         ``{"low_light": sentence}`` when it was read again.
         """
-        found = {d.kind: d for d in degradations}
-        noise, dark = found.get("noise"), found.get("low_light")
-        sigma = float(noise.factors.sigma) if noise is not None and noise.factors.sigma else 0.0
+        dark, sigma = next((d for d in degradations if d.kind == "low_light"), None), noise_sigma(degradations)
         if dark is None or sigma < TONE_UNDER_NOISE:
             return degradations, {}
         feats = measure_all(rgb, origin, denoise_sigma=sigma)
@@ -401,11 +399,10 @@ class MeasureReasoner:
         denoised copy (:data:`TONE_UNDER_NOISE`). Returns the entries and ``{"low_light": sentence}`` when it was
         added.
         """
-        found = {d.kind: d for d in degradations}
+        found = {d.kind for d in degradations}
         if "low_light" in found:
             return degradations, {}
-        noise = found.get("noise")
-        sigma = float(noise.factors.sigma) if noise is not None and noise.factors.sigma else 0.0
+        sigma = noise_sigma(degradations)
         denoised = sigma >= TONE_UNDER_NOISE
         view = denoised_view(small, sigma * small.shape[0] / rgb.shape[0]) if denoised else small
         reading = darkened_tone_range(view, found, denoised=denoised)
@@ -509,11 +506,9 @@ class MeasureReasoner:
         Returns the entries, severities and presences, haze's from the denoised view's statistics where they read it
         less present (its factors too, where it is still reported), and ``{"haze": sentence}`` when that changed.
         """
-        found = {d.kind: d for d in degradations}
-        noise = found.get("noise")
-        if noise is None or not noise.factors.sigma or "haze" not in found or prob["haze"] >= HAZE_UNDER_NOISE:
+        sigma = noise_sigma(degradations)
+        if not sigma or all(d.kind != "haze" for d in degradations) or prob["haze"] >= HAZE_UNDER_NOISE:
             return degradations, severity, prob, {}
-        sigma = float(noise.factors.sigma)
         again, sev_dn, prob_dn = self._read(measure_all(rgb, origin, denoise_sigma=sigma), rgb, presence)
         before = prob["haze"]
         if prob_dn["haze"] >= before:
@@ -647,6 +642,12 @@ def darkened_tone_range(
     if compressed_read and tone.compressed:
         return "compressed", tone
     return None
+
+
+def noise_sigma(degradations: Iterable[Degradation]) -> float:
+    """The std (0-255) of the noise among ``degradations``, 0 where none was found (or it has no std)."""
+    noise = next((d for d in degradations if d.kind == "noise"), None)
+    return float(noise.factors.sigma) if noise is not None and noise.factors.sigma else 0.0
 
 
 def tone_range_shifted(rgb: np.ndarray, found: Iterable[str] = ()) -> bool:
