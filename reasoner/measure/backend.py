@@ -15,9 +15,10 @@ simply carries too little to measure; a record with made-up statistics would be 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +34,7 @@ from reasoner.measure.calibration import Calibration, load_calibration
 from reasoner.measure.entries import ENTRIES, Reading, blended_factors, rounded
 from reasoner.measure.features import (
     box_mean_std,
-    denoised_view,
+    denoised_global_view,
     global_view,
     local_crop,
     luma255,
@@ -266,17 +267,19 @@ class MeasureReasoner:
             degradations, severity, prob, read, gridded = self._low_resolution_of_the_grid(
                 degradations, severity, prob, feats, rgb, grid, presence
             )
+            # the statistics read again on a copy denoised at the noise's std, measured once for every rule below
+            denoised = functools.cache(lambda sigma: measure_all(rgb, origin, denoise_sigma=sigma))
             degradations, severity, prob, hidden = self._haze_under_noise(
-                degradations, severity, prob, rgb, origin, presence
+                degradations, severity, prob, rgb, denoised, presence
             )
             degradations, explained = rain_along_motion(degradations)
             degradations, lines = rain_of_few_lines(degradations, rgb, origin)
             toned: dict[str, str] = {}
             if not restored:
-                degradations, toned = self._low_light_under_noise(degradations, rgb, origin)
+                degradations, toned = self._low_light_under_noise(degradations, rgb, denoised)
                 degradations, combed = self._low_light_of_a_tone_comb(degradations, rgb)
                 toned |= combed
-                degradations, ranged = self._low_light_of_the_tone_range(degradations, read, rgb, small, origin)
+                degradations, ranged = self._low_light_of_the_tone_range(degradations, read, rgb, small, denoised)
                 toned |= ranged
             degradations, veiled = haze_under_low_light(degradations)
             degradations, dim = haze_of_an_implausible_airlight(degradations, read)
@@ -336,7 +339,7 @@ class MeasureReasoner:
         return ENTRIES[kind](reading)
 
     def _low_light_under_noise(
-        self, degradations: list[Degradation], rgb: np.ndarray, origin: tuple[int, int]
+        self, degradations: list[Degradation], rgb: np.ndarray, denoised: Callable[[float], dict[str, float]]
     ) -> tuple[list[Degradation], dict[str, str]]:
         """Low light found beside noise with its factors read again on a denoised copy (:data:`TONE_UNDER_NOISE`).
 
@@ -349,8 +352,7 @@ class MeasureReasoner:
         dark, sigma = next((d for d in degradations if d.kind == "low_light"), None), noise_sigma(degradations)
         if dark is None or sigma < TONE_UNDER_NOISE:
             return degradations, {}
-        feats = measure_all(rgb, origin, denoise_sigma=sigma)
-        entry = self._entry_at_presence("low_light", feats, rgb, dark.confidence)
+        entry = self._entry_at_presence("low_light", denoised(sigma), rgb, dark.confidence)
         kept = [entry if d.kind == "low_light" else d for d in degradations]
         before = f"exposure {dark.factors.exposure:.2f}, gamma {dark.factors.gamma:.2f}"
         why = (
@@ -387,7 +389,7 @@ class MeasureReasoner:
         feats: dict[str, float],
         rgb: np.ndarray,
         small: np.ndarray,
-        origin: tuple[int, int],
+        denoised: Callable[[float], dict[str, float]],
     ) -> tuple[list[Degradation], dict[str, str]]:
         """``degradations`` with low light added where the classifier missed a darkened tone range, and why.
 
@@ -403,9 +405,9 @@ class MeasureReasoner:
         if "low_light" in found:
             return degradations, {}
         sigma = noise_sigma(degradations)
-        denoised = sigma >= TONE_UNDER_NOISE
-        view = denoised_view(small, sigma * small.shape[0] / rgb.shape[0]) if denoised else small
-        reading = darkened_tone_range(view, found, denoised=denoised)
+        under_noise = sigma >= TONE_UNDER_NOISE
+        view = denoised_global_view(rgb, sigma, small) if under_noise else small
+        reading = darkened_tone_range(view, found, denoised=under_noise)
         if reading is None:
             return degradations, {}
         how, tone = reading
@@ -419,9 +421,9 @@ class MeasureReasoner:
                 f"the brightest percent of the image stops at {tone.top:.2f} while its darkest percent is at "
                 f"{tone.darkest:.2f}: the tone range compressed towards black"
             )
-        if denoised:
+        if under_noise:
             said += f" (read on a copy denoised at sigma {sigma:.1f})"
-            feats = measure_all(rgb, origin, denoise_sigma=sigma)
+            feats = denoised(sigma)
         entry = self._entry_at_presence("low_light", feats, rgb, CLIPPED_CONFIDENCE)
         kept = sorted([*degradations, entry], key=lambda d: KINDS[d.kind].order)
         why = f"{said}, under-exposed (severity {entry.severity:.2f}; the classifier's presence alone was lower)."
@@ -498,10 +500,12 @@ class MeasureReasoner:
         severity: dict[str, float],
         prob: dict[str, float],
         rgb: np.ndarray,
-        origin: tuple[int, int],
+        denoised: Callable[[float], dict[str, float]],
         presence: Mapping[str, float],
     ) -> tuple[list[Degradation], dict[str, float], dict[str, float], dict[str, str]]:
         """Haze found beside noise read again on a denoised view, the lower reading kept (:data:`HAZE_UNDER_NOISE`).
+
+        ``denoised``: the statistics measured on a copy denoised at a noise std (``measure_all(..., denoise_sigma)``).
 
         Returns the entries, severities and presences, haze's from the denoised view's statistics where they read it
         less present (its factors too, where it is still reported), and ``{"haze": sentence}`` when that changed.
@@ -509,7 +513,7 @@ class MeasureReasoner:
         sigma = noise_sigma(degradations)
         if not sigma or all(d.kind != "haze" for d in degradations) or prob["haze"] >= HAZE_UNDER_NOISE:
             return degradations, severity, prob, {}
-        again, sev_dn, prob_dn = self._read(measure_all(rgb, origin, denoise_sigma=sigma), rgb, presence)
+        again, sev_dn, prob_dn = self._read(denoised(sigma), rgb, presence)
         before = prob["haze"]
         if prob_dn["haze"] >= before:
             return degradations, severity, prob, {}

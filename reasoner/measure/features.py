@@ -457,6 +457,15 @@ def denoised_view(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(u8), None, h, h, 5, 15).astype(np.float32) / 255.0
 
 
+def denoised_global_view(rgb: np.ndarray, sigma: float, small: np.ndarray | None = None) -> np.ndarray:
+    """The global view of ``rgb`` (``small`` when already made) through :func:`denoised_view`.
+
+    At the noise std its area down-scaling leaves: ``sigma`` (0-255, on ``rgb``) times its scale.
+    """
+    small = global_view(rgb) if small is None else small
+    return denoised_view(small, sigma * small.shape[0] / rgb.shape[0])
+
+
 def measure_all(
     rgb: np.ndarray, origin: tuple[int, int] | None = None, denoise_sigma: float | None = None
 ) -> dict[str, float]:
@@ -471,7 +480,7 @@ def measure_all(
     small = global_view(rgb)
     if denoise_sigma is not None:
         crop = denoised_view(crop, denoise_sigma)
-        small = denoised_view(small, denoise_sigma * small.shape[0] / rgb.shape[0])
+        small = denoised_global_view(rgb, denoise_sigma, small)
     y = luma255(crop)
     feats = noise_stats(crop * 255.0)
     feats.update(spectrum_stats(y, feats["noise_sigma_flat"] * 0.67))
