@@ -837,6 +837,31 @@ def test_a_hazy_phone_jpeg_whose_estimate_is_at_the_clip_is_dehazed():
     assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(img)) + 10
 
 
+def hazy_landscape() -> tuple[np.ndarray, np.ndarray]:
+    """``(clean, hazy)``: the china photo under haze thickening towards the top (transmission 0.85 at the bottom row,
+    0.35 at the top; a warm airlight), as distance hazes a landscape."""
+    clean = load_photo("sklearn_china")
+    t = np.linspace(0.35, 0.85, clean.shape[0], dtype=np.float32)[:, None, None]
+    return clean, (clean * t + np.array([0.92, 0.90, 0.85], np.float32) * (1 - t)).astype(np.float32)
+
+
+def test_a_hazy_landscape_the_diagnosis_is_unsure_of_is_dehazed_at_the_dose_it_reads(monkeypatch):
+    # The classifier is unsure of this veil (presence under 0.8: a bright sky and pale water look hazy in clean
+    # photos too), so the first plan dehazes at a quarter of the transmission it read; thinned, the veil read under
+    # the threshold, no stronger pass followed, and the photo came back at 18.6 dB (16.4 in), reported "haze 0.00
+    # after". Once that cautious dose is better, the plan is tried at the read dose (agent.policy.haze_to_its_dose).
+    clean, hazy = hazy_landscape()
+    out, trace = restore_image(hazy)
+    found = next(d for d in trace.record_before.degradations if d.kind == "haze")
+    assert found.confidence < 0.8 and trace.attempts[0].plan.strengths == {"haze": 0.25}
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert chosen.rule == "stronger" and chosen.plan.strengths == {"haze": 1.0}
+    assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(hazy)) + 5
+    monkeypatch.setattr("agent.policy.haze_to_its_dose", lambda attempts, last: None)
+    cautious, _ = restore_image(hazy)
+    assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(cautious)) + 2
+
+
 def test_a_night_jpeg_is_brightened_without_dehazing_its_lifted_shadows():
     # An under-exposed, noisy JPEG of the cameraman: the diagnosis read its lifted black level as haze too, and the
     # plan dehazed the shadows the brightening then lifted (overshoot, oil paint): every attempt "uncertain", the

@@ -914,6 +914,32 @@ def test_an_extrapolated_dehazing_is_not_returned_once_another_dose_failed_the_h
     assert conclude(rec, [agreed, half, rain], S).chosen == 0
 
 
+def test_a_dehazing_at_the_dose_that_failed_the_haze_check_is_not_returned_from_another_source():
+    from agent.policy import reread_step, set_aside
+    from reasoner.quality.artefacts import NOT_HAZE
+
+    # a noisy, blurred camera crop read as hazy (MiO's motion blur + defocus + noise): denoised and dehazed at the
+    # haze's dose in the first plan (+3.9 dB +-1.8 estimated, truly -1.0), split, and dehazed at the same dose on top
+    # of the denoising, which failed the haze check. The first plan is set aside with it, and the denoising alone
+    # (truly +5.7), a step otherwise never returned, is what holds of it
+    hazy = record(noise=0.9, haze=0.35)
+    first = scored(0, "better", 3.9, 1.8, strengths={"noise": 1.0, "haze": 1.0})
+    step = scored(1, "better", 8.7, 3.3, strengths={"noise": 1.0}).model_copy(update={"rule": "split"})
+    on_top = scored(2, "worse", 5.6, 1.7, strengths={"haze": 1.0}).model_copy(
+        update={"rule": "revealed", "source": 1, "reason": f"{NOT_HAZE}; estimated +5.6 dB (spread 1.7)"}
+    )
+    attempts = [first, step, on_top]
+    assert reread_step(step, attempts, S) == {"haze"}  # the re-read split, as the agent makes it
+    assert set_aside(attempts) == {0}
+    final = conclude(hazy, attempts, S)
+    assert final.chosen == 1 and "attempt 0 set aside" in final.reason
+    # at another dose the check says nothing of the first plan (a depth-varying haze can fail it at half dose): the
+    # first plan is returned and the step stays a step, as before
+    half = on_top.model_copy(update={"plan": Plan(operations=[Operation(kind="haze", severity=0.35, strength=0.5)])})
+    assert set_aside([first, step, half]) == frozenset()
+    assert conclude(hazy, [first, step, half], S).chosen == 0
+
+
 def test_an_artefact_of_a_better_attempt_never_asks_for_a_weaker_brightening():
     # A brightening lifts every level above black: shadows at black after one were there before or come from another
     # operator of the plan (crushed_shadows no longer names low light). And whatever a better attempt showed, a weaker
