@@ -110,8 +110,9 @@ better                 its output shows tone the input's   source: that attempt;
                        :data:`REVEALABLE`)                 stronger pass; when the refinement is not better,
                                                            the stronger pass its source would have had
                                                            (:func:`stronger_after_revealed`)
-better (first plan)    it dehazed below the read dose      the haze at its read dose, the rest as it was
-                       (an unsure detection's weight)      ("stronger", :func:`haze_to_its_dose`)
+better (first plan,    it dehazed below the read dose      the haze at its read dose, the rest as it was
+or a dehazing on top   (an unsure detection's weight)      ("stronger", :func:`haze_to_its_dose`)
+of a deblocking)
 better                 overall still >= ``done_below``     ``residual_factor`` on the input's kinds still
                        and residue remains                 detected, low-pass kinds excepted ("stronger")
 better                 a brightening alone whose output    source: that attempt; the noise alone, at full
