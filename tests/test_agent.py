@@ -1106,7 +1106,14 @@ def test_a_photo_whose_tone_range_was_compressed_is_brightened(monkeypatch):
     chosen = trace.attempts[trace.chosen_attempt]
     assert trace.decision == "accepted" and sorted(chosen.plan.kinds) == ["jpeg", "low_light"]
     assert psnr(to_uint8(clean), to_uint8(out)) > before + 8
+    # without the range the darkening shows once the JPEG is deblocked, and is brightened on top of it (JPEG hides
+    # tone: agent.policy.HIDE_TONE); without either, the photo came back dark
     monkeypatch.setattr(backend, "COMPRESSED_TOP", 0.0)
+    out, trace = restore_image(img)
+    chosen = trace.attempts[trace.chosen_attempt]
+    assert chosen.rule == "revealed" and chosen.plan.kinds == ["low_light"]
+    assert psnr(to_uint8(clean), to_uint8(out)) > before + 8
+    monkeypatch.setattr("agent.policy.HIDE_TONE", frozenset({"noise", "rain"}))
     out, trace = restore_image(img)
     assert "low_light" not in trace.attempts[trace.chosen_attempt].plan.kinds
     assert psnr(to_uint8(clean), to_uint8(out)) < before + 1
