@@ -1018,9 +1018,8 @@ def decide(record: DiagnosisRecord, attempts: Sequence[AttemptTrace], settings: 
                 return Retry("revealed", last.index, per_kind(1.0), frozenset(KINDS) - revealed)
             if noise := revealed_noise(record, attempts, last):
                 return Retry("revealed", last.index, {**per_kind(1.0), "noise": noise}, frozenset(KINDS) - {"noise"})
-            if haze := haze_to_its_dose(attempts, last):
-                skip = frozenset(KINDS) - {"haze"} if last.source is not None else frozenset()
-                return Retry("stronger", last.source, {**per_kind(1.0), "haze": haze}, skip)
+            if (to_dose := haze_to_its_dose(attempts, last)) is not None:
+                return to_dose
             if (stronger := stronger_pass(record, last, s)) is not None:
                 return stronger
         elif (stronger := stronger_after_revealed(record, attempts, s)) is not None:
@@ -1335,18 +1334,13 @@ def set_aside(attempts: Sequence[AttemptTrace]) -> frozenset[int]:
     >>> set_aside([sure, failed]), set_aside([sure, half])
     (frozenset({0}), frozenset())
     """
-    failed = [lineage_strengths(attempts, a.index).get("haze") for a in attempts if failed_haze_check(a)]
+    dose = {a.index: lineage_strengths(attempts, a.index).get("haze") for a in attempts}
+    failed = [dose[a.index] for a in attempts if failed_haze_check(a)]  # a refused dehazing: its lineage dehazed
     if not failed:
         return frozenset()
-
-    def aside(a: AttemptTrace) -> bool:
-        dose = lineage_strengths(attempts, a.index).get("haze")
-        if a.verdict != "better" or dose is None:
-            return False
-        return extrapolating(a.quality) or DEHAZED in a.reason or any(d is not None and abs(dose - d) <= SAME_DOSE
-                                                                      for d in failed)  # fmt: skip
-
-    return frozenset(a.index for a in attempts if aside(a))
+    return frozenset(a.index for a in attempts if a.verdict == "better" and dose[a.index] is not None and (
+                     extrapolating(a.quality) or DEHAZED in a.reason
+                     or any(abs(dose[a.index] - d) <= SAME_DOSE for d in failed)))  # fmt: skip
 
 
 def superseding(
@@ -1560,26 +1554,26 @@ def revealed_haze(attempts: Sequence[AttemptTrace], last: AttemptTrace) -> bool:
     return set(attempts[0].plan.kinds) == {"jpeg"}
 
 
-def haze_to_its_dose(attempts: Sequence[AttemptTrace], last: AttemptTrace) -> float | None:
-    """The factor that takes a better first plan's dehazing to the dose its transmission reads; None when it is there.
+def haze_to_its_dose(attempts: Sequence[AttemptTrace], last: AttemptTrace) -> Retry | None:
+    """The retry that takes a better first plan's dehazing to the dose its transmission reads; None when it is there.
 
     The first plan doses an unsure detection by its confidence (:func:`restorer.plan.confidence_weight`), and the
-    checks that catch a veil that is not haze (:data:`NOT_HAZE`, :func:`set_aside`, a drift) were made on those
-    doses: a grey crop of the moon enlarged 3.5x, or the cameraman's pale sky under grey noise (its haze read on the
-    noisy image, as a test forces), read as unsure haze, come back 18.6 and 24 dB below the input when dehazed at once
-    at the dose they read. But the classifier is least sure of
-    true hazes where something else is mixed in (noise, a defocus, a JPEG, a bright sky: MiO's haze + noise at
-    presence 0.44-0.71, a china landscape hazed towards the top 0.47), and their veil, thinned by the cautious
-    dose, reads under the presence threshold: no stronger pass followed, and "haze 0.00 after" was reported (the
-    landscape: 16.4 -> 18.6 dB returned, 22.6 at its dose). So once the cautious dose was better, the same plan is
-    tried again with the haze at its read dose, judged like any attempt; :func:`conclude` chooses between them.
-    Agent outputs (``bench/protocols.py --harm-seeds 1-7``, 1,414 crops, rnr - identity summed): MiO +22.2 dB (10
-    crops up, MiO's defocus + haze most, +1.2 to +4.8; 4 down by 0.07 to 0.93), held-out models +5.0, own cases and
-    PromptIR unchanged, the same 14 crops harmed. Fresh zoo crops not used to choose it (haze from every model with a
-    JPEG from every model, alone or with noise, blur, low light or rain, and JPEGs alone; 60 a split): held-out photos
-    +5.7 dB (2 up, one down by 3.2: rain streaks the diagnosis missed, brighter once dehazed), calibration photos +2.3.
-    Planning the haze at its read dose from the first plan gained more on the protocols (+97 dB) but returned the two
-    false hazes above 18-24 dB below their input: the checks had nothing gentler to compare with.
+    checks that catch a veil that is not haze (:data:`NOT_HAZE`, :func:`set_aside`, a drift) were made on those doses:
+    a grey crop of the moon enlarged 3.5x, or the cameraman's pale sky under grey noise (its haze read on the noisy
+    image, as a test forces), read as unsure haze, come back 18.6 and 24 dB below the input when dehazed at once at the
+    dose they read. But the classifier is least sure of true hazes where something else is mixed in (noise, a defocus,
+    a JPEG, a bright sky: MiO's haze + noise at presence 0.44-0.71, a china landscape hazed towards the top 0.47), and
+    their veil, thinned by the cautious dose, reads under the presence threshold: no stronger pass followed, and "haze
+    0.00 after" was reported (the landscape: 16.4 -> 18.6 dB returned, 22.6 at its dose). So once the cautious dose was
+    better, the same plan is tried again with the haze at its read dose, judged like any attempt; :func:`conclude`
+    chooses between them. Agent outputs (``bench/protocols.py --harm-seeds 1-7``, 1,414 crops, rnr - identity summed):
+    MiO +22.2 dB (10 crops up, MiO's defocus + haze most, +1.2 to +4.8; 4 down by 0.07 to 0.93), held-out models +5.0,
+    own cases and PromptIR unchanged, the same 14 crops harmed. Fresh zoo crops not used to choose it (haze from every
+    model with a JPEG from every model, alone or with noise, blur, low light or rain, and JPEGs alone; 60 a split):
+    held-out photos +5.7 dB (2 up, one down by 3.2: rain streaks the diagnosis missed, brighter once dehazed),
+    calibration photos +2.3. Planning the haze at its read dose from the first plan gained more on the protocols (+97
+    dB) but returned the two false hazes above 18-24 dB below their input: the checks had nothing gentler to compare
+    with.
 
     So is a dehazing alone on top of a first plan that only deblocked (:func:`revealed_haze`): the landscape saved as
     JPEG q80, 16.3 -> 20.4 dB where the deblocked photo came back hazy. With it (and JPEG among what hides tone, and
@@ -1591,7 +1585,8 @@ def haze_to_its_dose(attempts: Sequence[AttemptTrace], last: AttemptTrace) -> fl
     strength = last.plan.strengths.get("haze")
     if strength is None or strength >= 1.0 - SAME_DOSE:
         return None
-    return 1.0 / strength
+    skip = frozenset(KINDS) - {"haze"} if last.source is not None else frozenset()  # on top: the dehazing alone
+    return Retry("stronger", last.source, {**per_kind(1.0), "haze": 1.0 / strength}, skip)
 
 
 #: What hides noise: a dim image's noise is small in absolute terms and reads below the threshold; an attempt that
