@@ -519,6 +519,33 @@ def test_a_tone_range_compressed_towards_black_is_found_as_low_light(measure, mo
     assert tone.flat > backend.COMPRESSED_FLAT_SHARE and not tone.compressed
 
 
+def test_a_squash_under_heavy_noise_is_found_on_the_denoised_copy(measure, monkeypatch):
+    # Noise clipped at black lifts the darkest pixels of a squashed range, and the denoised copy it is read on is
+    # flat nearly everywhere: MiO's squash under Gaussian noise of sigma 30-40 was missed by the bounds made for a
+    # noise-free image. The denoised copy is read less the lift and with a wider flat share
+    # (reasoner.measure.backend.COMPRESSED_FLAT_SHARE_DENOISED); the exposure is held towards the denoised copy's
+    # brightest percent (the noisy one is lifted too: brightened from it, a squashed camera crop came back 5.8 dB
+    # darker) and the gamma of a linear squash is 1; the noisy moon, grey and dim by nature, stays clean.
+    import reasoner.measure.backend as backend
+
+    def low_light(img):
+        return next((d for d in measure.diagnose(img).degradations if d.kind == "low_light"), None)
+
+    for name, amount, sigma in (("coffee", 140, 30.0), ("sklearn_china", 110, 40.0), ("astronaut", 140, 40.0)):
+        clean = np.ascontiguousarray(load_photo(name)[:256, :256])
+        img = _eight_bit(D.apply(clean, [D.MioDarkParams("squash", amount), D.NoiseParams(sigma, seed=3)]))
+        entry = low_light(img)
+        assert entry is not None and abs(entry.factors.exposure - amount / 255) < 0.08, (name, entry)
+        assert entry.factors.gamma == 1.0, (name, entry)
+        monkeypatch.setattr(backend, "CLIPPED_NOISE_LIFT", 0.0)
+        monkeypatch.setattr(backend, "COMPRESSED_FLAT_SHARE_DENOISED", backend.COMPRESSED_FLAT_SHARE)
+        assert low_light(img) is None, name
+        monkeypatch.undo()
+    moon = np.ascontiguousarray(load_photo("moon")[:256, :256])
+    for sigma in (20.0, 30.0, 40.0):
+        assert low_light(_eight_bit(D.apply(moon, [D.NoiseParams(sigma, seed=3)]))) is None, sigma
+
+
 def test_highlights_smeared_by_a_motion_are_not_read_as_rain(measure):
     # a motion blur draws every chrome glint of the motorcycle into a line along its direction, which the rain
     # statistics find as streaks (p up to 0.97): rain along the motion is left out, and the reasoning says why
