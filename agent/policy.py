@@ -210,6 +210,11 @@ REVEALABLE: frozenset[str] = frozenset({"low_light", "haze"})
 #: contrast to the haze features: the china landscape under haze reads presence 0.47, saved as JPEG q80 0.28, and as
 #: JPEG alone; deblocked, it reads hazy (its dehazing on top: :func:`haze_to_its_dose`).
 HIDE_TONE: frozenset[str] = frozenset({"noise", "rain", "jpeg"})
+#: What hides haze but not darkness: a defocus raises the dark channel of a clean photo as haze does, so the classifier
+#: discounts the dark channel of a blurred one (MiO's defocus on hazy motorcycle crops: dark-channel transmission
+#: 0.53-0.55, haze presence 0.32-0.38, read as blur alone); once deblurred, the haze reads. A darkening read after a
+#: deblurring alone is not revealed: a defocus does not hide it.
+HIDE_HAZE_ONLY: frozenset[str] = frozenset({"blur"})
 #: Darkness that noise hid is dim highlights: a revealed low light counts only with a diagnosed exposure below this.
 #: A gamma-only read (exposure about 1, the brightest pixels already near white) is a dark-toned scene, not what the
 #: noise hid (PromptIR sigma 25, seed 3: a camera crop denoised +11.2 dB read exposure 0.99, gamma 1.18, as its clean
@@ -1484,7 +1489,8 @@ def revealed_kinds(
     A dim photo under heavy noise reads as noisy only: the noise lifts the brightest percentiles that low light is
     read from. Once the noise is gone, the darkness shows; it is restored on top of the better attempt (a
     "revealed" retry), and that attempt is judged against the input like any other. Only an output whose plans
-    removed what hides tone (:data:`HIDE_TONE`) and restored no tone themselves is read this way. ``reread``: tone
+    removed what hides tone (:data:`HIDE_TONE`; haze alone after :data:`HIDE_HAZE_ONLY`) and restored no tone
+    themselves is read this way. ``reread``: tone
     the input's diagnosis had that ``last`` left out to read it again (:func:`reread_step`), found like new tone.
 
     It is tried before a stronger pass on what ``last`` left: a haze under heavy noise reads only once the noise is
@@ -1498,10 +1504,12 @@ def revealed_kinds(
     held-out photos +13.3 dB summed (4 up, one down by 0.55), calibration photos +12.4 (2 up, none down).
     """
     restored = lineage_kinds(attempts, last.index)
-    if last.record_after is None or not restored & HIDE_TONE or restored & REVEALABLE:
+    if last.record_after is None or not restored & (HIDE_TONE | HIDE_HAZE_ONLY) or restored & REVEALABLE:
         return frozenset()
     found = frozenset(d.kind for d in last.record_after.detected()
                       if d.kind != "low_light" or d.factors.exposure < REVEALED_EXPOSURE)  # fmt: skip
+    if not restored & HIDE_TONE:
+        found &= {"haze"}
     original = frozenset(d.kind for d in record.detected())
     revealed = (found & REVEALABLE) - (original - reread)
     # a dim photo denoised reads hazy too (little contrast, a raised dark channel): brightening and dehazing pull
@@ -1543,15 +1551,21 @@ def stronger_pass(record: DiagnosisRecord, attempt: AttemptTrace, settings: Sett
     return Retry("stronger", attempt.source, per_kind(settings.residual_factor, residual))
 
 
-def revealed_haze(attempts: Sequence[AttemptTrace], last: AttemptTrace) -> bool:
-    """Whether ``last`` is a dehazing alone restored on top of a first plan that only deblocked.
+#: The first plans on top of which a revealed dehazing is taken to its read dose (:func:`revealed_haze`).
+HIDE_HAZE: frozenset[str] = frozenset({"jpeg", "blur"})
 
-    A hazy JPEG read as JPEG alone (:data:`HIDE_TONE`): :func:`haze_to_its_dose` takes it to its read dose like a
-    first plan.
+
+def revealed_haze(attempts: Sequence[AttemptTrace], last: AttemptTrace) -> bool:
+    """Whether ``last`` is a dehazing alone restored on top of a first plan that only deblocked or deblurred.
+
+    A hazy JPEG read as JPEG alone, a defocused haze read as blur alone (:data:`HIDE_TONE`, :data:`HIDE_HAZE_ONLY`):
+    :func:`haze_to_its_dose` takes it to its read dose like a first plan. Not on top of a denoising: a haze read under
+    noise has its own retries (:func:`reread`).
     """
     if last.rule != "revealed" or last.source != 0 or last.plan.kinds != ["haze"]:
         return False
-    return set(attempts[0].plan.kinds) == {"jpeg"}
+    first = set(attempts[0].plan.kinds)
+    return bool(first) and first <= HIDE_HAZE
 
 
 def haze_to_its_dose(attempts: Sequence[AttemptTrace], last: AttemptTrace) -> Retry | None:
