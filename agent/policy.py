@@ -204,17 +204,18 @@ NOT_BOLDER: frozenset[str] = frozenset({"motion_blur"})
 #: deconvolution undoes. Blur, low resolution and noise found after a denoising are mostly the denoising's own
 #: smoothing or what it left, and are not restored on top of it.
 REVEALABLE: frozenset[str] = frozenset({"low_light", "haze"})
-#: What hides tone: only an attempt that removed one of these (and restored no tone itself) is read for revealed
-#: tone. A brightened image read as hazy is the brightening's lifted shadows, not haze (own cases, seed 2: a dim
-#: camera crop brightened +12.1 dB, then "dehazed" to +7.4 dB and that accepted). A JPEG's blocks and ringing are
-#: contrast to the haze features: the china landscape under haze reads presence 0.47, saved as JPEG q80 0.28, and as
-#: JPEG alone; deblocked, it reads hazy (its dehazing on top: :func:`haze_to_its_dose`).
-HIDE_TONE: frozenset[str] = frozenset({"noise", "rain", "jpeg"})
-#: What hides haze but not darkness: a defocus raises the dark channel of a clean photo as haze does, so the classifier
+#: What each restored kind hides from the diagnosis: the tone (:data:`REVEALABLE`) an attempt that removed it (and
+#: restored no tone itself) is read for (:func:`revealed_kinds`). Noise and rain streaks lift the brightest pixels and
+#: the dark channel. A JPEG's blocks and ringing are contrast to the haze features: the china landscape under haze
+#: reads presence 0.47, saved as JPEG q80 0.28, and as JPEG alone; deblocked, it reads hazy (its dehazing on top:
+#: :func:`haze_to_its_dose`). A defocus raises the dark channel of a clean photo as haze does, so the classifier
 #: discounts the dark channel of a blurred one (MiO's defocus on hazy motorcycle crops: dark-channel transmission
-#: 0.53-0.55, haze presence 0.32-0.38, read as blur alone); once deblurred, the haze reads. A darkening read after a
-#: deblurring alone is not revealed: a defocus does not hide it.
-HIDE_HAZE_ONLY: frozenset[str] = frozenset({"blur"})
+#: 0.53-0.55, haze presence 0.32-0.38, read as blur alone); once deblurred the haze reads, but a defocus hides no
+#: darkness. A brightening hides nothing: an image brightened and read as hazy is the brightening's lifted shadows,
+#: not haze (own cases, seed 2: a dim camera crop brightened +12.1 dB, then "dehazed" to +7.4 dB and that accepted).
+HIDDEN_BY: dict[str, frozenset[str]] = {
+    "noise": REVEALABLE, "rain": REVEALABLE, "jpeg": REVEALABLE, "blur": frozenset({"haze"}),
+}  # fmt: skip
 #: Darkness that noise hid is dim highlights: a revealed low light counts only with a diagnosed exposure below this.
 #: A gamma-only read (exposure about 1, the brightest pixels already near white) is a dark-toned scene, not what the
 #: noise hid (PromptIR sigma 25, seed 3: a camera crop denoised +11.2 dB read exposure 0.99, gamma 1.18, as its clean
@@ -1489,8 +1490,8 @@ def revealed_kinds(
     A dim photo under heavy noise reads as noisy only: the noise lifts the brightest percentiles that low light is
     read from. Once the noise is gone, the darkness shows; it is restored on top of the better attempt (a
     "revealed" retry), and that attempt is judged against the input like any other. Only an output whose plans
-    removed what hides tone (:data:`HIDE_TONE`; haze alone after :data:`HIDE_HAZE_ONLY`) and restored no tone
-    themselves is read this way. ``reread``: tone
+    removed what hides tone (:data:`HIDDEN_BY`) and restored no tone themselves is read this way, for what those
+    removals hid. ``reread``: tone
     the input's diagnosis had that ``last`` left out to read it again (:func:`reread_step`), found like new tone.
 
     It is tried before a stronger pass on what ``last`` left: a haze under heavy noise reads only once the noise is
@@ -1504,14 +1505,13 @@ def revealed_kinds(
     held-out photos +13.3 dB summed (4 up, one down by 0.55), calibration photos +12.4 (2 up, none down).
     """
     restored = lineage_kinds(attempts, last.index)
-    if last.record_after is None or not restored & (HIDE_TONE | HIDE_HAZE_ONLY) or restored & REVEALABLE:
+    hidden = frozenset().union(*(HIDDEN_BY.get(k, frozenset()) for k in restored))
+    if last.record_after is None or not hidden or restored & REVEALABLE:
         return frozenset()
     found = frozenset(d.kind for d in last.record_after.detected()
                       if d.kind != "low_light" or d.factors.exposure < REVEALED_EXPOSURE)  # fmt: skip
-    if not restored & HIDE_TONE:
-        found &= {"haze"}
     original = frozenset(d.kind for d in record.detected())
-    revealed = (found & REVEALABLE) - (original - reread)
+    revealed = (found & hidden) - (original - reread)
     # a dim photo denoised reads hazy too (little contrast, a raised dark channel): brightening and dehazing pull
     # its tone opposite ways, and the darkness is what the noise hid (the full cameraman photo darkened under
     # Poisson noise: both found, restored together, rejected twice)
@@ -1551,21 +1551,22 @@ def stronger_pass(record: DiagnosisRecord, attempt: AttemptTrace, settings: Sett
     return Retry("stronger", attempt.source, per_kind(settings.residual_factor, residual))
 
 
-#: The first plans on top of which a revealed dehazing is taken to its read dose (:func:`revealed_haze`).
-HIDE_HAZE: frozenset[str] = frozenset({"jpeg", "blur"})
+#: The kinds of a first plan on top of which a revealed dehazing is taken to its read dose (:func:`revealed_haze`):
+#: those that hide haze (:data:`HIDDEN_BY`) but noise, whose haze has its own retries (:func:`reread`), and rain
+#: (not measured).
+DOSED_ON_TOP_OF: frozenset[str] = frozenset({"jpeg", "blur"})
 
 
 def revealed_haze(attempts: Sequence[AttemptTrace], last: AttemptTrace) -> bool:
     """Whether ``last`` is a dehazing alone restored on top of a first plan that only deblocked or deblurred.
 
-    A hazy JPEG read as JPEG alone, a defocused haze read as blur alone (:data:`HIDE_TONE`, :data:`HIDE_HAZE_ONLY`):
-    :func:`haze_to_its_dose` takes it to its read dose like a first plan. Not on top of a denoising: a haze read under
-    noise has its own retries (:func:`reread`).
+    A hazy JPEG read as JPEG alone, a defocused haze read as blur alone (:data:`HIDDEN_BY`): :func:`haze_to_its_dose`
+    takes it to its read dose like a first plan (:data:`DOSED_ON_TOP_OF`).
     """
     if last.rule != "revealed" or last.source != 0 or last.plan.kinds != ["haze"]:
         return False
     first = set(attempts[0].plan.kinds)
-    return bool(first) and first <= HIDE_HAZE
+    return bool(first) and first <= DOSED_ON_TOP_OF
 
 
 def haze_to_its_dose(attempts: Sequence[AttemptTrace], last: AttemptTrace) -> Retry | None:

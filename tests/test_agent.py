@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent import policy
 from agent.batch import MANIFEST, plan_batch, read_manifest, run_batch
 from agent.checkpoint import memory_checkpointer
 from agent.graph import build_graph, structure_score
@@ -864,7 +865,7 @@ def test_a_hazy_landscape_the_diagnosis_is_unsure_of_is_dehazed_at_the_dose_it_r
 
 def test_a_hazy_landscape_saved_as_jpeg_is_dehazed_once_deblocked(monkeypatch):
     # Saved as JPEG q80 the landscape reads as JPEG alone (haze presence 0.28); deblocked, it reads hazy. The haze is
-    # restored on top of the deblocking (JPEG among what hides tone, agent.policy.HIDE_TONE) and, once that cautious
+    # restored on top of the deblocking (JPEG among what hides tone, agent.policy.HIDDEN_BY) and, once that cautious
     # dose is better, at the dose it reads: 16.3 -> 20.4 dB, where the deblocked photo came back hazy.
     from PIL import Image
 
@@ -877,7 +878,7 @@ def test_a_hazy_landscape_saved_as_jpeg_is_dehazed_once_deblocked(monkeypatch):
     chosen = trace.attempts[trace.chosen_attempt]
     assert chosen.source == 0 and chosen.plan.kinds == ["haze"] and chosen.plan.strengths["haze"] == 1.0
     assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(img)) + 3
-    monkeypatch.setattr("agent.policy.HIDE_TONE", frozenset({"noise", "rain"}))
+    monkeypatch.setitem(policy.HIDDEN_BY, "jpeg", frozenset())
     deblocked, _ = restore_image(img)
     assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(deblocked)) + 3
 
@@ -885,7 +886,7 @@ def test_a_hazy_landscape_saved_as_jpeg_is_dehazed_once_deblocked(monkeypatch):
 def test_a_defocused_haze_read_as_blur_alone_is_dehazed_once_deblurred(monkeypatch):
     # MiO's defocus then haze on a motorcycle crop: a defocus raises the dark channel of clean photos as haze does, so
     # the classifier discounts it on a blurred image and reads blur alone. Deblurred, the haze reads (blur among what
-    # hides haze, agent.policy.HIDE_HAZE_ONLY); dehazed on top, then tried at its read dose (agent.policy.HIDE_HAZE):
+    # hides haze, agent.policy.HIDDEN_BY); dehazed on top, then tried at its read dose (DOSED_ON_TOP_OF):
     # 13.1 -> 19.6 dB, where the deblurred crop came back hazy at 13.6.
     def eight_bit(img):  # quantised after every step, as MiO's synthesis does
         return (np.rint(np.clip(img, 0, 1) * 255) / 255).astype(np.float32)
@@ -899,7 +900,7 @@ def test_a_defocused_haze_read_as_blur_alone_is_dehazed_once_deblurred(monkeypat
     assert chosen.source == 0 and chosen.plan.kinds == ["haze"]
     assert [a.plan.strengths.get("haze") for a in trace.attempts if a.source == 0][-1] == 1.0  # taken to its dose
     assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(img)) + 5
-    monkeypatch.setattr("agent.policy.HIDE_HAZE_ONLY", frozenset())
+    monkeypatch.setitem(policy.HIDDEN_BY, "blur", frozenset())
     deblurred, _ = restore_image(img)
     assert psnr(to_uint8(clean), to_uint8(out)) > psnr(to_uint8(clean), to_uint8(deblurred)) + 4
 
@@ -1137,13 +1138,13 @@ def test_a_photo_whose_tone_range_was_compressed_is_brightened(monkeypatch):
     assert trace.decision == "accepted" and sorted(chosen.plan.kinds) == ["jpeg", "low_light"]
     assert psnr(to_uint8(clean), to_uint8(out)) > before + 8
     # without the range the darkening shows once the JPEG is deblocked, and is brightened on top of it (JPEG hides
-    # tone: agent.policy.HIDE_TONE); without either, the photo came back dark
+    # tone: agent.policy.HIDDEN_BY); without either, the photo came back dark
     monkeypatch.setattr(backend, "COMPRESSED_TOP", 0.0)
     out, trace = restore_image(img)
     chosen = trace.attempts[trace.chosen_attempt]
     assert chosen.rule == "revealed" and chosen.plan.kinds == ["low_light"]
     assert psnr(to_uint8(clean), to_uint8(out)) > before + 8
-    monkeypatch.setattr("agent.policy.HIDE_TONE", frozenset({"noise", "rain"}))
+    monkeypatch.setitem(policy.HIDDEN_BY, "jpeg", frozenset())
     out, trace = restore_image(img)
     assert "low_light" not in trace.attempts[trace.chosen_attempt].plan.kinds
     assert psnr(to_uint8(clean), to_uint8(out)) < before + 1

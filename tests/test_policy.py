@@ -423,7 +423,7 @@ def test_revealed_kinds_are_restored_once():
     assert revealed_kinds(record(low_light=0.6), [bright], bright) == frozenset()
     sharp = attempt(0, "better", {"low_light": 0.4}, strengths={"blur": 1.0})
     assert revealed_kinds(INPUT, [sharp], sharp) == frozenset()
-    # a defocus hides haze, not darkness (agent.policy.HIDE_HAZE_ONLY)
+    # a defocus hides haze, not darkness (agent.policy.HIDDEN_BY)
     veiled = attempt(0, "better", {"low_light": 0.4, "haze": 0.4}, strengths={"blur": 1.0})
     assert revealed_kinds(INPUT, [veiled], veiled) == frozenset({"haze"})
     assert lineage_kinds([first, second], 1) == {"noise", "low_light"}

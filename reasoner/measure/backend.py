@@ -389,12 +389,8 @@ class MeasureReasoner:
         comb = read_tone_comb(rgb)
         if comb is None:
             return degradations, {}
-        factors = {"exposure": comb.exposure, "gamma": comb.gamma}
-        severity = max(KINDS["low_light"].severity_of(factors), LEVEL_THRESHOLDS[0])
         before = next((d for d in degradations if d.kind == "low_light"), None)
-        presence = max(COMB_CONFIDENCE, before.confidence if before else 0.0)
-        entry = make_degradation("low_light", rounded(severity), rounded(presence), digits={"exposure": 3, "gamma": 3},
-                                 **factors)  # fmt: skip
+        entry = low_light_at(comb.exposure, comb.gamma, max(COMB_CONFIDENCE, before.confidence if before else 0.0))
         kept = sorted([*(d for d in degradations if d.kind != "low_light"), entry], key=lambda d: KINDS[d.kind].order)
         said = "the classifier's split of it replaced" if before else "the classifier's presence alone was lower"
         return kept, {"low_light": f"{comb.sentence()}: under-exposed (severity {entry.severity:.2f}; {said})."}
@@ -445,10 +441,7 @@ class MeasureReasoner:
         # under noise the exposure is held towards the denoised copy's brightest percent, the low one that was read
         entry = self._entry_at_presence("low_light", feats, view if under_noise else rgb, CLIPPED_CONFIDENCE)
         if under_noise and how == "compressed":  # a linear squash: the noisy image's curvature is the noise's
-            factors = {"exposure": entry.factors.exposure, "gamma": 1.0}
-            severity = max(KINDS["low_light"].severity_of(factors), LEVEL_THRESHOLDS[0])
-            entry = make_degradation("low_light", rounded(severity), entry.confidence,
-                                     digits={"exposure": 3, "gamma": 3}, **factors)  # fmt: skip
+            entry = low_light_at(entry.factors.exposure, 1.0, entry.confidence)
         kept = sorted([*degradations, entry], key=lambda d: KINDS[d.kind].order)
         why = f"{said}, under-exposed (severity {entry.severity:.2f}; the classifier's presence alone was lower)."
         return kept, {"low_light": why}
@@ -601,6 +594,18 @@ class MeasureReasoner:
         head = self.calibration.predict_factors(feats, kind)
         factors = blended_factors(kind, rounded(regressed), prob[kind], feats, head)
         return ENTRIES[kind](Reading(kind, s, rounded(prob[kind]), factors, prob, feats, rgb))
+
+
+def low_light_at(exposure: float, gamma: float, presence: float) -> Degradation:
+    """A low-light entry with the curve measured outside the factor head: severity as the factors imply, at least mild.
+
+    >>> low_light_at(0.45, 1.0, 0.75).factors.gamma
+    1.0
+    """
+    factors = {"exposure": exposure, "gamma": gamma}
+    severity = max(KINDS["low_light"].severity_of(factors), LEVEL_THRESHOLDS[0])
+    return make_degradation("low_light", rounded(severity), rounded(presence), digits={"exposure": 3, "gamma": 3},
+                            **factors)  # fmt: skip
 
 
 class ToneRange(NamedTuple):
