@@ -95,6 +95,21 @@ def test_small_images_are_not_measured():
     assert motion_length(np.zeros((100, 100)), 0.0) is None
 
 
+@pytest.mark.parametrize(
+    ("photo", "length", "angle"),
+    [("camera", 20.0, 80.0), ("astronaut", 16.0, 45.0), ("chelsea", 18.0, 120.0), ("rocket", 14.0, 150.0)],
+)
+def test_a_reported_motion_on_a_small_crop_is_measured(photo, length, angle):
+    # A 256 px crop's profile is averaged over few tiles, and its dips stayed under MIN_DIP_MOTION: the factor head's
+    # length was used instead, 15 px for a 20 px shake of the cameraman, 6.8 for 14 on the rocket
+    from reasoner import load_reasoner
+
+    img = np.round(apply(_crop(photo, 256), [MotionBlurParams(length, angle)]) * 255) / 255
+    record = load_reasoner("measure").diagnose(img.astype(np.float32))
+    motion = [d for d in record.detected() if d.kind == "motion_blur"]
+    assert motion and motion[0].factors.length == pytest.approx(length, rel=0.06)
+
+
 @pytest.mark.parametrize("quality", [80, 30])
 @pytest.mark.parametrize(("photo", "length", "angle"), [("camera", 11.0, 0.0), ("motorcycle_right", 14.0, 30.0)])
 def test_a_shaken_jpeg_is_measured_not_read_off_its_blocks(photo, quality, length, angle):

@@ -194,9 +194,8 @@ def _motion_blur(r: Reading) -> Degradation:
     # Motion removes spectral energy along its direction; frequency angle == motion angle. (make_degradation wraps the
     # angle into [0, 180) after rounding: 179.96 is stored as 0.0.)
     angle = r.stats["orient_min_angle"] % 180
-    # JPEG's quantisation fills the spectral dips: on a JPEG a shallower one is still measured
-    min_dip = psf.MIN_DIP_MOTION if _quality_read(r) is None else psf.MIN_DIP_MOTION_JPEG
-    seen = psf.motion_length(_luma(r.rgb, PSF_MAX_PIXELS), angle, min_dip=min_dip)
+    # motion is reported: shallow dips still say where the zeros are (psf.MIN_DIP_MOTION_REPORTED)
+    seen = psf.motion_length(_luma(r.rgb, PSF_MAX_PIXELS), angle, min_dip=psf.MIN_DIP_MOTION_REPORTED)
     length = seen[0] if seen is not None else clip(r.factors["length"], 2.0, 500.0)
     return r.entry(length=length, angle=angle)
 
