@@ -77,9 +77,14 @@ def table(gains: dict[str, float], pairs: list[list[str]], other: dict[str, floa
     extra = ("vs other", "moved up / down") if other else ()
     for col in ("split", "pair", "crops", "gain summed", "harmed", *extra):
         t.add_column(col, justify="left" if col in ("split", "pair") else "right")
+    joined = ["+".join(p) for p in pairs]
+
+    def pair_of(name: str) -> str | None:  # the longest pair the name ends with ("blur" is a suffix of "motion_blur")
+        return max((p for p in joined if name.endswith(f"_{p}")), key=len, default=None)
+
     for split in SEEDS:
-        for pair in ("+".join(p) for p in pairs):
-            names = [k for k in gains if k.startswith(f"{split}_") and k.endswith(f"_{pair}")]
+        for pair in joined:
+            names = [k for k in gains if k.startswith(f"{split}_") and pair_of(k) == pair]
             row = [split, pair, str(len(names)), f"{sum(gains[k] for k in names):+.2f}",
                    str(sum(gains[k] < HARM_DB for k in names))]  # fmt: skip
             if other:

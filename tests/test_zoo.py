@@ -524,3 +524,15 @@ def test_a_photos_stored_jpeg_quality_is_read_off_its_tables(protocols, tmp_path
     img.save(tmp_path / "a.png")
     assert protocols.stored_jpeg_quality(tmp_path / "a.jpg") == quality
     assert protocols.stored_jpeg_quality(tmp_path / "a.png") is None
+
+
+def test_zoo_crops_counts_each_crop_under_its_own_pair_only():
+    # "blur" is a suffix of "motion_blur": the table once counted every shaken crop under the blur row too
+    spec = importlib.util.spec_from_file_location("bench_zoo_crops", ROOT / "bench" / "zoo_crops.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    gains = {"held_0_camera_motion_blur": -1.0, "held_1_coffee_blur": 2.0, "held_2_sklearn_china_blur+jpeg": 0.5}
+    rows = module.table(gains, [["motion_blur"], ["blur"], ["blur", "jpeg"]], None).columns
+    pairs, crops, summed = (list(rows[i].cells) for i in (1, 2, 3))
+    held = dict(zip(pairs[:3], zip(crops[:3], summed[:3], strict=True), strict=True))
+    assert held == {"motion_blur": ("1", "-1.00"), "blur": ("1", "+2.00"), "blur+jpeg": ("1", "+0.50")}
