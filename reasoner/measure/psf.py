@@ -9,6 +9,8 @@ inferred from a severity. The dips are only trusted when they line up with a can
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 from scipy.ndimage import map_coordinates, median_filter
 
@@ -44,7 +46,8 @@ MIN_DIP_MOTION_REPORTED = 0.6
 #: On 540 crops of the calibration and held-out photos (the own model's disks and imagecorruptions' soft disks, as PNG
 #: and JPEG q92 and q75, and clean ones): 12 readings moved, each from about half the true radius to within 3% of it;
 #: none moved away from it, and a disk is reported exactly where it was before (the share alone, without the first
-#: ring's dip, read a soft disk of 6.1 as 16.2 and a disk of 7.5 as 13.9).
+#: ring's dip, read a soft disk of 6.1 as 16.2 and a disk of 7.5 as 13.9). The same share takes a longer motion
+#: whose zeros include a shorter one's (:func:`motion_length`).
 HARMONIC_SHARE = 0.8
 
 
@@ -124,15 +127,15 @@ def defocus_radius(luma: np.ndarray, lo: float = 1.0, hi: float = 16.0) -> tuple
     top = float(scores[best])
     if top < MIN_DIP_DISK:
         return None
-    # A larger disk's later zeros fall where a smaller one's first zeros do: take the largest disk of which the best
-    # is a harmonic that explains the dips nearly as well (see HARMONIC_SHARE).
-    for ratio in _J1_ZEROS[2:0:-1] / _J1_ZEROS[0]:
-        if radii[best] * ratio <= hi:
-            near = max((radii[best] * ratio * k for k in np.linspace(0.96, 1.04, 17)), key=depth)
-            first = _J1_ZEROS[0] / (2 * np.pi * near)
-            if depth(near) >= HARMONIC_SHARE * top and np.interp(first, centres, res) <= -MIN_DIP_DISK:
-                return float(near), float(depth(near))
-    return float(radii[best]), top
+
+    # A larger disk's second and third rings fall where this one's first and second do (see HARMONIC_SHARE); its own
+    # first ring, inside this disk's main lobe, must be a dip too.
+    def first_ring_dips(rad: float) -> bool:
+        return np.interp(_J1_ZEROS[0] / (2 * np.pi * rad), centres, res) <= -MIN_DIP_DISK
+
+    larger = _sharing_zeros(float(radii[best]), _J1_ZEROS[2:0:-1] / _J1_ZEROS[0], depth, top, hi, 0.04, 17,
+                            first_ring_dips)  # fmt: skip
+    return (larger, depth(larger)) if larger is not None else (float(radii[best]), top)
 
 
 def motion_length(
@@ -176,9 +179,28 @@ def motion_length(
     # Every zero of L/m is a zero of L: a long motion can look like a short one whose zeros it shares. Take the
     # longest multiple that explains the dips nearly as well (a true short motion's multiples put half their zeros
     # on lobes and score far lower).
-    for m in range(6, 1, -1):
-        if best * m <= hi:
-            near = max((best * m * f for f in np.linspace(0.97, 1.03, 13)), key=score)
-            if score(near) >= 0.8 * top:
-                return float(near), score(near)
-    return best, top
+    longer = _sharing_zeros(best, range(6, 1, -1), score, top, hi, 0.03, 13)
+    return (longer, score(longer)) if longer is not None else (best, top)
+
+
+def _sharing_zeros(
+    best: float,
+    ratios: Iterable[float],
+    depth: Callable[[float], float],
+    top: float,
+    hi: float,
+    spread: float,
+    points: int,
+    also: Callable[[float], bool] = lambda size: True,
+) -> float | None:
+    """The largest kernel ``best * ratio`` (``ratios`` largest first, up to ``hi``) whose zeros include ``best``'s.
+
+    Each is refined over ``points`` sizes within ``spread`` of it, and taken when its ``depth`` is at least
+    :data:`HARMONIC_SHARE` of ``top`` (``best``'s) and ``also`` holds for it; None when none is.
+    """
+    for ratio in ratios:
+        if best * ratio <= hi:
+            near = max((best * ratio * k for k in np.linspace(1 - spread, 1 + spread, points)), key=depth)
+            if depth(near) >= HARMONIC_SHARE * top and also(near):
+                return float(near)
+    return None
