@@ -63,6 +63,17 @@ def test_noise_sigma_factor(measure, photo, sigma):
     assert entry.factors.sigma == pytest.approx(sigma, rel=0.35)
 
 
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "motorcycle_right"])
+def test_strong_noise_clipped_at_black_and_white_is_read_at_its_std(measure, name):
+    # PromptIR's sigma 50: Gaussian noise clipped to 8 bits. The darkest and brightest blocks lose part of their noise
+    # to the clipping and are the quietest, so the factor head read 39.9, 43.1 and 42.4 on these crops (now 47.7, 47.9
+    # and 48.0: features.unclipped_noise_sigma).
+    clean = load_photo(name)[:256, :256].astype(np.float64) * 255.0
+    noisy = np.clip(np.round(clean + np.random.default_rng(8).normal(0.0, 50.0, clean.shape)), 0, 255) / 255.0
+    entry = next(d for d in measure.diagnose(noisy.astype(np.float32)).degradations if d.kind == "noise")
+    assert entry.factors.sigma == pytest.approx(50.0, rel=0.1)
+
+
 @pytest.mark.parametrize("quality", [20, 50, 85])
 def test_jpeg_quality_factor(measure, photo, quality):
     rec = measure.diagnose(D.apply(photo, [D.JpegParams(quality=quality)]))
