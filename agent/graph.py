@@ -30,7 +30,9 @@ from agent.state import Context, RestoreState
 from agent.trace import AttemptTrace, FullSizeTrace, QualityTrace, ReviewTrace, Trace
 from reasoner.common import as_rgb_float, one_line
 from reasoner.imageio import from_array, load_image
+from reasoner.measure import psf
 from reasoner.measure.backend import tone_range_shifted
+from reasoner.measure.entries import psf_luma
 from reasoner.registry import read_output
 from reasoner.schema import KINDS, DiagnosisRecord, combined_severity
 from reasoner.tone_comb import read_tone_comb
@@ -378,6 +380,21 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     return {**update, "attempts": [*state.attempts, attempt], "pending": None}
 
 
+def _motion_confirmed(inp: np.ndarray, plan, attempts, source: int | None) -> bool:
+    """Whether ``inp``'s spectrum shows the zero lines of the motion kernel that ``plan`` or its lineage deconvolves.
+
+    :func:`reasoner.measure.psf.confirms_motion` on the input's luma (:func:`reasoner.measure.entries.psf_luma`).
+    """
+    plans = [plan]
+    while source is not None:
+        plans.append(attempts[source].plan)
+        source = attempts[source].source
+    op = next((op for p in plans for op in p.operations if op.kind == "motion_blur"), None)
+    if op is None or "length" not in op.params or "angle" not in op.params:
+        return False
+    return psf.confirms_motion(psf_luma(inp), float(op.params["length"]), float(op.params["angle"]))
+
+
 def _noise_sigma(record) -> float | None:
     """The diagnosed noise sigma (0-255) of ``record``, or None."""
     return next((d.factors.sigma for d in record.degradations if d.kind == "noise"), None)
@@ -431,9 +448,10 @@ def _judge(ctx: Context, inp: np.ndarray, out: np.ndarray, plan, stats: dict | N
     if quality is not None and quality.gain_db is not None:
         shifted = "low_light" in kinds and tone_range_shifted(inp, diagnosed)
         combed = "low_light" in kinds and read_tone_comb(inp) is not None
+        confirmed = "motion_blur" in kinds and _motion_confirmed(inp, plan, attempts, source)
         verdict, reason = policy.judge_quality(structure, quality, ctx.settings, why_not, kinds, strengths,
                                                policy.disk_plan(plan), stats.get("lum_mean"), shifted,
-                                               combed)  # fmt: skip
+                                               combed, confirmed)  # fmt: skip
     else:
         verdict, reason = policy.judge(structure, source_overall, rec.overall_severity, ctx.settings, kinds)
     return rec, structure, quality, verdict, reason

@@ -142,6 +142,7 @@ def outcome(trace: Trace) -> Outcome:
         COMB_BRIGHTENED,
         DEHAZED,
         DISK_DEBLURRED,
+        MOTION_DEBLURRED,
         SHIFTED_BRIGHTENED,
         brightened_at_dose,
         deblurred_at_dose,
@@ -213,6 +214,10 @@ def outcome(trace: Trace) -> Outcome:
             line += (" It deblurred a defocus disk the diagnosis was sure of, at its own dose with no ghosts or new "
                      "texture found; the scorer underrates such deblurrings, and its estimate here is not a loss "
                      "to trust.")  # fmt: skip
+        elif chosen.verdict == "better" and MOTION_DEBLURRED in chosen.reason:
+            line += (" It deconvolved, at its own dose with no artefact found, a straight motion whose zero lines the "
+                     "photo's spectrum shows at the diagnosed length; the scorer underrates such deblurrings, and "
+                     "its estimate here is not a loss to trust.")  # fmt: skip
         elif chosen.verdict == "better" and DEHAZED in chosen.reason:
             line += (" It dehazed at its own dose a frame dark enough for the dark-channel prior, with no artefact "
                      "found; the scorer tends to underrate dehazing.")  # fmt: skip

@@ -183,6 +183,27 @@ def motion_length(
     return (longer, score(longer)) if longer is not None else (best, top)
 
 
+#: How near (share of the length) a reading of the spectrum's zeros must come to a motion's length to confirm it.
+CONFIRM_SHARE = 0.1
+
+
+def confirms_motion(luma: np.ndarray, length: float, angle: float) -> bool:
+    """Whether the spectrum of ``luma`` shows a linear motion's zero lines where ``length`` along ``angle`` puts them.
+
+    Read as for a reported motion (:data:`MIN_DIP_MOTION_REPORTED`): the measured length within
+    :data:`CONFIRM_SHARE` of ``length``. A straight stroke's zeros are sharp; a one-sided fading trail or a curled
+    camera shake has none to read, so its kernel, whatever its length, is not confirmed.
+
+    >>> from scipy.ndimage import gaussian_filter, uniform_filter1d
+    >>> sharp = gaussian_filter(np.random.default_rng(0).random((256, 256)), 1.0)
+    >>> stroke = uniform_filter1d(sharp, 12, axis=1, mode="wrap")  # a 12 px horizontal stroke
+    >>> confirms_motion(stroke, 12.0, 0.0), confirms_motion(stroke, 20.0, 0.0), confirms_motion(sharp, 12.0, 0.0)
+    (True, False, False)
+    """
+    seen = motion_length(luma, angle, min_dip=MIN_DIP_MOTION_REPORTED)
+    return seen is not None and abs(seen[0] - float(length)) <= CONFIRM_SHARE * float(length)
+
+
 def _sharing_zeros(
     best: float,
     ratios: Iterable[float],
