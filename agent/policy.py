@@ -335,7 +335,7 @@ def judge_quality(
     overruled = implausible == NOT_HAZE and "noise" in kinds and clean_estimate_above(quality, NOT_HAZE_OVERRULED_DB)
     if implausible and not overruled:
         return "worse", f"{implausible}; {said}"
-    gated = unsure_motion(quality, kinds, s, motion_confirmed)
+    gated = not motion_confirmed and unsure_motion(quality, kinds, s)
     if (assured := assured_gain(quality, kinds, s)) > s.quality_margin_db and not gated:
         if gain - gain_z(quality, s) * spread <= s.quality_margin_db:  # the signed-log bound decided: say so
             said += f"; the ensemble agrees on at least {assured:+.1f} dB"
@@ -930,7 +930,7 @@ def error_floor(quality: QualityTrace, settings: Settings) -> float | None:
     return None if quality.uncertainty_db is None else settings.quality_likely_k * float(quality.uncertainty_db)
 
 
-def unsure_motion(quality: QualityTrace, kinds: Iterable[str], settings: Settings, confirmed: bool = False) -> bool:
+def unsure_motion(quality: QualityTrace, kinds: Iterable[str], settings: Settings) -> bool:
     """Whether a plan that deconvolves motion (and restores no tone) is estimated within half its own error.
 
     A motion deconvolution's estimate rises with its sharpening, not with how right its kernel was: the line PSF
@@ -950,9 +950,9 @@ def unsure_motion(quality: QualityTrace, kinds: Iterable[str], settings: Setting
     not used to choose it (every zoo motion model, alone or with noise and JPEG, 90 a split): calibration photos
     +0.2 (5 moved, 2 up; harmed 4 -> 2), held-out photos +0.7 (2 moved, both up; harmed 2 -> 1).
 
-    A kernel the input's spectrum ``confirmed`` (its zero lines where the plan's length puts them,
-    :func:`reasoner.measure.psf.confirms_motion`) is a straight stroke of that length, the kernel the deconvolution
-    assumes, and is spared. Over the protocols' seeds 0-7 the gate held back 34 motion plans (with JPEG or alone)
+    :func:`judge_quality` does not ask it of a kernel the input's spectrum confirmed (its zero lines where the plan's
+    length puts them, :func:`reasoner.measure.psf.confirms_motion`): a straight stroke of that length, the kernel the
+    deconvolution assumes. Over the protocols' seeds 0-7 the gate held back 34 motion plans (with JPEG or alone)
     estimated above +0.3 dB but within half their error: the 10 whose kernel the spectrum confirmed were truly -0.22
     to +2.37 dB (+13.5 summed: the own model's straight strokes, and a held-out shake read at a third of its length,
     -0.22); the 24 it did not, -0.74 to +0.11 (MiO's kernels and the held-out trail and shake, mostly under JPEG, and
@@ -964,13 +964,9 @@ def unsure_motion(quality: QualityTrace, kinds: Iterable[str], settings: Setting
     >>> unsure_motion(q.model_copy(update={"gain_db": 1.34}), ["motion_blur"], Settings()), unsure_motion(q, ["blur"],
     ...                                                                                              Settings())
     (False, False)
-    >>> unsure_motion(q, ["motion_blur"], Settings(), confirmed=True)
-    False
     """
     kinds = frozenset(kinds)
-    if confirmed or "motion_blur" not in kinds or kinds & REVEALABLE:
-        return False
-    if (floor := error_floor(quality, settings)) is None:
+    if "motion_blur" not in kinds or kinds & REVEALABLE or (floor := error_floor(quality, settings)) is None:
         return False
     return float(quality.gain_db) <= floor
 

@@ -1218,7 +1218,7 @@ def test_a_fading_motion_trail_is_not_returned_deconvolved_on_an_estimate_within
     assert deblurred and all(a.verdict != "better" for a in deblurred)
     assert any(agent.policy.MOTION_UNSURE in a.reason for a in deblurred)  # the trace says why it stayed unsure
     assert psnr(to_uint8(clean), to_uint8(out)) > before - 0.05
-    monkeypatch.setattr(agent.policy, "unsure_motion", lambda quality, kinds, settings, confirmed=False: False)
+    monkeypatch.setattr(agent.policy, "unsure_motion", lambda quality, kinds, settings: False)
     assert psnr(to_uint8(clean), to_uint8(restore_image(img)[0])) < before - 0.5
 
 
