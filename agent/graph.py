@@ -28,7 +28,7 @@ from agent import crops, policy
 from agent.policy import Final, holds, record_of
 from agent.state import Context, RestoreState
 from agent.trace import AttemptTrace, FullSizeTrace, QualityTrace, ReviewTrace, Trace
-from reasoner.common import as_rgb_float, content_key, one_line, remembered
+from reasoner.common import as_rgb_float, one_line
 from reasoner.imageio import from_array, load_image
 from reasoner.measure import psf
 from reasoner.measure.backend import tone_range_shifted
@@ -380,11 +380,6 @@ def rescore(state: RestoreState, ctx: Context) -> dict:
     return {**update, "attempts": [*state.attempts, attempt], "pending": None}
 
 
-#: The last few inputs' :func:`_motion_confirmed` answers, by content and kernel: every motion attempt at an input
-#: asks the same (a 2048 px spectrum costs about half a second).
-_CONFIRMED: dict[tuple, bool] = {}
-
-
 def _motion_confirmed(inp: np.ndarray, plan, attempts, source: int | None) -> bool:
     """Whether ``inp``'s spectrum shows the zero lines of the motion kernel that ``plan`` or its lineage deconvolves.
 
@@ -397,9 +392,7 @@ def _motion_confirmed(inp: np.ndarray, plan, attempts, source: int | None) -> bo
     op = next((op for p in plans for op in p.operations if op.kind == "motion_blur"), None)
     if op is None or "length" not in op.params or "angle" not in op.params:
         return False
-    length, angle = float(op.params["length"]), float(op.params["angle"])
-    luma = psf_luma(inp)
-    return remembered(_CONFIRMED, content_key(luma, length, angle), lambda: psf.confirms_motion(luma, length, angle))
+    return psf.confirms_motion(psf_luma(inp), float(op.params["length"]), float(op.params["angle"]))
 
 
 def _noise_sigma(record) -> float | None:

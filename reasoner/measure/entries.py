@@ -210,7 +210,9 @@ def _blur(r: Reading) -> Degradation:
 def _motion_blur(r: Reading) -> Degradation:
     # Motion removes spectral energy along its direction; frequency angle == motion angle. (make_degradation wraps the
     # angle into [0, 180) after rounding: 179.96 is stored as 0.0.)
-    angle = r.stats["orient_min_angle"] % 180
+    # Measured at the angle as reported, so the agent's check of the plan's kernel (psf.confirms_motion) reads the
+    # same spectrum profile, remembered.
+    angle = round(r.stats["orient_min_angle"] % 180, FACTOR_DIGITS["angle"]) % 180
     # motion is reported: shallow dips still say where the zeros are (psf.MIN_DIP_MOTION_REPORTED)
     seen = psf.motion_length(psf_luma(r.rgb), angle, min_dip=psf.MIN_DIP_MOTION_REPORTED)
     length = seen[0] if seen is not None else clip(r.factors["length"], 2.0, 500.0)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from scipy.ndimage import map_coordinates, median_filter
 
+from reasoner.common import content_key, remembered
+
 #: First zeros of the Bessel function J1 (the defocus disk's spectral zeros in units of 2 pi R f).
 _J1_ZEROS = np.array([3.8317, 7.0156, 10.1735, 13.3237, 16.4706, 19.6159])
 #: Frequencies above this (cycles/px) are ignored: aliasing, demosaicing and JPEG live there.
@@ -138,6 +140,11 @@ def defocus_radius(luma: np.ndarray, lo: float = 1.0, hi: float = 16.0) -> tuple
     return (larger, depth(larger)) if larger is not None else (float(radii[best]), top)
 
 
+#: The last few :func:`motion_length` readings, by the luma's content and the arguments: the diagnosis reads a
+#: reported motion's length and the agent asks again whether its input shows it (:func:`confirms_motion`).
+_READINGS: dict[tuple, tuple[float, float] | None] = {}
+
+
 def motion_length(
     luma: np.ndarray, angle: float, lo: float = 3.0, hi: float = 60.0, min_dip: float = MIN_DIP_MOTION
 ) -> tuple[float, float] | None:
@@ -152,6 +159,11 @@ def motion_length(
             reported).
 
     """
+    key = content_key(luma, float(angle), float(lo), float(hi), float(min_dip))
+    return remembered(_READINGS, key, lambda: _motion_length(luma, angle, lo, hi, min_dip), kept=16)
+
+
+def _motion_length(luma: np.ndarray, angle: float, lo: float, hi: float, min_dip: float) -> tuple[float, float] | None:
     lp = _log_power(np.asarray(luma, np.float64))
     if lp.size == 0:
         return None
