@@ -20,7 +20,7 @@ from reasoner.common import brightness_quantile
 from reasoner.kinds import KINDS, check_table
 from reasoner.measure import psf
 from reasoner.measure.calibration import FACTOR_TARGETS, from_target, to_target
-from reasoner.measure.features import unclipped_noise_sigma
+from reasoner.measure.features import local_crop, unclipped_noise_sigma
 from reasoner.schema import Degradation, make_degradation
 from reasoner.severity import low_light_gain_for
 
@@ -61,18 +61,13 @@ def clip(x: float, lo: float, hi: float) -> float:
 PSF_MAX_PIXELS = 2048 * 2048
 
 
-def centre_crop(rgb: np.ndarray, max_pixels: int | None = None) -> np.ndarray:
-    """``rgb``, or its central square of at most ``max_pixels`` (on the 8 px grid) when it is larger."""
+def _luma(rgb: np.ndarray, max_pixels: int | None = None) -> np.ndarray:
     if max_pixels is not None and rgb.shape[0] * rgb.shape[1] > max_pixels:
         side = int(max_pixels**0.5) // 8 * 8
         h, w = rgb.shape[:2]
         y0, x0 = max(0, (h - side) // 2) // 8 * 8, max(0, (w - side) // 2) // 8 * 8
         rgb = rgb[y0 : y0 + side, x0 : x0 + side]
-    return rgb
-
-
-def _luma(rgb: np.ndarray, max_pixels: int | None = None) -> np.ndarray:
-    return centre_crop(rgb, max_pixels) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def psf_luma(rgb: np.ndarray) -> np.ndarray:
@@ -191,7 +186,7 @@ def _noise(r: Reading) -> Degradation:
     # signal-dependent noise's quietest blocks are its darkest, below its std at mid-grey).
     model = "poisson_gaussian" if r.prob.get("noise_poisson", 0.0) >= 0.5 else "gaussian"
     sigma = r.factors["sigma"]
-    seen = unclipped_noise_sigma(centre_crop(r.rgb, PSF_MAX_PIXELS) * 255.0, sigma)
+    seen = unclipped_noise_sigma(local_crop(r.rgb) * 255.0, sigma)  # where the head's noise statistics are read
     sigma = sigma if seen is None else max(sigma, seen)
     return r.entry(sigma=clip(sigma, 0.5, 255.0), model=model)
 
